@@ -1,0 +1,534 @@
+//! The CertCentral Services API client: `status-changes` (with pages) and
+//! cancelling an order.
+//!
+//! Every request goes through the shared [`Pacer`]; transient failures
+//! (network, timeouts, 408, 429, 5xx, garbled answers) are retried with
+//! backoff, honouring `Retry-After`; permanent ones (401, 403,
+//! `time_frame_too_long`, ...) are returned at once with the API's own code.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use reqwest::StatusCode;
+use reqwest::header::{HeaderValue, RETRY_AFTER};
+
+use crate::backoff;
+use crate::config::{DigicertConfig, Secret};
+use crate::metrics::Metrics;
+use crate::pacer::Pacer;
+use crate::store::OrderChange;
+use crate::window::{RelativeSpan, Window, filter_value};
+
+pub mod answer;
+
+use answer::{Answer, ErrorBody};
+
+/// `request_limit_exceeded` without `Retry-After` backs off from here.
+pub const RATE_LIMIT_BACKOFF: Duration = Duration::from_secs(5);
+/// Pages of one window beyond this are refused as a runaway answer.
+const MAX_PAGES: u32 = 10_000;
+/// How much of an unexpected body is kept for an error message.
+const SNIPPET: usize = 200;
+
+/// A failed CertCentral request.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    #[error("cannot reach {url}: {detail}")]
+    Network { url: String, detail: String },
+    #[error("no complete answer from {url} within {}", humantime::format_duration(*.timeout))]
+    Timeout { url: String, timeout: Duration },
+    #[error("{url} answered HTTP {status}: {code}: {message}")]
+    Api {
+        url: String,
+        status: u16,
+        code: String,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    #[error(
+        "{url} answered HTTP {status} with something that is not a CertCentral answer: {detail}"
+    )]
+    Malformed {
+        url: String,
+        status: u16,
+        detail: String,
+    },
+    #[error("the answer from {url} is larger than max_response_size ({limit} bytes)")]
+    TooLarge { url: String, limit: u64 },
+    #[error(
+        "{url} redirected to another host ({location}); not followed, since the API key would go with it"
+    )]
+    Redirected { url: String, location: String },
+}
+
+impl ApiError {
+    /// A short code for logs and the `orderwatch_api_errors_total` metric: the
+    /// API's own code when it sent one.
+    pub fn code(&self) -> String {
+        match self {
+            ApiError::Network { .. } => "network".into(),
+            ApiError::Timeout { .. } => "timeout".into(),
+            ApiError::Api { code, .. } => code.clone(),
+            ApiError::Malformed { .. } => "malformed".into(),
+            ApiError::TooLarge { .. } => "too_large".into(),
+            ApiError::Redirected { .. } => "redirect".into(),
+        }
+    }
+
+    /// Worth retrying within the cycle?
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ApiError::Network { .. } | ApiError::Timeout { .. } | ApiError::Malformed { .. } => {
+                true
+            }
+            ApiError::Api { status, .. } => *status == 408 || *status == 429 || *status >= 500,
+            ApiError::TooLarge { .. } | ApiError::Redirected { .. } => false,
+        }
+    }
+
+    fn is_rate_limit(&self) -> bool {
+        matches!(self, ApiError::Api { status: 429, .. })
+            || matches!(self, ApiError::Api { code, .. } if code == "request_limit_exceeded")
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiError::Api { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// What one window's requests returned.
+#[derive(Debug)]
+pub struct Fetched {
+    pub orders: Vec<OrderChange>,
+    /// When the first request of the window was sent: for a relative window,
+    /// everything up to here has been asked for.
+    pub asked_at: DateTime<Utc>,
+    pub requests: u32,
+}
+
+/// The CertCentral client.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base_url: String,
+    api_key: Secret,
+    pacer: Arc<Pacer>,
+    tz: Tz,
+    timeout: Duration,
+    max_body: u64,
+    retries: u32,
+    retry_initial: Duration,
+    retry_max: Duration,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Installs the rustls crypto provider once per process (ring; no OpenSSL).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl Client {
+    pub fn new(
+        cfg: &DigicertConfig,
+        api_key: Secret,
+        pacer: Arc<Pacer>,
+    ) -> Result<Client, ApiError> {
+        install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("orderwatch/", env!("CARGO_PKG_VERSION")))
+            // Redirects are refused: X-DC-DEVKEY is a custom header, which
+            // HTTP clients carry across hosts on redirect.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| ApiError::Network {
+                url: cfg.base_url.clone(),
+                detail: format!("cannot build the HTTP client: {e}"),
+            })?;
+        Ok(Client {
+            http,
+            base_url: cfg.base_url.clone(),
+            api_key,
+            pacer,
+            tz: cfg.timezone,
+            timeout: cfg.timeout,
+            max_body: cfg.max_response_bytes,
+            retries: cfg.retries,
+            retry_initial: cfg.retry_initial,
+            retry_max: cfg.retry_max,
+            metrics: None,
+        })
+    }
+
+    /// Counts failed requests in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Client {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    fn status_changes_url(&self) -> String {
+        format!("{}/order/certificate/status-changes", self.base_url)
+    }
+
+    /// Fetches every order of one window, following pages.
+    pub async fn status_changes(&self, window: &Window) -> Result<Fetched, ApiError> {
+        let url = self.status_changes_url();
+        let asked_at = Utc::now();
+        let mut orders = Vec::new();
+        let mut offset: u64 = 0;
+        let mut requests = 0;
+        loop {
+            let answer = self
+                .with_retries(|| {
+                    let mut query: Vec<(&'static str, String)> = match window {
+                        // Measured at send time, from a fixed start: later pages
+                        // and retries still reach back to `since`.
+                        Window::Relative { since } => {
+                            RelativeSpan::between(*since, Utc::now()).query()
+                        }
+                        Window::Absolute { start, end } => {
+                            vec![(
+                                "filters[status_last_updated]",
+                                filter_value(*start, *end, self.tz),
+                            )]
+                        }
+                    };
+                    if offset > 0 {
+                        query.push(("offset", offset.to_string()));
+                    }
+                    self.get_answer(&url, query)
+                })
+                .await?;
+            requests += 1;
+            let got = answer.orders.len() as u64;
+            orders.extend(answer.orders);
+            match answer.page {
+                Some(page) if got > 0 && page.offset + got < page.total => {
+                    if requests >= MAX_PAGES {
+                        return Err(ApiError::Malformed {
+                            url,
+                            status: 200,
+                            detail: format!("more than {MAX_PAGES} pages for one window"),
+                        });
+                    }
+                    offset = page.offset + got;
+                    tracing::debug!(offset, total = page.total, "fetching the next page");
+                }
+                _ => break,
+            }
+        }
+        Ok(Fetched {
+            orders,
+            asked_at,
+            requests,
+        })
+    }
+
+    /// Cancels a pending order. Not retried except after 429, so a cancel that
+    /// may have been applied is never sent twice.
+    pub async fn cancel(&self, order_id: u64, note: &str) -> Result<(), ApiError> {
+        let url = format!("{}/order/certificate/{order_id}/status", self.base_url);
+        let body = serde_json::json!({ "status": "CANCELED", "note": note }).to_string();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.pacer.acquire().await;
+            let sent = self
+                .http
+                .put(&url)
+                .header("X-DC-DEVKEY", self.key_header())
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone())
+                .send()
+                .await;
+            let err = match sent {
+                Err(e) => self.transport_error(&url, e),
+                Ok(resp) if resp.status().is_success() => return Ok(()),
+                Ok(resp) => self.error_answer(&url, resp).await,
+            };
+            self.count(&err);
+            if err.is_rate_limit() && attempt <= self.retries {
+                let delay = self.delay(&err, attempt);
+                self.pacer.back_off(delay);
+                tracing::warn!(%url, delay = %humantime::format_duration(delay), "rate limited; retrying the cancel");
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+            return Err(err);
+        }
+    }
+
+    fn key_header(&self) -> HeaderValue {
+        let mut v = HeaderValue::from_str(self.api_key.expose())
+            .unwrap_or_else(|_| HeaderValue::from_static("invalid-key"));
+        v.set_sensitive(true);
+        v
+    }
+
+    fn count(&self, err: &ApiError) {
+        if let Some(m) = &self.metrics {
+            m.api_error(&err.code());
+        }
+    }
+
+    fn delay(&self, err: &ApiError, attempt: u32) -> Duration {
+        let unit: f64 = rand::random();
+        if err.is_rate_limit() {
+            let initial = RATE_LIMIT_BACKOFF;
+            let base = backoff::exponential(initial, self.retry_max.max(initial), attempt);
+            return err.retry_after().unwrap_or(base);
+        }
+        backoff::next_delay(
+            self.retry_initial,
+            self.retry_max,
+            attempt,
+            err.retry_after(),
+            unit,
+        )
+    }
+
+    async fn with_retries<F, Fut>(&self, mut request: F) -> Result<Answer, ApiError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Answer, ApiError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.pacer.acquire().await;
+            if let Some(m) = &self.metrics {
+                m.beat();
+            }
+            match request().await {
+                Ok(a) => return Ok(a),
+                Err(err) => {
+                    self.count(&err);
+                    if !err.is_transient() || attempt > self.retries {
+                        return Err(err);
+                    }
+                    let delay = self.delay(&err, attempt);
+                    if err.is_rate_limit() {
+                        self.pacer.back_off(delay);
+                    }
+                    tracing::warn!(
+                        error = %err,
+                        code = %err.code(),
+                        attempt,
+                        retry_in = %humantime::format_duration(Duration::from_millis(delay.as_millis() as u64)),
+                        "CertCentral request failed; retrying"
+                    );
+                    self.sleep_beating(delay).await;
+                }
+            }
+        }
+    }
+
+    /// Sleeps, telling the watchdog every few seconds that this is a
+    /// deliberate wait (a long `Retry-After`), not a hang.
+    async fn sleep_beating(&self, total: Duration) {
+        let deadline = tokio::time::Instant::now() + total;
+        loop {
+            if let Some(m) = &self.metrics {
+                m.beat();
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            tokio::time::sleep(left.min(Duration::from_secs(5))).await;
+        }
+    }
+
+    async fn get_answer(
+        &self,
+        url: &str,
+        query: Vec<(&'static str, String)>,
+    ) -> Result<Answer, ApiError> {
+        // Written by hand, not form-encoded: the values are digits and
+        // `yyyy-MM-dd+HH:mm:ss` ranges, and the `+` must reach CertCentral
+        // exactly as its documentation writes it.
+        let query: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let full = format!("{url}?{}", query.join("&"));
+        let resp = self
+            .http
+            .get(&full)
+            .header("X-DC-DEVKEY", self.key_header())
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| self.transport_error(url, e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(self.error_answer(url, resp).await);
+        }
+        let body = self.read_body(url, resp).await?;
+        let answer = answer::parse(&body).map_err(|detail| ApiError::Malformed {
+            url: url.to_string(),
+            status: status.as_u16(),
+            detail,
+        })?;
+        if let Some((code, message)) = answer.error {
+            return Err(ApiError::Api {
+                url: url.to_string(),
+                status: status.as_u16(),
+                code,
+                message,
+                retry_after: None,
+            });
+        }
+        Ok(answer)
+    }
+
+    /// Reads the body, refusing it once it exceeds the configured cap.
+    async fn read_body(&self, url: &str, mut resp: reqwest::Response) -> Result<Vec<u8>, ApiError> {
+        let limit = self.max_body;
+        let too_large = || ApiError::TooLarge {
+            url: url.to_string(),
+            limit,
+        };
+        if resp.content_length().is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
+        let mut body =
+            Vec::with_capacity(resp.content_length().unwrap_or(16 * 1024).min(limit) as usize);
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| self.transport_error(url, e))?
+        {
+            if body.len() as u64 + chunk.len() as u64 > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    async fn error_answer(&self, url: &str, resp: reqwest::Response) -> ApiError {
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| backoff::parse_retry_after(v, SystemTime::now()));
+        if status.is_redirection() {
+            let location = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("no Location header")
+                .to_string();
+            return ApiError::Redirected {
+                url: url.to_string(),
+                location,
+            };
+        }
+        // Error bodies are small; read at most 64 KiB of them.
+        let body = read_prefix(resp, 64 * 1024).await;
+        match serde_json::from_slice::<ErrorBody>(&body) {
+            Ok(e) if !e.errors.is_empty() => {
+                let first = &e.errors[0];
+                ApiError::Api {
+                    url: url.to_string(),
+                    status: status.as_u16(),
+                    code: first.code.clone().unwrap_or_else(|| http_code(status)),
+                    message: first.message.clone().unwrap_or_default(),
+                    retry_after,
+                }
+            }
+            _ => ApiError::Api {
+                url: url.to_string(),
+                status: status.as_u16(),
+                code: http_code(status),
+                message: snippet(&body),
+                retry_after,
+            },
+        }
+    }
+
+    fn transport_error(&self, url: &str, e: reqwest::Error) -> ApiError {
+        if e.is_timeout() {
+            return ApiError::Timeout {
+                url: url.to_string(),
+                timeout: self.timeout,
+            };
+        }
+        if e.is_body() || e.is_decode() {
+            return ApiError::Malformed {
+                url: url.to_string(),
+                status: e.status().map_or(200, |s| s.as_u16()),
+                detail: format!("the answer broke off: {}", error_chain(&e)),
+            };
+        }
+        ApiError::Network {
+            url: url.to_string(),
+            detail: error_chain(&e),
+        }
+    }
+}
+
+fn http_code(status: StatusCode) -> String {
+    format!("http_{}", status.as_u16())
+}
+
+/// Reads up to `limit` bytes of a body, ignoring errors (it is only for messages).
+pub async fn read_prefix(mut resp: reqwest::Response, limit: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    while out.len() < limit {
+        match resp.chunk().await {
+            Ok(Some(c)) => out.extend_from_slice(&c[..c.len().min(limit - out.len())]),
+            _ => break,
+        }
+    }
+    out
+}
+
+/// The first bytes of a body, printable, for an error message.
+pub fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(SNIPPET)]);
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let flat = flat.trim().to_string();
+    if flat.is_empty() {
+        "(empty body)".to_string()
+    } else if body.len() > SNIPPET {
+        format!("{flat}…")
+    } else {
+        flat
+    }
+}
+
+/// An error and its causes on one line ("error sending request: connection refused").
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}

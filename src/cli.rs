@@ -1,0 +1,225 @@
+//! Command-line definitions (clap). Nothing here does any work.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Watch a DigiCert CertCentral account for certificate-order status changes
+/// and deliver each new transition as a CloudEvent to webhooks, stdout or files.
+#[derive(Debug, Parser)]
+#[command(name = "orderwatch", version, propagate_version = true)]
+#[command(
+    after_help = "Try `orderwatch demo` to see it work against a built-in simulator.\n\
+Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage."
+)]
+pub struct Cli {
+    /// Configuration file [default: $ORDERWATCH_CONFIG, else /etc/orderwatch/orderwatch.toml]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Log format on stderr. The level comes from RUST_LOG (default: info).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: poll CertCentral on schedule and deliver to every sink.
+    Run(RunArgs),
+    /// Validate the configuration, secrets, sinks and store; print a summary.
+    Check,
+    /// Cancel a pending (or waiting_pickup) order through the API.
+    Cancel(CancelArgs),
+    /// List the transitions recorded in the store (works while the daemon runs).
+    Events(EventsArgs),
+    /// Show the per-sink delivery ledger: attempts, next attempt, last error.
+    Deliveries(DeliveriesArgs),
+    /// Queue events again for one sink (and lift a pause after 410 Gone).
+    Redeliver(RedeliverArgs),
+    /// Serve a stand-in for the CertCentral endpoints, for demos and tests.
+    Simulate(SimulateArgs),
+    /// Simulator + daemon + stdout sink in one process, no configuration needed.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// One poll cycle, deliver everything pending to every sink, then exit.
+    #[arg(long)]
+    pub once: bool,
+    /// With --once: stop waiting for retries after this long (e.g. "2m");
+    /// undelivered events stay pending for the next run and the exit code is 1.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "once")]
+    pub drain_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// The order to cancel (a positive number).
+    #[arg(value_parser = clap::value_parser!(u64).range(1..))]
+    pub order_id: u64,
+    /// Why the order is canceled (required by CertCentral).
+    #[arg(long, value_parser = non_blank)]
+    pub note: String,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Only this order.
+    #[arg(long, value_name = "ID")]
+    pub order: Option<i64>,
+    /// Only this status (e.g. issued).
+    #[arg(long, value_name = "S")]
+    pub status: Option<String>,
+    /// Only transitions first seen within this long (e.g. "1h", "7d").
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub since: Option<Duration>,
+    /// At most this many, newest first.
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: u64,
+    /// One CloudEvent JSON object per line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StateArg {
+    Pending,
+    Delivered,
+    Dead,
+}
+
+#[derive(Debug, Args)]
+pub struct DeliveriesArgs {
+    /// Only this sink.
+    #[arg(long, value_name = "NAME")]
+    pub sink: Option<String>,
+    /// Only deliveries in this state.
+    #[arg(long, value_enum)]
+    pub state: Option<StateArg>,
+    /// At most this many, newest first.
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: u64,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["event", "dead", "since"])))]
+pub struct RedeliverArgs {
+    /// The sink to deliver to again.
+    #[arg(long, value_name = "NAME")]
+    pub sink: String,
+    /// One event, by id ("264:canceled").
+    #[arg(long, value_name = "ID")]
+    pub event: Option<String>,
+    /// Every dead delivery of the sink.
+    #[arg(long)]
+    pub dead: bool,
+    /// Every event first seen within this long (e.g. "2h").
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub since: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Seed of the random status changes (same seed, same story).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Random status changes per minute.
+    #[arg(long, value_name = "PER_MIN", default_value_t = 30.0)]
+    pub rate: f64,
+    /// Orders that exist at start, changed within the last hour.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub orders: usize,
+    /// The X-DC-DEVKEY the simulator accepts.
+    #[arg(long, value_name = "KEY", default_value = "sim-key")]
+    pub api_key: String,
+    /// Paginate status-changes answers with this page size.
+    #[arg(long, value_name = "N")]
+    pub page_size: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Seed of the simulator's random status changes.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Simulated status changes per minute.
+    #[arg(long, value_name = "PER_MIN", default_value_t = 60.0)]
+    pub rate: f64,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e}; expected e.g. \"30s\", \"10m\", \"7d\""))
+}
+
+fn non_blank(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        Err("must not be empty".to_string())
+    } else {
+        Ok(s.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn cancel_refuses_bad_ids_and_blank_notes() {
+        assert!(Cli::try_parse_from(["orderwatch", "cancel", "abc", "--note", "x"]).is_err());
+        assert!(Cli::try_parse_from(["orderwatch", "cancel", "0", "--note", "x"]).is_err());
+        assert!(Cli::try_parse_from(["orderwatch", "cancel", "5", "--note", "  "]).is_err());
+        assert!(Cli::try_parse_from(["orderwatch", "cancel", "5"]).is_err());
+        assert!(Cli::try_parse_from(["orderwatch", "cancel", "5", "--note", "dup"]).is_ok());
+    }
+
+    #[test]
+    fn redeliver_needs_exactly_one_selector() {
+        assert!(Cli::try_parse_from(["orderwatch", "redeliver", "--sink", "a"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "orderwatch",
+                "redeliver",
+                "--sink",
+                "a",
+                "--dead",
+                "--since",
+                "1h"
+            ])
+            .is_err()
+        );
+        assert!(Cli::try_parse_from(["orderwatch", "redeliver", "--sink", "a", "--dead"]).is_ok());
+    }
+
+    #[test]
+    fn drain_timeout_needs_once() {
+        assert!(Cli::try_parse_from(["orderwatch", "run", "--drain-timeout", "1m"]).is_err());
+        assert!(
+            Cli::try_parse_from(["orderwatch", "run", "--once", "--drain-timeout", "1m"]).is_ok()
+        );
+    }
+}

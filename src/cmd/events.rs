@@ -1,0 +1,54 @@
+//! `orderwatch events`: the transitions in the store.
+
+use std::io::Write;
+use std::path::Path;
+
+use super::{Failure, Outcome, load_config, open_store, print_table, show_time};
+use crate::cli::EventsArgs;
+use crate::event::{event_id, write_event};
+use crate::store::{EventFilter, now_ms};
+
+pub fn run(config_flag: Option<&Path>, args: &EventsArgs) -> Outcome {
+    let config = load_config(config_flag)?;
+    let db = open_store(&config)?;
+    let filter = EventFilter {
+        order_id: args.order,
+        status: args.status.as_ref().map(|s| s.to_ascii_lowercase()),
+        since: args.since.map(|d| now_ms() - d.as_millis() as i64),
+        limit: args.limit as usize,
+    };
+    let rows = db.events(&filter).map_err(Failure::runtime)?;
+    if args.json {
+        let mut out = std::io::stdout().lock();
+        let mut buf = Vec::new();
+        for t in &rows {
+            buf.clear();
+            write_event(&mut buf, t, &config.digicert.base_url);
+            buf.push(b'\n');
+            out.write_all(&buf).map_err(Failure::runtime)?;
+        }
+        return Ok(());
+    }
+    if rows.is_empty() {
+        eprintln!("no transitions match");
+        return Ok(());
+    }
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|t| {
+            vec![
+                show_time(t.seen_at),
+                event_id(t.order_id, &t.status),
+                t.order_id.to_string(),
+                t.previous_status.clone().unwrap_or_else(|| "-".into()),
+                t.status.clone(),
+                t.certificate_id.map_or("-".into(), |c| c.to_string()),
+            ]
+        })
+        .collect();
+    print_table(
+        &["SEEN", "EVENT", "ORDER", "FROM", "TO", "CERTIFICATE"],
+        &table,
+    );
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! Secrets that cannot be logged by accident.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use super::{API_KEY_CREDENTIAL, DEFAULT_API_KEY_ENV};
+
+/// A secret value. `Debug` and `Display` never show it; the only way out is
+/// [`Secret::expose`], which keeps every use greppable.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Where a secret comes from. Holds no secret itself, so it may be shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    Env(String),
+    File(PathBuf),
+    /// A systemd credential (`LoadCredential=`), read from `$CREDENTIALS_DIRECTORY`.
+    Credential {
+        dir: PathBuf,
+        name: String,
+    },
+}
+
+/// Why a secret could not be read. Never contains the secret.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("environment variable {0} is not set")]
+    EnvMissing(String),
+    #[error("environment variable {0} is empty")]
+    EnvEmpty(String),
+    #[error("cannot read {path}: {source}")]
+    FileUnreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0} is empty")]
+    FileEmpty(PathBuf),
+}
+
+impl SecretSource {
+    /// The default for the API key: the systemd credential when the service
+    /// manager provided one, else `$DIGICERT_API_KEY`.
+    pub fn default_api_key(env: &dyn Fn(&str) -> Option<String>) -> SecretSource {
+        if let Some(dir) = env("CREDENTIALS_DIRECTORY") {
+            let dir = PathBuf::from(dir);
+            if dir.join(API_KEY_CREDENTIAL).exists() {
+                return SecretSource::Credential {
+                    dir,
+                    name: API_KEY_CREDENTIAL.to_string(),
+                };
+            }
+        }
+        SecretSource::Env(DEFAULT_API_KEY_ENV.to_string())
+    }
+
+    /// Reads the secret, trimming the trailing newline editors and `echo` add.
+    pub fn load(&self) -> Result<Secret, SecretError> {
+        self.load_with(&super::process_env)
+    }
+
+    pub fn load_with(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Secret, SecretError> {
+        match self {
+            SecretSource::Env(var) => match env(var) {
+                None => Err(SecretError::EnvMissing(var.clone())),
+                Some(v) if v.trim().is_empty() => Err(SecretError::EnvEmpty(var.clone())),
+                Some(v) => Ok(Secret(v.trim().to_string())),
+            },
+            SecretSource::File(path) => read_file(path),
+            SecretSource::Credential { dir, name } => read_file(&dir.join(name)),
+        }
+    }
+}
+
+fn read_file(path: &Path) -> Result<Secret, SecretError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SecretError::FileUnreadable {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let value = text.trim();
+    if value.is_empty() {
+        return Err(SecretError::FileEmpty(path.to_path_buf()));
+    }
+    Ok(Secret(value.to_string()))
+}
+
+impl fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::Env(var) => write!(f, "environment variable {var}"),
+            SecretSource::File(path) => write!(f, "file {}", path.display()),
+            SecretSource::Credential { name, .. } => write!(f, "systemd credential {name}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_and_display_never_show_the_value() {
+        let s = Secret::new("whsec_supersecret");
+        assert!(!format!("{s:?}").contains("supersecret"));
+        assert!(!format!("{s}").contains("supersecret"));
+        assert_eq!(s.expose(), "whsec_supersecret");
+    }
+
+    #[test]
+    fn env_secret_is_trimmed_and_required() {
+        let env = |k: &str| match k {
+            "KEY" => Some("abc\n".to_string()),
+            "EMPTY" => Some("  ".to_string()),
+            _ => None,
+        };
+        let ok = SecretSource::Env("KEY".into()).load_with(&env);
+        assert_eq!(
+            ok.map(|s| s.expose().to_string()).ok(),
+            Some("abc".to_string())
+        );
+        assert!(matches!(
+            SecretSource::Env("EMPTY".into()).load_with(&env),
+            Err(SecretError::EnvEmpty(_))
+        ));
+        assert!(matches!(
+            SecretSource::Env("NOPE".into()).load_with(&env),
+            Err(SecretError::EnvMissing(_))
+        ));
+    }
+
+    #[test]
+    fn file_secret_errors_name_the_path() {
+        let err = SecretSource::File("/nonexistent/key".into())
+            .load_with(&|_| None)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("/nonexistent/key"), "{err}");
+    }
+}

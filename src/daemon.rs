@@ -1,0 +1,430 @@
+//! The daemon: wires config, client, store, poller and sinks together, and
+//! owns the process lifecycle (readiness, watchdog, signals, reload, shutdown).
+//!
+//! A *generation* is one configuration's running poller and sinks. SIGHUP
+//! with a valid config stops the current generation gracefully and starts the
+//! next on the same store; with an invalid one it keeps running, says why,
+//! and only reopens files.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::certcentral::Client;
+use crate::config::{Config, Secret};
+use crate::metrics::Metrics;
+use crate::pacer::Pacer;
+use crate::poller::Poller;
+use crate::service::{self, Request, Signals};
+use crate::sink::{self, LoopContext, Mode, SinkHandle};
+use crate::store::{Db, Store, StoreError, lock_for_daemon, now_ms};
+
+/// How long in-flight deliveries may finish after SIGTERM.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How `run` behaves.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// One cycle, drain every sink, exit.
+    pub once: bool,
+    /// With `once`: stop draining after this long (rows stay pending).
+    pub drain_timeout: Option<Duration>,
+    /// Re-read on SIGHUP; `None` (the demo) only reopens files.
+    pub config_path: Option<PathBuf>,
+}
+
+/// Why `run` stopped with a failure.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Bad configuration or secrets: exit 2.
+    #[error(transparent)]
+    Config(anyhow::Error),
+    /// Anything else: exit 1.
+    #[error(transparent)]
+    Runtime(anyhow::Error),
+}
+
+/// Everything secret a generation needs, read up front so a bad secret
+/// refuses the start (or the reload) instead of failing later.
+struct Prepared {
+    config: Config,
+    client: Client,
+    sinks: Vec<(crate::config::SinkConfig, sink::AnySink)>,
+}
+
+fn prepare(
+    config: Config,
+    api_key: Secret,
+    pacer: Arc<Pacer>,
+    metrics: &Arc<Metrics>,
+) -> Result<Prepared, RunError> {
+    let client = Client::new(&config.digicert, api_key, pacer)
+        .map_err(|e| RunError::Config(e.into()))?
+        .with_metrics(Arc::clone(metrics));
+    let mut sinks = Vec::new();
+    for s in &config.sinks {
+        let built = sink::build(s, &config.digicert.base_url).map_err(RunError::Config)?;
+        sinks.push((s.clone(), built));
+    }
+    Ok(Prepared {
+        config,
+        client,
+        sinks,
+    })
+}
+
+/// Loads the config file and its API key.
+pub fn load(path: &std::path::Path) -> Result<(Config, Secret), RunError> {
+    let config = Config::load(path).map_err(|e| RunError::Config(e.into()))?;
+    let key = config.digicert.api_key.load().map_err(|e| {
+        RunError::Config(anyhow::anyhow!(
+            "{}: cannot read the DigiCert API key from {}: {e}",
+            config.source.display(),
+            config.digicert.api_key
+        ))
+    })?;
+    Ok((config, key))
+}
+
+struct Generation {
+    token: CancellationToken,
+    tasks: JoinSet<Result<(), StoreError>>,
+    sinks: Vec<SinkHandle>,
+    poll: tokio::task::JoinHandle<()>,
+}
+
+impl Generation {
+    fn start(
+        p: Prepared,
+        store: &Store,
+        metrics: &Arc<Metrics>,
+        parent: &CancellationToken,
+    ) -> Generation {
+        let token = parent.child_token();
+        let wake = Arc::new(Notify::new());
+        let mut tasks = JoinSet::new();
+        let ctx = LoopContext {
+            store: store.clone(),
+            metrics: Arc::clone(metrics),
+            wake: Arc::clone(&wake),
+            shutdown: token.clone(),
+            grace: SHUTDOWN_GRACE,
+        };
+        let sink_configs: Vec<_> = p.sinks.iter().map(|(c, _)| c.clone()).collect();
+        let sinks = p
+            .sinks
+            .into_iter()
+            .map(|(cfg, s)| s.spawn(&cfg, ctx.clone(), Mode::Daemon, &mut tasks))
+            .collect();
+        metrics.set_interval(p.config.poll.interval);
+        let poller = Poller {
+            client: p.client,
+            store: store.clone(),
+            poll: p.config.poll,
+            tz: p.config.digicert.timezone,
+            sinks: Arc::new(sink_configs),
+            metrics: Arc::clone(metrics),
+            wake,
+        };
+        let poll = tokio::spawn(poll_loop(poller, token.clone()));
+        Generation {
+            token,
+            tasks,
+            sinks,
+            poll,
+        }
+    }
+
+    /// Stops polling, lets deliveries finish within the grace period.
+    async fn stop(mut self) {
+        self.token.cancel();
+        let _ = self.poll.await;
+        while let Some(done) = self.tasks.join_next().await {
+            if let Ok(Err(e)) = done {
+                tracing::error!(error = %e, "a delivery loop failed while stopping");
+            }
+        }
+    }
+
+    fn reopen(&self) {
+        for s in &self.sinks {
+            s.reopen();
+        }
+    }
+}
+
+/// The schedule: a cycle every `interval`, start to start, never two at once.
+async fn poll_loop(poller: Poller, token: CancellationToken) {
+    let mut ticker = tokio::time::interval(poller.poll.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let sink_names: Vec<String> = poller.sinks.iter().map(|s| s.name.clone()).collect();
+    loop {
+        // Beat while idle too: a long interval is not a hang.
+        loop {
+            poller.metrics.beat();
+            tokio::select! {
+                _ = ticker.tick() => break,
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = token.cancelled() => return,
+            }
+        }
+        let result = tokio::select! {
+            r = poller.cycle() => r,
+            _ = token.cancelled() => return,
+        };
+        match result {
+            Ok(report) => {
+                poller.metrics.poll_ok(now_ms());
+                let names = sink_names.clone();
+                let pending = poller
+                    .store
+                    .run(move |db| db.sink_stats(&names))
+                    .await
+                    .map(|s| s.iter().map(|x| x.pending).sum::<u64>())
+                    .unwrap_or(0);
+                let lag = report
+                    .cursor
+                    .map(|c| (chrono::Utc::now() - c).num_seconds().max(0))
+                    .unwrap_or(0);
+                service::status(&format!(
+                    "polling every {}, cursor lag {lag}s, {pending} pending deliveries",
+                    humantime::format_duration(poller.poll.interval)
+                ));
+            }
+            Err(e) => {
+                poller.metrics.poll_failed();
+                tracing::error!(code = %e.code(), error = %e, "poll cycle failed; the cursor stays, retrying at the next interval");
+                service::status(&format!("last poll failed: {}", e.code()));
+            }
+        }
+    }
+}
+
+/// Runs the daemon (or one cycle with `once`) with a loaded config and key.
+pub async fn run(config: Config, api_key: Secret, opts: RunOptions) -> Result<(), RunError> {
+    let metrics = Arc::new(Metrics::new(config.poll.interval));
+    let pacer = Arc::new(Pacer::new(config.digicert.max_requests_per_minute));
+    let prepared = prepare(config, api_key, Arc::clone(&pacer), &metrics)?;
+    let store_path = prepared.config.store.path.clone();
+    let lock = lock_for_daemon(&store_path).map_err(|e| RunError::Runtime(e.into()))?;
+    let db = Db::open(&store_path).map_err(|e| RunError::Runtime(e.into()))?;
+    let store = Store::new(db);
+    let root = CancellationToken::new();
+    let mut signals = Signals::new()
+        .context("cannot install signal handlers")
+        .map_err(RunError::Runtime)?;
+
+    let metrics_addr = prepared.config.metrics.as_ref().map(|m| m.listen);
+    if let Some(addr) = metrics_addr {
+        let listener = service::bind_metrics(addr)
+            .await
+            .with_context(|| format!("metrics.listen: cannot listen on {addr}"))
+            .map_err(RunError::Runtime)?;
+        let names = prepared
+            .config
+            .sinks
+            .iter()
+            .map(|s| s.name.clone())
+            .collect();
+        tokio::spawn(service::serve_metrics(
+            listener,
+            Arc::clone(&metrics),
+            store.clone(),
+            names,
+            root.clone(),
+        ));
+        tracing::info!(%addr, "serving /metrics and /healthz");
+    }
+
+    if opts.once {
+        let result = run_once(prepared, &store, &metrics, &mut signals, &opts).await;
+        root.cancel();
+        drop(lock);
+        return result;
+    }
+
+    tracing::info!(
+        store = %store_path.display(),
+        api = %prepared.config.digicert.base_url,
+        sinks = prepared.config.sinks.len(),
+        interval = %humantime::format_duration(prepared.config.poll.interval),
+        "orderwatch started"
+    );
+    let mut generation = Generation::start(prepared, &store, &metrics, &root);
+    service::ready("started; first poll under way");
+    let watchdog = service::watchdog_interval();
+    let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+
+    loop {
+        tokio::select! {
+            request = signals.next() => match request {
+                Request::Shutdown => break,
+                Request::Reload => {
+                    service::reloading();
+                    generation = reload(generation, &opts, &store_path, metrics_addr, &pacer, &store, &metrics, &root).await;
+                    service::ready("reloaded");
+                }
+            },
+            _ = watchdog_tick.tick(), if watchdog.is_some() => {
+                let limit = watchdog.map_or(i64::MAX, |w| 2 * w.as_millis() as i64);
+                let quiet = metrics.since_beat_ms(now_ms());
+                if quiet < limit {
+                    service::watchdog();
+                } else {
+                    tracing::error!(quiet_ms = quiet, "the poller made no progress; not feeding the watchdog");
+                }
+            }
+            Some(done) = generation.tasks.join_next() => {
+                if let Ok(Err(e)) = done {
+                    service::stopping();
+                    generation.stop().await;
+                    return Err(RunError::Runtime(anyhow::Error::new(e).context("a delivery loop failed")));
+                }
+            }
+        }
+    }
+    tracing::info!("shutting down: polling stopped, finishing in-flight deliveries");
+    service::stopping();
+    generation.stop().await;
+    root.cancel();
+    drop(lock);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn reload(
+    current: Generation,
+    opts: &RunOptions,
+    store_path: &std::path::Path,
+    metrics_addr: Option<std::net::SocketAddr>,
+    pacer: &Arc<Pacer>,
+    store: &Store,
+    metrics: &Arc<Metrics>,
+    root: &CancellationToken,
+) -> Generation {
+    current.reopen();
+    let Some(path) = &opts.config_path else {
+        tracing::info!("SIGHUP: reopened files");
+        return current;
+    };
+    let next = load(path).and_then(|(config, key)| {
+        if config.store.path != store_path {
+            tracing::warn!(old = %store_path.display(), new = %config.store.path.display(), "store.path changed; keeping the open store until a restart");
+        }
+        if config.metrics.as_ref().map(|m| m.listen) != metrics_addr {
+            tracing::warn!("metrics.listen changed; it takes effect at the next restart");
+        }
+        prepare(config, key, Arc::clone(pacer), metrics)
+    });
+    match next {
+        Ok(prepared) => {
+            current.stop().await;
+            tracing::info!(config = %path.display(), "SIGHUP: configuration reloaded");
+            Generation::start(prepared, store, metrics, root)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: the new configuration is not valid; keeping the running one (files reopened)");
+            current
+        }
+    }
+}
+
+/// `run --once`: one cycle, then every sink drains.
+async fn run_once(
+    p: Prepared,
+    store: &Store,
+    metrics: &Arc<Metrics>,
+    signals: &mut Signals,
+    opts: &RunOptions,
+) -> Result<(), RunError> {
+    let token = CancellationToken::new();
+    let wake = Arc::new(Notify::new());
+    let sink_configs: Vec<_> = p.sinks.iter().map(|(c, _)| c.clone()).collect();
+    let poller = Poller {
+        client: p.client,
+        store: store.clone(),
+        poll: p.config.poll,
+        tz: p.config.digicert.timezone,
+        sinks: Arc::new(sink_configs.clone()),
+        metrics: Arc::clone(metrics),
+        wake: Arc::clone(&wake),
+    };
+    let cycle = tokio::select! {
+        r = poller.cycle() => Some(r),
+        _ = signals.next() => None,
+    };
+    let cycle = match cycle {
+        None => return Ok(()),
+        Some(Ok(report)) => {
+            tracing::info!(
+                windows = report.windows,
+                requests = report.requests,
+                orders = report.orders_seen,
+                new = report.new_transitions,
+                "poll cycle done; delivering"
+            );
+            Ok(())
+        }
+        Some(Err(e)) => {
+            tracing::error!(code = %e.code(), error = %e, "poll cycle failed; delivering what is pending anyway");
+            Err(e)
+        }
+    };
+    let ctx = LoopContext {
+        store: store.clone(),
+        metrics: Arc::clone(metrics),
+        wake,
+        shutdown: token.clone(),
+        grace: SHUTDOWN_GRACE,
+    };
+    let mut tasks = JoinSet::new();
+    for (cfg, s) in p.sinks {
+        s.spawn(&cfg, ctx.clone(), Mode::Drain, &mut tasks);
+    }
+    let deadline = opts.drain_timeout.map(|d| tokio::time::Instant::now() + d);
+    let mut timed_out = false;
+    loop {
+        tokio::select! {
+            done = tasks.join_next() => match done {
+                None => break,
+                Some(Ok(Err(e))) => {
+                    token.cancel();
+                    return Err(RunError::Runtime(anyhow::Error::new(e).context("a delivery loop failed")));
+                }
+                Some(_) => {}
+            },
+            _ = signals.next() => token.cancel(),
+            _ = sleep_until(deadline), if deadline.is_some() && !timed_out => {
+                timed_out = true;
+                token.cancel();
+            }
+        }
+    }
+    if timed_out {
+        let names: Vec<String> = sink_configs.iter().map(|s| s.name.clone()).collect();
+        let stats = store
+            .run(move |db| db.sink_stats(&names))
+            .await
+            .map_err(|e| RunError::Runtime(e.into()))?;
+        let pending: u64 = stats.iter().map(|s| s.pending).sum();
+        if pending > 0 {
+            return Err(RunError::Runtime(anyhow::anyhow!(
+                "--drain-timeout elapsed with {pending} deliveries still pending; they go out on the next run"
+            )));
+        }
+    }
+    cycle.map_err(|e| RunError::Runtime(e.into()))
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,287 @@
+//! Prometheus metrics and the health signal.
+//!
+//! Counters are bumped where things happen; the outbox and cursor gauges are
+//! read from the store when `/metrics` is scraped, so they are never stale and
+//! cost nothing between scrapes. Metric names follow one pattern for every
+//! sink (`orderwatch_deliveries_total{sink=...,outcome=...}`), as vector does.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::store::SinkStats;
+
+type Labels = Vec<(&'static str, String)>;
+type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
+/// Every metric orderwatch exports.
+pub struct Metrics {
+    registry: Registry,
+    polls: Family<Labels, Counter>,
+    api_errors: Family<Labels, Counter>,
+    transitions: Family<Labels, Counter>,
+    deliveries: Family<Labels, Counter>,
+    outbox_depth: Family<Labels, Gauge>,
+    outbox_dead: Family<Labels, Gauge>,
+    outbox_oldest: Family<Labels, FloatGauge>,
+    sink_paused: Family<Labels, Gauge>,
+    cursor_lag: FloatGauge,
+    last_success: FloatGauge,
+    /// Unix ms of the last successful poll cycle (0: none yet).
+    last_success_ms: AtomicI64,
+    started_ms: AtomicI64,
+    interval_ms: AtomicI64,
+    /// Unix ms of the poller's last sign of progress (watchdog).
+    beat_ms: AtomicI64,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    pub fn new(interval: Duration) -> Metrics {
+        let mut registry = Registry::with_prefix("orderwatch");
+        let polls = Family::<Labels, Counter>::default();
+        registry.register("polls", "Poll cycles by outcome (ok, error)", polls.clone());
+        let api_errors = Family::<Labels, Counter>::default();
+        registry.register(
+            "api_errors",
+            "Failed CertCentral requests by error code (the API's code, or http_<status>, network, timeout, malformed)",
+            api_errors.clone(),
+        );
+        let transitions = Family::<Labels, Counter>::default();
+        registry.register(
+            "transitions",
+            "New order status transitions recorded, by status",
+            transitions.clone(),
+        );
+        let deliveries = Family::<Labels, Counter>::default();
+        registry.register(
+            "deliveries",
+            "Delivery attempts by sink and outcome (delivered, retry, dead, gone)",
+            deliveries.clone(),
+        );
+        let outbox_depth = Family::<Labels, Gauge>::default();
+        registry.register(
+            "outbox_depth",
+            "Pending deliveries per sink",
+            outbox_depth.clone(),
+        );
+        let outbox_dead = Family::<Labels, Gauge>::default();
+        registry.register(
+            "outbox_dead",
+            "Dead deliveries per sink (see `orderwatch redeliver`)",
+            outbox_dead.clone(),
+        );
+        let outbox_oldest = Family::<Labels, FloatGauge>::default();
+        registry.register(
+            "outbox_oldest_pending_age_seconds",
+            "Age of the oldest pending delivery per sink",
+            outbox_oldest.clone(),
+        );
+        let sink_paused = Family::<Labels, Gauge>::default();
+        registry.register(
+            "sink_paused",
+            "1 while a sink is paused after 410 Gone",
+            sink_paused.clone(),
+        );
+        let cursor_lag = FloatGauge::default();
+        registry.register(
+            "cursor_lag_seconds",
+            "How far behind now the polling cursor is",
+            cursor_lag.clone(),
+        );
+        let last_success = FloatGauge::default();
+        registry.register(
+            "last_successful_poll_timestamp_seconds",
+            "Unix time of the last successful poll cycle",
+            last_success.clone(),
+        );
+        Metrics {
+            registry,
+            polls,
+            api_errors,
+            transitions,
+            deliveries,
+            outbox_depth,
+            outbox_dead,
+            outbox_oldest,
+            sink_paused,
+            cursor_lag,
+            last_success,
+            last_success_ms: AtomicI64::new(0),
+            started_ms: AtomicI64::new(crate::store::now_ms()),
+            interval_ms: AtomicI64::new(interval.as_millis() as i64),
+            beat_ms: AtomicI64::new(crate::store::now_ms()),
+        }
+    }
+
+    /// The poll interval changed (config reload).
+    pub fn set_interval(&self, interval: Duration) {
+        self.interval_ms
+            .store(interval.as_millis() as i64, Ordering::Relaxed);
+    }
+
+    /// The poller made progress (a request answered, a window committed, a
+    /// tick): what the systemd watchdog is fed from.
+    pub fn beat(&self) {
+        self.beat_ms
+            .store(crate::store::now_ms(), Ordering::Relaxed);
+    }
+
+    /// Milliseconds since the poller last made progress.
+    pub fn since_beat_ms(&self, now_ms: i64) -> i64 {
+        now_ms - self.beat_ms.load(Ordering::Relaxed)
+    }
+
+    pub fn poll_ok(&self, now_ms: i64) {
+        self.polls
+            .get_or_create(&vec![("outcome", "ok".to_string())])
+            .inc();
+        self.last_success_ms.store(now_ms, Ordering::Relaxed);
+        self.last_success.set(now_ms as f64 / 1000.0);
+    }
+
+    pub fn poll_failed(&self) {
+        self.polls
+            .get_or_create(&vec![("outcome", "error".to_string())])
+            .inc();
+    }
+
+    pub fn api_error(&self, code: &str) {
+        self.api_errors
+            .get_or_create(&vec![("code", code.to_string())])
+            .inc();
+    }
+
+    pub fn transitions(&self, status: &str, n: u64) {
+        self.transitions
+            .get_or_create(&vec![("status", status.to_string())])
+            .inc_by(n);
+    }
+
+    pub fn delivery(&self, sink: &str, outcome: &'static str, n: u64) {
+        self.deliveries
+            .get_or_create(&vec![
+                ("sink", sink.to_string()),
+                ("outcome", outcome.to_string()),
+            ])
+            .inc_by(n);
+    }
+
+    /// Unix ms of the last successful poll, if any.
+    pub fn last_success_ms(&self) -> Option<i64> {
+        match self.last_success_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(ms),
+        }
+    }
+
+    /// `Ok` while polls succeed; `Err(reason)` once the last success (or the
+    /// start, before any) is older than three intervals.
+    pub fn health(&self, now_ms: i64) -> Result<String, String> {
+        let interval = self.interval_ms.load(Ordering::Relaxed).max(1);
+        let limit = 3 * interval;
+        match self.last_success_ms() {
+            Some(t) if now_ms - t <= limit => Ok(format!(
+                "ok: last successful poll {}s ago",
+                (now_ms - t) / 1000
+            )),
+            Some(t) => Err(format!(
+                "unhealthy: last successful poll {}s ago, more than 3 poll intervals ({}s)",
+                (now_ms - t) / 1000,
+                limit / 1000
+            )),
+            None => {
+                let since_start = now_ms - self.started_ms.load(Ordering::Relaxed);
+                if since_start <= limit {
+                    Ok("starting: no poll has completed yet".to_string())
+                } else {
+                    Err(format!(
+                        "unhealthy: no successful poll in the {}s since start",
+                        since_start / 1000
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Renders the text exposition after refreshing the store-derived gauges.
+    pub fn render(&self, stats: &[SinkStats], cursor_ms: Option<i64>, now_ms: i64) -> String {
+        for s in stats {
+            let l = vec![("sink", s.sink.clone())];
+            self.outbox_depth.get_or_create(&l).set(s.pending as i64);
+            self.outbox_dead.get_or_create(&l).set(s.dead as i64);
+            let age = s
+                .oldest_pending
+                .map_or(0.0, |t| ((now_ms - t).max(0)) as f64 / 1000.0);
+            self.outbox_oldest.get_or_create(&l).set(age);
+            self.sink_paused.get_or_create(&l).set(i64::from(s.paused));
+        }
+        if let Some(c) = cursor_ms {
+            self.cursor_lag.set(((now_ms - c).max(0)) as f64 / 1000.0);
+        }
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_turns_bad_after_three_intervals_without_success() {
+        let m = Metrics::new(Duration::from_secs(60));
+        let start = m.started_ms.load(Ordering::Relaxed);
+        assert!(m.health(start + 1000).is_ok());
+        assert!(m.health(start + 181_000).is_err());
+        m.poll_ok(start + 200_000);
+        assert!(m.health(start + 300_000).is_ok());
+        let reason = m.health(start + 381_000).unwrap_err();
+        assert!(reason.contains("181s ago"), "{reason}");
+    }
+
+    #[test]
+    fn render_contains_every_family() {
+        let m = Metrics::new(Duration::from_secs(60));
+        m.poll_ok(1000);
+        m.api_error("invalid_api_key");
+        m.transitions("issued", 3);
+        m.delivery("ops", "delivered", 2);
+        let text = m.render(
+            &[SinkStats {
+                sink: "ops".into(),
+                pending: 4,
+                dead: 1,
+                oldest_pending: Some(0),
+                paused: false,
+            }],
+            Some(0),
+            10_000,
+        );
+        for needle in [
+            "orderwatch_polls_total{outcome=\"ok\"} 1",
+            "orderwatch_api_errors_total{code=\"invalid_api_key\"} 1",
+            "orderwatch_transitions_total{status=\"issued\"} 3",
+            "orderwatch_deliveries_total{sink=\"ops\",outcome=\"delivered\"} 2",
+            "orderwatch_outbox_depth{sink=\"ops\"} 4",
+            "orderwatch_outbox_dead{sink=\"ops\"} 1",
+            "orderwatch_outbox_oldest_pending_age_seconds{sink=\"ops\"} 10",
+            "orderwatch_cursor_lag_seconds 10",
+            "orderwatch_last_successful_poll_timestamp_seconds 1",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+    }
+}

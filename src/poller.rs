@@ -1,0 +1,158 @@
+//! One poll cycle: plan the windows since the cursor, fetch each, record each
+//! in one transaction (which also moves the cursor), wake the sinks.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use tokio::sync::Notify;
+
+use crate::certcentral::{ApiError, Client};
+use crate::config::{PollConfig, SinkConfig};
+use crate::event::event_id;
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+use crate::window::{PlannedWindow, Window, plan};
+
+/// Why a cycle failed. The cursor stays where the last committed window left it.
+#[derive(Debug, thiserror::Error)]
+pub enum CycleError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl CycleError {
+    pub fn code(&self) -> String {
+        match self {
+            CycleError::Api(e) => e.code(),
+            CycleError::Store(_) => "store".into(),
+        }
+    }
+}
+
+/// What a successful cycle did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CycleReport {
+    pub windows: usize,
+    pub requests: u32,
+    pub orders_seen: usize,
+    pub new_transitions: u64,
+    pub cursor: Option<DateTime<Utc>>,
+}
+
+/// Polls CertCentral and records what it finds.
+#[derive(Clone)]
+pub struct Poller {
+    pub client: Client,
+    pub store: Store,
+    pub poll: PollConfig,
+    pub tz: Tz,
+    pub sinks: Arc<Vec<SinkConfig>>,
+    pub metrics: Arc<Metrics>,
+    /// Notified after every commit that queued deliveries.
+    pub wake: Arc<Notify>,
+}
+
+impl Poller {
+    /// Runs one cycle. Each window commits on its own, so a long catch-up
+    /// that fails half-way keeps the windows it finished.
+    pub async fn cycle(&self) -> Result<CycleReport, CycleError> {
+        let cursor = self.store.run(|db| db.cursor()).await?;
+        let now = Utc::now();
+        let windows = plan(cursor, now, &self.poll, self.tz);
+        let total = windows.len();
+        if total > 1 {
+            let from = match windows[0].window {
+                Window::Absolute { start, .. } | Window::Relative { since: start } => start,
+            };
+            tracing::info!(
+                windows = total,
+                from = %from.format("%Y-%m-%dT%H:%M:%SZ"),
+                "catching up {} in {total} windows of at most {}",
+                humantime::format_duration(std::time::Duration::from_secs((now - from).num_seconds().max(0) as u64)),
+                humantime::format_duration(self.poll.max_window),
+            );
+        }
+        let mut report = CycleReport {
+            windows: total,
+            ..CycleReport::default()
+        };
+        for (i, planned) in windows.iter().enumerate() {
+            self.window(i, total, planned, &mut report).await?;
+        }
+        Ok(report)
+    }
+
+    async fn window(
+        &self,
+        i: usize,
+        total: usize,
+        planned: &PlannedWindow,
+        report: &mut CycleReport,
+    ) -> Result<(), CycleError> {
+        if total > 1 {
+            match planned.window {
+                Window::Absolute { start, end } => tracing::info!(
+                    "catch-up {} of {total} windows: {} .. {}",
+                    i + 1,
+                    start.format("%Y-%m-%dT%H:%M:%SZ"),
+                    end.format("%Y-%m-%dT%H:%M:%SZ")
+                ),
+                Window::Relative { since } => tracing::info!(
+                    "catch-up {} of {total} windows: {} .. now",
+                    i + 1,
+                    since.format("%Y-%m-%dT%H:%M:%SZ")
+                ),
+            }
+        }
+        let fetched = self.client.status_changes(&planned.window).await?;
+        self.metrics.beat();
+        let cursor = planned.cursor_after.unwrap_or(fetched.asked_at);
+        let sinks = Arc::clone(&self.sinks);
+        let orders = fetched.orders;
+        let summary = self
+            .store
+            .run(move |db| db.record_window(&orders, cursor, Utc::now(), &sinks))
+            .await?;
+        self.metrics.beat();
+        report.requests += fetched.requests;
+        report.orders_seen += summary.seen;
+        report.new_transitions += summary.new_transitions();
+        report.cursor = Some(cursor);
+        for (status, n) in &summary.new_by_status {
+            self.metrics.transitions(status, *n);
+        }
+        for t in &summary.sample {
+            tracing::info!(
+                event = %event_id(t.order_id, &t.status),
+                order_id = t.order_id,
+                status = %t.status,
+                previous_status = t.previous_status.as_deref().unwrap_or("-"),
+                "transition"
+            );
+        }
+        let extra = summary
+            .new_transitions()
+            .saturating_sub(summary.sample.len() as u64);
+        if extra > 0 {
+            tracing::info!(
+                count = extra,
+                "and {extra} more transitions (see `orderwatch events`)"
+            );
+        }
+        tracing::debug!(
+            window = i + 1,
+            requests = fetched.requests,
+            orders = summary.seen,
+            new = summary.new_transitions(),
+            queued = summary.queued,
+            "poll"
+        );
+        if summary.queued > 0 {
+            self.wake.notify_waiters();
+        }
+        Ok(())
+    }
+}

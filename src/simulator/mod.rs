@@ -1,0 +1,266 @@
+//! An in-process fake of the two CertCentral endpoints orderwatch uses:
+//! `GET /services/v2/order/certificate/status-changes` and
+//! `PUT /services/v2/order/certificate/{order_id}/status`.
+//!
+//! It is the only fake in the codebase — `orderwatch simulate`, `orderwatch
+//! demo` and every integration test talk to it — so it is faithful to the
+//! upstream facts in `CONTRACT.md` and strict wherever upstream is
+//! ambiguous: a client that passes against this simulator should not be
+//! surprised by the real API.
+//!
+//! Layout: `query` and `mountain` read requests (pure), `book` holds the
+//! orders and answers range queries, `schedule` knows statuses and random
+//! changes, `http` has the axum handlers, `fault` the injected misbehaviour
+//! and `server` the listener, `serve`/`start` and [`SimulatorHandle`].
+
+mod book;
+mod fault;
+mod http;
+mod mountain;
+mod query;
+mod schedule;
+mod server;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use book::OrderBook;
+pub use fault::Fault;
+use schedule::Status;
+pub use server::SimulatorHandle;
+
+/// The first order id the simulator invents; explicit ids given to
+/// [`Simulator::set_status`] or [`Simulator::bulk_insert`] push later
+/// invented ids above themselves so they never collide.
+pub const FIRST_ORDER_ID: i64 = 1000;
+
+/// How a simulator behaves. `Default` gives a quiet, empty account with key
+/// `sim-key`, which is what most tests want before scripting changes.
+#[derive(Debug, Clone)]
+pub struct SimulatorConfig {
+    /// The value `X-DC-DEVKEY` must carry.
+    pub api_key: String,
+    /// Seed of every random decision, so runs are reproducible.
+    pub seed: u64,
+    /// Average random changes per minute while serving; 0 disables them.
+    pub rate_per_min: f64,
+    /// Orders created at start, with changes spread over the last hour.
+    pub initial_orders: usize,
+    /// `Some(n)` turns on `offset`/`limit` pagination with pages of at most
+    /// `n` orders and a `page` object in answers; `None` (upstream's
+    /// documented behaviour) returns everything at once.
+    pub page_size: Option<usize>,
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        SimulatorConfig {
+            api_key: String::from("sim-key"),
+            seed: 1,
+            rate_per_min: 0.0,
+            initial_orders: 0,
+            page_size: None,
+        }
+    }
+}
+
+/// A status-changes request as the simulator saw it, so tests can assert on
+/// the windows a client asks for (and that its key went nowhere else).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedQuery {
+    /// When the request arrived (simulator clock).
+    pub at: DateTime<Utc>,
+    /// `minutes` if it was a valid integer.
+    pub minutes: Option<i64>,
+    /// `seconds` if it was a valid integer.
+    pub seconds: Option<i64>,
+    /// The absolute range as the simulator read it (UTC, both inclusive),
+    /// if `filters[status_last_updated]` was well-formed — also when it was
+    /// then refused as too long.
+    pub range: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// The query string exactly as received (still percent-encoded).
+    pub raw_query: String,
+    /// `offset` if it was a valid integer.
+    pub offset: Option<u64>,
+    /// `limit` if it was a valid integer.
+    pub limit: Option<u64>,
+    /// HTTP status answered; 0 when a [`Fault::Hang`] meant no answer.
+    pub status: u16,
+    /// Orders in the answer body (0 for errors and [`Fault::Respond`]).
+    pub orders_returned: usize,
+    /// `X-DC-DEVKEY` as received.
+    pub api_key_sent: Option<String>,
+}
+
+/// A cancel request as the simulator saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancelRequest {
+    /// The `{order_id}` path segment, percent-decoded, as sent.
+    pub order_id: String,
+    /// The request body (lossy UTF-8).
+    pub body: String,
+    /// HTTP status answered; 0 when a [`Fault::Hang`] meant no answer.
+    pub status: u16,
+    /// `X-DC-DEVKEY` as received.
+    pub api_key_sent: Option<String>,
+}
+
+/// Everything mutable, behind one lock: handlers hold it only for the time
+/// it takes to read or change the book.
+#[derive(Debug)]
+struct State {
+    book: OrderBook,
+    rng: StdRng,
+    notes: std::collections::HashMap<i64, String>,
+    faults: VecDeque<Fault>,
+    cancel_faults: VecDeque<Fault>,
+    queries: Vec<RecordedQuery>,
+    cancels: Vec<CancelRequest>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    cfg: SimulatorConfig,
+    state: Mutex<State>,
+}
+
+/// The simulated CertCentral account plus its HTTP face. Cloning is cheap and
+/// every clone controls the same account, so a test can keep one while the
+/// server task holds another.
+#[derive(Debug, Clone)]
+pub struct Simulator {
+    inner: Arc<Inner>,
+}
+
+impl Simulator {
+    /// A simulator with `cfg.initial_orders` seeded orders from the last hour.
+    pub fn new(cfg: SimulatorConfig) -> Simulator {
+        let mut book = OrderBook::new(FIRST_ORDER_ID);
+        let mut rng = StdRng::seed_from_u64(cfg.seed);
+        schedule::seed_initial_orders(&mut book, &mut rng, cfg.initial_orders, Utc::now());
+        let state = State {
+            book,
+            rng,
+            notes: Default::default(),
+            faults: VecDeque::new(),
+            cancel_faults: VecDeque::new(),
+            queries: Vec::new(),
+            cancels: Vec::new(),
+        };
+        Simulator {
+            inner: Arc::new(Inner {
+                cfg,
+                state: Mutex::new(state),
+            }),
+        }
+    }
+
+    /// A poisoned lock only means a panic elsewhere; the data is still
+    /// consistent enough for a fake, so keep serving.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn config(&self) -> &SimulatorConfig {
+        &self.inner.cfg
+    }
+
+    /// The simulator's clock: the real wall clock. Relative windows are
+    /// counted back from it, like upstream counts back from its own clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+
+    /// Creates order `order_id` or records a change of it at `at`. `at` may
+    /// lie in the past; the history stays sorted and the latest entry is the
+    /// current status. Unknown status names are kept verbatim.
+    pub fn set_status(&self, order_id: i64, certificate_id: i64, status: &str, at: DateTime<Utc>) {
+        self.lock()
+            .book
+            .set_status(order_id, certificate_id, Status::parse(status), at);
+    }
+
+    /// Loads `count` orders `first_order_id..first_order_id+count`, each with
+    /// `certificate_id = order_id + 100_000_000`, all in `status` since `at`
+    /// — fast enough for million-order accounts.
+    pub fn bulk_insert(&self, first_order_id: i64, count: usize, status: &str, at: DateTime<Utc>) {
+        self.lock()
+            .book
+            .bulk_insert(first_order_id, count, &Status::parse(status), at);
+    }
+
+    /// Applies `n` seeded random changes now (new orders or realistic
+    /// transitions) and returns `(order_id, new status)` for each.
+    pub fn random_changes(&self, n: usize) -> Vec<(i64, String)> {
+        let now = self.now();
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        (0..n)
+            .map(|_| {
+                let (id, status) = schedule::random_change(&mut state.book, &mut state.rng, now);
+                (id, status.as_str().to_owned())
+            })
+            .collect()
+    }
+
+    /// The current status of an order.
+    pub fn status_of(&self, order_id: i64) -> Option<String> {
+        self.lock()
+            .book
+            .current(order_id)
+            .map(|(_, s)| s.as_str().to_owned())
+    }
+
+    /// Every recorded change of an order, oldest first.
+    pub fn history(&self, order_id: i64) -> Vec<(DateTime<Utc>, String)> {
+        self.lock()
+            .book
+            .history(order_id)
+            .into_iter()
+            .map(|(t, s)| (t, s.as_str().to_owned()))
+            .collect()
+    }
+
+    /// The note of a successful cancellation of this order.
+    pub fn note_of(&self, order_id: i64) -> Option<String> {
+        self.lock().notes.get(&order_id).cloned()
+    }
+
+    /// Number of orders in the account.
+    pub fn order_count(&self) -> usize {
+        self.lock().book.len()
+    }
+
+    /// Queues a fault for the next status-changes request that has none yet.
+    pub fn push_fault(&self, f: Fault) {
+        self.lock().faults.push_back(f);
+    }
+
+    /// Queues a fault for the next cancel request. [`Fault::Respond`]
+    /// answers instead and the order is left alone; the other variants let
+    /// the cancellation happen and then lose the answer (the connection is
+    /// closed — after the given duration for `Hang`, at once otherwise), the
+    /// case a client retrying a cancel must survive.
+    pub fn push_cancel_fault(&self, f: Fault) {
+        self.lock().cancel_faults.push_back(f);
+    }
+
+    /// Every status-changes request so far, oldest first.
+    pub fn queries(&self) -> Vec<RecordedQuery> {
+        self.lock().queries.clone()
+    }
+
+    /// Every cancel request so far, oldest first.
+    pub fn cancels(&self) -> Vec<CancelRequest> {
+        self.lock().cancels.clone()
+    }
+
+    /// The key clients must send.
+    pub fn api_key(&self) -> String {
+        self.config().api_key.clone()
+    }
+}

@@ -1,0 +1,159 @@
+//! `type = "file"`: CloudEvents as JSON lines, appended and fsync'd before a
+//! delivery counts as done.
+//!
+//! The file is reopened on SIGHUP and whenever the path no longer names the
+//! open file (moved by logrotate, deleted), so rotation needs no
+//! `copytruncate`. A batch that fails half-way is cut back off the file, so a
+//! retry never leaves a torn line behind.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::{Outcome, Sink};
+use crate::event::write_event;
+use crate::store::OutboxEntry;
+
+pub struct FileSink {
+    path: PathBuf,
+    source: String,
+    file: Arc<Mutex<Option<File>>>,
+    reopen: Arc<AtomicBool>,
+}
+
+impl FileSink {
+    pub fn new(path: PathBuf, source: &str) -> FileSink {
+        FileSink {
+            path,
+            source: source.to_string(),
+            file: Arc::new(Mutex::new(None)),
+            reopen: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+/// Opens for appending; new files are created 0640, never world-readable.
+fn open(path: &PathBuf) -> std::io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)
+}
+
+/// Whether `path` still names the open file.
+fn same_file(path: &PathBuf, file: &File) -> bool {
+    match (std::fs::metadata(path), file.metadata()) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+fn append(
+    path: &PathBuf,
+    slot: &mut Option<File>,
+    reopen: bool,
+    buf: &[u8],
+) -> std::io::Result<()> {
+    let stale = match slot.as_ref() {
+        Some(f) => reopen || !same_file(path, f),
+        None => true,
+    };
+    if stale {
+        *slot = None;
+        *slot = Some(open(path)?);
+    }
+    let Some(file) = slot.as_mut() else {
+        return Err(std::io::Error::other("file not open"));
+    };
+    let before = file.metadata()?.len();
+    let written = file.write_all(buf).and_then(|()| file.sync_data());
+    if let Err(e) = written {
+        // Cut a partial batch off again; the whole batch is retried.
+        let _ = file.set_len(before);
+        *slot = None;
+        return Err(e);
+    }
+    Ok(())
+}
+
+impl Sink for FileSink {
+    async fn deliver(&self, batch: Vec<OutboxEntry>) -> Vec<Outcome> {
+        let mut buf = Vec::with_capacity(batch.len() * 320);
+        for e in &batch {
+            write_event(&mut buf, &e.transition, &self.source);
+            buf.push(b'\n');
+        }
+        let n = batch.len();
+        let path = self.path.clone();
+        let file = Arc::clone(&self.file);
+        let reopen = self.reopen.swap(false, Ordering::SeqCst);
+        let result = tokio::task::spawn_blocking(move || {
+            let mut slot = file.lock().unwrap_or_else(|e| e.into_inner());
+            append(&path, &mut slot, reopen, &buf)
+        })
+        .await;
+        let outcome = match result {
+            Ok(Ok(())) => Outcome::Delivered,
+            Ok(Err(e)) => Outcome::Retry {
+                error: format!("cannot append to {}: {e}", self.path.display()),
+                retry_after: None,
+            },
+            Err(e) => Outcome::Retry {
+                error: format!("file writer failed: {e}"),
+                retry_after: None,
+            },
+        };
+        vec![outcome; n]
+    }
+
+    fn batch_size(&self) -> usize {
+        4096
+    }
+
+    fn concurrency(&self) -> usize {
+        1
+    }
+
+    fn reopen(&self) {
+        self.reopen.store(true, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn appends_create_private_files_and_follow_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let mut slot = None;
+        append(&path, &mut slot, false, b"one\n").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o007, 0, "world bits set: {mode:o}");
+        // logrotate moves the file away: the next append starts a new one.
+        std::fs::rename(&path, dir.path().join("events.jsonl.1")).unwrap();
+        append(&path, &mut slot, false, b"two\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "two\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("events.jsonl.1")).unwrap(),
+            "one\n"
+        );
+    }
+
+    #[test]
+    fn a_missing_directory_is_an_error_then_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("events.jsonl");
+        let mut slot = None;
+        assert!(append(&path, &mut slot, false, b"x\n").is_err());
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        append(&path, &mut slot, false, b"x\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "x\n");
+    }
+}

@@ -1,0 +1,56 @@
+//! `type = "stdout"`: one CloudEvent per line on standard output.
+
+use std::io::Write;
+
+use super::{Outcome, Sink};
+use crate::event::write_event;
+use crate::store::OutboxEntry;
+
+pub struct StdoutSink {
+    source: String,
+}
+
+impl StdoutSink {
+    pub fn new(source: &str) -> StdoutSink {
+        StdoutSink {
+            source: source.to_string(),
+        }
+    }
+}
+
+impl Sink for StdoutSink {
+    async fn deliver(&self, batch: Vec<OutboxEntry>) -> Vec<Outcome> {
+        let mut buf = Vec::with_capacity(batch.len() * 320);
+        for e in &batch {
+            write_event(&mut buf, &e.transition, &self.source);
+            buf.push(b'\n');
+        }
+        let n = batch.len();
+        // Blocking write: stdout may be a slow pipe.
+        let written = tokio::task::spawn_blocking(move || {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&buf).and_then(|()| out.flush())
+        })
+        .await;
+        let outcome = match written {
+            Ok(Ok(())) => Outcome::Delivered,
+            Ok(Err(e)) => Outcome::Retry {
+                error: format!("cannot write to stdout: {e}"),
+                retry_after: None,
+            },
+            Err(e) => Outcome::Retry {
+                error: format!("stdout writer failed: {e}"),
+                retry_after: None,
+            },
+        };
+        vec![outcome; n]
+    }
+
+    fn batch_size(&self) -> usize {
+        1024
+    }
+
+    fn concurrency(&self) -> usize {
+        1
+    }
+}

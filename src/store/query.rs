@@ -1,0 +1,206 @@
+//! Read-only views for the CLI (`events`, `deliveries`) and for metrics.
+
+use rusqlite::params_from_iter;
+use rusqlite::types::Value;
+
+use super::record::TransitionRow;
+use super::{Db, StoreError};
+
+/// Which transitions `orderwatch events` lists.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub order_id: Option<i64>,
+    pub status: Option<String>,
+    /// Seen at or after (unix ms).
+    pub since: Option<i64>,
+    pub limit: usize,
+}
+
+/// A delivery's state in the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    Pending,
+    Delivered,
+    Dead,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Dead => "dead",
+        }
+    }
+
+    fn parse(s: &str) -> DeliveryState {
+        match s {
+            "delivered" => DeliveryState::Delivered,
+            "dead" => DeliveryState::Dead,
+            _ => DeliveryState::Pending,
+        }
+    }
+}
+
+/// Which ledger rows `orderwatch deliveries` lists.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub sink: Option<String>,
+    pub state: Option<DeliveryState>,
+    pub limit: usize,
+}
+
+/// One row of the delivery ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRow {
+    pub sink: String,
+    pub order_id: i64,
+    pub status: String,
+    pub state: DeliveryState,
+    pub attempts: u32,
+    pub created_at: i64,
+    pub next_attempt_at: i64,
+    pub done_at: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+impl DeliveryRow {
+    pub fn event_id(&self) -> String {
+        crate::event::event_id(self.order_id, &self.status)
+    }
+}
+
+/// Outbox figures of one sink, for metrics and status lines.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SinkStats {
+    pub sink: String,
+    pub pending: u64,
+    pub dead: u64,
+    /// Creation time of the oldest pending delivery (unix ms).
+    pub oldest_pending: Option<i64>,
+    pub paused: bool,
+}
+
+impl Db {
+    /// Transitions, newest first.
+    pub fn events(&self, f: &EventFilter) -> Result<Vec<TransitionRow>, StoreError> {
+        let mut sql = String::from(
+            "SELECT seq, order_id, status, certificate_id, previous_status, seen_at FROM transitions WHERE 1 = 1",
+        );
+        let mut args: Vec<Value> = Vec::new();
+        if let Some(o) = f.order_id {
+            sql.push_str(" AND order_id = ?");
+            args.push(Value::Integer(o));
+        }
+        if let Some(s) = &f.status {
+            sql.push_str(" AND status = ?");
+            args.push(Value::Text(s.clone()));
+        }
+        if let Some(t) = f.since {
+            sql.push_str(" AND seen_at >= ?");
+            args.push(Value::Integer(t));
+        }
+        sql.push_str(" ORDER BY seq DESC LIMIT ?");
+        args.push(Value::Integer(f.limit as i64));
+        let mut stmt = self
+            .conn
+            .prepare(&sql)
+            .map_err(|e| self.err("preparing the event query", e))?;
+        let rows = stmt
+            .query_map(params_from_iter(args), |r| {
+                Ok(TransitionRow {
+                    seq: r.get(0)?,
+                    order_id: r.get(1)?,
+                    status: r.get(2)?,
+                    certificate_id: r.get(3)?,
+                    previous_status: r.get(4)?,
+                    seen_at: r.get(5)?,
+                })
+            })
+            .map_err(|e| self.err("reading events", e))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(|e| self.err("reading events", e))
+    }
+
+    /// Ledger rows, newest first.
+    pub fn deliveries(&self, f: &DeliveryFilter) -> Result<Vec<DeliveryRow>, StoreError> {
+        let mut sql = String::from(
+            "SELECT o.sink, t.order_id, t.status, o.state, o.attempts, o.created_at, o.next_attempt_at,
+                    o.done_at, o.last_error
+             FROM outbox o JOIN transitions t ON t.seq = o.seq WHERE 1 = 1",
+        );
+        let mut args: Vec<Value> = Vec::new();
+        if let Some(s) = &f.sink {
+            sql.push_str(" AND o.sink = ?");
+            args.push(Value::Text(s.clone()));
+        }
+        if let Some(s) = f.state {
+            sql.push_str(" AND o.state = ?");
+            args.push(Value::Text(s.as_str().to_string()));
+        }
+        sql.push_str(" ORDER BY o.seq DESC, o.sink LIMIT ?");
+        args.push(Value::Integer(f.limit as i64));
+        let mut stmt = self
+            .conn
+            .prepare(&sql)
+            .map_err(|e| self.err("preparing the ledger query", e))?;
+        let rows = stmt
+            .query_map(params_from_iter(args), |r| {
+                Ok(DeliveryRow {
+                    sink: r.get(0)?,
+                    order_id: r.get(1)?,
+                    status: r.get(2)?,
+                    state: DeliveryState::parse(&r.get::<_, String>(3)?),
+                    attempts: r.get(4)?,
+                    created_at: r.get(5)?,
+                    next_attempt_at: r.get(6)?,
+                    done_at: r.get(7)?,
+                    last_error: r.get(8)?,
+                })
+            })
+            .map_err(|e| self.err("reading the ledger", e))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(|e| self.err("reading the ledger", e))
+    }
+
+    /// Outbox figures for each named sink.
+    pub fn sink_stats(&self, sinks: &[String]) -> Result<Vec<SinkStats>, StoreError> {
+        let mut pending = self
+            .conn
+            .prepare_cached(
+                "SELECT count(*), min(created_at) FROM outbox WHERE sink = ?1 AND state = 'pending'",
+            )
+            .map_err(|e| self.err("preparing outbox statistics", e))?;
+        let mut dead = self
+            .conn
+            .prepare_cached("SELECT count(*) FROM outbox WHERE sink = ?1 AND state = 'dead'")
+            .map_err(|e| self.err("preparing outbox statistics", e))?;
+        let mut out = Vec::with_capacity(sinks.len());
+        for name in sinks {
+            let (count, oldest): (i64, Option<i64>) = pending
+                .query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(|e| self.err("counting pending deliveries", e))?;
+            let dead_count: i64 = dead
+                .query_row([name], |r| r.get(0))
+                .map_err(|e| self.err("counting dead deliveries", e))?;
+            out.push(SinkStats {
+                sink: name.clone(),
+                pending: count as u64,
+                dead: dead_count as u64,
+                oldest_pending: oldest,
+                paused: self.paused(name)?.is_some(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Number of recorded transitions.
+    pub fn transition_count(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row("SELECT count(*) FROM transitions", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n as u64)
+            .map_err(|e| self.err("counting transitions", e))
+    }
+}

@@ -1,0 +1,339 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::*;
+use crate::config::{DeliveryPolicy, SinkConfig, SinkKind};
+
+fn sink(name: &str, statuses: Option<&[&str]>) -> SinkConfig {
+    SinkConfig {
+        name: name.into(),
+        statuses: statuses.map(|l| l.iter().map(|s| s.to_string()).collect()),
+        kind: SinkKind::Stdout,
+        retry: DeliveryPolicy {
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(10),
+            give_up_after: Duration::from_secs(100),
+        },
+    }
+}
+
+fn change(order_id: i64, status: &str) -> OrderChange {
+    OrderChange {
+        order_id,
+        certificate_id: Some(order_id + 1000),
+        status: Arc::from(status),
+    }
+}
+
+fn at(s: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
+}
+
+fn open() -> (tempfile::TempDir, Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(&dir.path().join("ow.db")).unwrap();
+    (dir, db)
+}
+
+#[test]
+fn a_new_store_is_migrated_and_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, db) = open();
+    assert_eq!(db.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(db.cursor().unwrap(), None);
+    let mode = std::fs::metadata(dir.path().join("ow.db"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "{mode:o}");
+}
+
+#[test]
+fn repeated_sightings_are_not_transitions_and_previous_status_is_kept() {
+    let (_d, mut db) = open();
+    let sinks = [sink("a", None)];
+    let s1 = db
+        .record_window(
+            &[change(1, "pending"), change(2, "issued")],
+            at(0),
+            at(0),
+            &sinks,
+        )
+        .unwrap();
+    assert_eq!(s1.new_transitions(), 2);
+    let s2 = db
+        .record_window(
+            &[change(1, "pending"), change(2, "issued")],
+            at(60),
+            at(60),
+            &sinks,
+        )
+        .unwrap();
+    assert_eq!(s2.new_transitions(), 0);
+    assert_eq!(s2.queued, 0);
+    let s3 = db
+        .record_window(&[change(1, "issued")], at(120), at(120), &sinks)
+        .unwrap();
+    assert_eq!(s3.sample[0].previous_status.as_deref(), Some("pending"));
+    assert_eq!(db.cursor().unwrap(), Some(at(120)));
+}
+
+#[test]
+fn a_status_seen_before_is_not_a_transition_but_updates_the_last_status() {
+    let (_d, mut db) = open();
+    let sinks = [sink("a", None)];
+    db.record_window(
+        &[
+            change(1, "pending"),
+            change(1, "needs_approval"),
+            change(1, "pending"),
+        ],
+        at(0),
+        at(0),
+        &sinks,
+    )
+    .unwrap();
+    let s = db
+        .record_window(&[change(1, "issued")], at(1), at(1), &sinks)
+        .unwrap();
+    assert_eq!(s.sample[0].previous_status.as_deref(), Some("pending"));
+}
+
+#[test]
+fn the_cursor_never_moves_back() {
+    let (_d, mut db) = open();
+    db.record_window(&[], at(100), at(100), &[]).unwrap();
+    db.record_window(&[], at(50), at(100), &[]).unwrap();
+    assert_eq!(db.cursor().unwrap(), Some(at(100)));
+}
+
+#[test]
+fn outbox_rows_follow_each_sinks_status_filter() {
+    let (_d, mut db) = open();
+    let sinks = [sink("all", None), sink("issued", Some(&["issued"]))];
+    let s = db
+        .record_window(
+            &[change(1, "pending"), change(2, "issued")],
+            at(0),
+            at(0),
+            &sinks,
+        )
+        .unwrap();
+    assert_eq!(s.queued, 3);
+    assert_eq!(db.due("all", i64::MAX, 10).unwrap().len(), 2);
+    let only = db.due("issued", i64::MAX, 10).unwrap();
+    assert_eq!(only.len(), 1);
+    assert_eq!(only[0].transition.status, "issued");
+}
+
+#[test]
+fn only_the_oldest_pending_event_of_an_order_is_due() {
+    let (_d, mut db) = open();
+    let sinks = [sink("a", None)];
+    db.record_window(&[change(1, "pending")], at(0), at(0), &sinks)
+        .unwrap();
+    db.record_window(
+        &[change(1, "issued"), change(2, "pending")],
+        at(1),
+        at(1),
+        &sinks,
+    )
+    .unwrap();
+    let due = db.due("a", i64::MAX, 10).unwrap();
+    let ids: Vec<_> = due
+        .iter()
+        .map(|e| (e.order_id(), e.transition.status.clone()))
+        .collect();
+    assert_eq!(
+        ids,
+        vec![(1, "pending".to_string()), (2, "pending".to_string())]
+    );
+    db.mark("a", &[(due[0].seq(), Mark::Delivered)], 5).unwrap();
+    let due = db.due("a", i64::MAX, 10).unwrap();
+    assert!(
+        due.iter()
+            .any(|e| e.order_id() == 1 && e.transition.status == "issued")
+    );
+}
+
+#[test]
+fn retries_wait_for_their_time_and_dead_rows_can_be_redelivered() {
+    let (_d, mut db) = open();
+    let sinks = [sink("a", None)];
+    db.record_window(&[change(1, "issued")], at(0), at(0), &sinks)
+        .unwrap();
+    let seq = db.due("a", i64::MAX, 10).unwrap()[0].seq();
+    db.mark(
+        "a",
+        &[(
+            seq,
+            Mark::Retry {
+                next_attempt_at: 10_000,
+                error: "HTTP 503".into(),
+            },
+        )],
+        0,
+    )
+    .unwrap();
+    assert!(db.due("a", 9_999, 10).unwrap().is_empty());
+    assert_eq!(db.next_due("a").unwrap(), Some(10_000));
+    assert_eq!(db.due("a", 10_000, 10).unwrap()[0].attempts, 1);
+    db.mark(
+        "a",
+        &[(
+            seq,
+            Mark::Dead {
+                error: "HTTP 400".into(),
+            },
+        )],
+        1,
+    )
+    .unwrap();
+    assert_eq!(db.next_due("a").unwrap(), None);
+    let rows = db
+        .deliveries(&DeliveryFilter {
+            sink: None,
+            state: Some(DeliveryState::Dead),
+            limit: 10,
+        })
+        .unwrap();
+    assert_eq!(rows[0].last_error.as_deref(), Some("HTTP 400"));
+    assert_eq!(rows[0].attempts, 2);
+    assert_eq!(db.redeliver(&sinks[0], &Redeliver::Dead, 50).unwrap(), 1);
+    let again = db.due("a", 50, 10).unwrap();
+    assert_eq!(again[0].attempts, 0);
+}
+
+#[test]
+fn a_paused_sink_is_resumed_by_redeliver() {
+    let (_d, mut db) = open();
+    let s = sink("a", None);
+    db.pause("a", "HTTP 410", 0).unwrap();
+    assert_eq!(db.paused("a").unwrap().as_deref(), Some("HTTP 410"));
+    db.redeliver(&s, &Redeliver::Since(0), 1).unwrap();
+    assert_eq!(db.paused("a").unwrap(), None);
+}
+
+#[test]
+fn redeliver_since_respects_the_filter_and_event_ids_are_exact() {
+    let (_d, mut db) = open();
+    let all = sink("all", None);
+    let issued = sink("issued", Some(&["issued"]));
+    db.record_window(
+        &[change(1, "pending"), change(2, "issued")],
+        at(0),
+        at(0),
+        &[all.clone()],
+    )
+    .unwrap();
+    assert_eq!(db.redeliver(&issued, &Redeliver::Since(0), 1).unwrap(), 1);
+    let one = Redeliver::Event {
+        order_id: 1,
+        status: "pending".into(),
+    };
+    assert_eq!(db.redeliver(&all, &one, 1).unwrap(), 1);
+    let none = Redeliver::Event {
+        order_id: 1,
+        status: "issued".into(),
+    };
+    assert_eq!(db.redeliver(&all, &none, 1).unwrap(), 0);
+}
+
+#[test]
+fn expire_gives_up_old_pending_rows_only() {
+    let (_d, mut db) = open();
+    let sinks = [sink("a", None)];
+    db.record_window(&[change(1, "issued")], at(0), at(0), &sinks)
+        .unwrap();
+    let created = at(0).timestamp_millis();
+    assert_eq!(db.expire("a", created, "gave up", created + 1).unwrap(), 0);
+    assert_eq!(
+        db.expire("a", created + 1, "gave up", created + 1).unwrap(),
+        1
+    );
+    assert_eq!(db.sink_stats(&["a".into()]).unwrap()[0].dead, 1);
+}
+
+#[test]
+fn events_filter_by_order_status_and_time() {
+    let (_d, mut db) = open();
+    db.record_window(
+        &[change(1, "pending"), change(2, "issued")],
+        at(0),
+        at(0),
+        &[],
+    )
+    .unwrap();
+    db.record_window(&[change(1, "issued")], at(100), at(100), &[])
+        .unwrap();
+    let f = |order_id, status: Option<&str>, since| EventFilter {
+        order_id,
+        status: status.map(str::to_string),
+        since,
+        limit: 10,
+    };
+    assert_eq!(db.events(&f(Some(1), None, None)).unwrap().len(), 2);
+    assert_eq!(db.events(&f(None, Some("issued"), None)).unwrap().len(), 2);
+    assert_eq!(
+        db.events(&f(None, None, Some(at(50).timestamp_millis())))
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn a_newer_schema_is_refused_with_advice() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ow.db");
+    drop(Db::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    let err = Db::open(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("schema version 99") && err.contains("upgrade orderwatch"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_reported_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ow.db");
+    std::fs::write(&path, vec![b'x'; 8192]).unwrap();
+    let err = Db::open(&path).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+}
+
+#[test]
+fn a_second_daemon_lock_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ow.db");
+    let first = lock_for_daemon(&path).unwrap();
+    let err = lock_for_daemon(&path).unwrap_err().to_string();
+    assert!(err.contains("another orderwatch daemon"), "{err}");
+    drop(first);
+    assert!(lock_for_daemon(&path).is_ok());
+}
+
+#[test]
+fn seen_at_is_recorded_per_window() {
+    let (_d, mut db) = open();
+    db.record_window(
+        &[change(1, "pending")],
+        at(0),
+        at(0) + TimeDelta::seconds(3),
+        &[],
+    )
+    .unwrap();
+    let t = &db
+        .events(&EventFilter {
+            limit: 1,
+            ..EventFilter::default()
+        })
+        .unwrap()[0];
+    assert_eq!(t.seen_at, at(3).timestamp_millis());
+}
