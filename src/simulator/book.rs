@@ -152,6 +152,7 @@ impl OrderBook {
         status: &Status,
         at: DateTime<Utc>,
     ) {
+        let t0 = std::time::Instant::now();
         let micros = at.timestamp_micros();
         let terminal = status.is_terminal();
         self.orders.reserve(count);
@@ -187,8 +188,11 @@ impl OrderBook {
                 self.next_order_id = id.saturating_add(1);
             }
         }
+        eprintln!("orders {:?}", t0.elapsed());
         let mut merged: BTreeSet<(i64, i64)> = fresh.into_iter().collect();
+        eprintln!("collect {:?}", t0.elapsed());
         self.index.append(&mut merged);
+        eprintln!("append {:?}", t0.elapsed());
         for id in existing {
             self.set_status(id, id.saturating_add(100_000_000), status.clone(), at);
         }
@@ -206,7 +210,9 @@ impl OrderBook {
             };
         }
         let range = || self.index.range((from_us, i64::MIN)..=(to_us, i64::MAX));
+        let t0 = std::time::Instant::now();
         let total = range().count();
+        eprintln!("count {:?}", t0.elapsed());
         if total == 0 {
             return Answer {
                 body: b"{}".to_vec(),
@@ -244,6 +250,7 @@ impl OrderBook {
             returned += 1;
         }
         body.push(b']');
+        eprintln!("write {:?}", t0.elapsed());
         if let Some(p) = page {
             body.extend_from_slice(b",\"page\":{\"total\":");
             write_int(&mut body, i64::try_from(total).unwrap_or(i64::MAX));
