@@ -9,7 +9,10 @@ use orderwatch::cmd;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -44,6 +47,39 @@ fn main() -> ExitCode {
             ExitCode::from(failure.code)
         }
     }
+}
+
+/// Prints a command-line error with the usage of the command it concerns
+/// (clap leaves usage out of some errors, such as a malformed value), exit 2.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::CommandFactory;
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    let rendered = e.render().to_string();
+    eprint!("{rendered}");
+    if !rendered.contains("Usage:") {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let sub = cmd
+            .get_subcommands()
+            .map(|c| c.get_name().to_string())
+            .find(|name| args.iter().any(|a| a == name));
+        let usage =
+            match sub.and_then(|name| cmd.find_subcommand_mut(&name).map(|c| c.render_usage())) {
+                Some(u) => u,
+                None => cmd.render_usage(),
+            };
+        eprintln!("\n{usage}");
+    }
+    ExitCode::from(2)
 }
 
 fn init_logging(format: LogFormat) {
