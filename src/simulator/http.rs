@@ -132,8 +132,12 @@ impl Simulator {
         };
         let (from_us, to_us) = match frame {
             Frame::Relative { seconds } => {
-                let back = TimeDelta::seconds(i64::try_from(seconds).unwrap_or(i64::MAX / 1000));
-                ((now - back).timestamp_micros(), now.timestamp_micros())
+                let from = i64::try_from(seconds)
+                    .ok()
+                    .and_then(TimeDelta::try_seconds)
+                    .and_then(|back| now.checked_sub_signed(back))
+                    .map_or(i64::MIN, |t| t.timestamp_micros());
+                (from, now.timestamp_micros())
             }
             // Upstream stores whole seconds, so an inclusive end second
             // covers everything up to the next one.

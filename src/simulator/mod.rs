@@ -8,6 +8,30 @@
 //! ambiguous: a client that passes against this simulator should not be
 //! surprised by the real API.
 //!
+//! # Error codes
+//!
+//! Every error body is `{"errors":[{"code":"...","message":"..."}]}` with
+//! `Content-Type: application/json`:
+//!
+//! | status | code | when |
+//! |---|---|---|
+//! | 401 | `invalid_api_key` | `X-DC-DEVKEY` missing or wrong (checked first) |
+//! | 400 | `missing_filter` | none of `minutes`, `seconds`, `filters[status_last_updated]` |
+//! | 400 | `invalid_filter` | malformed/negative count, malformed range, start after end, a Mountain-time instant that does not exist (DST gap), a repeated parameter, relative and absolute filters combined |
+//! | 400 | `time_frame_too_long` | over 7 days (`minutes` > 10080, `minutes*60+seconds` > 604800, real span of a range > 604800 s) |
+//! | 400 | `invalid_param` | `offset`/`limit` malformed or `limit=0` (pagination on); cancel `note` not a string |
+//! | 404 | `not_found` | unknown or non-numeric order id, unknown path |
+//! | 405 | `method_not_allowed` | known path, wrong method |
+//! | 400 | `invalid_json` | cancel body not a JSON object |
+//! | 400 | `missing_param` | cancel `status` or `note` missing, null or empty (message names it) |
+//! | 400 | `invalid_status` | cancel `status` not exactly `CANCELED` |
+//! | 400 | `invalid_order_status` | order not `pending`/`waiting_pickup` |
+//! | 413 | `payload_too_large` | cancel body unreadable or over 64 KiB |
+//!
+//! Absolute ranges are read in `America/Denver`; see `mountain` for the
+//! deliberately strict DST rules. Their end second is inclusive up to the
+//! next second, as upstream stores whole seconds.
+//!
 //! Layout: `query` and `mountain` read requests (pure), `book` holds the
 //! orders and answers range queries, `schedule` knows statuses and random
 //! changes, `http` has the axum handlers, `fault` the injected misbehaviour
@@ -74,9 +98,10 @@ impl Default for SimulatorConfig {
 pub struct RecordedQuery {
     /// When the request arrived (simulator clock).
     pub at: DateTime<Utc>,
-    /// `minutes` if it was a valid integer.
+    /// `minutes` if it parsed as an integer (also when it was then refused,
+    /// e.g. as negative or too long).
     pub minutes: Option<i64>,
-    /// `seconds` if it was a valid integer.
+    /// `seconds` if it parsed as an integer (also when it was then refused).
     pub seconds: Option<i64>,
     /// The absolute range as the simulator read it (UTC, both inclusive),
     /// if `filters[status_last_updated]` was well-formed — also when it was
@@ -84,9 +109,10 @@ pub struct RecordedQuery {
     pub range: Option<(DateTime<Utc>, DateTime<Utc>)>,
     /// The query string exactly as received (still percent-encoded).
     pub raw_query: String,
-    /// `offset` if it was a valid integer.
+    /// `offset` if it parsed as an integer (recorded even when pagination
+    /// is off and it was ignored).
     pub offset: Option<u64>,
-    /// `limit` if it was a valid integer.
+    /// `limit` if it parsed as an integer (recorded even when ignored).
     pub limit: Option<u64>,
     /// HTTP status answered; 0 when a [`Fault::Hang`] meant no answer.
     pub status: u16,
@@ -131,9 +157,23 @@ struct Inner {
 /// The simulated CertCentral account plus its HTTP face. Cloning is cheap and
 /// every clone controls the same account, so a test can keep one while the
 /// server task holds another.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Simulator {
     inner: Arc<Inner>,
+}
+
+/// A summary only: a million-order account must not end up in a test's
+/// failure message.
+impl std::fmt::Debug for Simulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Simulator");
+        d.field("config", &self.inner.cfg);
+        match self.inner.state.try_lock() {
+            Ok(state) => d.field("orders", &state.book.len()),
+            Err(_) => d.field("orders", &"<busy>"),
+        };
+        d.finish()
+    }
 }
 
 impl Simulator {

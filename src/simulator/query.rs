@@ -93,12 +93,13 @@ pub(crate) fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -365,6 +366,23 @@ mod tests {
                 Err("invalid_param"),
                 "{bad}"
             );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_query_string_is_answered_without_panicking(raw in ".{0,80}") {
+            if let Ok(p) = split_query(&raw) {
+                let _ = frame(&p);
+                let _ = page(&p, 10);
+            }
+        }
+
+        #[test]
+        fn any_range_text_is_answered_without_panicking(
+            raw in "[0-9]{4}-[0-9]{2}-[0-9]{2}[+ ][0-9]{2}:[0-9]{2}:[0-9]{2}\\.\\.\\.[0-9]{4}-[0-9]{2}-[0-9]{2}"
+        ) {
+            let _ = frame(&RawParams { filter: Some(raw), ..RawParams::default() });
         }
     }
 

@@ -150,11 +150,11 @@ pub(crate) fn random_change(
     let active = book.active_ids();
     if !active.is_empty() && !rng.random_bool(NEW_ORDER_PROBABILITY) {
         let id = active[rng.random_range(0..active.len())];
-        if let Some((certificate_id, current)) = book.current(id) {
-            if let Some(next) = pick_weighted(rng, current.next_choices()) {
-                book.set_status(id, certificate_id, next.clone(), at);
-                return (id, next);
-            }
+        if let Some((certificate_id, current)) = book.current(id)
+            && let Some(next) = pick_weighted(rng, current.next_choices())
+        {
+            book.set_status(id, certificate_id, next.clone(), at);
+            return (id, next);
         }
     }
     let id = book.allocate_order_id();

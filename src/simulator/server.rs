@@ -177,7 +177,8 @@ impl Simulator {
     /// Serves both endpoints on `listener` until `shutdown` resolves, running
     /// the random schedule (`rate_per_min`) meanwhile. On shutdown, answers in
     /// flight get a short grace period; then hung and dripping connections
-    /// are closed so this returns promptly.
+    /// are closed so this returns promptly. Each concurrent `serve` call on
+    /// the same simulator runs its own schedule, so serve it once.
     pub async fn serve(
         &self,
         listener: TcpListener,
