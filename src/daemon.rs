@@ -20,12 +20,34 @@ use crate::config::{Config, Secret};
 use crate::metrics::Metrics;
 use crate::pacer::Pacer;
 use crate::poller::Poller;
-use crate::service::{self, Request, Signals};
+use crate::service::{self, Request, Signals, SinkNames};
 use crate::sink::{self, LoopContext, Mode, SinkHandle};
 use crate::store::{Db, Store, StoreError, lock_for_daemon, now_ms};
 
 /// How long in-flight deliveries may finish after SIGTERM.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Margin on top of the longest expected silence of a healthy poller.
+const STALL_SLACK: Duration = Duration::from_secs(30);
+
+/// How long the poller may show no sign of progress ([`Metrics::beat`])
+/// before it counts as wedged and the systemd watchdog is no longer fed (so
+/// systemd restarts it).
+///
+/// A healthy poller beats every few seconds: idle ticks, before every
+/// request, during retry sleeps, after every commit. The longest legitimate
+/// silences are one request (bounded by `[digicert] timeout`, body included)
+/// and one pacing wait (a request's share of a minute). A limit of only
+/// `WatchdogSec=` would restart a daemon whose operator raised the request
+/// timeout above it; the limit is never shorter than the watchdog timeout.
+pub fn stall_limit(
+    watchdog_timeout: Duration,
+    request_timeout: Duration,
+    requests_per_minute: u32,
+) -> Duration {
+    let pacing = Duration::from_secs(60) / requests_per_minute.max(1);
+    watchdog_timeout.max(request_timeout + pacing + STALL_SLACK)
+}
 
 /// How `run` behaves.
 #[derive(Debug, Clone, Default)]
@@ -95,7 +117,11 @@ struct Generation {
     token: CancellationToken,
     tasks: JoinSet<Result<(), StoreError>>,
     sinks: Vec<SinkHandle>,
+    /// Returns only when cancelled; finishing otherwise means it panicked.
     poll: tokio::task::JoinHandle<()>,
+    /// See [`stall_limit`]; depends on this generation's config.
+    request_timeout: Duration,
+    requests_per_minute: u32,
 }
 
 impl Generation {
@@ -122,6 +148,8 @@ impl Generation {
             .map(|(cfg, s)| s.spawn(&cfg, ctx.clone(), Mode::Daemon, &mut tasks))
             .collect();
         metrics.set_interval(p.config.poll.interval);
+        let request_timeout = p.config.digicert.timeout;
+        let requests_per_minute = p.config.digicert.max_requests_per_minute;
         let poller = Poller {
             client: p.client,
             store: store.clone(),
@@ -137,16 +165,23 @@ impl Generation {
             tasks,
             sinks,
             poll,
+            request_timeout,
+            requests_per_minute,
         }
     }
 
     /// Stops polling, lets deliveries finish within the grace period.
     async fn stop(mut self) {
         self.token.cancel();
-        let _ = self.poll.await;
+        // Already awaited by the main loop if the poller died.
+        if !self.poll.is_finished() {
+            let _ = self.poll.await;
+        }
         while let Some(done) = self.tasks.join_next().await {
-            if let Ok(Err(e)) = done {
-                tracing::error!(error = %e, "a delivery loop failed while stopping");
+            match done {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "a delivery loop failed while stopping"),
+                Err(e) => tracing::error!(error = %e, "a delivery loop panicked while stopping"),
             }
         }
     }
@@ -219,23 +254,18 @@ pub async fn run(config: Config, api_key: Secret, opts: RunOptions) -> Result<()
         .context("cannot install signal handlers")
         .map_err(RunError::Runtime)?;
 
+    let sink_names = SinkNames::new(names_of(&prepared.config));
     let metrics_addr = prepared.config.metrics.as_ref().map(|m| m.listen);
     if let Some(addr) = metrics_addr {
         let listener = service::bind_metrics(addr)
             .await
             .with_context(|| format!("metrics.listen: cannot listen on {addr}"))
             .map_err(RunError::Runtime)?;
-        let names = prepared
-            .config
-            .sinks
-            .iter()
-            .map(|s| s.name.clone())
-            .collect();
         tokio::spawn(service::serve_metrics(
             listener,
             Arc::clone(&metrics),
             store.clone(),
-            names,
+            sink_names.clone(),
             root.clone(),
         ));
         tracing::info!(%addr, "serving /metrics and /healthz");
@@ -256,37 +286,57 @@ pub async fn run(config: Config, api_key: Secret, opts: RunOptions) -> Result<()
         "orderwatch started"
     );
     let mut generation = Generation::start(prepared, &store, &metrics, &root);
+    // The store is open and the config valid: systemd may consider us up.
     service::ready("started; first poll under way");
     let watchdog = service::watchdog_interval();
     let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
 
-    loop {
+    let failure = loop {
         tokio::select! {
             request = signals.next() => match request {
-                Request::Shutdown => break,
+                Request::Shutdown => break None,
                 Request::Reload => {
                     service::reloading();
-                    generation = reload(generation, &opts, &store_path, metrics_addr, &pacer, &store, &metrics, &root).await;
-                    service::ready("reloaded");
+                    let (next, status) = reload(generation, &opts, &store_path, metrics_addr, &pacer, &store, &metrics, &root).await;
+                    generation = next;
+                    sink_names.set(generation.sinks.iter().map(|s| s.name.clone()).collect());
+                    service::ready(&status);
                 }
             },
             _ = watchdog_tick.tick(), if watchdog.is_some() => {
-                let limit = watchdog.map_or(i64::MAX, |w| 2 * w.as_millis() as i64);
+                // Pinged every half timeout, so the timeout is twice that.
+                let timeout = watchdog.map_or(Duration::MAX, |w| w * 2);
+                let limit = stall_limit(timeout, generation.request_timeout, generation.requests_per_minute);
                 let quiet = metrics.since_beat_ms(now_ms());
-                if quiet < limit {
+                if quiet < limit.as_millis() as i64 {
                     service::watchdog();
                 } else {
-                    tracing::error!(quiet_ms = quiet, "the poller made no progress; not feeding the watchdog");
+                    tracing::error!(quiet_ms = quiet, limit_ms = limit.as_millis() as u64, "the poller made no progress; not feeding the watchdog so systemd restarts us");
+                    service::status(&format!("poller stalled for {}s; waiting for the watchdog", quiet / 1000));
                 }
             }
-            Some(done) = generation.tasks.join_next() => {
-                if let Ok(Err(e)) = done {
-                    service::stopping();
-                    generation.stop().await;
-                    return Err(RunError::Runtime(anyhow::Error::new(e).context("a delivery loop failed")));
-                }
+            joined = &mut generation.poll => {
+                let why = match joined {
+                    Err(e) if e.is_panic() => anyhow::anyhow!("the poller panicked: {e}"),
+                    _ => anyhow::anyhow!("the poller stopped unexpectedly"),
+                };
+                break Some(why);
             }
+            Some(done) = generation.tasks.join_next() => match done {
+                // A loop returns on its own only at shutdown.
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => break Some(anyhow::Error::new(e).context("a delivery loop failed")),
+                Err(e) => break Some(anyhow::anyhow!("a delivery loop panicked: {e}")),
+            },
         }
+    };
+    if let Some(e) = failure {
+        tracing::error!(error = %format!("{e:#}"), "stopping after an internal failure");
+        service::stopping();
+        generation.stop().await;
+        root.cancel();
+        drop(lock);
+        return Err(RunError::Runtime(e));
     }
     tracing::info!("shutting down: polling stopped, finishing in-flight deliveries");
     service::stopping();
@@ -295,6 +345,10 @@ pub async fn run(config: Config, api_key: Secret, opts: RunOptions) -> Result<()
     drop(lock);
     tracing::info!("stopped");
     Ok(())
+}
+
+fn names_of(config: &Config) -> Vec<String> {
+    config.sinks.iter().map(|s| s.name.clone()).collect()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -307,11 +361,11 @@ async fn reload(
     store: &Store,
     metrics: &Arc<Metrics>,
     root: &CancellationToken,
-) -> Generation {
+) -> (Generation, String) {
     current.reopen();
     let Some(path) = &opts.config_path else {
         tracing::info!("SIGHUP: reopened files");
-        return current;
+        return (current, "files reopened".to_string());
     };
     let next = load(path).and_then(|(config, key)| {
         if config.store.path != store_path {
@@ -325,14 +379,24 @@ async fn reload(
     match next {
         Ok(prepared) => {
             current.stop().await;
-            tracing::info!(config = %path.display(), "SIGHUP: configuration reloaded");
-            Generation::start(prepared, store, metrics, root)
+            tracing::info!(config = %path.display(), sinks = prepared.sinks.len(), "SIGHUP: configuration reloaded");
+            let status = format!("configuration reloaded from {}", path.display());
+            (Generation::start(prepared, store, metrics, root), status)
         }
         Err(e) => {
             tracing::error!(error = %e, "SIGHUP: the new configuration is not valid; keeping the running one (files reopened)");
-            current
+            let status = format!(
+                "reload refused, running the previous configuration: {}",
+                first_line(&e.to_string())
+            );
+            (current, status)
         }
     }
+}
+
+/// STATUS= is one line.
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or_default()
 }
 
 /// `run --once`: one cycle, then every sink drains.
@@ -426,5 +490,21 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stall_limit_covers_one_request_and_one_pacing_wait() {
+        let s = Duration::from_secs;
+        // Default config: a 30 s request timeout, 60 requests a minute.
+        assert_eq!(stall_limit(s(120), s(30), 60), s(120));
+        // A request timeout above the watchdog timeout must not get us killed.
+        assert_eq!(stall_limit(s(60), s(300), 60), s(331));
+        // Slow pacing: one request a minute.
+        assert_eq!(stall_limit(s(10), s(30), 1), s(120));
     }
 }

@@ -38,6 +38,7 @@ pub struct Metrics {
     interval_ms: AtomicI64,
     /// Unix ms of the poller's last sign of progress (watchdog).
     beat_ms: AtomicI64,
+    render_lock: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -121,6 +122,7 @@ impl Metrics {
             started_ms: AtomicI64::new(crate::store::now_ms()),
             interval_ms: AtomicI64::new(interval.as_millis() as i64),
             beat_ms: AtomicI64::new(crate::store::now_ms()),
+            render_lock: std::sync::Mutex::new(()),
         }
     }
 
@@ -215,7 +217,16 @@ impl Metrics {
     }
 
     /// Renders the text exposition after refreshing the store-derived gauges.
+    /// Sinks no longer configured (removed by a reload) drop out of the
+    /// per-sink gauges; their delivery counters stay, as counters should.
     pub fn render(&self, stats: &[SinkStats], cursor_ms: Option<i64>, now_ms: i64) -> String {
+        // One render at a time, so a concurrent scrape never sees the
+        // gauges between clearing and refilling.
+        let _guard = self.render_lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.outbox_depth.clear();
+        self.outbox_dead.clear();
+        self.outbox_oldest.clear();
+        self.sink_paused.clear();
         for s in stats {
             let l = vec![("sink", s.sink.clone())];
             self.outbox_depth.get_or_create(&l).set(s.pending as i64);
@@ -283,5 +294,36 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
+    }
+
+    #[test]
+    fn a_sink_removed_by_a_reload_loses_its_gauges_but_keeps_its_counters() {
+        let m = Metrics::new(Duration::from_secs(60));
+        m.delivery("old", "delivered", 1);
+        let stats = |name: &str| SinkStats {
+            sink: name.into(),
+            pending: 2,
+            dead: 0,
+            oldest_pending: None,
+            paused: false,
+        };
+        let before = m.render(&[stats("old")], None, 0);
+        assert!(
+            before.contains("orderwatch_outbox_depth{sink=\"old\"} 2"),
+            "{before}"
+        );
+        let after = m.render(&[stats("new")], None, 0);
+        assert!(
+            !after.contains("orderwatch_outbox_depth{sink=\"old\"}"),
+            "{after}"
+        );
+        assert!(
+            after.contains("orderwatch_outbox_depth{sink=\"new\"} 2"),
+            "{after}"
+        );
+        assert!(
+            after.contains("orderwatch_deliveries_total{sink=\"old\",outcome=\"delivered\"} 1"),
+            "{after}"
+        );
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use sd_notify::NotifyState;
@@ -87,11 +87,30 @@ impl Signals {
     }
 }
 
+/// The configured sink names, shared with the metrics endpoint and replaced
+/// on reload, so a sink added by SIGHUP gets its outbox gauges at once.
+#[derive(Clone, Default)]
+pub struct SinkNames(Arc<std::sync::RwLock<Arc<Vec<String>>>>);
+
+impl SinkNames {
+    pub fn new(names: Vec<String>) -> SinkNames {
+        SinkNames(Arc::new(std::sync::RwLock::new(Arc::new(names))))
+    }
+
+    pub fn set(&self, names: Vec<String>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(names);
+    }
+
+    pub fn get(&self) -> Arc<Vec<String>> {
+        Arc::clone(&self.0.read().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
 #[derive(Clone)]
 struct Endpoint {
     metrics: Arc<Metrics>,
     store: Store,
-    sinks: Arc<Vec<String>>,
+    sinks: SinkNames,
 }
 
 /// Binds the metrics listener (so a taken port fails the start, loudly).
@@ -104,13 +123,13 @@ pub async fn serve_metrics(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
     store: Store,
-    sinks: Vec<String>,
+    sinks: SinkNames,
     shutdown: CancellationToken,
 ) {
     let state = Endpoint {
         metrics,
         store,
-        sinks: Arc::new(sinks),
+        sinks,
     };
     let app = Router::new()
         .route("/metrics", get(metrics_page))
@@ -124,8 +143,12 @@ pub async fn serve_metrics(
     }
 }
 
-async fn metrics_page(State(s): State<Endpoint>) -> impl IntoResponse {
-    let names = (*s.sinks).clone();
+/// The body is OpenMetrics text (what prometheus-client writes), which the
+/// Prometheus 0.0.4 text parser also reads; the content type follows what
+/// the scraper asks for, so Prometheus gets the stricter OpenMetrics parser
+/// and `curl` or a browser get plain text.
+async fn metrics_page(State(s): State<Endpoint>, headers: HeaderMap) -> impl IntoResponse {
+    let names = (*s.sinks.get()).clone();
     let read = s
         .store
         .run(move |db| Ok((db.sink_stats(&names)?, db.cursor()?)))
@@ -135,23 +158,30 @@ async fn metrics_page(State(s): State<Endpoint>) -> impl IntoResponse {
             let body = s
                 .metrics
                 .render(&stats, cursor.map(|c| c.timestamp_millis()), now_ms());
+            let openmetrics = headers
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("application/openmetrics-text"));
+            let content_type = if openmetrics {
+                OPENMETRICS_CONTENT_TYPE
+            } else {
+                TEXT_CONTENT_TYPE
+            };
+            (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "/metrics: cannot read the store");
             (
-                StatusCode::OK,
-                [(
-                    header::CONTENT_TYPE,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                )],
-                body,
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("cannot read the store: {e}\n"),
             )
                 .into_response()
         }
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("cannot read the store: {e}\n"),
-        )
-            .into_response(),
     }
 }
+
+const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 async fn healthz(State(s): State<Endpoint>) -> impl IntoResponse {
     match s.metrics.health(now_ms()) {
