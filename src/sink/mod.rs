@@ -6,12 +6,13 @@
 //! what is due, per-order ordering, concurrency, retries, giving up, pausing,
 //! and recording each outcome in the ledger.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff;
@@ -65,6 +66,10 @@ pub enum Mode {
 }
 
 /// How an attempt's outcome is written to the ledger. Pure.
+///
+/// The give-up clock of a delivery starts at its first failed attempt, not
+/// when it was queued: a delivery that waited (daemon stopped, sink paused,
+/// a long backlog) still gets `give_up_after` worth of retries.
 pub fn resolve(
     entry: &OutboxEntry,
     outcome: &Outcome,
@@ -78,30 +83,118 @@ pub fn resolve(
             error: error.clone(),
         },
         Outcome::Retry { error, retry_after } => {
-            let give_up_at = entry.created_at + policy.give_up_after.as_millis() as i64;
-            let delay = backoff::next_delay(
-                policy.backoff_initial,
-                policy.backoff_max,
-                entry.attempts + 1,
-                *retry_after,
-                unit,
-            );
-            let next = now + delay.as_millis() as i64;
-            if now >= give_up_at {
-                Mark::Dead {
+            let failing_since = entry.first_failure_at.unwrap_or(now);
+            if now.saturating_sub(failing_since) >= millis(policy.give_up_after) {
+                return Mark::Dead {
                     error: format!(
                         "gave up after {}: {error}",
                         humantime::format_duration(policy.give_up_after)
                     ),
-                }
-            } else {
-                Mark::Retry {
-                    next_attempt_at: next,
-                    error: error.clone(),
-                }
+                };
+            }
+            let delay = backoff::next_delay(
+                policy.backoff_initial,
+                policy.backoff_max,
+                entry.attempts.saturating_add(1),
+                *retry_after,
+                unit,
+            );
+            Mark::Retry {
+                next_attempt_at: now.saturating_add(millis(delay)),
+                error: error.clone(),
             }
         }
     }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The shortest pause after a failed round, so a receiver that fails at
+/// once is never hammered even with a zero jitter draw.
+const MIN_HOLD: Duration = Duration::from_millis(100);
+
+/// The sink-wide circuit breaker. Per-delivery backoff alone would let a
+/// large backlog hit a dead receiver one row after another; instead, after
+/// a failed round the receiver is presumed down: deliveries are held, then
+/// only one request at a time goes out (a probe), each after a hold that
+/// grows exponentially with full jitter and is never shorter than the
+/// receiver's `Retry-After`. The first clean round closes it. Pure state.
+#[derive(Debug)]
+struct Breaker {
+    /// Failed rounds in a row.
+    failures: u32,
+    hold_until: Instant,
+    /// When the current run of failures began (unix ms).
+    failing_since: Option<i64>,
+}
+
+impl Breaker {
+    fn new(now: Instant) -> Breaker {
+        Breaker {
+            failures: 0,
+            hold_until: now,
+            failing_since: None,
+        }
+    }
+
+    fn failing(&self) -> bool {
+        self.failures > 0
+    }
+
+    fn holding(&self, now: Instant) -> bool {
+        now < self.hold_until
+    }
+
+    /// Requests allowed in flight.
+    fn limit(&self, concurrency: usize) -> usize {
+        if self.failing() { 1 } else { concurrency }
+    }
+
+    /// Records a failed round; returns the hold before the next probe.
+    fn trip(
+        &mut self,
+        policy: &DeliveryPolicy,
+        retry_after: Option<Duration>,
+        now: Instant,
+        now_ms: i64,
+        unit: f64,
+    ) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        self.failing_since.get_or_insert(now_ms);
+        let hold = backoff::next_delay(
+            policy.backoff_initial,
+            policy.backoff_max,
+            self.failures,
+            retry_after,
+            unit,
+        )
+        .max(MIN_HOLD);
+        self.hold_until = now + hold;
+        hold
+    }
+
+    /// Closes the breaker (a clean round, or an operator's `redeliver`);
+    /// returns how many failed rounds that ends.
+    fn close(&mut self, now: Instant) -> u32 {
+        let ended = self.failures;
+        self.failures = 0;
+        self.failing_since = None;
+        self.hold_until = now;
+        ended
+    }
+}
+
+/// What one round of finished deliveries amounted to.
+#[derive(Debug, Default)]
+struct Round {
+    delivered: usize,
+    /// Retries, dead deliveries and 410s.
+    failed: usize,
+    gone: bool,
+    /// The longest `Retry-After` any receiver answer asked for.
+    retry_after: Option<Duration>,
 }
 
 /// Everything a delivery loop needs besides its sink.
@@ -185,8 +278,8 @@ impl AnySink {
 
 /// Rows fetched per outbox query beyond what is in flight.
 const PREFETCH: usize = 512;
-/// While idle, look at the store this often for rows queued by another
-/// process (`orderwatch redeliver`) or a lifted pause.
+/// While idle, paused or holding, look at the store this often for rows
+/// queued by another process (`orderwatch redeliver`) or a lifted pause.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
 struct DeliveryLoop<S: Sink> {
@@ -196,6 +289,9 @@ struct DeliveryLoop<S: Sink> {
     ctx: LoopContext,
     mode: Mode,
 }
+
+/// A finished `deliver` call: the batch and one outcome per entry.
+type Attempt = (Vec<OutboxEntry>, Vec<Outcome>);
 
 /// Outcomes of finished deliveries not yet written to the ledger.
 #[derive(Default)]
@@ -215,31 +311,34 @@ impl<S: Sink> DeliveryLoop<S> {
         result
     }
 
+    /// The loop. Invariants:
+    /// * a row is fetched only when no earlier row of its order is pending
+    ///   (`Db::due`), and outcomes are written before every fetch, so one
+    ///   order's events go out one at a time, in recorded order, whatever
+    ///   the concurrency;
+    /// * outcomes are written after every round of finished requests, so a
+    ///   crash repeats at most the requests that were in flight;
+    /// * nothing here waits on a receiver: requests run in their own tasks.
     async fn run_inner(&self) -> Result<(), StoreError> {
-        let mut inflight: JoinSet<(Vec<OutboxEntry>, Vec<Outcome>)> = JoinSet::new();
+        let mut inflight: JoinSet<Attempt> = JoinSet::new();
+        // Which seqs each request task carries, to release them if it panics.
+        let mut carrying: HashMap<tokio::task::Id, Vec<i64>> = HashMap::new();
         let mut queue: VecDeque<OutboxEntry> = VecDeque::new();
         let mut ledger = Ledger::default();
-        // Consecutive failed attempts: while > 0 the receiver is presumed
-        // down and only one probe at a time goes out, spaced by backoff.
-        let mut failures: u32 = 0;
-        let mut hold_until = tokio::time::Instant::now();
-        let mut paused = self.paused().await?;
-        let mut last_pause_check = tokio::time::Instant::now();
+        let mut breaker = Breaker::new(Instant::now());
+        let mut paused = self.paused_at_start().await?;
+        let mut last_check = Instant::now();
 
         loop {
             if self.ctx.shutdown.is_cancelled() {
                 return self.finish(inflight, ledger).await;
             }
-            if last_pause_check.elapsed() >= IDLE_POLL {
-                paused = self.paused().await?;
-                last_pause_check = tokio::time::Instant::now();
+            if last_check.elapsed() >= IDLE_POLL {
+                last_check = Instant::now();
+                self.check_operator(&mut paused, &mut breaker).await?;
             }
-            let holding = tokio::time::Instant::now() < hold_until;
-            let limit = if failures > 0 {
-                1
-            } else {
-                self.sink.concurrency()
-            };
+            let holding = breaker.holding(Instant::now());
+            let limit = breaker.limit(self.sink.concurrency());
 
             if queue.is_empty() && !paused && !holding && inflight.len() < limit {
                 self.flush(&mut ledger).await?;
@@ -254,14 +353,16 @@ impl<S: Sink> DeliveryLoop<S> {
             }
 
             while !paused && !holding && inflight.len() < limit && !queue.is_empty() {
-                let n = self.sink.batch_size().min(queue.len());
+                let n = self.sink.batch_size().max(1).min(queue.len());
                 let batch: Vec<OutboxEntry> = queue.drain(..n).collect();
-                ledger.busy.extend(batch.iter().map(OutboxEntry::seq));
+                let seqs: Vec<i64> = batch.iter().map(OutboxEntry::seq).collect();
+                ledger.busy.extend(seqs.iter().copied());
                 let sink = Arc::clone(&self.sink);
-                inflight.spawn(async move {
+                let task = inflight.spawn(async move {
                     let outcomes = sink.deliver(batch.clone()).await;
                     (batch, outcomes)
                 });
+                carrying.insert(task.id(), seqs);
             }
 
             if inflight.is_empty() && queue.is_empty() {
@@ -271,29 +372,54 @@ impl<S: Sink> DeliveryLoop<S> {
                 }
             }
 
-            let idle = self.idle_wait(paused, holding, hold_until).await?;
+            let idle = if inflight.is_empty() {
+                self.idle_wait(paused, holding, breaker.hold_until).await?
+            } else {
+                IDLE_POLL
+            };
             tokio::select! {
-                joined = inflight.join_next(), if !inflight.is_empty() => {
-                    if let Some(Ok((batch, outcomes))) = joined {
-                        let ok = self.settle(batch, outcomes, &mut ledger).await?;
-                        if ok {
-                            failures = 0;
-                        } else {
-                            failures += 1;
-                            let wait = backoff::full_jitter(
-                                backoff::exponential(self.policy.backoff_initial, self.policy.backoff_max, failures),
-                                rand::random(),
-                            ).max(Duration::from_millis(100));
-                            hold_until = tokio::time::Instant::now() + wait;
-                            // Drop prefetched rows: after the hold, re-read what is due.
-                            for e in queue.drain(..) {
-                                ledger.busy.remove(&e.seq());
+                first = inflight.join_next_with_id(), if !inflight.is_empty() => {
+                    let mut round = Round::default();
+                    let mut finished: Vec<_> = first.into_iter().collect();
+                    while let Some(more) = inflight.try_join_next_with_id() {
+                        finished.push(more);
+                    }
+                    for joined in finished {
+                        match joined {
+                            Ok((id, (batch, outcomes))) => {
+                                carrying.remove(&id);
+                                self.settle(batch, outcomes, &mut ledger, &mut round).await?;
                             }
-                            self.expire_old().await?;
+                            Err(e) => {
+                                // A sink panicked: its rows stay pending and go
+                                // out again after the hold.
+                                for seq in carrying.remove(&e.id()).unwrap_or_default() {
+                                    ledger.busy.remove(&seq);
+                                }
+                                round.failed += 1;
+                                tracing::error!(sink = %self.name, error = %e, "a delivery task failed; its deliveries stay pending");
+                            }
                         }
-                        if ledger.marks.len() >= 256 {
-                            self.flush(&mut ledger).await?;
+                    }
+                    self.flush(&mut ledger).await?;
+                    if round.gone {
+                        paused = true;
+                    }
+                    if round.failed > 0 {
+                        let first_failure = !breaker.failing();
+                        let hold = breaker.trip(&self.policy, round.retry_after, Instant::now(), now_ms(), rand::random());
+                        if first_failure && !paused {
+                            tracing::warn!(sink = %self.name, hold = %humantime::format_duration(round_ms(hold)),
+                                "receiver failing: holding deliveries, then one request at a time until it recovers");
                         }
+                        // After the hold, read again what is due.
+                        queue.clear();
+                        self.expire_old(breaker.failing_since).await?;
+                    } else if round.delivered > 0 && breaker.failing() {
+                        let rounds = breaker.close(Instant::now());
+                        let moved = self.retry_now().await?;
+                        tracing::info!(sink = %self.name, failed_rounds = rounds, retries_due_now = moved,
+                            "receiver recovered; delivering at full concurrency");
                     }
                 }
                 _ = self.ctx.wake.notified() => {}
@@ -303,46 +429,87 @@ impl<S: Sink> DeliveryLoop<S> {
         }
     }
 
-    /// How long to sleep when nothing finishes: until the next row is due,
-    /// the hold ends, or the idle poll.
+    /// What another process may have changed: `orderwatch redeliver` lifts a
+    /// pause, and its requeued rows end a failure hold at once (the operator
+    /// says the receiver is fixed; without this a long outage could keep the
+    /// sink waiting up to `backoff_max`).
+    async fn check_operator(
+        &self,
+        paused: &mut bool,
+        breaker: &mut Breaker,
+    ) -> Result<(), StoreError> {
+        let was_paused = *paused;
+        *paused = self.paused().await?;
+        if was_paused && !*paused {
+            breaker.close(Instant::now());
+            tracing::info!(sink = %self.name, "sink resumed by `orderwatch redeliver`");
+        } else if !*paused && breaker.failing() {
+            let (name, since) = (self.name.clone(), breaker.failing_since.unwrap_or(0));
+            let requeued = self
+                .ctx
+                .store
+                .run(move |db| db.requeued_since(&name, since))
+                .await?;
+            if requeued {
+                breaker.close(Instant::now());
+                tracing::info!(sink = %self.name, "deliveries queued again by `orderwatch redeliver`; ending the failure hold");
+            }
+        }
+        Ok(())
+    }
+
+    /// How long to sleep when nothing is in flight: until the next row is
+    /// due, the hold ends, or the idle poll.
     async fn idle_wait(
         &self,
         paused: bool,
         holding: bool,
-        hold_until: tokio::time::Instant,
+        hold_until: Instant,
     ) -> Result<Duration, StoreError> {
         if paused {
             return Ok(IDLE_POLL);
         }
         if holding {
             return Ok(hold_until
-                .saturating_duration_since(tokio::time::Instant::now())
+                .saturating_duration_since(Instant::now())
                 .min(IDLE_POLL));
         }
         let name = self.name.clone();
         let next = self.ctx.store.run(move |db| db.next_due(&name)).await?;
         Ok(match next {
             Some(t) => {
-                Duration::from_millis((t - now_ms()).clamp(0, IDLE_POLL.as_millis() as i64) as u64)
+                Duration::from_millis((t - now_ms()).clamp(0, millis(IDLE_POLL)).unsigned_abs())
             }
             None => IDLE_POLL,
         })
     }
 
-    /// Turns outcomes into ledger marks; returns false if any attempt failed.
+    /// Turns outcomes into ledger marks and adds them up in `round`.
     async fn settle(
         &self,
         batch: Vec<OutboxEntry>,
         outcomes: Vec<Outcome>,
         ledger: &mut Ledger,
-    ) -> Result<bool, StoreError> {
+        round: &mut Round,
+    ) -> Result<(), StoreError> {
         let now = now_ms();
-        let mut all_ok = true;
         for (entry, outcome) in batch.iter().zip(outcomes.iter()) {
             let mark = resolve(entry, outcome, &self.policy, now, rand::random());
             let id = crate::event::event_id(entry.order_id(), &entry.transition.status);
+            let attempt = entry.attempts + 1;
+            if let Outcome::Retry {
+                retry_after: Some(ra),
+                ..
+            } = outcome
+            {
+                round.retry_after = round.retry_after.max(Some(*ra));
+            }
             match (&mark, outcome) {
-                (Mark::Delivered, _) => self.ctx.metrics.delivery(&self.name, "delivered", 1),
+                (Mark::Delivered, _) => {
+                    round.delivered += 1;
+                    self.ctx.metrics.delivery(&self.name, "delivered", 1);
+                    tracing::debug!(sink = %self.name, event = %id, attempt, "delivered");
+                }
                 (
                     Mark::Retry {
                         error,
@@ -350,39 +517,42 @@ impl<S: Sink> DeliveryLoop<S> {
                     },
                     _,
                 ) => {
-                    all_ok = false;
+                    round.failed += 1;
                     self.ctx.metrics.delivery(&self.name, "retry", 1);
-                    tracing::warn!(sink = %self.name, event = %id, attempt = entry.attempts + 1, error = %error,
-                        retry_in_s = (next_attempt_at - now) / 1000, "delivery failed; will retry");
+                    let wait = Duration::from_millis((next_attempt_at - now).max(0).unsigned_abs());
+                    tracing::warn!(sink = %self.name, event = %id, attempt, error = %error,
+                        retry_in = %humantime::format_duration(round_ms(wait)), "delivery failed; will retry");
                 }
                 (Mark::Dead { error }, Outcome::Gone { .. }) => {
-                    all_ok = false;
+                    round.failed += 1;
+                    round.gone = true;
                     self.ctx.metrics.delivery(&self.name, "gone", 1);
-                    tracing::error!(sink = %self.name, event = %id, error = %error,
-                        "receiver answered 410 Gone: sink PAUSED until `orderwatch redeliver --sink {}`", self.name);
-                    let (name, reason) = (self.name.clone(), error.clone());
+                    tracing::error!(sink = %self.name, event = %id, attempt, error = %error,
+                        "receiver answered 410 Gone: sink PAUSED, nothing more is sent to it until `orderwatch redeliver --sink {} --dead`", self.name);
+                    let (name, reason) = (self.name.clone(), format!("event {id}: {error}"));
                     self.ctx
                         .store
                         .run(move |db| db.pause(&name, &reason, now))
                         .await?;
                 }
                 (Mark::Dead { error }, _) => {
-                    all_ok = false;
+                    round.failed += 1;
                     self.ctx.metrics.delivery(&self.name, "dead", 1);
-                    tracing::error!(sink = %self.name, event = %id, error = %error,
-                        "delivery is dead; see `orderwatch deliveries --state dead`");
+                    tracing::error!(sink = %self.name, event = %id, attempt, error = %error,
+                        "delivery is dead; see `orderwatch deliveries --state dead`, resend with `orderwatch redeliver --sink {} --dead`", self.name);
                 }
             }
             ledger.marks.push((entry.seq(), mark));
         }
         if batch.len() != outcomes.len() {
             // A sink must answer for every entry; any it skipped stay pending.
+            round.failed += 1;
             tracing::error!(sink = %self.name, "sink returned {} outcomes for {} deliveries", outcomes.len(), batch.len());
             for e in batch.iter().skip(outcomes.len()) {
                 ledger.busy.remove(&e.seq());
             }
         }
-        Ok(all_ok)
+        Ok(())
     }
 
     async fn flush(&self, ledger: &mut Ledger) -> Result<(), StoreError> {
@@ -400,26 +570,42 @@ impl<S: Sink> DeliveryLoop<S> {
             .await
     }
 
-    async fn expire_old(&self) -> Result<(), StoreError> {
-        let name = self.name.clone();
+    /// Once the receiver has been failing for `give_up_after`, gives up
+    /// every delivery that has been undeliverable that long, tried or not.
+    async fn expire_old(&self, failing_since: Option<i64>) -> Result<(), StoreError> {
+        let Some(since) = failing_since else {
+            return Ok(());
+        };
         let give_up = self.policy.give_up_after;
+        let now = now_ms();
+        let cutoff = now.saturating_sub(millis(give_up));
+        if since > cutoff {
+            return Ok(());
+        }
+        let name = self.name.clone();
+        let error = format!(
+            "gave up after {} while the receiver was failing",
+            humantime::format_duration(give_up)
+        );
         let n = self
             .ctx
             .store
-            .run(move |db| {
-                let now = now_ms();
-                let error = format!(
-                    "gave up after {} while the receiver was failing",
-                    humantime::format_duration(give_up)
-                );
-                db.expire(&name, now - give_up.as_millis() as i64, &error, now)
-            })
+            .run(move |db| db.expire(&name, cutoff, &error, now))
             .await?;
         if n > 0 {
             self.ctx.metrics.delivery(&self.name, "dead", n as u64);
-            tracing::error!(sink = %self.name, count = n, "gave up deliveries older than give_up_after");
+            tracing::error!(sink = %self.name, count = n, give_up_after = %humantime::format_duration(give_up),
+                "gave up deliveries: the receiver has been failing for longer than give_up_after; see `orderwatch deliveries --state dead`");
         }
         Ok(())
+    }
+
+    async fn retry_now(&self) -> Result<usize, StoreError> {
+        let name = self.name.clone();
+        self.ctx
+            .store
+            .run(move |db| db.retry_now(&name, now_ms()))
+            .await
     }
 
     async fn paused(&self) -> Result<bool, StoreError> {
@@ -430,6 +616,18 @@ impl<S: Sink> DeliveryLoop<S> {
             .run(move |db| db.paused(&name))
             .await?
             .is_some())
+    }
+
+    /// Reads the stored pause, saying loudly at start that nothing will be
+    /// sent: a pause outlives restarts.
+    async fn paused_at_start(&self) -> Result<bool, StoreError> {
+        let name = self.name.clone();
+        let pause = self.ctx.store.run(move |db| db.paused_since(&name)).await?;
+        if let Some((since, reason)) = &pause {
+            tracing::error!(sink = %self.name, since = %crate::event::format_time(*since), reason = %reason,
+                "sink is PAUSED (its receiver answered 410 Gone); nothing is sent to it until `orderwatch redeliver --sink {} --dead`", self.name);
+        }
+        Ok(pause.is_some())
     }
 
     async fn nothing_pending(&self) -> Result<bool, StoreError> {
@@ -447,14 +645,16 @@ impl<S: Sink> DeliveryLoop<S> {
     /// the restart (at-least-once).
     async fn finish(
         &self,
-        mut inflight: JoinSet<(Vec<OutboxEntry>, Vec<Outcome>)>,
+        mut inflight: JoinSet<Attempt>,
         mut ledger: Ledger,
     ) -> Result<(), StoreError> {
-        let deadline = tokio::time::Instant::now() + self.ctx.grace;
+        let deadline = Instant::now() + self.ctx.grace;
+        let mut round = Round::default();
         while !inflight.is_empty() {
             match tokio::time::timeout_at(deadline, inflight.join_next()).await {
                 Ok(Some(Ok((batch, outcomes)))) => {
-                    self.settle(batch, outcomes, &mut ledger).await?;
+                    self.settle(batch, outcomes, &mut ledger, &mut round)
+                        .await?;
                 }
                 Ok(Some(Err(_))) => {}
                 Ok(None) => break,
@@ -467,6 +667,11 @@ impl<S: Sink> DeliveryLoop<S> {
         }
         self.flush(&mut ledger).await
     }
+}
+
+/// A duration rounded to milliseconds, for logs.
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ fn entry(attempts: u32, created_at: i64) -> OutboxEntry {
     OutboxEntry {
         attempts,
         created_at,
+        first_failure_at: None,
         transition: TransitionRow {
             seq: 1,
             order_id: 264,
@@ -68,13 +69,63 @@ fn retry_after_wins_over_a_shorter_backoff() {
 
 #[test]
 fn failures_after_give_up_after_are_dead() {
-    let created = 0;
-    let now = 3 * 86_400_000;
-    let mark = resolve(&entry(40, created), &retry(None), &policy(), now, 0.5);
+    let first_failure = 1_000;
+    let now = first_failure + 3 * 86_400_000;
+    let failing = OutboxEntry {
+        first_failure_at: Some(first_failure),
+        ..entry(40, 0)
+    };
+    let mark = resolve(&failing, &retry(None), &policy(), now, 0.5);
     assert!(
         matches!(&mark, Mark::Dead { error } if error.contains("gave up after 3days") && error.contains("503")),
         "{mark:?}"
     );
+    let not_yet = resolve(&failing, &retry(None), &policy(), now - 1, 0.5);
+    assert!(matches!(not_yet, Mark::Retry { .. }), "{not_yet:?}");
+}
+
+#[test]
+fn the_give_up_clock_starts_at_the_first_failure_not_at_queueing() {
+    // Queued four days ago (daemon stopped), failing for the first time now.
+    let now = 4 * 86_400_000;
+    let mark = resolve(&entry(0, 0), &retry(None), &policy(), now, 0.5);
+    assert!(matches!(mark, Mark::Retry { .. }), "{mark:?}");
+}
+
+#[test]
+fn the_breaker_sends_one_probe_at_a_time_and_honours_retry_after() {
+    let t0 = Instant::now();
+    let mut b = Breaker::new(t0);
+    assert_eq!(b.limit(8), 8);
+    assert!(!b.holding(t0));
+    // A zero jitter draw still holds a little; Retry-After is a floor.
+    let hold = b.trip(&policy(), None, t0, 5, 0.0);
+    assert_eq!(hold, MIN_HOLD);
+    assert_eq!(b.limit(8), 1);
+    assert!(b.holding(t0) && !b.holding(t0 + hold));
+    let hold = b.trip(&policy(), Some(Duration::from_secs(30)), t0, 9, 0.0);
+    assert_eq!(hold, Duration::from_secs(30));
+    assert_eq!(
+        b.failing_since,
+        Some(5),
+        "the failure run started at the first trip"
+    );
+    assert_eq!(b.close(t0), 2);
+    assert_eq!(b.limit(8), 8);
+    assert_eq!(b.failing_since, None);
+    assert!(!b.holding(t0));
+}
+
+#[test]
+fn breaker_holds_grow_exponentially_up_to_backoff_max() {
+    let t0 = Instant::now();
+    let mut b = Breaker::new(t0);
+    let holds: Vec<Duration> = (0..14)
+        .map(|_| b.trip(&policy(), None, t0, 0, 0.999_999))
+        .collect();
+    assert!(holds.windows(2).all(|w| w[0] <= w[1]), "{holds:?}");
+    assert!(holds[0] <= Duration::from_secs(5));
+    assert!(holds[13] <= Duration::from_secs(3600) && holds[13] > Duration::from_secs(3500));
 }
 
 #[test]

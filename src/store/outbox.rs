@@ -11,8 +11,12 @@ use crate::config::SinkConfig;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxEntry {
     pub attempts: u32,
-    /// When it was queued (unix ms): the give-up clock runs from here.
+    /// When it was queued (unix ms).
     pub created_at: i64,
+    /// When its first attempt failed (unix ms): the give-up clock runs from
+    /// here, so a delivery that waited in the outbox (daemon stopped, sink
+    /// paused) still gets its full `give_up_after` of retries.
+    pub first_failure_at: Option<i64>,
     pub transition: TransitionRow,
 }
 
@@ -44,20 +48,21 @@ pub enum Redeliver {
     Since(i64),
 }
 
-const ENTRY_COLUMNS: &str = "o.attempts, o.created_at,
+const ENTRY_COLUMNS: &str = "o.attempts, o.created_at, o.first_failure_at,
     t.seq, t.order_id, t.status, t.certificate_id, t.previous_status, t.seen_at";
 
 fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxEntry> {
     Ok(OutboxEntry {
         attempts: r.get(0)?,
         created_at: r.get(1)?,
+        first_failure_at: r.get(2)?,
         transition: TransitionRow {
-            seq: r.get(2)?,
-            order_id: r.get(3)?,
-            status: r.get(4)?,
-            certificate_id: r.get(5)?,
-            previous_status: r.get(6)?,
-            seen_at: r.get(7)?,
+            seq: r.get(3)?,
+            order_id: r.get(4)?,
+            status: r.get(5)?,
+            certificate_id: r.get(6)?,
+            previous_status: r.get(7)?,
+            seen_at: r.get(8)?,
         },
     })
 }
@@ -99,6 +104,10 @@ impl Db {
     }
 
     /// Records the outcome of attempts, all in one transaction.
+    ///
+    /// A 2xx is the truth even for a row given up (`expire`) while its
+    /// request was in flight: it becomes delivered. Failures only touch rows
+    /// still pending, so they never revive a given-up row.
     pub fn mark(&mut self, sink: &str, marks: &[(i64, Mark)], now: i64) -> Result<(), StoreError> {
         let path: &std::path::Path = &self.path;
         let err = move |context: &'static str| move |e| super::classify(path, context, e);
@@ -110,7 +119,7 @@ impl Db {
             let mut delivered = tx
                 .prepare_cached(
                     "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, done_at = ?3
-                     WHERE sink = ?1 AND seq = ?2 AND state = 'pending'",
+                     WHERE sink = ?1 AND seq = ?2 AND state IN ('pending', 'dead')",
                 )
                 .map_err(err("preparing the delivery update"))?;
             let mut retry = tx
@@ -142,9 +151,13 @@ impl Db {
         tx.commit().map_err(err("committing delivery results"))
     }
 
-    /// Gives up every pending delivery of `sink` queued before `cutoff`:
-    /// while a receiver is down only one probe is sent at a time, so rows
-    /// behind it would otherwise outlive `give_up_after` unattempted.
+    /// Gives up every pending delivery of `sink` that has been undeliverable
+    /// since before `cutoff`: its first attempt failed before `cutoff`, or it
+    /// has never been tried and was queued before `cutoff`. Called only while
+    /// the sink has been failing since before `cutoff` too: then only one
+    /// probe goes out at a time, and rows behind it would otherwise outlive
+    /// `give_up_after` unattempted. `error` is prefixed to each row's own
+    /// last error.
     pub fn expire(
         &mut self,
         sink: &str,
@@ -154,12 +167,46 @@ impl Db {
     ) -> Result<usize, StoreError> {
         self.conn
             .execute(
-                "UPDATE outbox SET state = 'dead', done_at = ?3, last_error = ?4,
+                "UPDATE outbox SET state = 'dead', done_at = ?3,
+                    last_error = ?4 || coalesce(': ' || last_error, ''),
                     first_failure_at = coalesce(first_failure_at, ?3)
-                 WHERE sink = ?1 AND state = 'pending' AND created_at < ?2",
+                 WHERE sink = ?1 AND state = 'pending'
+                   AND coalesce(first_failure_at, created_at) < ?2",
                 params![sink, cutoff, now, error],
             )
             .map_err(|e| self.err("giving up old deliveries", e))
+    }
+
+    /// Whether `orderwatch redeliver` queued rows of `sink` at or after
+    /// `since` (unix ms). A requeued row is pending, untried, and queued
+    /// after its transition was first seen, which a row written by the
+    /// poller never is (`record_window` queues at `seen_at`). The delivery
+    /// loop uses this to end a failure hold at once when an operator says
+    /// the receiver is fixed.
+    pub fn requeued_since(&self, sink: &str, since: i64) -> Result<bool, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM outbox o JOIN transitions t ON t.seq = o.seq
+                    WHERE o.sink = ?1 AND o.state = 'pending' AND o.next_attempt_at >= ?2
+                      AND o.attempts = 0 AND o.created_at > t.seen_at)",
+                params![sink, since],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err("looking for redelivered rows", e))
+    }
+
+    /// Makes every pending retry of `sink` due at `now`. After a receiver
+    /// recovers, rows that failed while it was down should not sit out the
+    /// rest of their backoff (up to `backoff_max`), nor hold back the later
+    /// events of their orders. Returns how many rows were moved.
+    pub fn retry_now(&mut self, sink: &str, now: i64) -> Result<usize, StoreError> {
+        self.conn
+            .execute(
+                "UPDATE outbox SET next_attempt_at = ?2
+                 WHERE sink = ?1 AND state = 'pending' AND attempts > 0 AND next_attempt_at > ?2",
+                params![sink, now],
+            )
+            .map_err(|e| self.err("rescheduling retries", e))
     }
 
     /// Why the sink is paused (a receiver answered 410 Gone), if it is.
@@ -174,6 +221,21 @@ impl Db {
             .map_err(|e| self.err("reading the sink state", e))
     }
 
+    /// When (unix ms) and why the sink was paused, if it is.
+    pub fn paused_since(&self, sink: &str) -> Result<Option<(i64, String)>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT paused_at, coalesce(paused_reason, '') FROM sinks
+                 WHERE name = ?1 AND paused_at IS NOT NULL",
+                [sink],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err("reading the sink state", e))
+    }
+
+    /// Pauses the sink until `redeliver` (a receiver answered 410 Gone).
+    /// The pause is stored, so it survives a restart.
     pub fn pause(&mut self, sink: &str, reason: &str, now: i64) -> Result<(), StoreError> {
         self.conn
             .execute(
@@ -265,5 +327,165 @@ impl Db {
         };
         tx.commit().map_err(err("committing the redelivery"))?;
         Ok(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use chrono::DateTime;
+
+    use super::*;
+    use crate::config::{DeliveryPolicy, SinkKind};
+    use crate::store::OrderChange;
+
+    const T0: i64 = 1_800_000_000_000;
+
+    fn sink(name: &str) -> SinkConfig {
+        SinkConfig {
+            name: name.into(),
+            statuses: None,
+            kind: SinkKind::Stdout,
+            retry: DeliveryPolicy {
+                backoff_initial: Duration::from_secs(1),
+                backoff_max: Duration::from_secs(10),
+                give_up_after: Duration::from_secs(100),
+            },
+        }
+    }
+
+    /// A store with one transition (order 1, "issued") seen at `T0`, queued for sink "a".
+    fn one_row() -> (tempfile::TempDir, Db, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Db::open(&dir.path().join("ow.db")).unwrap();
+        let at = DateTime::from_timestamp_millis(T0).unwrap();
+        let change = OrderChange {
+            order_id: 1,
+            certificate_id: Some(11),
+            status: Arc::from("issued"),
+        };
+        db.record_window(&[change], at, at, &[sink("a")]).unwrap();
+        let seq = db.due("a", T0, 10).unwrap()[0].seq();
+        (dir, db, seq)
+    }
+
+    fn retry(db: &mut Db, seq: i64, now: i64, next: i64) {
+        let mark = Mark::Retry {
+            next_attempt_at: next,
+            error: "HTTP 503 Service Unavailable: busy".into(),
+        };
+        db.mark("a", &[(seq, mark)], now).unwrap();
+    }
+
+    #[test]
+    fn the_first_failure_is_remembered_across_retries() {
+        let (_d, mut db, seq) = one_row();
+        retry(&mut db, seq, T0 + 5, T0 + 10);
+        retry(&mut db, seq, T0 + 20, T0 + 30);
+        let e = &db.due("a", T0 + 30, 10).unwrap()[0];
+        assert_eq!((e.attempts, e.first_failure_at), (2, Some(T0 + 5)));
+    }
+
+    #[test]
+    fn expire_counts_from_the_first_failure_and_keeps_the_last_error() {
+        let (_d, mut db, seq) = one_row();
+        retry(&mut db, seq, T0 + 50, T0 + 60);
+        // Queued before the cutoff, but failing only since after it: kept.
+        assert_eq!(db.expire("a", T0 + 50, "gave up", T0 + 200).unwrap(), 0);
+        assert_eq!(db.expire("a", T0 + 51, "gave up", T0 + 200).unwrap(), 1);
+        let row = &db
+            .deliveries(&crate::store::DeliveryFilter {
+                sink: Some("a".into()),
+                state: None,
+                limit: 10,
+            })
+            .unwrap()[0];
+        assert_eq!(
+            row.last_error.as_deref(),
+            Some("gave up: HTTP 503 Service Unavailable: busy")
+        );
+    }
+
+    #[test]
+    fn a_2xx_for_a_row_given_up_meanwhile_marks_it_delivered() {
+        let (_d, mut db, seq) = one_row();
+        assert_eq!(db.expire("a", T0 + 1, "gave up", T0 + 2).unwrap(), 1);
+        // A late failure does not revive it...
+        retry(&mut db, seq, T0 + 3, T0 + 4);
+        assert_eq!(db.next_due("a").unwrap(), None);
+        // ...but a late success is the truth.
+        db.mark("a", &[(seq, Mark::Delivered)], T0 + 5).unwrap();
+        let stats = db.sink_stats(&["a".into()]).unwrap();
+        assert_eq!((stats[0].pending, stats[0].dead), (0, 0));
+    }
+
+    #[test]
+    fn requeued_rows_are_told_apart_from_rows_the_poller_queued() {
+        let (_d, mut db, seq) = one_row();
+        assert!(
+            !db.requeued_since("a", 0).unwrap(),
+            "a fresh row is not a requeue"
+        );
+        db.mark(
+            "a",
+            &[(
+                seq,
+                Mark::Dead {
+                    error: "HTTP 400".into(),
+                },
+            )],
+            T0 + 1,
+        )
+        .unwrap();
+        assert_eq!(
+            db.redeliver(&sink("a"), &Redeliver::Dead, T0 + 100)
+                .unwrap(),
+            1
+        );
+        assert!(db.requeued_since("a", T0 + 100).unwrap());
+        assert!(
+            !db.requeued_since("a", T0 + 101).unwrap(),
+            "only since the given time"
+        );
+        // Once tried again it is an ordinary retry.
+        retry(&mut db, seq, T0 + 150, T0 + 160);
+        assert!(!db.requeued_since("a", T0 + 100).unwrap());
+    }
+
+    #[test]
+    fn retry_now_pulls_backed_off_rows_forward_only() {
+        let (_d, mut db, seq) = one_row();
+        retry(&mut db, seq, T0 + 1, T0 + 3_600_000);
+        assert!(db.due("a", T0 + 2, 10).unwrap().is_empty());
+        assert_eq!(db.retry_now("a", T0 + 2).unwrap(), 1);
+        assert_eq!(db.due("a", T0 + 2, 10).unwrap().len(), 1);
+        assert_eq!(
+            db.retry_now("a", T0 + 2).unwrap(),
+            0,
+            "nothing later than now"
+        );
+    }
+
+    #[test]
+    fn a_pause_is_stored_with_its_time_and_lifted_by_redeliver() {
+        let (_d, mut db, _) = one_row();
+        assert_eq!(db.paused_since("a").unwrap(), None);
+        db.pause("a", "HTTP 410 Gone", T0 + 7).unwrap();
+        assert_eq!(
+            db.paused_since("a").unwrap(),
+            Some((T0 + 7, "HTTP 410 Gone".to_string()))
+        );
+        db.redeliver(
+            &sink("a"),
+            &Redeliver::Event {
+                order_id: 1,
+                status: "issued".into(),
+            },
+            T0 + 8,
+        )
+        .unwrap();
+        assert_eq!(db.paused_since("a").unwrap(), None);
     }
 }
