@@ -36,12 +36,46 @@ impl FileSink {
 }
 
 /// Opens for appending; new files are created 0640, never world-readable.
+/// A torn last line is cut off first (see [`cut_torn_tail`]).
 fn open(path: &PathBuf) -> std::io::Result<File> {
-    OpenOptions::new()
+    let file = OpenOptions::new()
         .create(true)
+        .read(true)
         .append(true)
         .mode(0o640)
-        .open(path)
+        .open(path)?;
+    cut_torn_tail(&file)?;
+    Ok(file)
+}
+
+/// A SIGKILL (or power cut) can interrupt a `write` half-way, leaving a last
+/// line without its newline. That batch was never marked delivered, so it is
+/// written again; appending after the fragment would glue it to the next
+/// event and leave a line no reader can parse. Every complete line ends in
+/// `\n`, so everything after the last newline is such a fragment: cut it off.
+fn cut_torn_tail(file: &File) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata()?.len();
+    let mut end = len;
+    let mut chunk = [0u8; 4096];
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let part = &mut chunk[..(end - start) as usize];
+        file.read_exact_at(part, start)?;
+        if let Some(i) = part.iter().rposition(|b| *b == b'\n') {
+            end = start + i as u64 + 1;
+            break;
+        }
+        end = start;
+    }
+    if end < len {
+        tracing::warn!(
+            bytes = len - end,
+            "cutting a torn last line (an interrupted write) off the events file; its events are written again"
+        );
+        file.set_len(end)?;
+    }
+    Ok(())
 }
 
 /// Whether `path` still names the open file.
@@ -144,6 +178,27 @@ mod tests {
             std::fs::read_to_string(dir.path().join("events.jsonl.1")).unwrap(),
             "one\n"
         );
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_off_before_appending() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        // A complete line, then a write interrupted half-way.
+        let long = "x".repeat(5000);
+        std::fs::write(&path, format!("one\n{{\"id\":\"{long}")).unwrap();
+        let mut slot = None;
+        append(&path, &mut slot, false, b"two\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwo\n");
+        // A fragment and no complete line at all: the file starts over.
+        std::fs::write(&path, long.as_bytes()).unwrap();
+        let mut slot = None;
+        append(&path, &mut slot, false, b"three\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "three\n");
+        // Whole lines are left alone.
+        let mut slot = None;
+        append(&path, &mut slot, false, b"four\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "three\nfour\n");
     }
 
     #[test]

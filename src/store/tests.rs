@@ -225,7 +225,7 @@ fn redeliver_since_respects_the_filter_and_event_ids_are_exact() {
         &[change(1, "pending"), change(2, "issued")],
         at(0),
         at(0),
-        &[all.clone()],
+        std::slice::from_ref(&all),
     )
     .unwrap();
     assert_eq!(db.redeliver(&issued, &Redeliver::Since(0), 1).unwrap(), 1);
