@@ -23,12 +23,15 @@ use crate::window::{RelativeSpan, Window, filter_value};
 
 pub mod answer;
 
-use answer::{Answer, ErrorBody};
+use answer::{Answer, ErrorBody, NextPage, PageFollower};
 
 /// `request_limit_exceeded` without `Retry-After` backs off from here.
 pub const RATE_LIMIT_BACKOFF: Duration = Duration::from_secs(5);
 /// Pages of one window beyond this are refused as a runaway answer.
 const MAX_PAGES: u32 = 10_000;
+/// A window whose pages keep shifting under concurrent changes is fetched
+/// again from its first page at most this often before the cycle gives up.
+const MAX_RESTARTS: u32 = 3;
 /// How much of an unexpected body is kept for an error message.
 const SNIPPET: usize = 200;
 
@@ -61,6 +64,10 @@ pub enum ApiError {
         "{url} redirected to another host ({location}); not followed, since the API key would go with it"
     )]
     Redirected { url: String, location: String },
+    #[error(
+        "the pages of one window from {url} kept shifting as orders changed (fetched from the first page {restarts} times); trying again next cycle"
+    )]
+    Shifting { url: String, restarts: u32 },
 }
 
 impl ApiError {
@@ -74,6 +81,7 @@ impl ApiError {
             ApiError::Malformed { .. } => "malformed".into(),
             ApiError::TooLarge { .. } => "too_large".into(),
             ApiError::Redirected { .. } => "redirect".into(),
+            ApiError::Shifting { .. } => "pages_shifting".into(),
         }
     }
 
@@ -84,7 +92,9 @@ impl ApiError {
                 true
             }
             ApiError::Api { status, .. } => *status == 408 || *status == 429 || *status >= 500,
-            ApiError::TooLarge { .. } | ApiError::Redirected { .. } => false,
+            ApiError::TooLarge { .. } | ApiError::Redirected { .. } | ApiError::Shifting { .. } => {
+                false
+            }
         }
     }
 
@@ -188,14 +198,17 @@ impl Client {
         format!("{}/order/certificate/status-changes", self.base_url)
     }
 
-    /// Fetches every order of one window, following pages.
+    /// Fetches every order of one window, following pages (see
+    /// [`answer::PageFollower`] for why pages overlap).
     pub async fn status_changes(&self, window: &Window) -> Result<Fetched, ApiError> {
         let url = self.status_changes_url();
         let asked_at = Utc::now();
         let mut orders = Vec::new();
-        let mut offset: u64 = 0;
+        let mut pages = PageFollower::default();
         let mut requests = 0;
+        let mut restarts = 0;
         loop {
+            let offset = pages.offset();
             let answer = self
                 .with_retries(|| {
                     let mut query: Vec<(&'static str, String)> = match window {
@@ -218,21 +231,30 @@ impl Client {
                 })
                 .await?;
             requests += 1;
-            let got = answer.orders.len() as u64;
-            orders.extend(answer.orders);
-            match answer.page {
-                Some(page) if got > 0 && page.offset + got < page.total => {
-                    if requests >= MAX_PAGES {
-                        return Err(ApiError::Malformed {
-                            url,
-                            status: 200,
-                            detail: format!("more than {MAX_PAGES} pages for one window"),
-                        });
-                    }
-                    offset = page.offset + got;
-                    tracing::debug!(offset, total = page.total, "fetching the next page");
+            let total = answer.page.map(|p| p.total);
+            match pages.take(answer, &mut orders) {
+                NextPage::Done => break,
+                NextPage::At(offset) => {
+                    tracing::debug!(offset, total, "fetching the next page");
                 }
-                _ => break,
+                NextPage::Restart => {
+                    restarts += 1;
+                    if restarts > MAX_RESTARTS {
+                        return Err(ApiError::Shifting { url, restarts });
+                    }
+                    tracing::warn!(
+                        %url,
+                        restart = restarts,
+                        "orders changed between two pages of one window; fetching the window again from its first page"
+                    );
+                }
+            }
+            if requests >= MAX_PAGES {
+                return Err(ApiError::Malformed {
+                    url,
+                    status: 200,
+                    detail: format!("more than {MAX_PAGES} pages for one window"),
+                });
             }
         }
         Ok(Fetched {
