@@ -1,5 +1,9 @@
 //! `orderwatch deliveries` and `orderwatch redeliver`: reading and steering
 //! the per-sink delivery ledger, beside a running daemon.
+//!
+//! Both open the store like any CLI command (no daemon lock; WAL lets them
+//! read and write while the daemon runs). A running daemon notices rows
+//! queued by `redeliver`, and a lifted pause, within about a second.
 
 use std::path::Path;
 
@@ -9,7 +13,7 @@ use super::{Failure, Outcome, load_config, open_store, print_table, show_time};
 use crate::cli::{DeliveriesArgs, RedeliverArgs, StateArg};
 use crate::config::Config;
 use crate::event::parse_event_id;
-use crate::store::{DeliveryFilter, DeliveryState, Redeliver, now_ms};
+use crate::store::{Db, DeliveryFilter, DeliveryRow, DeliveryState, Redeliver, now_ms};
 
 pub fn deliveries(config_flag: Option<&Path>, args: &DeliveriesArgs) -> Outcome {
     let config = load_config(config_flag)?;
@@ -27,19 +31,12 @@ pub fn deliveries(config_flag: Option<&Path>, args: &DeliveriesArgs) -> Outcome 
         limit: args.limit as usize,
     };
     let rows = db.deliveries(&filter).map_err(Failure::runtime)?;
+    // A paused sink explains why its rows stay pending; say so on stderr so
+    // `--json` output stays machine-readable.
+    warn_paused(&db, &config, args.sink.as_deref())?;
     if args.json {
         for r in &rows {
-            let line = serde_json::json!({
-                "sink": r.sink,
-                "event": r.event_id(),
-                "state": r.state.as_str(),
-                "attempts": r.attempts,
-                "queued_at": show_time(r.created_at),
-                "next_attempt_at": (r.state == DeliveryState::Pending).then(|| show_time(r.next_attempt_at)),
-                "done_at": r.done_at.map(show_time),
-                "last_error": r.last_error,
-            });
-            println!("{line}");
+            println!("{}", json_line(r));
         }
         return Ok(());
     }
@@ -71,6 +68,48 @@ pub fn deliveries(config_flag: Option<&Path>, args: &DeliveriesArgs) -> Outcome 
     Ok(())
 }
 
+/// One ledger row as a JSON object. Times are RFC 3339 (UTC, milliseconds);
+/// `next_attempt_at` is set only while the delivery is pending, `done_at`
+/// only once it is delivered or dead.
+fn json_line(r: &DeliveryRow) -> serde_json::Value {
+    serde_json::json!({
+        "sink": r.sink,
+        "event": r.event_id(),
+        "order_id": r.order_id,
+        "status": r.status,
+        "state": r.state.as_str(),
+        "attempts": r.attempts,
+        "queued_at": format_time_ms(r.created_at),
+        "next_attempt_at": (r.state == DeliveryState::Pending).then(|| format_time_ms(r.next_attempt_at)),
+        "done_at": r.done_at.map(format_time_ms),
+        "last_error": r.last_error,
+    })
+}
+
+/// Unix ms as RFC 3339 with milliseconds (`2026-11-24T10:02:03.456Z`).
+fn format_time_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_default()
+}
+
+fn warn_paused(db: &Db, config: &Config, only: Option<&str>) -> Result<(), Failure> {
+    for sink in &config.sinks {
+        if only.is_some_and(|n| n != sink.name) {
+            continue;
+        }
+        if let Some((since, reason)) = db.paused_since(&sink.name).map_err(Failure::runtime)? {
+            eprintln!(
+                "sink {} is PAUSED since {} ({reason}); nothing is sent to it until `orderwatch redeliver --sink {} --dead` (or --event/--since)",
+                sink.name,
+                show_time(since),
+                sink.name
+            );
+        }
+    }
+    Ok(())
+}
+
 pub fn redeliver(config_flag: Option<&Path>, args: &RedeliverArgs) -> Outcome {
     let config = load_config(config_flag)?;
     let sink = known_sink(&config, &args.sink)?.clone();
@@ -84,7 +123,8 @@ pub fn redeliver(config_flag: Option<&Path>, args: &RedeliverArgs) -> Outcome {
     } else if args.dead {
         Redeliver::Dead
     } else if let Some(d) = args.since {
-        Redeliver::Since(now_ms() - d.as_millis() as i64)
+        let back = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        Redeliver::Since(now_ms().saturating_sub(back))
     } else {
         return Err(Failure::usage(anyhow!(
             "one of --event, --dead or --since is required"
@@ -92,18 +132,28 @@ pub fn redeliver(config_flag: Option<&Path>, args: &RedeliverArgs) -> Outcome {
     };
     let mut db = open_store(&config)?;
     let was_paused = db.paused(&sink.name).map_err(Failure::runtime)?;
+    if let Redeliver::Event { order_id, status } = &what {
+        // Checked first, so a typo neither queues nothing silently nor
+        // lifts a pause the operator meant to keep.
+        let known = db
+            .events(&crate::store::EventFilter {
+                order_id: Some(*order_id),
+                status: Some(status.clone()),
+                since: None,
+                limit: 1,
+            })
+            .map_err(Failure::runtime)?;
+        if known.is_empty() {
+            return Err(Failure::runtime(anyhow!(
+                "no event {order_id}:{status} in the store; `orderwatch events --order {order_id}` lists its transitions"
+            )));
+        }
+    }
     let n = db
         .redeliver(&sink, &what, now_ms())
         .map_err(Failure::runtime)?;
     if let Some(reason) = was_paused {
         println!("sink {} resumed (it was paused: {reason})", sink.name);
-    }
-    if n == 0 {
-        if let Redeliver::Event { order_id, status } = &what {
-            return Err(Failure::runtime(anyhow!(
-                "no event {order_id}:{status} in the store; `orderwatch events --order {order_id}` lists its transitions"
-            )));
-        }
     }
     println!(
         "{n} deliveries queued for sink {}; a running daemon sends them within a second or two",

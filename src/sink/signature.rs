@@ -3,7 +3,15 @@
 //! is the base64 part of a `whsec_...` secret.
 
 use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+
+/// Secrets are read with or without `=` padding, as the official
+/// libraries read them (the Python one appends padding before decoding).
+const SECRET_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
@@ -31,13 +39,14 @@ pub enum SecretFormatError {
 }
 
 impl SigningKey {
-    /// Parses `whsec_<base64>`.
+    /// Parses `whsec_<base64>`. The spec asks for at least 24 random bytes;
+    /// shorter keys are refused rather than silently accepted.
     pub fn from_secret(secret: &str) -> Result<SigningKey, SecretFormatError> {
         let b64 = secret
             .strip_prefix("whsec_")
             .ok_or(SecretFormatError::Prefix)?;
-        let key = STANDARD
-            .decode(b64)
+        let key = SECRET_BASE64
+            .decode(b64.trim())
             .map_err(|_| SecretFormatError::Base64)?;
         if key.len() < 24 {
             return Err(SecretFormatError::TooShort);
@@ -65,9 +74,10 @@ impl SigningKey {
 mod tests {
     use super::*;
 
-    /// The vector of the Standard Webhooks libraries' test suites (also checked
-    /// with the official Python package `standardwebhooks`, which produced
-    /// the same signature for these inputs).
+    /// The vector of the official Standard Webhooks libraries' own tests
+    /// (`test_sign_function` in `libraries/python/tests/test_webhooks.py`,
+    /// `TestWebhookSign` in `libraries/go/webhook_test.go` of
+    /// github.com/standard-webhooks/standard-webhooks).
     #[test]
     fn matches_the_standard_webhooks_test_vector() {
         let key = SigningKey::from_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
@@ -77,6 +87,33 @@ mod tests {
             br#"{"test": 2432232314}"#,
         );
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    /// An orderwatch-shaped message (the contract's example event), signed
+    /// by the official Python package `standardwebhooks` 1.x
+    /// (`Webhook(secret).sign(id, datetime.fromtimestamp(ts, timezone.utc), body)`).
+    #[test]
+    fn matches_the_official_python_library_on_a_cloudevent() {
+        let body = br#"{"specversion":"1.0","id":"264:canceled","source":"https://www.digicert.com/services/v2","type":"com.digicert.certcentral.order.status_changed","subject":"orders/264","time":"2026-11-24T10:02:03Z","datacontenttype":"application/json","data":{"order_id":264,"certificate_id":112232,"status":"canceled","previous_status":"pending"}}"#;
+        let key = SigningKey::from_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        assert_eq!(
+            key.sign("264:canceled", 1795514523, body),
+            "v1,KPtk5PL+6W3K58k1KqxqRa9ABRtLTPOunxZEitZuhbc="
+        );
+    }
+
+    /// A 32-byte key written without base64 padding, and a non-ASCII body;
+    /// expected value from the official Python package, as above.
+    #[test]
+    fn unpadded_secrets_and_utf8_bodies_match_the_official_python_library() {
+        let padded =
+            SigningKey::from_secret("whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap();
+        let unpadded =
+            SigningKey::from_secret("whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8").unwrap();
+        let expected = "v1,oE6+J08ek2Equ1d1JJQh1P/Wqz5vanNd/xgn5+uyG5Y=";
+        let body = r#"{"a":"é"}"#.as_bytes();
+        assert_eq!(padded.sign("1:issued", 1700000000, body), expected);
+        assert_eq!(unpadded.sign("1:issued", 1700000000, body), expected);
     }
 
     #[test]
