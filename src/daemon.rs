@@ -384,19 +384,26 @@ async fn reload(
             (Generation::start(prepared, store, metrics, root), status)
         }
         Err(e) => {
-            tracing::error!(error = %e, "SIGHUP: the new configuration is not valid; keeping the running one (files reopened)");
-            let status = format!(
-                "reload refused, running the previous configuration: {}",
-                first_line(&e.to_string())
-            );
+            let why = one_line(&e.to_string());
+            tracing::error!(error = %why, "SIGHUP: the new configuration is not valid; keeping the running one (files reopened)");
+            let status = format!("reload refused, running the previous configuration: {why}");
             (current, status)
         }
     }
 }
 
-/// STATUS= is one line.
-fn first_line(text: &str) -> &str {
-    text.lines().next().unwrap_or_default()
+/// A multi-line error (TOML parse errors quote the offending line and point
+/// at it) as one line, for a log line that journald and log shippers keep
+/// together and for STATUS=, which is one line.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.trim_matches(|c: char| c == '|' || c == '^' || c.is_whitespace())
+                .is_empty()
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// `run --once`: one cycle, then every sink drains.
@@ -496,6 +503,15 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_toml_error_becomes_one_readable_line() {
+        let e = "c.toml: TOML parse error at line 4, column 1\n  |\n4 | intervall = \"1s\"\n  | ^^^^^^^^^\nunknown field `intervall`, expected `interval`\n";
+        assert_eq!(
+            one_line(e),
+            "c.toml: TOML parse error at line 4, column 1; 4 | intervall = \"1s\"; unknown field `intervall`, expected `interval`"
+        );
+    }
 
     #[test]
     fn the_stall_limit_covers_one_request_and_one_pacing_wait() {
