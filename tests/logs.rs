@@ -1,0 +1,119 @@
+//! Logs on stderr: human lines by default, one JSON object per line with
+//! `--log-format json` (for log shippers); one line per poll at debug and per
+//! transition at info; errors carry their context; secrets never appear.
+
+mod common;
+
+use std::time::Duration;
+
+use common::receiver::{Receiver, SECRET};
+use common::{KEY, World, ago, eventually, text};
+use orderwatch::simulator::Fault;
+use serde_json::Value;
+
+fn hook(r: &Receiver) -> String {
+    format!(
+        "[[sinks]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"{}\"\nsecret_env = \"OW_TEST_SECRET\"\nbackoff_initial = \"100ms\"\n",
+        r.url()
+    )
+}
+
+/// The secret's key material, as it would appear if logged decoded or raw.
+fn secret_parts() -> [&'static str; 2] {
+    [SECRET, SECRET.trim_start_matches("whsec_")]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line_with_polls_and_transitions_and_no_secrets() {
+    let mut w = World::new().await;
+    let receiver = Receiver::start().await;
+    w.file_sink();
+    w.sink_toml(&hook(&receiver));
+    w.sim.set_status(1, 11, "pending", ago(90));
+    w.sim.set_status(2, 12, "issued", ago(60));
+    w.sim.set_status(3, 13, "rejected", ago(30));
+    let mut daemon = w.spawn_with(&["--log-format", "json", "run"], |c| {
+        c.env("OW_TEST_SECRET", SECRET);
+    });
+    let delivered = eventually(Duration::from_secs(30), || {
+        receiver.accepted().len() == 3 && w.file_events().len() == 3
+    })
+    .await;
+    assert!(delivered, "not delivered:\n{}", daemon.log_text());
+    // A few more polls, then a clean stop: startup, polls, deliveries and
+    // shutdown all end up in the log.
+    let polls = |log: &str| log.matches("\"message\":\"poll\"").count();
+    assert!(eventually(Duration::from_secs(30), || polls(&daemon.log_text()) >= 3).await);
+    assert!(daemon.terminate(Duration::from_secs(30)).success());
+
+    let log = daemon.log_text();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}\n{log}")))
+        .collect();
+    assert!(lines.len() >= 5, "{log}");
+    for l in &lines {
+        assert!(l["timestamp"].is_string(), "{l}");
+        assert!(l["level"].is_string(), "{l}");
+        assert!(l["fields"]["message"].is_string(), "{l}");
+    }
+    let with = |message: &str| -> Vec<&Value> {
+        lines
+            .iter()
+            .filter(|l| l["fields"]["message"] == message)
+            .collect()
+    };
+    let transitions = with("transition");
+    assert_eq!(transitions.len(), 3, "{log}");
+    assert!(transitions.iter().all(|t| t["level"] == "INFO"));
+    let issued = transitions
+        .iter()
+        .find(|t| t["fields"]["order_id"] == 2)
+        .expect("order 2 logged");
+    assert_eq!(issued["fields"]["status"], "issued");
+    assert_eq!(issued["fields"]["event"], "2:issued");
+    let polls = with("poll");
+    assert!(polls.len() >= 3, "{log}");
+    assert!(polls.iter().all(|p| p["level"] == "DEBUG"));
+    assert!(!with("stopped").is_empty(), "{log}");
+
+    assert!(!log.contains(KEY), "the API key was logged:\n{log}");
+    for s in secret_parts() {
+        assert!(!log.contains(s), "the webhook secret was logged:\n{log}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn human_logs_by_default_and_a_failed_poll_names_its_code_and_url_but_not_the_key() {
+    let mut w = World::new().await;
+    w.file_sink();
+    w.sim.set_status(1, 11, "issued", ago(30));
+    let out = w.once();
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr
+            .lines()
+            .all(|l| serde_json::from_str::<Value>(l).is_err()),
+        "JSON without --log-format json:\n{stderr}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains(" INFO ") && l.contains("transition") && l.contains("1:issued")),
+        "{stderr}"
+    );
+
+    // The key is revoked: the cycle fails and the log says what and where.
+    w.sim.push_fault(Fault::status(401, "invalid_api_key"));
+    let out = w.run(&["run", "--once"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(" ERROR ") && l.contains("poll cycle failed"))
+        .unwrap_or_else(|| panic!("no error line:\n{stderr}"));
+    assert!(line.contains("invalid_api_key"), "{line}");
+    assert!(line.contains("401"), "{line}");
+    assert!(line.contains(&w.sim.base_url()), "no URL: {line}");
+    assert!(!stderr.contains(KEY), "the API key was logged:\n{stderr}");
+}
