@@ -12,7 +12,8 @@ use std::time::Duration;
 use chrono::{DateTime, Offset, TimeDelta, TimeZone, Utc};
 use chrono_tz::America::Denver;
 use common::{World, ago, eventually, ids, output_within, text};
-use orderwatch::simulator::RecordedQuery;
+use orderwatch::simulator::{Fault, RecordedQuery};
+use orderwatch::store::Db;
 use serde_json::Value;
 
 const SEVEN_DAYS: i64 = 7 * 86_400;
@@ -62,7 +63,7 @@ fn span_secs(q: &RecordedQuery) -> (i64, bool) {
 /// relative window (also at most 7 days) reaching back into the last
 /// absolute one. Returns the absolute ranges.
 fn assert_catch_up_shape(queries: &[RecordedQuery]) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
-    assert!(queries.len() >= 3, "too few requests: {queries:#?}");
+    assert!(queries.len() >= 2, "too few requests: {queries:#?}");
     for q in queries {
         assert_eq!(q.status, 200, "a request was refused: {q:?}");
         let (span, _) = span_secs(q);
@@ -258,4 +259,47 @@ async fn a_14_day_catch_up_uses_several_windows_none_over_7_days_and_finds_a_cha
     assert_eq!(last["id"], "4:issued");
     assert_eq!(last["data"]["previous_status"], "rejected");
     assert_eq!(events.len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catch_up_failing_half_way_keeps_its_finished_windows_and_resumes_after_them() {
+    let mut w = World::new().await;
+    w.file_sink();
+    w.set_poll("interval = \"1s\"\noverlap = \"10m\"\ninitial_lookback = \"14d\"\n");
+    w.sim.set_status(1, 11, "issued", ago(10 * 86_400));
+    w.sim.set_status(2, 12, "pending", ago(3 * 86_400));
+    w.sim.set_status(3, 13, "pending", ago(60));
+    // The first window arrives (slowly but whole); the second is refused.
+    w.sim.push_fault(Fault::SlowBody(Duration::from_millis(1)));
+    w.sim.push_fault(Fault::status(400, "time_frame_too_long"));
+    let out = w.run(&["run", "--once"]);
+    let log = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(log.contains("code=time_frame_too_long"), "{log}");
+    let first = w.sim.queries();
+    assert_eq!(first.len(), 2, "{first:#?}");
+    let (w1_start, w1_end) = first[0].range.expect("an absolute first window");
+    assert_eq!(ids(&w.stored_events()), vec!["1:issued"]);
+    let cursor = Db::open(&w.store())
+        .expect("store")
+        .cursor()
+        .expect("cursor")
+        .expect("the first window moved the cursor");
+    assert!(
+        (cursor - w1_end).num_seconds().abs() <= 1,
+        "cursor {cursor} is not the first window's end {w1_end}"
+    );
+
+    w.once();
+    let second = &w.sim.queries()[first.len()..];
+    let (start, _) = second[0].range.expect("still catching up");
+    assert!(
+        start > w1_start && start <= w1_end - TimeDelta::minutes(9),
+        "resumed at {start}, not an overlap behind the first window's end {w1_end}"
+    );
+    assert_catch_up_shape(second);
+    let stored = unique_events(&w.stored_events());
+    let found: Vec<&str> = stored.keys().map(String::as_str).collect();
+    assert_eq!(found, vec!["1:issued", "2:pending", "3:pending"]);
+    assert_eq!(ids(&w.file_events()).len(), 3);
 }
