@@ -303,3 +303,90 @@ async fn a_catch_up_failing_half_way_keeps_its_finished_windows_and_resumes_afte
     assert_eq!(found, vec!["1:issued", "2:pending", "3:pending"]);
     assert_eq!(ids(&w.file_events()).len(), 3);
 }
+
+/// Every catch-up window the planner writes around the 2026 DST changes
+/// (spring forward 2026-03-08 09:00Z, fall back 2026-11-01 08:00Z), with
+/// window edges placed before, inside and after the skipped or repeated
+/// hour, is accepted by the simulator's strict Mountain-time reading and
+/// returns every change in its range — whatever date the tests run on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absolute_windows_with_edges_around_dst_changes_miss_nothing() {
+    use orderwatch::certcentral::Client;
+    use orderwatch::config::{Config, Secret};
+    use orderwatch::pacer::Pacer;
+    use orderwatch::window::{Window, plan};
+    use std::sync::Arc;
+
+    let w = World::new().await;
+    let config = Config::load(&w.config).expect("config");
+    let client = Client::new(
+        &config.digicert,
+        Secret::new(common::KEY),
+        Arc::new(Pacer::new(60_000)),
+    )
+    .expect("client");
+    let utc = |s: &str| {
+        DateTime::parse_from_rfc3339(s)
+            .expect("time")
+            .with_timezone(&Utc)
+    };
+    let mut poll = config.poll;
+    poll.initial_lookback = Duration::from_secs(10 * 86_400);
+    let days = TimeDelta::days;
+
+    // Plans whose first window starts, or ends, at each probe instant.
+    let mut plans = Vec::new();
+    for dst in [utc("2026-03-08T09:00:00Z"), utc("2026-11-01T08:00:00Z")] {
+        for minutes in [-90, -61, -60, -30, -1, 0, 1, 30, 59, 60, 61, 90] {
+            let probe = dst + TimeDelta::minutes(minutes);
+            for now in [probe + days(10), probe + days(3)] {
+                let windows: Vec<_> = plan(None, now, &poll, Denver)
+                    .into_iter()
+                    .filter_map(|p| match p.window {
+                        Window::Absolute { start, end } => Some((start, end)),
+                        Window::Relative { .. } => None,
+                    })
+                    .collect();
+                plans.push(windows);
+            }
+        }
+    }
+    // A change one second inside each edge of every window.
+    let mut changes = BTreeMap::new();
+    for (start, end) in plans.iter().flatten() {
+        for at in [*start + TimeDelta::seconds(1), *end - TimeDelta::seconds(1)] {
+            let order = 10_000 + changes.len() as i64;
+            w.sim.set_status(order, order, "issued", at);
+            changes.insert(order, at);
+        }
+    }
+
+    for windows in &plans {
+        let mut seen = BTreeSet::new();
+        for (start, end) in windows {
+            let fetched = client
+                .status_changes(&Window::Absolute {
+                    start: *start,
+                    end: *end,
+                })
+                .await
+                .unwrap_or_else(|e| panic!("window {start}..{end} refused: {e}"));
+            seen.extend(fetched.orders.iter().map(|o| o.order_id));
+        }
+        let (first, last) = (windows[0].0, windows[windows.len() - 1].1);
+        for (order, at) in &changes {
+            if first <= *at && *at <= last {
+                assert!(
+                    seen.contains(order),
+                    "the change at {at} was missed by windows {windows:?}"
+                );
+            }
+        }
+    }
+    let queries = w.sim.queries();
+    assert!(queries.len() >= plans.len(), "{} requests", queries.len());
+    for q in queries {
+        let (start, end) = q.range.expect("absolute");
+        assert!((end - start).num_seconds() <= SEVEN_DAYS, "{q:?}");
+    }
+}
