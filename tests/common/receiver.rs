@@ -2,14 +2,14 @@
 //! signatures on its own (independently of orderwatch's signer), records what
 //! arrives, and answers from a script of responses.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -32,6 +32,12 @@ pub enum Reply {
     Slow(Duration),
     /// Never answer (the client's timeout must fire).
     Hang,
+    /// A status with this body (e.g. a 400 explaining what is wrong).
+    Body(u16, String),
+    /// Record the delivery as accepted (200) at once, then wait this long
+    /// before answering: a receiver that has processed an event whose
+    /// answer the sender may never see.
+    AcceptThenStall(Duration),
 }
 
 /// What arrived.
@@ -44,6 +50,16 @@ pub struct Delivery {
     pub body: Value,
     /// The status we answered.
     pub answered: u16,
+    /// When the request arrived (before any scripted delay).
+    pub arrived: Instant,
+    /// The body exactly as it arrived, for checks by other verifiers.
+    pub raw_body: Vec<u8>,
+    /// The `webhook-signature` header as it arrived.
+    pub signature: String,
+    /// The `Authorization` header, if any (URL credentials arrive as Basic auth).
+    pub authorization: Option<String>,
+    /// The query string of the request URL, if any.
+    pub query: Option<String>,
 }
 
 #[derive(Default)]
@@ -52,6 +68,12 @@ struct Inner {
     /// Answer used once the script is empty.
     default: Option<Reply>,
     deliveries: Vec<Delivery>,
+    /// Requests seen, answered or not (a `Hang` is never answered).
+    arrivals: usize,
+    /// Answers for one event id (`webhook-id`), before anything else.
+    by_id: HashMap<String, VecDeque<Reply>>,
+    /// The answer for one event id once its script runs out.
+    default_by_id: HashMap<String, Reply>,
 }
 
 /// The receiver; clones share state.
@@ -95,9 +117,38 @@ impl Receiver {
         self.lock().script.extend(replies);
     }
 
+    /// Answers for the next requests carrying event `id`, in order; they
+    /// take precedence over everything else. Then come the general script,
+    /// the per-id default and the general default.
+    pub fn script_for(&self, id: &str, replies: impl IntoIterator<Item = Reply>) {
+        self.lock()
+            .by_id
+            .entry(id.to_string())
+            .or_default()
+            .extend(replies);
+    }
+
+    /// The answer for event `id` once its own script and the general
+    /// script run out (before the general default).
+    pub fn set_default_for(&self, id: &str, reply: Reply) {
+        self.lock().default_by_id.insert(id.to_string(), reply);
+    }
+
+    /// Forgets every per-id answer.
+    pub fn clear_per_id(&self) {
+        let mut inner = self.lock();
+        inner.by_id.clear();
+        inner.default_by_id.clear();
+    }
+
     /// The answer once the script runs out (default: 200).
     pub fn set_default(&self, reply: Reply) {
         self.lock().default = Some(reply);
+    }
+
+    /// Requests that arrived so far, including those still unanswered.
+    pub fn arrivals(&self) -> usize {
+        self.lock().arrivals
     }
 
     pub fn deliveries(&self) -> Vec<Delivery> {
@@ -127,7 +178,13 @@ impl Receiver {
     }
 }
 
-async fn handle(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    State(r): State<Receiver>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let arrived = Instant::now();
     let h = |name: &str| {
         headers
             .get(name)
@@ -143,14 +200,40 @@ async fn handle(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> R
     let signature_ok = r.verify(&id, &ts, &body, &sig);
     let reply = {
         let mut inner = r.lock();
+        inner.arrivals += 1;
         inner
-            .script
-            .pop_front()
+            .by_id
+            .get_mut(&id)
+            .and_then(VecDeque::pop_front)
+            .or_else(|| inner.script.pop_front())
+            .or_else(|| inner.default_by_id.get(&id).cloned())
             .or_else(|| inner.default.clone())
             .unwrap_or(Reply::Status(200))
     };
+    let record = |status: u16| Delivery {
+        id: id.clone(),
+        timestamp: ts.parse().unwrap_or(0),
+        signature_ok,
+        content_type: h("content-type"),
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        answered: status,
+        arrived,
+        raw_body: body.to_vec(),
+        signature: sig.clone(),
+        authorization: headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        query: query.clone(),
+    };
+    let mut text = "scripted".to_string();
+    let mut recorded = false;
     let (status, extra) = match &reply {
         Reply::Status(s) => (*s, None),
+        Reply::Body(s, b) => {
+            text = b.clone();
+            (*s, None)
+        }
         Reply::RetryAfter(s, v) => (*s, Some(v.clone())),
         Reply::Slow(d) => {
             tokio::time::sleep(*d).await;
@@ -160,18 +243,59 @@ async fn handle(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> R
             tokio::time::sleep(Duration::from_secs(3600)).await;
             (200, None)
         }
+        Reply::AcceptThenStall(d) => {
+            r.lock().deliveries.push(record(200));
+            recorded = true;
+            tokio::time::sleep(*d).await;
+            (200, None)
+        }
     };
-    r.lock().deliveries.push(Delivery {
-        id,
-        timestamp: ts.parse().unwrap_or(0),
-        signature_ok,
-        content_type: h("content-type"),
-        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-        answered: status,
-    });
+    if !recorded {
+        r.lock().deliveries.push(record(status));
+    }
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     match extra {
-        Some(v) => (code, [("retry-after", v)], "scripted").into_response(),
-        None => (code, "scripted").into_response(),
+        Some(v) => (code, [("retry-after", v)], text).into_response(),
+        None => (code, text).into_response(),
     }
+}
+
+/// Writes [`SECRET`] to `secret.txt` in `dir` (for `secret_file`).
+pub fn write_secret(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("secret.txt");
+    std::fs::write(&path, format!("{SECRET}\n")).expect("write secret");
+    path
+}
+
+/// Fast retry settings for webhook sinks in tests.
+pub const FAST: &str = "timeout = \"5s\"\nbackoff_initial = \"100ms\"\nbackoff_max = \"1s\"\ngive_up_after = \"1h\"\nconcurrency = 8\n";
+
+/// `[[sinks]]` TOML for a webhook sink posting to `url`; `settings` holds
+/// the remaining keys (e.g. [`FAST`]).
+pub fn webhook_toml(
+    name: &str,
+    url: &str,
+    secret_file: &std::path::Path,
+    settings: &str,
+) -> String {
+    format!(
+        "[[sinks]]\nname = \"{name}\"\ntype = \"webhook\"\nurl = \"{url}\"\nsecret_file = \"{}\"\n{settings}\n",
+        secret_file.display()
+    )
+}
+
+/// `orderwatch deliveries --json <args>`, parsed.
+pub fn deliveries_json(w: &super::World, args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["deliveries", "--json", "--limit", "100000"];
+    all.extend_from_slice(args);
+    let out = w.run(&all);
+    assert!(
+        out.status.success(),
+        "deliveries failed: {}",
+        super::text(&out.stderr)
+    );
+    super::text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("deliveries --json prints JSON lines"))
+        .collect()
 }

@@ -1,0 +1,248 @@
+//! What the webhook sink does when the receiver says no: a 400 is dead at
+//! once and can be redelivered after the fix; a 410 pauses only that sink
+//! until `redeliver`; failures past `give_up_after` are dead; a hanging
+//! receiver times out while polling and other sinks carry on.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::receiver::{FAST, Receiver, Reply, deliveries_json, webhook_toml, write_secret};
+use common::{World, ago, eventually, ids, text};
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn accepted_ids(rx: &Receiver) -> HashSet<String> {
+    rx.accepted().into_iter().map(|d| d.id).collect()
+}
+
+fn set(ids: &[&str]) -> HashSet<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+fn events(rows: &[Value]) -> HashSet<String> {
+    rows.iter()
+        .map(|r| r["event"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_400_is_dead_at_once_and_redeliver_dead_sends_it_once_the_receiver_is_fixed() {
+    let rx = Receiver::start().await;
+    rx.set_default(Reply::Body(
+        400,
+        "bad payload: expected schema v2 ".repeat(20),
+    ));
+    let mut w = World::new().await;
+    let secret = write_secret(w.dir.path());
+    w.sink_toml(&webhook_toml("hook", &rx.url(), &secret, FAST));
+    for order in 1..=3 {
+        w.sim.set_status(order, 100 + order, "issued", ago(30));
+    }
+    let mut daemon = w.spawn();
+    assert!(
+        eventually(WAIT, || deliveries_json(
+            &w,
+            &["--sink", "hook", "--state", "dead"]
+        )
+        .len()
+            == 3)
+        .await,
+        "log:\n{}",
+        daemon.log_text()
+    );
+    // Never retried: one request per event.
+    assert_eq!(rx.arrivals(), 3);
+    for row in deliveries_json(&w, &["--state", "dead"]) {
+        assert_eq!(row["attempts"], 1, "{row}");
+        let err = row["last_error"].as_str().unwrap();
+        // The status and the first bytes of the answer, cut short.
+        assert!(
+            err.starts_with("HTTP 400 Bad Request: bad payload: expected schema v2"),
+            "{err}"
+        );
+        assert!(err.len() < 400, "the whole answer was kept: {err}");
+    }
+    assert!(daemon.log_text().contains("delivery is dead"));
+
+    // The receiver is fixed; the daemon is still running.
+    rx.set_default(Reply::Status(200));
+    let out = w.run(&["redeliver", "--sink", "hook", "--dead"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("3 deliveries queued"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        eventually(WAIT, || accepted_ids(&rx)
+            == set(&["1:issued", "2:issued", "3:issued"]))
+        .await,
+        "log:\n{}",
+        daemon.log_text()
+    );
+    assert!(
+        eventually(WAIT, || deliveries_json(&w, &["--state", "delivered"])
+            .len()
+            == 3)
+        .await
+    );
+    assert!(daemon.terminate(WAIT).success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_410_pauses_only_that_sink_until_redeliver_even_across_a_restart() {
+    let rx = Receiver::start().await;
+    rx.script([Reply::Body(410, "endpoint deleted".into())]);
+    let mut w = World::new().await;
+    let secret = write_secret(w.dir.path());
+    // One request at a time, so nothing is in flight when the 410 lands.
+    let settings = FAST.replace("concurrency = 8", "concurrency = 1");
+    w.sink_toml(&webhook_toml("hook", &rx.url(), &secret, &settings));
+    w.file_sink();
+    for order in 1..=3 {
+        w.sim.set_status(order, 100 + order, "issued", ago(30));
+    }
+    let mut daemon = w.spawn();
+    assert!(
+        eventually(WAIT, || daemon.log_text().contains("sink PAUSED")).await,
+        "log:\n{}",
+        daemon.log_text()
+    );
+    let dead = deliveries_json(&w, &["--sink", "hook", "--state", "dead"]);
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("HTTP 410 Gone: endpoint deleted")
+    );
+
+    // The poller and the file sink carry on; the paused sink gets nothing.
+    for order in 4..=5 {
+        w.sim.set_status(order, 100 + order, "issued", ago(0));
+    }
+    assert!(
+        eventually(WAIT, || w.file_events().len() == 5).await,
+        "log:\n{}",
+        daemon.log_text()
+    );
+    let pending = deliveries_json(&w, &["--sink", "hook", "--state", "pending"]);
+    assert_eq!(pending.len(), 4, "{pending:?}");
+    let listing = w.run(&["deliveries", "--sink", "hook"]);
+    assert!(
+        text(&listing.stderr).contains("sink hook is PAUSED"),
+        "{}",
+        text(&listing.stderr)
+    );
+
+    // The pause is stored: a restarted daemon still sends nothing.
+    assert!(daemon.terminate(WAIT).success());
+    let mut daemon = w.spawn();
+    w.sim.set_status(6, 106, "issued", ago(0));
+    assert!(
+        eventually(WAIT, || w.file_events().len() == 6).await,
+        "log:\n{}",
+        daemon.log_text()
+    );
+    assert!(
+        daemon.log_text().contains("sink is PAUSED"),
+        "{}",
+        daemon.log_text()
+    );
+    assert_eq!(rx.arrivals(), 1, "a paused sink was sent requests");
+
+    let out = w.run(&["redeliver", "--sink", "hook", "--dead"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("sink hook resumed"),
+        "{}",
+        text(&out.stdout)
+    );
+    let all: HashSet<String> = (1..=6).map(|o| format!("{o}:issued")).collect();
+    assert!(
+        eventually(WAIT, || accepted_ids(&rx) == all).await,
+        "log:\n{}",
+        daemon.log_text()
+    );
+    assert_eq!(
+        ids(&w.file_events()).into_iter().collect::<HashSet<_>>(),
+        all
+    );
+    assert!(daemon.terminate(WAIT).success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_failing_past_give_up_after_are_dead() {
+    let rx = Receiver::start().await;
+    rx.set_default(Reply::Status(503));
+    let mut w = World::new().await;
+    let secret = write_secret(w.dir.path());
+    let settings = FAST.replace("give_up_after = \"1h\"", "give_up_after = \"2s\"");
+    w.sink_toml(&webhook_toml("hook", &rx.url(), &secret, &settings));
+    for order in 1..=5 {
+        w.sim.set_status(order, 100 + order, "issued", ago(30));
+    }
+    // `run --once` delivers until nothing is pending: here, until given up.
+    w.once();
+    assert!(rx.arrivals() >= 1);
+    assert!(deliveries_json(&w, &["--state", "pending"]).is_empty());
+    let dead = deliveries_json(&w, &["--sink", "hook", "--state", "dead"]);
+    assert_eq!(events(&dead).len(), 5, "{dead:?}");
+    for row in &dead {
+        let err = row["last_error"].as_str().unwrap();
+        assert!(err.starts_with("gave up after 2s"), "{err}");
+        assert!(err.contains("HTTP 503") || row["attempts"] == 0, "{row}");
+        assert!(row["done_at"].is_string() && row["next_attempt_at"].is_null());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_receiver_times_out_and_polling_and_other_sinks_carry_on() {
+    let stuck = Receiver::start().await;
+    stuck.set_default(Reply::Hang);
+    let healthy = Receiver::start().await;
+    let mut w = World::new().await;
+    let secret = write_secret(w.dir.path());
+    let settings = FAST.replace("timeout = \"5s\"", "timeout = \"1s\"");
+    w.sink_toml(&webhook_toml("stuck", &stuck.url(), &secret, &settings));
+    w.sink_toml(&webhook_toml("healthy", &healthy.url(), &secret, FAST));
+    for order in 1..=3 {
+        w.sim.set_status(order, 100 + order, "issued", ago(30));
+    }
+    let daemon = w.spawn();
+    assert!(
+        eventually(WAIT, || {
+            deliveries_json(&w, &["--sink", "stuck", "--state", "pending"])
+                .iter()
+                .any(|r| {
+                    r["last_error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("timed out"))
+                })
+        })
+        .await,
+        "log:\n{}",
+        daemon.log_text()
+    );
+    assert!(stuck.arrivals() >= 1);
+    // New transitions still reach the store and the healthy sink.
+    for order in 4..=6 {
+        w.sim.set_status(order, 100 + order, "issued", ago(0));
+    }
+    let all: HashSet<String> = (1..=6).map(|o| format!("{o}:issued")).collect();
+    assert!(
+        eventually(WAIT, || accepted_ids(&healthy) == all).await,
+        "log:\n{}",
+        daemon.log_text()
+    );
+    assert_eq!(w.stored_events().len(), 6);
+    assert!(
+        stuck.accepted().is_empty(),
+        "the hanging receiver never answers"
+    );
+    let log = daemon.log_text();
+    assert!(log.contains("timed out"), "{log}");
+}
