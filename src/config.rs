@@ -199,10 +199,14 @@ impl fmt::Display for Problem {
 /// Why a configuration could not be used. Always names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    /// `error` is not named `source` on purpose: the message already shows
+    /// it, and a source would make `{:#}` print it twice.
+    #[error(
+        "cannot read config file {path}: {error}; pass --config PATH or set $ORDERWATCH_CONFIG (default {DEFAULT_CONFIG_PATH})"
+    )]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}: {message}")]
     Syntax { path: PathBuf, message: String },
@@ -227,6 +231,64 @@ fn render_problems(problems: &[Problem]) -> String {
     }
 }
 
+/// `line L, column C: what is wrong`, from a TOML or serde error.
+///
+/// toml's own `Display` quotes the offending source line, and that line may
+/// hold a secret someone wrote where it does not belong (`api_key = "..."`
+/// is an unknown key); the position and the message (which names the key)
+/// are enough to find it, so the line itself is never repeated.
+fn syntax_message(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim_end().replace('\n', "; ");
+    match e.span() {
+        Some(span) => {
+            let (line, column) = line_column(text, span.start);
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message,
+    }
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut end = offset.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = &text[..end];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// A URL as typed, for an error message: the part before the last `@` of
+/// the authority (`user:password@`) and the query are hidden, because the
+/// text could not be parsed and may still carry credentials.
+pub(crate) fn shown_url(text: &str) -> String {
+    let (scheme, rest) = match text.find("://") {
+        Some(i) => text.split_at(i + 3),
+        None => ("", text),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let authority = match authority.rfind('@') {
+        Some(i) => format!("[redacted]{}", &authority[i..]),
+        None => authority.to_string(),
+    };
+    let path = match path.find('?') {
+        Some(i) => format!("{}?[redacted]", &path[..i]),
+        None => path.to_string(),
+    };
+    format!("{:?}", format!("{scheme}{authority}{path}"))
+}
+
+/// The key of a sink's setting in messages: `sinks[1] ("archive").path`.
+pub fn sink_key(index: usize, name: Option<&str>, key: &str) -> String {
+    match name {
+        Some(n) => format!("sinks[{index}] ({n:?}).{key}"),
+        None => format!("sinks[{index}].{key}"),
+    }
+}
+
 /// Which config file to use: `--config`, then `$ORDERWATCH_CONFIG`, then the default.
 pub fn locate(flag: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
     if let Some(p) = flag {
@@ -246,9 +308,9 @@ pub fn process_env(name: &str) -> Option<String> {
 impl Config {
     /// Reads and validates `path` against the process environment.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         Config::parse(&text, path, &process_env)
     }
@@ -262,7 +324,7 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             path: path.to_path_buf(),
-            message: e.to_string().trim_end().to_string(),
+            message: syntax_message(text, &e),
         })?;
         let mut v = Validator::default();
         let config = v.config(raw, path, env);
@@ -495,10 +557,36 @@ impl Validator {
         let url = match reqwest::Url::parse(text) {
             Ok(u) => u,
             Err(e) => {
-                self.problem("digicert.base_url", format!("invalid URL {text:?}: {e}"));
+                self.problem(
+                    "digicert.base_url",
+                    format!("invalid URL {}: {e}", shown_url(text)),
+                );
                 return None;
             }
         };
+        // The key travels in X-DC-DEVKEY; credentials in the URL would only
+        // leak (the base URL is every event's `source`), and a query or
+        // fragment would break the paths appended to it.
+        if !url.username().is_empty() || url.password().is_some() {
+            self.problem(
+                "digicert.base_url",
+                format!(
+                    "{} must not contain a user name or password; the API key comes from api_key_env, api_key_file or the systemd credential",
+                    RedactedUrl::new(url)
+                ),
+            );
+            return None;
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            self.problem(
+                "digicert.base_url",
+                format!(
+                    "{} must not have a query or fragment; expected e.g. {US_BASE_URL:?}",
+                    RedactedUrl::new(url)
+                ),
+            );
+            return None;
+        }
         match url.scheme() {
             "https" => {}
             "http" => {
@@ -628,7 +716,7 @@ impl Validator {
             Some(n) => format!("sinks[{index}] ({n:?})"),
             None => format!("sinks[{index}]"),
         };
-        let key = |k: &str| format!("{label}.{k}");
+        let key = |k: &str| sink_key(index, raw.name.as_deref(), k);
         let name = match raw.name.clone() {
             None => {
                 self.problem(key("name"), "missing; every sink needs a unique name");
@@ -779,8 +867,8 @@ impl Validator {
                     None
                 }
                 Err(e) => {
-                    // The text may hold credentials; name the problem, not the value.
-                    self.problem(key("url"), format!("invalid URL: {e}"));
+                    // The text may hold credentials: show it with them hidden.
+                    self.problem(key("url"), format!("invalid URL {}: {e}", shown_url(text)));
                     None
                 }
             },

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::{Failure, Outcome, config_path};
-use crate::config::{Config, SinkKind};
+use crate::config::{Config, SecretSource, SinkKind, sink_key};
 use crate::sink::signature::SigningKey;
 use crate::store::Db;
 
@@ -19,7 +19,15 @@ pub fn inspect(config: &Config) -> Result<Vec<String>, Vec<String>> {
             "digicert: {} (API key from {})",
             d.base_url, d.api_key
         )),
-        Err(e) => problems.push(format!("digicert API key ({}): {e}", d.api_key)),
+        Err(e) => problems.push(format!(
+            "{}: cannot read the DigiCert API key: {e}{}",
+            secret_key("digicert", "api_key", &d.api_key),
+            match &d.api_key {
+                SecretSource::Env(_) =>
+                    "; export it, or set api_key_file, or provide the systemd credential \"digicert-api-key\"",
+                _ => "",
+            }
+        )),
     }
     let p = &config.poll;
     lines.push(format!(
@@ -56,7 +64,8 @@ pub fn inspect(config: &Config) -> Result<Vec<String>, Vec<String>> {
             "sinks: none configured; transitions are recorded but delivered nowhere".to_string(),
         );
     }
-    for s in &config.sinks {
+    for (i, s) in config.sinks.iter().enumerate() {
+        let key = |k: &str| sink_key(i, Some(&s.name), k);
         let filter = match &s.statuses {
             None => "all statuses".to_string(),
             Some(l) => format!("statuses {}", l.join(", ")),
@@ -65,7 +74,7 @@ pub fn inspect(config: &Config) -> Result<Vec<String>, Vec<String>> {
             SinkKind::Stdout => lines.push(format!("sink {}: stdout ({filter})", s.name)),
             SinkKind::File { path } => match writable(path) {
                 Ok(()) => lines.push(format!("sink {}: file {} ({filter})", s.name, path.display())),
-                Err(e) => problems.push(format!("sink {:?} path {}: {e}", s.name, path.display())),
+                Err(e) => problems.push(format!("{}: {:?}: {e}", key("path"), path.display().to_string())),
             },
             SinkKind::Webhook {
                 url,
@@ -73,9 +82,16 @@ pub fn inspect(config: &Config) -> Result<Vec<String>, Vec<String>> {
                 timeout,
                 concurrency,
             } => match secret.load() {
-                Err(e) => problems.push(format!("sink {:?} secret ({secret}): {e}", s.name)),
+                Err(e) => problems.push(format!(
+                    "{}: cannot read the signing secret: {e}",
+                    secret_key(&format!("sinks[{i}] ({:?})", s.name), "secret", secret)
+                )),
                 Ok(value) => match SigningKey::from_secret(value.expose()) {
-                    Err(e) => problems.push(format!("sink {:?} secret ({secret}): {e}", s.name)),
+                    // Never the value: only where it came from and what is wrong.
+                    Err(e) => problems.push(format!(
+                        "{}: {secret} does not hold a Standard Webhooks secret: {e}",
+                        secret_key(&format!("sinks[{i}] ({:?})", s.name), "secret", secret)
+                    )),
                     Ok(_) => lines.push(format!(
                         "sink {}: webhook {url} ({filter}; concurrency {concurrency}, timeout {}, give up after {})",
                         s.name,
@@ -90,6 +106,16 @@ pub fn inspect(config: &Config) -> Result<Vec<String>, Vec<String>> {
         Ok(lines)
     } else {
         Err(problems)
+    }
+}
+
+/// The config key a secret came from: `digicert.api_key_env`,
+/// `sinks[0] ("hook").secret_file`, or the systemd credential's name.
+fn secret_key(table: &str, stem: &str, source: &SecretSource) -> String {
+    match source {
+        SecretSource::Env(_) => format!("{table}.{stem}_env"),
+        SecretSource::File(_) => format!("{table}.{stem}_file"),
+        SecretSource::Credential { name, .. } => format!("{table} (systemd credential {name:?})"),
     }
 }
 
@@ -111,7 +137,14 @@ fn writable(path: &Path) -> Result<(), String> {
     }
     tempfile::NamedTempFile::new_in(dir)
         .map(|_| ())
-        .map_err(|e| format!("directory {} is not writable: {e}", dir.display()))
+        .map_err(|e| {
+            // tempfile's message names its random probe file; the OS error is what matters.
+            let cause = e.raw_os_error().map_or_else(
+                || e.kind().to_string(),
+                |c| std::io::Error::from_raw_os_error(c).to_string(),
+            );
+            format!("directory {} is not writable: {cause}", dir.display())
+        })
 }
 
 pub fn run(config_flag: Option<&Path>) -> Outcome {
@@ -133,5 +166,35 @@ pub fn run(config_flag: Option<&Path>) -> Outcome {
             }
             Err(Failure::usage(anyhow::anyhow!(msg)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_named_by_the_key_they_came_from() {
+        let env = SecretSource::Env("K".into());
+        let file = SecretSource::File("/k".into());
+        assert_eq!(
+            secret_key("digicert", "api_key", &env),
+            "digicert.api_key_env"
+        );
+        assert_eq!(
+            secret_key("sinks[0] (\"h\")", "secret", &file),
+            "sinks[0] (\"h\").secret_file"
+        );
+    }
+
+    #[test]
+    fn a_file_sink_needs_an_existing_writable_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(writable(&dir.path().join("events.jsonl")).is_ok());
+        let err = writable(&dir.path().join("missing").join("events.jsonl")).unwrap_err();
+        assert!(err.contains("does not exist"), "{err}");
+        // A directory where the file should be cannot be appended to.
+        let err = writable(dir.path()).unwrap_err();
+        assert!(err.contains("cannot be appended to"), "{err}");
     }
 }

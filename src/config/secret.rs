@@ -50,10 +50,11 @@ pub enum SecretError {
     EnvMissing(String),
     #[error("environment variable {0} is empty")]
     EnvEmpty(String),
-    #[error("cannot read {path}: {source}")]
+    /// Not named `source`, so `{:#}` does not print the error twice.
+    #[error("cannot read {path}: {error}")]
     FileUnreadable {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{0} is empty")]
     FileEmpty(PathBuf),
@@ -94,9 +95,9 @@ impl SecretSource {
 }
 
 fn read_file(path: &Path) -> Result<Secret, SecretError> {
-    let text = std::fs::read_to_string(path).map_err(|source| SecretError::FileUnreadable {
+    let text = std::fs::read_to_string(path).map_err(|error| SecretError::FileUnreadable {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let value = text.trim();
     if value.is_empty() {

@@ -149,3 +149,79 @@ fn status_filter_matches_case_insensitively() {
     assert!(c.sinks[0].wants("issued"));
     assert!(!c.sinks[0].wants("pending"));
 }
+
+#[test]
+fn syntax_errors_give_line_and_column_but_never_repeat_the_line() {
+    // A secret pasted under a key that does not exist must not be echoed.
+    let err = parse("[digicert]\n\napi_key = \"dc-SECRET-123\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("line 3, column 1"), "{err}");
+    assert!(err.contains("api_key"), "{err}");
+    assert!(!err.contains("dc-SECRET-123"), "{err}");
+    let err = parse("[poll]\ninterval = \"1s\n").unwrap_err().to_string();
+    assert!(err.contains("line 2, column"), "{err}");
+    assert!(err.starts_with("/etc/orderwatch/test.toml: "), "{err}");
+}
+
+#[test]
+fn line_column_counts_characters_from_one() {
+    assert_eq!(line_column("abc", 0), (1, 1));
+    assert_eq!(line_column("ab\ncd", 4), (2, 2));
+    assert_eq!(line_column("é\nx", 3), (2, 1));
+    // Past the end, or inside a multi-byte character: still a position.
+    assert_eq!(line_column("ab", 99), (1, 3));
+    assert_eq!(line_column("é", 1), (1, 1));
+}
+
+#[test]
+fn base_url_with_credentials_or_query_is_refused_without_showing_the_password() {
+    let p = problems("[digicert]\nbase_url = \"https://bob:pw99@www.digicert.com/services/v2\"\n");
+    assert_eq!(p[0].key, "digicert.base_url");
+    assert!(!p[0].message.contains("pw99"), "{}", p[0].message);
+    let p = problems("[digicert]\nbase_url = \"https://www.digicert.com/services/v2?key=abc\"\n");
+    assert_eq!(p[0].key, "digicert.base_url");
+    assert!(!p[0].message.contains("abc"), "{}", p[0].message);
+}
+
+#[test]
+fn unparseable_urls_are_shown_with_credentials_hidden() {
+    assert_eq!(shown_url("not a url"), "\"not a url\"");
+    assert_eq!(
+        shown_url("https://bob:pw@[::1/x?token=t"),
+        "\"https://[redacted]@[::1/x?[redacted]\""
+    );
+    assert_eq!(shown_url("bob:pw@host"), "\"[redacted]@host\"");
+    let p = problems(
+        "[[sinks]]\nname = \"w\"\ntype = \"webhook\"\nurl = \"https://bob:hunter2@[::1/\"\nsecret_env = \"S\"\n",
+    );
+    assert_eq!(p[0].key, "sinks[0] (\"w\").url");
+    assert!(p[0].message.contains("[::1/"), "{}", p[0].message);
+    assert!(!p[0].message.contains("hunter2"), "{}", p[0].message);
+}
+
+#[test]
+fn a_missing_config_file_says_how_to_name_one_and_shows_the_cause_once() {
+    let err = Config::load(Path::new("/nonexistent/orderwatch.toml")).unwrap_err();
+    let shown = format!("{:#}", anyhow::Error::new(err));
+    assert!(shown.contains("/nonexistent/orderwatch.toml"), "{shown}");
+    assert!(shown.contains("--config"), "{shown}");
+    assert_eq!(shown.matches("No such file").count(), 1, "{shown}");
+}
+
+#[test]
+fn debug_of_a_config_shows_no_secret_or_password() {
+    let c = parse(
+        "[digicert]\napi_key_env = \"KEY_VAR\"\n[[sinks]]\nname = \"w\"\ntype = \"webhook\"\nurl = \"https://bob:hunter2@hooks.example.net/x?token=tok9\"\nsecret_env = \"HOOK_VAR\"\n",
+    )
+    .unwrap();
+    let shown = format!("{c:?} {c:#?}");
+    assert!(
+        !shown.contains("hunter2") && !shown.contains("tok9"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("KEY_VAR") && shown.contains("HOOK_VAR"),
+        "{shown}"
+    );
+}

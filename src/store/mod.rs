@@ -36,12 +36,14 @@ pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 /// Why the store cannot be used, with what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// `error` is not named `source`: the message shows it already, and a
+    /// source would make `{:#}` print it twice.
     #[error(
-        "cannot open store {path}: {source}; check that the directory exists and is writable by the orderwatch user"
+        "cannot open store {path}: {error}; check that the directory exists and is writable by the orderwatch user"
     )]
     Open {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(
         "store {path} is in use by another orderwatch daemon (lock file {lock} is held); stop the other daemon or point [store] path elsewhere"
@@ -115,7 +117,7 @@ fn open_error(path: &Path, source: std::io::Error) -> StoreError {
     }
     StoreError::Open {
         path: path.to_path_buf(),
-        source,
+        error: source,
     }
 }
 
@@ -134,6 +136,16 @@ impl std::fmt::Debug for Db {
 impl Db {
     /// Opens (creating with mode 0600 if needed) and migrates the store.
     pub fn open(path: &Path) -> Result<Db, StoreError> {
+        if path.is_dir() {
+            // SQLite would only say "unable to open database file".
+            return Err(StoreError::Open {
+                path: path.to_path_buf(),
+                error: std::io::Error::new(
+                    std::io::ErrorKind::IsADirectory,
+                    "it is a directory; [store] path names the database file, e.g. /var/lib/orderwatch/orderwatch.db",
+                ),
+            });
+        }
         if !path.exists() {
             // Create it ourselves so the database, and the -wal/-shm files
             // SQLite derives from it, are never world-readable.

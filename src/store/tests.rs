@@ -309,6 +309,20 @@ fn a_file_that_is_not_a_database_is_reported_as_such() {
 }
 
 #[test]
+fn a_directory_or_a_path_under_a_file_is_refused_with_the_reason_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Db::open(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::Open { .. }), "{err}");
+    assert!(err.to_string().contains("is a directory"), "{err}");
+    let file = dir.path().join("plain");
+    std::fs::write(&file, "x").unwrap();
+    let err = Db::open(&file.join("ow.db")).unwrap_err();
+    let shown = format!("{:#}", anyhow::Error::new(err));
+    assert!(shown.contains("plain/ow.db"), "{shown}");
+    assert_eq!(shown.matches("Not a directory").count(), 1, "{shown}");
+}
+
+#[test]
 fn a_second_daemon_lock_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ow.db");
