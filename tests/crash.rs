@@ -142,16 +142,28 @@ async fn run_and_kill(w: &World, aim: Aim) -> String {
             // gap between the append and the ledger update is short.
             let path = w.events_file();
             let start = file_len(&path);
-            daemon = tokio::task::spawn_blocking(move || {
+            let (killed, grew) = tokio::task::spawn_blocking(move || {
                 let deadline = Instant::now() + Duration::from_secs(30);
-                while file_len(&path) == start && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_micros(100));
+                let mut grew = false;
+                while !grew && Instant::now() < deadline {
+                    grew = file_len(&path) != start;
+                    if !grew {
+                        std::thread::sleep(Duration::from_micros(100));
+                    }
                 }
                 daemon.kill();
-                daemon
+                (daemon, grew)
             })
             .await
             .expect("killer thread");
+            // Something is always due here (every round creates orders), so
+            // a run that never writes is a failure, not bad luck.
+            assert!(
+                grew,
+                "the daemon delivered nothing within 30 s; log:\n{}",
+                killed.log_text()
+            );
+            daemon = killed;
         }
     }
     daemon.log_text()
