@@ -43,7 +43,11 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("error: {:#}", failure.error);
+            match cli.log_format {
+                // Log shippers expect every stderr line to be JSON.
+                LogFormat::Json => tracing::error!(exit_code = failure.code, "{:#}", failure.error),
+                LogFormat::Text => eprintln!("error: {:#}", failure.error),
+            }
             ExitCode::from(failure.code)
         }
     }
