@@ -5,6 +5,10 @@
 //! deliver a batch ([`Sink::deliver`]); the loop here owns everything else:
 //! what is due, per-order ordering, concurrency, retries, giving up, pausing,
 //! and recording each outcome in the ledger.
+//!
+//! While a receiver fails, a sink-wide breaker holds everything back
+//! and probes with one request at a time, so a backlog never hammers a
+//! receiver that is down, and its `Retry-After` holds the whole sink.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -410,7 +414,7 @@ impl<S: Sink> DeliveryLoop<S> {
                         let hold = breaker.trip(&self.policy, round.retry_after, Instant::now(), now_ms(), rand::random());
                         if first_failure && !paused {
                             tracing::warn!(sink = %self.name, hold = %humantime::format_duration(round_ms(hold)),
-                                "receiver failing: holding deliveries, then one request at a time until it recovers");
+                                "deliveries failing: holding the sink, then one request at a time until one succeeds");
                         }
                         // After the hold, read again what is due.
                         queue.clear();
