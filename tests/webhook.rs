@@ -225,11 +225,12 @@ async fn every_event_is_accepted_once_signed_and_in_per_order_order_after_503s_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkill_during_deliveries_loses_nothing() {
-    const ORDERS: i64 = 40;
+    // Enough that delivering them all takes several seconds at concurrency 8.
+    const ORDERS: i64 = 64;
     let rx = Receiver::start().await;
     // Slow answers keep requests in flight when the kill lands; the
     // receiver has already processed them, so some will arrive twice.
-    rx.set_default(Reply::AcceptThenStall(Duration::from_millis(300)));
+    rx.set_default(Reply::AcceptThenStall(Duration::from_millis(400)));
     let mut w = World::new().await;
     let secret = write_secret(w.dir.path());
     w.sink_toml(&webhook_toml("hook", &rx.url(), &secret, FAST));
