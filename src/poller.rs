@@ -14,6 +14,10 @@ use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 use crate::window::{PlannedWindow, Window, plan};
 
+/// How often one cycle plans its remaining windows again after its
+/// relative window outgrew the API's 7 days.
+const MAX_REPLANS: u32 = 3;
+
 /// Why a cycle failed. The cursor stays where the last committed window left it.
 #[derive(Debug, thiserror::Error)]
 pub enum CycleError {
@@ -58,31 +62,51 @@ pub struct Poller {
 impl Poller {
     /// Runs one cycle. Each window commits on its own, so a long catch-up
     /// that fails half-way keeps the windows it finished.
+    ///
+    /// What is left is planned again from the cursor after every window: a
+    /// catch-up can take long (pages, pacing, `Retry-After`), and the final
+    /// relative window is only valid up to 7 days back from when it is sent,
+    /// not from when the cycle started. Should it still outgrow them while it
+    /// is being fetched, it is planned again (nothing of it was recorded).
     pub async fn cycle(&self) -> Result<CycleReport, CycleError> {
-        let cursor = self.store.run(|db| db.cursor()).await?;
-        let now = Utc::now();
-        let windows = plan(cursor, now, &self.poll, self.tz);
-        let total = windows.len();
-        if total > 1 {
-            let from = match windows[0].window {
-                Window::Absolute { start, .. } | Window::Relative { since: start } => start,
+        let mut report = CycleReport::default();
+        let mut done = 0;
+        let mut replans = 0;
+        loop {
+            let cursor = self.store.run(|db| db.cursor()).await?;
+            let now = Utc::now();
+            let windows = plan(cursor, now, &self.poll, self.tz);
+            let Some(next) = windows.first().copied() else {
+                return Ok(report);
             };
-            tracing::info!(
-                windows = total,
-                from = %from.format("%Y-%m-%dT%H:%M:%SZ"),
-                "catching up {} in {total} windows of at most {}",
-                humantime::format_duration(std::time::Duration::from_secs((now - from).num_seconds().max(0) as u64)),
-                humantime::format_duration(self.poll.max_window),
-            );
+            let total = done + windows.len();
+            if done == 0 && replans == 0 && total > 1 {
+                let from = match next.window {
+                    Window::Absolute { start, .. } | Window::Relative { since: start } => start,
+                };
+                tracing::info!(
+                    windows = total,
+                    from = %from.format("%Y-%m-%dT%H:%M:%SZ"),
+                    "catching up {} in {total} windows of at most {}",
+                    humantime::format_duration(std::time::Duration::from_secs((now - from).num_seconds().max(0) as u64)),
+                    humantime::format_duration(self.poll.max_window),
+                );
+            }
+            report.windows = total;
+            match self.window(done, total, &next, &mut report).await {
+                Ok(()) => {}
+                Err(CycleError::Api(e @ ApiError::Expired { .. })) if replans < MAX_REPLANS => {
+                    replans += 1;
+                    tracing::warn!(error = %e, "planning the rest of the cycle again");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            done += 1;
+            if next.cursor_after.is_none() {
+                return Ok(report);
+            }
         }
-        let mut report = CycleReport {
-            windows: total,
-            ..CycleReport::default()
-        };
-        for (i, planned) in windows.iter().enumerate() {
-            self.window(i, total, planned, &mut report).await?;
-        }
-        Ok(report)
     }
 
     async fn window(

@@ -57,6 +57,16 @@ impl RelativeSpan {
         }
     }
 
+    /// [`RelativeSpan::between`], or `None` once the span no longer fits in
+    /// the API's 7 days — a relative window sent long after it was planned
+    /// (pages, retries, `Retry-After`). Asking for the capped span instead
+    /// would silently skip the window's oldest changes.
+    pub fn checked_between(since: DateTime<Utc>, now: DateTime<Utc>) -> Option<RelativeSpan> {
+        let millis = (now - since).num_milliseconds().max(1);
+        let secs = (millis as u64).div_ceil(1000);
+        (secs <= API_MAX_WINDOW.as_secs()).then(|| RelativeSpan::between(since, now))
+    }
+
     pub fn total_seconds(&self) -> u64 {
         self.minutes * 60 + self.seconds
     }

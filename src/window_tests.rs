@@ -103,6 +103,27 @@ fn relative_span_splits_minutes_and_seconds_and_caps_at_seven_days() {
 }
 
 #[test]
+fn a_relative_span_past_seven_days_is_refused_rather_than_capped() {
+    let now = utc("2026-11-24T10:00:00Z");
+    let week = TimeDelta::days(7);
+    assert_eq!(
+        RelativeSpan::checked_between(now - week, now).map(|s| s.total_seconds()),
+        Some(604_800)
+    );
+    assert_eq!(
+        RelativeSpan::checked_between(now - week - TimeDelta::milliseconds(1), now),
+        None
+    );
+    assert_eq!(
+        RelativeSpan::checked_between(now - TimeDelta::seconds(90), now),
+        Some(RelativeSpan {
+            minutes: 1,
+            seconds: 30
+        })
+    );
+}
+
+#[test]
 fn filter_is_written_in_mountain_time() {
     // 2026-07-01 is in MDT (UTC-6), 2026-01-15 in MST (UTC-7).
     let f = filter_value(
@@ -226,6 +247,32 @@ proptest! {
         if step > 0 {
             let gap = (now - want_since).num_seconds();
             prop_assert!((absolute.len() as i64) <= gap / step + 2, "too many windows: {}", absolute.len());
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// The poller plans again from the cursor after every window; while the
+    /// clock stands still that must give exactly the rest of the first plan,
+    /// and it must always move on.
+    #[test]
+    fn planning_again_from_each_windows_cursor_gives_the_rest_of_the_plan(
+        now_s in 1_500_000_000i64..2_100_000_000,
+        max_window_s in 3600u64..=(7 * 86400),
+        overlap_frac in 0.0f64..=0.5,
+        windows in 0.0f64..40.0,
+    ) {
+        let overlap_s = ((max_window_s as f64) * overlap_frac) as u64;
+        let lookback_s = ((max_window_s as f64) * windows) as u64 + 1;
+        let poll = geometry(overlap_s, max_window_s, lookback_s);
+        let now = DateTime::from_timestamp(now_s, 0).unwrap();
+        let first = plan(None, now, &poll, DENVER);
+        for (i, w) in first.iter().enumerate() {
+            let Some(cursor) = w.cursor_after else { break };
+            let again = plan(Some(cursor), now, &poll, DENVER);
+            prop_assert_eq!(&again[..], &first[i + 1..]);
         }
     }
 }

@@ -68,6 +68,11 @@ pub enum ApiError {
         "the pages of one window from {url} kept shifting as orders changed (fetched from the first page {restarts} times); trying again next cycle"
     )]
     Shifting { url: String, restarts: u32 },
+    /// Nothing was sent: the window must be planned again (in absolute pieces).
+    #[error(
+        "the relative window since {since} grew past CertCentral's 7-day limit before it was fetched"
+    )]
+    Expired { since: DateTime<Utc> },
 }
 
 impl ApiError {
@@ -82,6 +87,7 @@ impl ApiError {
             ApiError::TooLarge { .. } => "too_large".into(),
             ApiError::Redirected { .. } => "redirect".into(),
             ApiError::Shifting { .. } => "pages_shifting".into(),
+            ApiError::Expired { .. } => "window_expired".into(),
         }
     }
 
@@ -92,9 +98,10 @@ impl ApiError {
                 true
             }
             ApiError::Api { status, .. } => *status == 408 || *status == 429 || *status >= 500,
-            ApiError::TooLarge { .. } | ApiError::Redirected { .. } | ApiError::Shifting { .. } => {
-                false
-            }
+            ApiError::TooLarge { .. }
+            | ApiError::Redirected { .. }
+            | ApiError::Shifting { .. }
+            | ApiError::Expired { .. } => false,
         }
     }
 
@@ -210,12 +217,14 @@ impl Client {
         loop {
             let offset = pages.offset();
             let answer = self
-                .with_retries(|| {
+                .with_retries(|| async {
                     let mut query: Vec<(&'static str, String)> = match window {
                         // Measured at send time, from a fixed start: later pages
                         // and retries still reach back to `since`.
                         Window::Relative { since } => {
-                            RelativeSpan::between(*since, Utc::now()).query()
+                            RelativeSpan::checked_between(*since, Utc::now())
+                                .ok_or(ApiError::Expired { since: *since })?
+                                .query()
                         }
                         Window::Absolute { start, end } => {
                             vec![(
@@ -227,7 +236,7 @@ impl Client {
                     if offset > 0 {
                         query.push(("offset", offset.to_string()));
                     }
-                    self.get_answer(&url, query)
+                    self.get_answer(&url, query).await
                 })
                 .await?;
             requests += 1;
@@ -553,4 +562,46 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SecretSource;
+    use crate::simulator::{Simulator, SimulatorConfig};
+
+    fn client(base_url: &str) -> Client {
+        let cfg = DigicertConfig {
+            base_url: base_url.to_string(),
+            api_key: SecretSource::Env("UNUSED".into()),
+            timeout: Duration::from_secs(5),
+            timezone: chrono_tz::America::Denver,
+            max_requests_per_minute: 180,
+            max_response_bytes: 1 << 20,
+            retries: 0,
+            retry_initial: Duration::from_millis(10),
+            retry_max: Duration::from_millis(10),
+        };
+        Client::new(&cfg, Secret::new("sim-key"), Arc::new(Pacer::new(180))).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_relative_window_past_seven_days_is_not_sent_capped() {
+        let sim = Simulator::start(SimulatorConfig::default()).await.unwrap();
+        let c = client(&sim.base_url());
+        let week = chrono::TimeDelta::days(7);
+        let stale = Window::Relative {
+            since: Utc::now() - week - chrono::TimeDelta::seconds(2),
+        };
+        let err = c.status_changes(&stale).await.unwrap_err();
+        assert_eq!(err.code(), "window_expired");
+        assert!(!err.is_transient());
+        assert!(sim.queries().is_empty(), "a capped window was sent");
+
+        let fresh = Window::Relative {
+            since: Utc::now() - week + chrono::TimeDelta::seconds(30),
+        };
+        c.status_changes(&fresh).await.unwrap();
+        assert_eq!(sim.queries().len(), 1);
+    }
 }
