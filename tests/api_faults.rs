@@ -159,15 +159,7 @@ async fn an_html_error_page_fails_the_cycle_with_the_http_status() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_html_page_with_status_200_is_not_taken_for_an_answer() {
-    let Fault::Respond { headers, body, .. } = Fault::html(200) else {
-        unreachable!("Fault::html builds a Respond fault");
-    };
-    let fault = Fault::Respond {
-        status: 200,
-        headers,
-        body,
-    };
-    persistent_transient_fault(fault, "malformed").await;
+    persistent_transient_fault(Fault::html(200), "malformed").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
