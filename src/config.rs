@@ -149,7 +149,7 @@ impl SinkKind {
 }
 
 /// A URL that may carry credentials (`https://user:pass@host/?token=...`).
-/// `Display` and `Debug` hide the password and the query so neither reaches a log.
+/// `Display` and `Debug` hide the user, password and query so none reaches a log.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedactedUrl(reqwest::Url);
 
@@ -166,6 +166,10 @@ impl RedactedUrl {
 impl fmt::Display for RedactedUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut shown = self.0.clone();
+        // A user name can be a token too (https://TOKEN@host/).
+        if !shown.username().is_empty() {
+            let _ = shown.set_username("redacted");
+        }
         if shown.password().is_some() {
             let _ = shown.set_password(Some("redacted"));
         }

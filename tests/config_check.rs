@@ -181,7 +181,7 @@ fn a_good_config_exits_0_with_a_summary_and_no_secrets() {
         &s.path("orderwatch.db").display().to_string(),
         "sink archive: file",
         "sink console: stdout",
-        "sink hook: webhook https://ops:redacted@hooks.example.net/digicert",
+        "sink hook: webhook https://redacted:redacted@hooks.example.net/digicert",
     ] {
         assert!(stdout.contains(expected), "{expected:?} missing:\n{stdout}");
     }
