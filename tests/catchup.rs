@@ -7,13 +7,18 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Offset, TimeDelta, TimeZone, Utc};
 use chrono_tz::America::Denver;
 use common::{World, ago, eventually, ids, output_within, text};
+use orderwatch::certcentral::Client;
+use orderwatch::config::{Config, Secret};
+use orderwatch::pacer::Pacer;
 use orderwatch::simulator::{Fault, RecordedQuery};
 use orderwatch::store::Db;
+use orderwatch::window::{Window, plan};
 use serde_json::Value;
 
 const SEVEN_DAYS: i64 = 7 * 86_400;
@@ -311,12 +316,6 @@ async fn a_catch_up_failing_half_way_keeps_its_finished_windows_and_resumes_afte
 /// returns every change in its range — whatever date the tests run on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn absolute_windows_with_edges_around_dst_changes_miss_nothing() {
-    use orderwatch::certcentral::Client;
-    use orderwatch::config::{Config, Secret};
-    use orderwatch::pacer::Pacer;
-    use orderwatch::window::{Window, plan};
-    use std::sync::Arc;
-
     let w = World::new().await;
     let config = Config::load(&w.config).expect("config");
     let client = Client::new(
