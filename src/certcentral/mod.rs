@@ -34,6 +34,14 @@ const MAX_PAGES: u32 = 10_000;
 const MAX_RESTARTS: u32 = 3;
 /// How much of an unexpected body is kept for an error message.
 const SNIPPET: usize = 200;
+/// The longest `Retry-After` honoured. DigiCert's limits roll over within
+/// five minutes; anything far beyond that is a broken (or hostile) server,
+/// and honouring, say, `Retry-After: 99999999999` would stall polling for
+/// good — or overflow the clock arithmetic of the pacer.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+/// The most memory reserved for a body before its bytes arrive: a
+/// `Content-Length` is only a claim, and a server can claim a lot.
+const PREALLOCATE_MAX: u64 = 1 << 20;
 
 /// A failed CertCentral request.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -61,7 +69,7 @@ pub enum ApiError {
     #[error("the answer from {url} is larger than max_response_size ({limit} bytes)")]
     TooLarge { url: String, limit: u64 },
     #[error(
-        "{url} redirected to another host ({location}); not followed, since the API key would go with it"
+        "{url} answered with a redirect to {location}; redirects are not followed, since the API key would go with them: set [digicert] base_url to the address that answers"
     )]
     Redirected { url: String, location: String },
     #[error(
@@ -438,8 +446,12 @@ impl Client {
         if resp.content_length().is_some_and(|n| n > limit) {
             return Err(too_large());
         }
-        let mut body =
-            Vec::with_capacity(resp.content_length().unwrap_or(16 * 1024).min(limit) as usize);
+        let reserve = resp
+            .content_length()
+            .unwrap_or(16 * 1024)
+            .min(limit)
+            .min(PREALLOCATE_MAX);
+        let mut body = Vec::with_capacity(reserve as usize);
         while let Some(chunk) = resp
             .chunk()
             .await
@@ -459,14 +471,17 @@ impl Client {
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| backoff::parse_retry_after(v, SystemTime::now()));
+            .and_then(|v| backoff::parse_retry_after(v, SystemTime::now()))
+            .map(|d| d.min(MAX_RETRY_AFTER));
         if status.is_redirection() {
-            let location = resp
-                .headers()
-                .get(reqwest::header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("no Location header")
-                .to_string();
+            // The server chose this text: shown, never followed, kept short.
+            let location = match resp.headers().get(reqwest::header::LOCATION) {
+                None => "(no Location header)".to_string(),
+                Some(v) => match v.to_str() {
+                    Ok(text) => snippet(text.as_bytes()),
+                    Err(_) => "(an unreadable Location header)".to_string(),
+                },
+            };
             return ApiError::Redirected {
                 url: url.to_string(),
                 location,
@@ -583,6 +598,25 @@ mod tests {
             retry_max: Duration::from_millis(10),
         };
         Client::new(&cfg, Secret::new("sim-key"), Arc::new(Pacer::new(180))).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_absurd_retry_after_is_cut_to_the_maximum() {
+        let sim = Simulator::start(SimulatorConfig::default()).await.unwrap();
+        let c = client(&sim.base_url());
+        sim.push_fault(crate::simulator::Fault::Respond {
+            status: 429,
+            headers: vec![("Retry-After".into(), u64::MAX.to_string())],
+            body: String::new(),
+        });
+        let window = Window::Relative {
+            since: Utc::now() - chrono::TimeDelta::minutes(5),
+        };
+        let err = c.status_changes(&window).await.unwrap_err();
+        assert_eq!(err.code(), "http_429");
+        assert_eq!(err.retry_after(), Some(MAX_RETRY_AFTER));
+        // The pacer takes it without overflowing its clock.
+        c.pacer.back_off(err.retry_after().unwrap());
     }
 
     #[tokio::test]
