@@ -159,7 +159,10 @@ impl<'de> Visitor<'de> for AnswerVisitor {
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             match key.as_ref() {
                 "orders" => answer.orders = map.next_value_seed(OrdersSeed)?,
-                "page" => answer.page = Some(map.next_value::<PageRaw>()?.into_page()),
+                // `"page": null` says as much as no page object: one page.
+                "page" => {
+                    answer.page = map.next_value::<Option<PageRaw>>()?.map(PageRaw::into_page)
+                }
                 "errors" => {
                     let errors: Vec<ErrorEntry> = map.next_value()?;
                     let first = errors.into_iter().next();

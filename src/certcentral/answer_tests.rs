@@ -58,6 +58,13 @@ fn page_object_is_read() {
 }
 
 #[test]
+fn a_null_page_is_no_page_but_a_malformed_one_is_an_error() {
+    let a = parse(br#"{"orders":[{"order_id":1,"status":"issued"}],"page":null}"#).unwrap();
+    assert_eq!((a.orders.len(), a.page), (1, None));
+    assert!(error(r#"{"orders":[],"page":{"total":"ten"}}"#).contains("invalid type"));
+}
+
+#[test]
 fn errors_in_a_200_answer_are_reported() {
     let a = parse(br#"{"errors":[{"code":"time_frame_too_long","message":"too long"}]}"#).unwrap();
     assert_eq!(
