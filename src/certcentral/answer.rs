@@ -225,7 +225,7 @@ impl<'de> Visitor<'de> for OrdersVisitor {
         let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
         let mut statuses: HashMap<String, Arc<str>> = HashMap::new();
         let mut index = 0usize;
-        while let Some(raw) = seq.next_element::<RawOrder<'de>>()? {
+        while let Some(raw) = seq.next_element_seed(OrderSeed { index })? {
             let change = raw
                 .validate(index, &mut statuses)
                 .map_err(de::Error::custom)?;
@@ -233,6 +233,32 @@ impl<'de> Visitor<'de> for OrdersVisitor {
             index += 1;
         }
         Ok(out)
+    }
+}
+
+/// One element of `orders`, which must be a JSON object: serde would also
+/// read a struct from an array (`[7, 70, "issued"]`), and guessing which
+/// value is which is exactly what this parser refuses to do.
+struct OrderSeed {
+    index: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for OrderSeed {
+    type Value = RawOrder<'de>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for OrderSeed {
+    type Value = RawOrder<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "orders[{}] to be an order object", self.index)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        serde::Deserialize::deserialize(de::value::MapAccessDeserializer::new(map))
     }
 }
 
@@ -367,6 +393,11 @@ impl<'de> Visitor<'de> for ScalarVisitor {
         Ok(Scalar::Number(v.to_string()))
     }
     fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        // Integers beyond u64 arrive as floats, their digits rounded: say
+        // so rather than show a number that was never sent.
+        if v.fract() == 0.0 && v.abs() >= 9.2e18 {
+            return Ok(Scalar::Number(format!("{v:e} (beyond 64-bit integers)")));
+        }
         Ok(Scalar::Number(v.to_string()))
     }
     fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {

@@ -99,6 +99,10 @@ fn bad_order_ids_name_the_element() {
     assert!(error(r#"{"orders":[{"order_id":null,"status":"issued"}]}"#).contains("got null"));
     assert!(error(r#"{"orders":[{"status":"issued"}]}"#).contains("order_id is missing"));
     assert!(error(r#"{"orders":[{"order_id":1.5,"status":"issued"}]}"#).contains("1.5"));
+    assert!(
+        error(r#"{"orders":[{"order_id":123456789012345678901234,"status":"issued"}]}"#)
+            .contains("e23 (beyond 64-bit integers)")
+    );
 }
 
 #[test]
@@ -127,6 +131,30 @@ fn wrong_shapes_are_errors() {
         error(r#"{"orders":[5]}"#).contains("orders")
             || error(r#"{"orders":[5]}"#).contains("struct")
     );
+}
+
+#[test]
+fn an_order_that_is_not_an_object_is_refused_by_its_index() {
+    // serde alone would read `[id, certificate, status]` as an order.
+    let e = error(r#"{"orders":[{"order_id":1,"status":"x"},[7,70,"issued"]]}"#);
+    assert!(
+        e.contains("invalid type: sequence, expected orders[1] to be an order object"),
+        "{e}"
+    );
+    let e = error(r#"{"orders":[5]}"#);
+    assert!(
+        e.contains("expected orders[0] to be an order object"),
+        "{e}"
+    );
+    let e = error(r#"{"orders":[{"order_id":1,"order_id":2,"status":"x"}]}"#);
+    assert!(e.contains("duplicate field `order_id`"), "{e}");
+    // Deep nesting in an ignored field is skipped without recursion.
+    let deep = format!(
+        r#"{{"orders":[{{"order_id":1,"status":"x","extra":{}0{}}}]}}"#,
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    assert_eq!(orders(&deep), vec![(1, None, "x".into())]);
 }
 
 #[test]
