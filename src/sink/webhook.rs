@@ -41,6 +41,10 @@ pub struct WebhookSink {
     key: SigningKey,
     source: String,
     concurrency: usize,
+    /// A receiver's `Retry-After` is honoured up to here: waiting longer
+    /// than the sink keeps trying is pointless, and an absurd value
+    /// (`Retry-After: 18446744073709551615`) must not overflow a clock.
+    max_retry_after: Duration,
 }
 
 impl WebhookSink {
@@ -80,6 +84,7 @@ impl WebhookSink {
             key,
             source: source.to_string(),
             concurrency: *concurrency,
+            max_retry_after: cfg.retry.give_up_after,
         })
     }
 
@@ -131,7 +136,8 @@ impl WebhookSink {
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+            .and_then(|v| parse_retry_after(v, SystemTime::now()))
+            .map(|d| d.min(self.max_retry_after));
         let location = resp
             .headers()
             .get(reqwest::header::LOCATION)
