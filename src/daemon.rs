@@ -16,13 +16,14 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::certcentral::Client;
+use crate::config::SinkConfig;
 use crate::config::{Config, Secret};
 use crate::metrics::Metrics;
 use crate::pacer::Pacer;
 use crate::poller::Poller;
 use crate::service::{self, Request, Signals, SinkNames};
-use crate::sink::{self, LoopContext, Mode, SinkHandle};
-use crate::store::{Db, Store, StoreError, lock_for_daemon, now_ms};
+use crate::sink::{self, LoopContext, Mode, SinkHandle, Wake};
+use crate::store::{Db, SinkRoute, Store, StoreError, lock_for_daemon, now_ms};
 
 /// How long in-flight deliveries may finish after SIGTERM.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -117,6 +118,7 @@ struct Generation {
     token: CancellationToken,
     tasks: JoinSet<Result<(), StoreError>>,
     sinks: Vec<SinkHandle>,
+    routes: Vec<SinkRoute>,
     /// Returns only when cancelled; finishing otherwise means it panicked.
     poll: tokio::task::JoinHandle<()>,
     /// See [`stall_limit`]; depends on this generation's config.
@@ -132,21 +134,10 @@ impl Generation {
         parent: &CancellationToken,
     ) -> Generation {
         let token = parent.child_token();
-        let wake = Arc::new(Notify::new());
         let mut tasks = JoinSet::new();
-        let ctx = LoopContext {
-            store: store.clone(),
-            metrics: Arc::clone(metrics),
-            wake: Arc::clone(&wake),
-            shutdown: token.clone(),
-            grace: SHUTDOWN_GRACE,
-        };
         let sink_configs: Vec<_> = p.sinks.iter().map(|(c, _)| c.clone()).collect();
-        let sinks = p
-            .sinks
-            .into_iter()
-            .map(|(cfg, s)| s.spawn(&cfg, ctx.clone(), Mode::Daemon, &mut tasks))
-            .collect();
+        let routes = sink_configs.iter().map(SinkRoute::from).collect();
+        let (sinks, wake) = spawn_sinks(p.sinks, store, metrics, &token, None, &mut tasks);
         metrics.set_interval(p.config.poll.interval);
         let request_timeout = p.config.digicert.timeout;
         let requests_per_minute = p.config.digicert.max_requests_per_minute;
@@ -164,6 +155,7 @@ impl Generation {
             token,
             tasks,
             sinks,
+            routes,
             poll,
             request_timeout,
             requests_per_minute,
@@ -197,7 +189,7 @@ impl Generation {
 async fn poll_loop(poller: Poller, token: CancellationToken) {
     let mut ticker = tokio::time::interval(poller.poll.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let sink_names: Vec<String> = poller.sinks.iter().map(|s| s.name.clone()).collect();
+    let routes: Vec<SinkRoute> = poller.sinks.iter().map(SinkRoute::from).collect();
     loop {
         // Beat while idle too: a long interval is not a hang.
         loop {
@@ -215,10 +207,10 @@ async fn poll_loop(poller: Poller, token: CancellationToken) {
         match result {
             Ok(report) => {
                 poller.metrics.poll_ok(now_ms());
-                let names = sink_names.clone();
+                let routes = routes.clone();
                 let pending = poller
                     .store
-                    .run(move |db| db.sink_stats(&names))
+                    .run(move |db| db.sink_stats(&routes))
                     .await
                     .map(|s| s.iter().map(|x| x.pending).sum::<u64>())
                     .unwrap_or(0);
@@ -299,7 +291,7 @@ pub async fn run(config: Config, api_key: Secret, opts: RunOptions) -> Result<()
                     service::reloading();
                     let (next, status) = reload(generation, &opts, &store_path, metrics_addr, &pacer, &store, &metrics, &root).await;
                     generation = next;
-                    sink_names.set(generation.sinks.iter().map(|s| s.name.clone()).collect());
+                    sink_names.set(generation.routes.clone());
                     service::ready(&status);
                 }
             },
@@ -347,8 +339,8 @@ pub async fn run(config: Config, api_key: Secret, opts: RunOptions) -> Result<()
     Ok(())
 }
 
-fn names_of(config: &Config) -> Vec<String> {
-    config.sinks.iter().map(|s| s.name.clone()).collect()
+fn names_of(config: &Config) -> Vec<SinkRoute> {
+    config.sinks.iter().map(SinkRoute::from).collect()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -406,7 +398,48 @@ fn one_line(text: &str) -> String {
         .join("; ")
 }
 
-/// `run --once`: one cycle, then every sink drains.
+/// Starts a delivery loop for each sink; returns their handles and the
+/// [`Wake`] the poller pokes after each commit. With `recorded`, the loops
+/// drain (`run --once`) and may finish once it is cancelled.
+fn spawn_sinks(
+    sinks: Vec<(SinkConfig, sink::AnySink)>,
+    store: &Store,
+    metrics: &Arc<Metrics>,
+    token: &CancellationToken,
+    recorded: Option<&CancellationToken>,
+    tasks: &mut JoinSet<Result<(), StoreError>>,
+) -> (Vec<SinkHandle>, Wake) {
+    let mode = if recorded.is_some() {
+        Mode::Drain
+    } else {
+        Mode::Daemon
+    };
+    let recorded = recorded.cloned().unwrap_or_else(|| {
+        let done = CancellationToken::new();
+        done.cancel();
+        done
+    });
+    let mut handles = Vec::with_capacity(sinks.len());
+    let mut wakes = Vec::with_capacity(sinks.len());
+    for (cfg, s) in sinks {
+        let wake = Arc::new(Notify::new());
+        let ctx = LoopContext {
+            store: store.clone(),
+            metrics: Arc::clone(metrics),
+            wake: Arc::clone(&wake),
+            recorded: recorded.clone(),
+            shutdown: token.clone(),
+            grace: SHUTDOWN_GRACE,
+        };
+        handles.push(s.spawn(&cfg, ctx, mode, tasks));
+        wakes.push(wake);
+    }
+    (handles, Wake::new(wakes))
+}
+
+/// `run --once`: one cycle while every sink drains, then the sinks finish
+/// what is pending (recording and delivering overlap, so a huge catch-up
+/// reaches the sinks while it is still being recorded).
 async fn run_once(
     p: Prepared,
     store: &Store,
@@ -415,8 +448,11 @@ async fn run_once(
     opts: &RunOptions,
 ) -> Result<(), RunError> {
     let token = CancellationToken::new();
-    let wake = Arc::new(Notify::new());
+    let recorded = CancellationToken::new();
     let sink_configs: Vec<_> = p.sinks.iter().map(|(c, _)| c.clone()).collect();
+    let mut tasks = JoinSet::new();
+    let (_handles, wake) =
+        spawn_sinks(p.sinks, store, metrics, &token, Some(&recorded), &mut tasks);
     let poller = Poller {
         client: p.client,
         store: store.clone(),
@@ -424,21 +460,27 @@ async fn run_once(
         tz: p.config.digicert.timezone,
         sinks: Arc::new(sink_configs.clone()),
         metrics: Arc::clone(metrics),
-        wake: Arc::clone(&wake),
+        wake: wake.clone(),
     };
     let cycle = tokio::select! {
         r = poller.cycle() => Some(r),
         _ = signals.next() => None,
     };
+    recorded.cancel();
+    wake.all();
     let cycle = match cycle {
-        None => return Ok(()),
+        None => {
+            token.cancel();
+            while tasks.join_next().await.is_some() {}
+            return Ok(());
+        }
         Some(Ok(report)) => {
             tracing::info!(
                 windows = report.windows,
                 requests = report.requests,
                 orders = report.orders_seen,
                 new = report.new_transitions,
-                "poll cycle done; delivering"
+                "poll cycle done; delivering what is pending"
             );
             Ok(())
         }
@@ -447,17 +489,6 @@ async fn run_once(
             Err(e)
         }
     };
-    let ctx = LoopContext {
-        store: store.clone(),
-        metrics: Arc::clone(metrics),
-        wake,
-        shutdown: token.clone(),
-        grace: SHUTDOWN_GRACE,
-    };
-    let mut tasks = JoinSet::new();
-    for (cfg, s) in p.sinks {
-        s.spawn(&cfg, ctx.clone(), Mode::Drain, &mut tasks);
-    }
     let deadline = opts.drain_timeout.map(|d| tokio::time::Instant::now() + d);
     let mut timed_out = false;
     loop {
@@ -478,9 +509,9 @@ async fn run_once(
         }
     }
     if timed_out {
-        let names: Vec<String> = sink_configs.iter().map(|s| s.name.clone()).collect();
+        let routes: Vec<SinkRoute> = sink_configs.iter().map(SinkRoute::from).collect();
         let stats = store
-            .run(move |db| db.sink_stats(&names))
+            .run(move |db| db.sink_stats(&routes))
             .await
             .map_err(|e| RunError::Runtime(e.into()))?;
         let pending: u64 = stats.iter().map(|s| s.pending).sum();

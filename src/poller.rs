@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use tokio::sync::Notify;
 
 use crate::certcentral::{ApiError, Client};
 use crate::config::{PollConfig, SinkConfig};
 use crate::event::event_id;
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError};
+use crate::sink::Wake;
+use crate::store::{OrderChange, RecordSummary, Store, StoreError};
 use crate::window::{PlannedWindow, Window, plan};
 
 /// How often one cycle plans its remaining windows again after its
@@ -56,7 +56,7 @@ pub struct Poller {
     pub sinks: Arc<Vec<SinkConfig>>,
     pub metrics: Arc<Metrics>,
     /// Notified after every commit that queued deliveries.
-    pub wake: Arc<Notify>,
+    pub wake: Wake,
 }
 
 impl Poller {
@@ -104,6 +104,13 @@ impl Poller {
             }
             done += 1;
             if next.cursor_after.is_none() {
+                tracing::debug!(
+                    windows = report.windows,
+                    requests = report.requests,
+                    orders = report.orders_seen,
+                    new = report.new_transitions,
+                    "poll"
+                );
                 return Ok(report);
             }
         }
@@ -134,13 +141,7 @@ impl Poller {
         let fetched = self.client.status_changes(&planned.window).await?;
         self.metrics.beat();
         let cursor = planned.cursor_after.unwrap_or(fetched.asked_at);
-        let sinks = Arc::clone(&self.sinks);
-        let orders = fetched.orders;
-        let summary = self
-            .store
-            .run(move |db| db.record_window(&orders, cursor, Utc::now(), &sinks))
-            .await?;
-        self.metrics.beat();
+        let summary = self.record(fetched.orders, cursor).await?;
         report.requests += fetched.requests;
         report.orders_seen += summary.seen;
         report.new_transitions += summary.new_transitions();
@@ -166,17 +167,52 @@ impl Poller {
                 "and {extra} more transitions (see `orderwatch events`)"
             );
         }
-        tracing::debug!(
+        tracing::trace!(
             window = i + 1,
             requests = fetched.requests,
             orders = summary.seen,
             new = summary.new_transitions(),
             queued = summary.queued,
-            "poll"
+            "window recorded"
         );
-        if summary.queued > 0 {
-            self.wake.notify_waiters();
-        }
         Ok(())
     }
+
+    /// Records a window's answer in chunks of [`CHUNK`] orders, sorted by
+    /// order id (stable, so one order's entries keep their answer order):
+    /// sorted chunks are looked up with one range scan and inserted in index
+    /// order, and the sinks start delivering after the first chunk. Only the
+    /// last chunk moves the cursor (see `Db::record_chunk`).
+    async fn record(
+        &self,
+        mut orders: Vec<OrderChange>,
+        cursor: DateTime<Utc>,
+    ) -> Result<RecordSummary, CycleError> {
+        orders.sort_by_key(|o| o.order_id);
+        let orders = Arc::new(orders);
+        let seen_at = Utc::now();
+        let total = orders.len();
+        let chunks = total.div_ceil(CHUNK).max(1);
+        let mut summary = RecordSummary::default();
+        for c in 0..chunks {
+            let range = c * CHUNK..((c + 1) * CHUNK).min(total);
+            let last = c + 1 == chunks;
+            let (orders, sinks) = (Arc::clone(&orders), Arc::clone(&self.sinks));
+            let part = self
+                .store
+                .run(move |db| {
+                    db.record_chunk(&orders[range], last.then_some(cursor), seen_at, &sinks)
+                })
+                .await?;
+            self.metrics.beat();
+            if part.queued > 0 {
+                self.wake.all();
+            }
+            summary.absorb(part);
+        }
+        Ok(summary)
+    }
 }
+
+/// Orders recorded per transaction.
+const CHUNK: usize = 50_000;

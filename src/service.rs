@@ -16,7 +16,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
-use crate::store::{Store, now_ms};
+use crate::store::{SinkRoute, Store, now_ms};
 
 fn notify(states: &[NotifyState<'_>]) {
     if let Err(e) = sd_notify::notify(states) {
@@ -87,21 +87,21 @@ impl Signals {
     }
 }
 
-/// The configured sink names, shared with the metrics endpoint and replaced
-/// on reload, so a sink added by SIGHUP gets its outbox gauges at once.
+/// The configured sinks, shared with the metrics endpoint and replaced on
+/// reload, so a sink added by SIGHUP gets its outbox gauges at once.
 #[derive(Clone, Default)]
-pub struct SinkNames(Arc<std::sync::RwLock<Arc<Vec<String>>>>);
+pub struct SinkNames(Arc<std::sync::RwLock<Arc<Vec<SinkRoute>>>>);
 
 impl SinkNames {
-    pub fn new(names: Vec<String>) -> SinkNames {
-        SinkNames(Arc::new(std::sync::RwLock::new(Arc::new(names))))
+    pub fn new(routes: Vec<SinkRoute>) -> SinkNames {
+        SinkNames(Arc::new(std::sync::RwLock::new(Arc::new(routes))))
     }
 
-    pub fn set(&self, names: Vec<String>) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(names);
+    pub fn set(&self, routes: Vec<SinkRoute>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(routes);
     }
 
-    pub fn get(&self) -> Arc<Vec<String>> {
+    pub fn get(&self) -> Arc<Vec<SinkRoute>> {
         Arc::clone(&self.0.read().unwrap_or_else(|e| e.into_inner()))
     }
 }

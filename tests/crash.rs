@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use common::{Daemon, World, eventually, read_jsonl, text};
 use orderwatch::simulator::{Fault, SimulatorConfig};
-use orderwatch::store::{Db, DeliveryFilter, DeliveryState, EventFilter};
+use orderwatch::store::{Db, DeliveryFilter, DeliveryState, EventFilter, SinkRoute};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde_json::Value;
@@ -90,6 +90,12 @@ fn store_snapshot(db_path: &Path) -> (HashSet<(i64, String)>, HashSet<String>) {
             sink: Some(SINK.to_string()),
             state: Some(DeliveryState::Pending),
             limit: usize::MAX >> 1,
+            // The file sink keeps a cursor: its pending events have no rows.
+            routes: vec![SinkRoute {
+                name: SINK.to_string(),
+                statuses: None,
+                by_cursor: true,
+            }],
         })
         .expect("deliveries");
     (

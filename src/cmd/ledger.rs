@@ -13,7 +13,7 @@ use super::{Failure, Outcome, load_config, open_store, print_table, show_time};
 use crate::cli::{DeliveriesArgs, RedeliverArgs, StateArg};
 use crate::config::Config;
 use crate::event::parse_event_id;
-use crate::store::{Db, DeliveryFilter, DeliveryRow, DeliveryState, Redeliver, now_ms};
+use crate::store::{Db, DeliveryFilter, DeliveryRow, DeliveryState, Redeliver, SinkRoute, now_ms};
 
 pub fn deliveries(config_flag: Option<&Path>, args: &DeliveriesArgs) -> Outcome {
     let config = load_config(config_flag)?;
@@ -29,6 +29,7 @@ pub fn deliveries(config_flag: Option<&Path>, args: &DeliveriesArgs) -> Outcome 
             StateArg::Dead => DeliveryState::Dead,
         }),
         limit: args.limit as usize,
+        routes: config.sinks.iter().map(SinkRoute::from).collect(),
     };
     let rows = db.deliveries(&filter).map_err(Failure::runtime)?;
     // A paused sink explains why its rows stay pending; say so on stderr so

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff;
 use crate::config::{DeliveryPolicy, SinkConfig, SinkKind};
 use crate::metrics::Metrics;
-use crate::store::{Mark, OutboxEntry, Store, StoreError, now_ms};
+use crate::store::{Mark, OutboxEntry, SinkRoute, Store, StoreError, now_ms};
 
 pub mod file;
 pub mod signature;
@@ -201,13 +201,34 @@ struct Round {
     retry_after: Option<Duration>,
 }
 
+/// Wakes every delivery loop after a commit. Each loop has its own
+/// `Notify`, poked with `notify_one`, which keeps a permit while the loop is
+/// busy: a wake-up is never lost, so new events go out at once.
+#[derive(Clone, Default, Debug)]
+pub struct Wake(Arc<Vec<Arc<Notify>>>);
+
+impl Wake {
+    pub fn new(loops: Vec<Arc<Notify>>) -> Wake {
+        Wake(Arc::new(loops))
+    }
+
+    pub fn all(&self) {
+        for n in self.0.iter() {
+            n.notify_one();
+        }
+    }
+}
+
 /// Everything a delivery loop needs besides its sink.
 #[derive(Clone)]
 pub struct LoopContext {
     pub store: Store,
     pub metrics: Arc<Metrics>,
-    /// Poked after each commit so new rows go out at once.
+    /// This loop's own wake-up, poked (via [`Wake`]) after each commit.
     pub wake: Arc<Notify>,
+    /// `run --once`: a draining loop may finish only once this is cancelled
+    /// (the cycle is over), since recording and delivering overlap.
+    pub recorded: CancellationToken,
     pub shutdown: CancellationToken,
     /// In-flight deliveries get this long to finish after shutdown.
     pub grace: Duration,
@@ -262,6 +283,7 @@ impl AnySink {
             let runner = DeliveryLoop {
                 sink,
                 name: cfg.name.clone(),
+                route: SinkRoute::from(cfg),
                 policy: cfg.retry,
                 ctx,
                 mode,
@@ -289,6 +311,7 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 struct DeliveryLoop<S: Sink> {
     sink: Arc<S>,
     name: String,
+    route: SinkRoute,
     policy: DeliveryPolicy,
     ctx: LoopContext,
     mode: Mode,
@@ -347,11 +370,11 @@ impl<S: Sink> DeliveryLoop<S> {
             if queue.is_empty() && !paused && !holding && inflight.len() < limit {
                 self.flush(&mut ledger).await?;
                 let want = PREFETCH.max(self.sink.batch_size() * limit);
-                let name = self.name.clone();
+                let route = self.route.clone();
                 let due = self
                     .ctx
                     .store
-                    .run(move |db| db.due(&name, now_ms(), want))
+                    .run(move |db| db.due_for(&route, now_ms(), want))
                     .await?;
                 queue.extend(due.into_iter().filter(|e| !ledger.busy.contains(&e.seq())));
             }
@@ -371,7 +394,10 @@ impl<S: Sink> DeliveryLoop<S> {
 
             if inflight.is_empty() && queue.is_empty() {
                 self.flush(&mut ledger).await?;
-                if self.mode == Mode::Drain && (paused || self.nothing_pending().await?) {
+                if self.mode == Mode::Drain
+                    && self.ctx.recorded.is_cancelled()
+                    && (paused || self.nothing_pending().await?)
+                {
                     return Ok(());
                 }
             }
@@ -427,6 +453,7 @@ impl<S: Sink> DeliveryLoop<S> {
                     }
                 }
                 _ = self.ctx.wake.notified() => {}
+                _ = self.ctx.recorded.cancelled(), if self.mode == Mode::Drain && !self.ctx.recorded.is_cancelled() => {}
                 _ = tokio::time::sleep(idle) => {}
                 _ = self.ctx.shutdown.cancelled() => {}
             }
@@ -478,8 +505,12 @@ impl<S: Sink> DeliveryLoop<S> {
                 .saturating_duration_since(Instant::now())
                 .min(IDLE_POLL));
         }
-        let name = self.name.clone();
-        let next = self.ctx.store.run(move |db| db.next_due(&name)).await?;
+        let route = self.route.clone();
+        let next = self
+            .ctx
+            .store
+            .run(move |db| db.next_due_for(&route))
+            .await?;
         Ok(match next {
             Some(t) => {
                 Duration::from_millis((t - now_ms()).clamp(0, millis(IDLE_POLL)).unsigned_abs())
@@ -635,11 +666,11 @@ impl<S: Sink> DeliveryLoop<S> {
     }
 
     async fn nothing_pending(&self) -> Result<bool, StoreError> {
-        let name = self.name.clone();
+        let route = self.route.clone();
         Ok(self
             .ctx
             .store
-            .run(move |db| db.next_due(&name))
+            .run(move |db| db.next_due_for(&route))
             .await?
             .is_none())
     }

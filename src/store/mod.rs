@@ -21,14 +21,19 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 mod outbox;
 mod query;
 mod record;
+mod route;
 
 pub use outbox::{Mark, OutboxEntry, Redeliver};
 pub use query::{DeliveryFilter, DeliveryRow, DeliveryState, EventFilter, SinkStats};
 pub use record::{OrderChange, RecordSummary, TransitionRow};
+pub use route::SinkRoute;
 
 /// Migrations, applied in order; `PRAGMA user_version` is the index of the
 /// last one applied.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_init.sql"),
+    include_str!("../../migrations/0002_sink_cursor.sql"),
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

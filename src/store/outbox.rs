@@ -108,6 +108,10 @@ impl Db {
     /// A 2xx is the truth even for a row given up (`expire`) while its
     /// request was in flight: it becomes delivered. Failures only touch rows
     /// still pending, so they never revive a given-up row.
+    ///
+    /// For an in-order sink, an event after its cursor has no row: a success
+    /// just moves the cursor past it; a failure writes its row (retry or
+    /// dead) and then moves the cursor, so the row carries it from there.
     pub fn mark(&mut self, sink: &str, marks: &[(i64, Mark)], now: i64) -> Result<(), StoreError> {
         let path: &std::path::Path = &self.path;
         let err = move |context: &'static str| move |e| super::classify(path, context, e);
@@ -116,6 +120,15 @@ impl Db {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(err("starting the delivery update"))?;
         {
+            let cursor: Option<i64> = tx
+                .query_row(
+                    "SELECT delivered_through FROM sinks WHERE name = ?1",
+                    [sink],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(err("reading the sink cursor"))?
+                .flatten();
             let mut delivered = tx
                 .prepare_cached(
                     "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, done_at = ?3
@@ -136,8 +149,19 @@ impl Db {
                      WHERE sink = ?1 AND seq = ?2 AND state = 'pending'",
                 )
                 .map_err(err("preparing the dead-letter update"))?;
+            // A failed event after the cursor gets its row: queued when it was
+            // seen (so it is no redelivery), one attempt made.
+            let mut failed_row = tx
+                .prepare_cached(
+                    "INSERT INTO outbox (sink, seq, order_id, state, attempts, created_at, next_attempt_at,
+                        first_failure_at, last_error, done_at)
+                     SELECT ?1, seq, order_id, ?3, 1, seen_at, ?4, ?5, ?6, ?7 FROM transitions WHERE seq = ?2
+                     ON CONFLICT (sink, seq) DO NOTHING",
+                )
+                .map_err(err("preparing the failure row"))?;
+            let mut moved_to: Option<i64> = None;
             for (seq, mark) in marks {
-                match mark {
+                let changed = match mark {
                     Mark::Delivered => delivered.execute(params![sink, seq, now]),
                     Mark::Retry {
                         next_attempt_at,
@@ -146,6 +170,42 @@ impl Db {
                     Mark::Dead { error } => dead.execute(params![sink, seq, error, now]),
                 }
                 .map_err(err("recording a delivery attempt"))?;
+                let after_cursor = cursor.is_some_and(|c| *seq > c);
+                if changed > 0 || !after_cursor {
+                    continue;
+                }
+                match mark {
+                    Mark::Delivered => {}
+                    Mark::Retry {
+                        next_attempt_at,
+                        error,
+                    } => {
+                        failed_row
+                            .execute(params![
+                                sink,
+                                seq,
+                                "pending",
+                                next_attempt_at,
+                                now,
+                                error,
+                                None::<i64>
+                            ])
+                            .map_err(err("recording a failed delivery"))?;
+                    }
+                    Mark::Dead { error } => {
+                        failed_row
+                            .execute(params![sink, seq, "dead", now, now, error, now])
+                            .map_err(err("recording a dead delivery"))?;
+                    }
+                }
+                moved_to = moved_to.max(Some(*seq));
+            }
+            if let Some(to) = moved_to {
+                tx.execute(
+                    "UPDATE sinks SET delivered_through = max(delivered_through, ?2) WHERE name = ?1",
+                    params![sink, to],
+                )
+                .map_err(err("moving the sink cursor"))?;
             }
         }
         tx.commit().map_err(err("committing delivery results"))
@@ -307,8 +367,22 @@ impl Db {
                         .map_err(err("finding recent events"))?
                 }
             };
+            let cursor: Option<i64> = tx
+                .query_row(
+                    "SELECT delivered_through FROM sinks WHERE name = ?1",
+                    [&sink.name],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(err("reading the sink cursor"))?
+                .flatten();
             let mut count = 0;
             for (seq, order_id, status) in candidates {
+                if cursor.is_some_and(|c| seq > c) && sink.wants(&status) {
+                    // Still ahead of an in-order sink's cursor: already pending.
+                    count += 1;
+                    continue;
+                }
                 // An explicit --event is the operator's call; bulk requeues
                 // respect the sink's status filter.
                 if matches!(what, Redeliver::Event { .. }) || sink.wants(&status) {
@@ -343,11 +417,19 @@ mod tests {
 
     const T0: i64 = 1_800_000_000_000;
 
+    /// A webhook sink: one outbox row per event.
     fn sink(name: &str) -> SinkConfig {
         SinkConfig {
             name: name.into(),
             statuses: None,
-            kind: SinkKind::Stdout,
+            kind: SinkKind::Webhook {
+                url: crate::config::RedactedUrl::new(
+                    reqwest::Url::parse("http://127.0.0.1:9/hook").unwrap(),
+                ),
+                secret: crate::config::SecretSource::Env("UNUSED".into()),
+                timeout: Duration::from_secs(1),
+                concurrency: 8,
+            },
             retry: DeliveryPolicy {
                 backoff_initial: Duration::from_secs(1),
                 backoff_max: Duration::from_secs(10),
@@ -400,6 +482,7 @@ mod tests {
                 sink: Some("a".into()),
                 state: None,
                 limit: 10,
+                routes: Vec::new(),
             })
             .unwrap()[0];
         assert_eq!(
@@ -417,7 +500,9 @@ mod tests {
         assert_eq!(db.next_due("a").unwrap(), None);
         // ...but a late success is the truth.
         db.mark("a", &[(seq, Mark::Delivered)], T0 + 5).unwrap();
-        let stats = db.sink_stats(&["a".into()]).unwrap();
+        let stats = db
+            .sink_stats(&[crate::store::SinkRoute::from(&sink("a"))])
+            .unwrap();
         assert_eq!((stats[0].pending, stats[0].dead), (0, 0));
     }
 

@@ -4,6 +4,7 @@ use rusqlite::params_from_iter;
 use rusqlite::types::Value;
 
 use super::record::TransitionRow;
+use super::route::SinkRoute;
 use super::{Db, StoreError};
 
 /// Which transitions `orderwatch events` lists.
@@ -48,12 +49,19 @@ pub struct DeliveryFilter {
     pub sink: Option<String>,
     pub state: Option<DeliveryState>,
     pub limit: usize,
+    /// The configured sinks: in-order sinks keep no row for an event that
+    /// went out at the first try (or waits after their cursor), so the
+    /// ledger derives those from their cursor. Without them only stored
+    /// rows are listed.
+    pub routes: Vec<SinkRoute>,
 }
 
 /// One row of the delivery ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryRow {
     pub sink: String,
+    /// The transition's recording order.
+    pub seq: i64,
     pub order_id: i64,
     pub status: String,
     pub state: DeliveryState,
@@ -126,7 +134,7 @@ impl Db {
     pub fn deliveries(&self, f: &DeliveryFilter) -> Result<Vec<DeliveryRow>, StoreError> {
         let mut sql = String::from(
             "SELECT o.sink, t.order_id, t.status, o.state, o.attempts, o.created_at, o.next_attempt_at,
-                    o.done_at, o.last_error
+                    o.done_at, o.last_error, o.seq
              FROM outbox o JOIN transitions t ON t.seq = o.seq WHERE 1 = 1",
         );
         let mut args: Vec<Value> = Vec::new();
@@ -156,15 +164,47 @@ impl Db {
                     next_attempt_at: r.get(6)?,
                     done_at: r.get(7)?,
                     last_error: r.get(8)?,
+                    seq: r.get(9)?,
                 })
             })
             .map_err(|e| self.err("reading the ledger", e))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(|e| self.err("reading the ledger", e))
+        let mut all: Vec<DeliveryRow> = rows
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err("reading the ledger", e))?;
+        for route in f.routes.iter().filter(|r| r.by_cursor) {
+            if f.sink.as_ref().is_some_and(|s| *s != route.name) {
+                continue;
+            }
+            for (state, pending) in [
+                (DeliveryState::Pending, true),
+                (DeliveryState::Delivered, false),
+            ] {
+                if f.state.is_some_and(|s| s != state) {
+                    continue;
+                }
+                for t in self.cursor_ledger(route, pending, f.limit)? {
+                    all.push(DeliveryRow {
+                        sink: route.name.clone(),
+                        seq: t.seq,
+                        order_id: t.order_id,
+                        status: t.status,
+                        state,
+                        attempts: u32::from(!pending),
+                        created_at: t.seen_at,
+                        next_attempt_at: t.seen_at,
+                        done_at: None,
+                        last_error: None,
+                    });
+                }
+            }
+        }
+        all.sort_by(|a, b| b.seq.cmp(&a.seq).then_with(|| a.sink.cmp(&b.sink)));
+        all.truncate(f.limit);
+        Ok(all)
     }
 
-    /// Outbox figures for each named sink.
-    pub fn sink_stats(&self, sinks: &[String]) -> Result<Vec<SinkStats>, StoreError> {
+    /// Outbox figures for each sink.
+    pub fn sink_stats(&self, sinks: &[SinkRoute]) -> Result<Vec<SinkStats>, StoreError> {
         let mut pending = self
             .conn
             .prepare_cached(
@@ -176,18 +216,26 @@ impl Db {
             .prepare_cached("SELECT count(*) FROM outbox WHERE sink = ?1 AND state = 'dead'")
             .map_err(|e| self.err("preparing outbox statistics", e))?;
         let mut out = Vec::with_capacity(sinks.len());
-        for name in sinks {
+        for route in sinks {
+            let name = &route.name;
             let (count, oldest): (i64, Option<i64>) = pending
                 .query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))
                 .map_err(|e| self.err("counting pending deliveries", e))?;
             let dead_count: i64 = dead
                 .query_row([name], |r| r.get(0))
                 .map_err(|e| self.err("counting dead deliveries", e))?;
+            let (ahead, ahead_oldest) = match self.after_cursor_stats(route)? {
+                Some((n, oldest)) => (n, Some(oldest)),
+                None => (0, None),
+            };
             out.push(SinkStats {
                 sink: name.clone(),
-                pending: count as u64,
+                pending: count as u64 + ahead,
                 dead: dead_count as u64,
-                oldest_pending: oldest,
+                oldest_pending: match (oldest, ahead_oldest) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                },
                 paused: self.paused(name)?.is_some(),
             });
         }

@@ -1,12 +1,13 @@
 //! Recording one window's answer: dedupe, transitions, outbox rows and the
 //! cursor, in one transaction.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 
+use super::route::SinkRoute;
 use super::{Db, StoreError};
 use crate::config::SinkConfig;
 
@@ -48,6 +49,17 @@ impl RecordSummary {
     pub fn new_transitions(&self) -> u64 {
         self.new_by_status.values().sum()
     }
+
+    /// Adds up the summary of another chunk of the same window.
+    pub fn absorb(&mut self, other: RecordSummary) {
+        self.seen += other.seen;
+        self.queued += other.queued;
+        for (status, n) in other.new_by_status {
+            *self.new_by_status.entry(status).or_default() += n;
+        }
+        let room = SAMPLE.saturating_sub(self.sample.len());
+        self.sample.extend(other.sample.into_iter().take(room));
+    }
 }
 
 /// How many new transitions a summary keeps for logging one line each.
@@ -65,8 +77,8 @@ impl Db {
     }
 
     /// Records a window's orders. New `(order_id, status)` pairs become
-    /// transitions with an outbox row for every sink that wants them; the
-    /// cursor moves to `cursor` (never backwards). All or nothing.
+    /// transitions queued for every sink that wants them; the cursor moves
+    /// to `cursor` (never backwards). All or nothing.
     pub fn record_window(
         &mut self,
         changes: &[OrderChange],
@@ -74,9 +86,28 @@ impl Db {
         seen_at: DateTime<Utc>,
         sinks: &[SinkConfig],
     ) -> Result<RecordSummary, StoreError> {
+        self.record_chunk(changes, Some(cursor), seen_at, sinks)
+    }
+
+    /// Records one chunk of a window in one transaction; only the window's
+    /// last chunk carries the `cursor`. A crash between chunks re-fetches the
+    /// window (the cursor has not moved) and the chunks already recorded
+    /// dedupe: work repeats, nothing is lost. Chunks let the sinks start on a
+    /// huge answer while the rest is still being recorded.
+    ///
+    /// Transitions are queued as outbox rows for row-per-event sinks; for
+    /// in-order sinks being after their cursor is enough (see `route`).
+    pub fn record_chunk(
+        &mut self,
+        changes: &[OrderChange],
+        cursor: Option<DateTime<Utc>>,
+        seen_at: DateTime<Utc>,
+        sinks: &[SinkConfig],
+    ) -> Result<RecordSummary, StoreError> {
         let path: &std::path::Path = &self.path;
         let err = move |context: &'static str| move |e| super::classify(path, context, e);
         let seen_ms = seen_at.timestamp_millis();
+        let routes: Vec<SinkRoute> = sinks.iter().map(SinkRoute::from).collect();
         let mut summary = RecordSummary {
             seen: changes.len(),
             ..RecordSummary::default()
@@ -86,9 +117,8 @@ impl Db {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(err("starting the cycle transaction"))?;
         {
-            let mut last_status = tx
-                .prepare_cached("SELECT status FROM orders WHERE order_id = ?1")
-                .map_err(err("preparing the order lookup"))?;
+            prepare_routes(&tx, &routes, seen_ms).map_err(err("setting up the sinks' queues"))?;
+            let known = KnownStatuses::load(&tx, changes).map_err(err("looking up orders"))?;
             let mut insert_transition = tx
                 .prepare_cached(
                     "INSERT INTO transitions (order_id, status, certificate_id, previous_status, seen_at)
@@ -110,13 +140,12 @@ impl Db {
                      VALUES (?1, ?2, ?3, ?4, ?4)",
                 )
                 .map_err(err("preparing the outbox insert"))?;
-
+            let mut lookup = known;
             for change in changes {
-                let previous: Option<String> = last_status
-                    .query_row([change.order_id], |r| r.get(0))
-                    .optional()
-                    .map_err(err("looking up an order"))?;
                 let status: &str = &change.status;
+                let previous = lookup
+                    .previous(&tx, change.order_id)
+                    .map_err(err("looking up an order"))?;
                 if previous.as_deref() == Some(status) {
                     // The common re-poll case: nothing changed since last time.
                     continue;
@@ -140,16 +169,19 @@ impl Db {
                         seen_ms
                     ])
                     .map_err(err("updating an order"))?;
+                lookup.set(change.order_id, &change.status);
                 if inserted == 0 {
                     // A status this order had before (A → B → A): not a new
                     // transition, but the next one's previous_status is A.
                     continue;
                 }
-                for sink in sinks.iter().filter(|s| s.wants(status)) {
-                    insert_outbox
-                        .execute(params![sink.name, seq, change.order_id, seen_ms])
-                        .map_err(err("queueing a delivery"))?;
+                for route in routes.iter().filter(|r| r.wants(status)) {
                     summary.queued += 1;
+                    if !route.by_cursor {
+                        insert_outbox
+                            .execute(params![route.name, seq, change.order_id, seen_ms])
+                            .map_err(err("queueing a delivery"))?;
+                    }
                 }
                 *summary.new_by_status.entry(status.to_string()).or_default() += 1;
                 if summary.sample.len() < SAMPLE {
@@ -163,14 +195,165 @@ impl Db {
                     });
                 }
             }
-            tx.execute(
-                "INSERT INTO cursor (id, position) VALUES (1, ?1)
-                 ON CONFLICT (id) DO UPDATE SET position = max(position, excluded.position)",
-                [cursor.timestamp_millis()],
-            )
-            .map_err(err("moving the cursor"))?;
+            if let Some(cursor) = cursor {
+                tx.execute(
+                    "INSERT INTO cursor (id, position) VALUES (1, ?1)
+                     ON CONFLICT (id) DO UPDATE SET position = max(position, excluded.position)",
+                    [cursor.timestamp_millis()],
+                )
+                .map_err(err("moving the cursor"))?;
+            }
         }
         tx.commit().map_err(err("committing the cycle"))?;
         Ok(summary)
+    }
+}
+
+/// Makes sure every sink's queue is set up before transitions are added:
+/// an in-order sink seen for the first time starts after the newest
+/// transition (it receives what is recorded from now on, like a new
+/// row-per-event sink); a sink that used to be in-order and now keeps rows
+/// (its type changed) gets rows for whatever was still after its cursor.
+fn prepare_routes(
+    tx: &rusqlite::Transaction<'_>,
+    routes: &[SinkRoute],
+    now: i64,
+) -> rusqlite::Result<()> {
+    for route in routes {
+        if route.by_cursor {
+            tx.execute(
+                "INSERT INTO sinks (name, delivered_through)
+                 VALUES (?1, (SELECT coalesce(max(seq), 0) FROM transitions))
+                 ON CONFLICT (name) DO UPDATE SET
+                    delivered_through = coalesce(delivered_through, excluded.delivered_through)",
+                [&route.name],
+            )?;
+            continue;
+        }
+        let cursor: Option<i64> = tx
+            .query_row(
+                "SELECT delivered_through FROM sinks WHERE name = ?1",
+                [&route.name],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
+        let Some(cursor) = cursor else { continue };
+        let mut pending =
+            tx.prepare("SELECT seq, order_id, status FROM transitions WHERE seq > ?1")?;
+        let rows: Vec<(i64, i64, String)> = pending
+            .query_map([cursor], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        for (seq, order_id, _) in rows.into_iter().filter(|(_, _, s)| route.wants(s)) {
+            tx.execute(
+                "INSERT INTO outbox (sink, seq, order_id, created_at, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?4)
+                 ON CONFLICT (sink, seq) DO NOTHING",
+                params![route.name, seq, order_id, now],
+            )?;
+        }
+        tx.execute(
+            "UPDATE sinks SET delivered_through = NULL WHERE name = ?1",
+            [&route.name],
+        )?;
+    }
+    Ok(())
+}
+
+/// The last recorded status of the orders in a chunk.
+///
+/// Re-polling a large account is mostly "nothing changed", so the lookup
+/// matters: for a large chunk sorted by order id, one ordered range scan of
+/// `orders` replaces a point query per order. Statuses are interned (an
+/// account has a handful), keeping the table to 16 bytes per order.
+enum KnownStatuses {
+    /// Point queries (small or unsorted chunks).
+    Point(HashMap<i64, Arc<str>>),
+    /// A sorted snapshot of the chunk's id range, plus what this chunk set.
+    Scanned {
+        rows: Vec<(i64, u32)>,
+        names: Vec<Arc<str>>,
+        updated: HashMap<i64, Arc<str>>,
+    },
+}
+
+/// Chunks at least this large, sorted by order id, are looked up by range scan.
+const SCAN_THRESHOLD: usize = 2048;
+
+impl KnownStatuses {
+    fn load(
+        tx: &rusqlite::Transaction<'_>,
+        changes: &[OrderChange],
+    ) -> rusqlite::Result<KnownStatuses> {
+        let sorted = changes.is_sorted_by_key(|c| c.order_id);
+        let (Some(first), Some(last)) = (changes.first(), changes.last()) else {
+            return Ok(KnownStatuses::Point(HashMap::new()));
+        };
+        if changes.len() < SCAN_THRESHOLD || !sorted {
+            return Ok(KnownStatuses::Point(HashMap::new()));
+        }
+        let mut names: Vec<Arc<str>> = Vec::new();
+        let mut rows = Vec::with_capacity(changes.len());
+        let mut stmt = tx.prepare_cached(
+            "SELECT order_id, status FROM orders WHERE order_id BETWEEN ?1 AND ?2 ORDER BY order_id",
+        )?;
+        let mut q = stmt.query([first.order_id, last.order_id])?;
+        while let Some(r) = q.next()? {
+            let id: i64 = r.get(0)?;
+            let status = r.get_ref(1)?.as_str().unwrap_or_default();
+            let index = match names.iter().position(|n| &**n == status) {
+                Some(i) => i,
+                None => {
+                    names.push(Arc::from(status));
+                    names.len() - 1
+                }
+            };
+            rows.push((id, index as u32));
+        }
+        Ok(KnownStatuses::Scanned {
+            rows,
+            names,
+            updated: HashMap::new(),
+        })
+    }
+
+    /// The last status of `order_id`, counting what this chunk recorded.
+    fn previous(
+        &mut self,
+        tx: &rusqlite::Transaction<'_>,
+        order_id: i64,
+    ) -> rusqlite::Result<Option<String>> {
+        match self {
+            KnownStatuses::Point(updated) => {
+                if let Some(s) = updated.get(&order_id) {
+                    return Ok(Some(s.to_string()));
+                }
+                let mut stmt =
+                    tx.prepare_cached("SELECT status FROM orders WHERE order_id = ?1")?;
+                stmt.query_row([order_id], |r| r.get(0)).optional()
+            }
+            KnownStatuses::Scanned {
+                rows,
+                names,
+                updated,
+            } => {
+                if let Some(s) = updated.get(&order_id) {
+                    return Ok(Some(s.to_string()));
+                }
+                Ok(rows
+                    .binary_search_by_key(&order_id, |(id, _)| *id)
+                    .ok()
+                    .and_then(|i| names.get(rows[i].1 as usize))
+                    .map(|s| s.to_string()))
+            }
+        }
+    }
+
+    /// Remembers a status this chunk recorded for `order_id`.
+    fn set(&mut self, order_id: i64, status: &Arc<str>) {
+        match self {
+            KnownStatuses::Point(updated) | KnownStatuses::Scanned { updated, .. } => {
+                updated.insert(order_id, Arc::clone(status));
+            }
+        }
     }
 }

@@ -6,11 +6,38 @@ use chrono::{DateTime, TimeDelta, Utc};
 use super::*;
 use crate::config::{DeliveryPolicy, SinkConfig, SinkKind};
 
+/// A webhook sink: one outbox row per event.
 fn sink(name: &str, statuses: Option<&[&str]>) -> SinkConfig {
+    with_kind(name, statuses, webhook())
+}
+
+/// A file sink: a cursor, rows only when something needs remembering.
+fn in_order(name: &str, statuses: Option<&[&str]>) -> SinkConfig {
+    with_kind(
+        name,
+        statuses,
+        SinkKind::File {
+            path: "/dev/null".into(),
+        },
+    )
+}
+
+fn webhook() -> SinkKind {
+    SinkKind::Webhook {
+        url: crate::config::RedactedUrl::new(
+            reqwest::Url::parse("http://127.0.0.1:9/hook").unwrap(),
+        ),
+        secret: crate::config::SecretSource::Env("UNUSED".into()),
+        timeout: Duration::from_secs(1),
+        concurrency: 8,
+    }
+}
+
+fn with_kind(name: &str, statuses: Option<&[&str]>, kind: SinkKind) -> SinkConfig {
     SinkConfig {
         name: name.into(),
         statuses: statuses.map(|l| l.iter().map(|s| s.to_string()).collect()),
-        kind: SinkKind::Stdout,
+        kind,
         retry: DeliveryPolicy {
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(10),
@@ -197,6 +224,7 @@ fn retries_wait_for_their_time_and_dead_rows_can_be_redelivered() {
             sink: None,
             state: Some(DeliveryState::Dead),
             limit: 10,
+            routes: Vec::new(),
         })
         .unwrap();
     assert_eq!(rows[0].last_error.as_deref(), Some("HTTP 400"));
@@ -253,7 +281,10 @@ fn expire_gives_up_old_pending_rows_only() {
         db.expire("a", created + 1, "gave up", created + 1).unwrap(),
         1
     );
-    assert_eq!(db.sink_stats(&["a".into()]).unwrap()[0].dead, 1);
+    assert_eq!(
+        db.sink_stats(&[SinkRoute::from(&sink("a", None))]).unwrap()[0].dead,
+        1
+    );
 }
 
 #[test]
@@ -350,4 +381,280 @@ fn seen_at_is_recorded_per_window() {
         })
         .unwrap()[0];
     assert_eq!(t.seen_at, at(3).timestamp_millis());
+}
+
+fn route(c: &SinkConfig) -> SinkRoute {
+    SinkRoute::from(c)
+}
+
+#[test]
+fn an_in_order_sink_keeps_a_cursor_not_rows() {
+    let (_d, mut db) = open();
+    let f = in_order("file", None);
+    let s = db
+        .record_window(
+            &[change(1, "pending"), change(2, "issued")],
+            at(0),
+            at(0),
+            std::slice::from_ref(&f),
+        )
+        .unwrap();
+    assert_eq!(s.queued, 2);
+    assert!(
+        db.due("file", i64::MAX, 10).unwrap().is_empty(),
+        "no outbox rows"
+    );
+    let due = db.due_for(&route(&f), 0, 10).unwrap();
+    assert_eq!(
+        due.iter().map(|e| e.order_id()).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert_eq!(db.next_due_for(&route(&f)).unwrap(), Some(0));
+    assert_eq!(db.sink_stats(&[route(&f)]).unwrap()[0].pending, 2);
+    let marks: Vec<_> = due.iter().map(|e| (e.seq(), Mark::Delivered)).collect();
+    db.mark("file", &marks, 5).unwrap();
+    assert!(db.due_for(&route(&f), 0, 10).unwrap().is_empty());
+    assert_eq!(db.next_due_for(&route(&f)).unwrap(), None);
+    assert_eq!(db.sink_stats(&[route(&f)]).unwrap()[0].pending, 0);
+    assert_eq!(db.delivered_through("file").unwrap(), Some(due[1].seq()));
+}
+
+#[test]
+fn a_failed_in_order_delivery_gets_a_row_and_later_events_wait_behind_it() {
+    let (_d, mut db) = open();
+    let f = in_order("file", None);
+    db.record_window(
+        &[change(1, "pending"), change(2, "issued")],
+        at(0),
+        at(0),
+        std::slice::from_ref(&f),
+    )
+    .unwrap();
+    let due = db.due_for(&route(&f), 0, 1).unwrap();
+    assert_eq!(due.len(), 1);
+    let retry = Mark::Retry {
+        next_attempt_at: 10_000,
+        error: "No such file or directory".into(),
+    };
+    db.mark("file", &[(due[0].seq(), retry)], 1).unwrap();
+    // Order 2 is after the cursor but waits behind the failed order 1.
+    assert!(db.due_for(&route(&f), 5_000, 10).unwrap().is_empty());
+    assert_eq!(db.next_due_for(&route(&f)).unwrap(), Some(10_000));
+    assert_eq!(db.sink_stats(&[route(&f)]).unwrap()[0].pending, 2);
+    let again = db.due_for(&route(&f), 10_000, 10).unwrap();
+    assert_eq!(
+        (again.len(), again[0].order_id(), again[0].attempts),
+        (1, 1, 1)
+    );
+    db.mark("file", &[(again[0].seq(), Mark::Delivered)], 10_001)
+        .unwrap();
+    let rest = db.due_for(&route(&f), 10_001, 10).unwrap();
+    assert_eq!(
+        rest.iter().map(|e| e.order_id()).collect::<Vec<_>>(),
+        vec![2]
+    );
+}
+
+#[test]
+fn a_dead_in_order_delivery_is_in_the_ledger_and_the_cursor_moves_on() {
+    let (_d, mut db) = open();
+    let f = in_order("file", None);
+    db.record_window(
+        &[change(1, "pending"), change(2, "issued")],
+        at(0),
+        at(0),
+        std::slice::from_ref(&f),
+    )
+    .unwrap();
+    let due = db.due_for(&route(&f), 0, 10).unwrap();
+    db.mark(
+        "file",
+        &[
+            (
+                due[0].seq(),
+                Mark::Dead {
+                    error: "gave up".into(),
+                },
+            ),
+            (due[1].seq(), Mark::Delivered),
+        ],
+        1,
+    )
+    .unwrap();
+    let filter = DeliveryFilter {
+        sink: None,
+        state: None,
+        limit: 10,
+        routes: vec![route(&f)],
+    };
+    let ledger = db.deliveries(&filter).unwrap();
+    let states: Vec<_> = ledger.iter().map(|r| (r.order_id, r.state)).collect();
+    assert_eq!(
+        states,
+        vec![(2, DeliveryState::Delivered), (1, DeliveryState::Dead)]
+    );
+    assert_eq!(db.redeliver(&f, &Redeliver::Dead, 2).unwrap(), 1);
+    assert_eq!(db.due_for(&route(&f), 2, 10).unwrap()[0].order_id(), 1);
+}
+
+#[test]
+fn the_ledger_lists_in_order_events_waiting_after_the_cursor() {
+    let (_d, mut db) = open();
+    let f = in_order("file", Some(&["issued"]));
+    db.record_window(
+        &[
+            change(1, "pending"),
+            change(2, "issued"),
+            change(3, "issued"),
+        ],
+        at(0),
+        at(0),
+        std::slice::from_ref(&f),
+    )
+    .unwrap();
+    let first = db.due_for(&route(&f), 0, 1).unwrap();
+    assert_eq!(first[0].order_id(), 2, "the filter applies");
+    db.mark("file", &[(first[0].seq(), Mark::Delivered)], 1)
+        .unwrap();
+    let pending = DeliveryFilter {
+        sink: Some("file".into()),
+        state: Some(DeliveryState::Pending),
+        limit: 10,
+        routes: vec![route(&f)],
+    };
+    let rows = db.deliveries(&pending).unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.event_id()).collect::<Vec<_>>(),
+        vec!["3:issued"]
+    );
+    let all = DeliveryFilter {
+        sink: None,
+        state: None,
+        limit: 10,
+        routes: vec![route(&f)],
+    };
+    assert_eq!(db.deliveries(&all).unwrap().len(), 2);
+}
+
+#[test]
+fn a_new_in_order_sink_starts_after_the_newest_transition() {
+    let (_d, mut db) = open();
+    db.record_window(&[change(1, "pending")], at(0), at(0), &[])
+        .unwrap();
+    let f = in_order("late", None);
+    db.record_window(&[change(2, "issued")], at(1), at(1), std::slice::from_ref(&f))
+        .unwrap();
+    let due = db.due_for(&route(&f), 0, 10).unwrap();
+    assert_eq!(
+        due.iter().map(|e| e.order_id()).collect::<Vec<_>>(),
+        vec![2]
+    );
+}
+
+#[test]
+fn an_in_order_sink_turned_webhook_keeps_what_was_pending() {
+    let (_d, mut db) = open();
+    let f = in_order("x", None);
+    db.record_window(&[change(1, "pending")], at(0), at(0), &[f])
+        .unwrap();
+    let w = sink("x", None);
+    db.record_window(&[change(2, "issued")], at(1), at(1), std::slice::from_ref(&w))
+        .unwrap();
+    let due = db.due_for(&route(&w), i64::MAX, 10).unwrap();
+    assert_eq!(
+        due.iter().map(|e| e.order_id()).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert_eq!(db.delivered_through("x").unwrap(), None);
+}
+
+#[test]
+fn redeliver_since_does_not_double_events_still_after_the_cursor() {
+    let (_d, mut db) = open();
+    let f = in_order("file", None);
+    db.record_window(
+        &[change(1, "pending"), change(2, "issued")],
+        at(0),
+        at(0),
+        std::slice::from_ref(&f),
+    )
+    .unwrap();
+    let first = db.due_for(&route(&f), 0, 1).unwrap();
+    db.mark("file", &[(first[0].seq(), Mark::Delivered)], 1)
+        .unwrap();
+    assert_eq!(db.redeliver(&f, &Redeliver::Since(0), 2).unwrap(), 2);
+    let due = db.due_for(&route(&f), 2, 10).unwrap();
+    assert_eq!(
+        due.iter().map(|e| e.order_id()).collect::<Vec<_>>(),
+        vec![1]
+    );
+    db.mark("file", &[(due[0].seq(), Mark::Delivered)], 3)
+        .unwrap();
+    let rest = db.due_for(&route(&f), 3, 10).unwrap();
+    assert_eq!(
+        rest.iter().map(|e| e.order_id()).collect::<Vec<_>>(),
+        vec![2]
+    );
+}
+
+#[test]
+fn only_the_last_chunk_moves_the_cursor() {
+    let (_d, mut db) = open();
+    db.record_chunk(&[change(1, "pending")], None, at(0), &[])
+        .unwrap();
+    assert_eq!(db.cursor().unwrap(), None);
+    db.record_chunk(&[change(2, "pending")], Some(at(5)), at(0), &[])
+        .unwrap();
+    assert_eq!(db.cursor().unwrap(), Some(at(5)));
+    assert_eq!(db.transition_count().unwrap(), 2);
+}
+
+#[test]
+fn large_sorted_chunks_dedupe_like_small_ones() {
+    // Above SCAN_THRESHOLD the lookup is a range scan; the outcome must be
+    // the same as order-by-order lookups.
+    let (_d1, mut big) = open();
+    let (_d2, mut small) = open();
+    let first: Vec<OrderChange> = (1..=5000).map(|i| change(i, "pending")).collect();
+    let mut second: Vec<OrderChange> = (1..=6000)
+        .map(|i| change(i, if i % 3 == 0 { "issued" } else { "pending" }))
+        .collect();
+    // The same order twice in one answer, and an A → B → A return.
+    second.insert(10, change(10, "needs_approval"));
+    second.insert(12, change(11, "needs_approval"));
+    second.insert(13, change(11, "pending"));
+    second.sort_by_key(|c| c.order_id);
+    let a = big.record_window(&first, at(0), at(0), &[]).unwrap();
+    let b = big.record_window(&second, at(1), at(1), &[]).unwrap();
+    let mut small_new = 0;
+    for c in first.iter() {
+        small_new += small
+            .record_window(std::slice::from_ref(c), at(0), at(0), &[])
+            .unwrap()
+            .new_transitions();
+    }
+    assert_eq!(a.new_transitions(), small_new);
+    let mut small_second = 0;
+    for c in second.iter() {
+        small_second += small
+            .record_window(std::slice::from_ref(c), at(1), at(1), &[])
+            .unwrap()
+            .new_transitions();
+    }
+    assert_eq!(b.new_transitions(), small_second);
+    let all = EventFilter {
+        limit: 100_000,
+        ..EventFilter::default()
+    };
+    let key = |db: &Db| {
+        let mut v: Vec<_> = db
+            .events(&all)
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.order_id, t.status, t.previous_status))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(key(&big), key(&small));
 }
