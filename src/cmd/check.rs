@@ -56,6 +56,15 @@ pub fn inspect(config: &Config) -> Result<Vec<String>, Vec<String>> {
         }
         Err(e) => problems.push(format!("store.path: {e}")),
     }
+    // The daemon creates `<db>.lock`, `<db>-wal` and `<db>-shm` beside the
+    // database: a store that opens but sits in a read-only directory fails
+    // at start (or at the first checkpoint) with SQLite's vaguest message.
+    let store_dir = parent_dir(&config.store.path);
+    if let (true, Err(e)) = (store_dir.is_dir(), dir_writable(store_dir)) {
+        problems.push(format!(
+            "store.path: {e}; the store needs to create its lock, -wal and -shm files there"
+        ));
+    }
     if let Some(m) = &config.metrics {
         lines.push(format!("metrics: http://{}/metrics and /healthz", m.listen));
     }
@@ -128,23 +137,36 @@ fn writable(path: &Path) -> Result<(), String> {
             .map(|_| ())
             .map_err(|e| format!("cannot be appended to: {e}"));
     }
-    let dir = match path.parent() {
+    dir_writable(parent_dir(path))
+}
+
+/// The directory a file lives in (`.` for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
-    };
+    }
+}
+
+/// A new file can be created in `dir`.
+fn dir_writable(dir: &Path) -> Result<(), String> {
     if !dir.is_dir() {
         return Err(format!("directory {} does not exist", dir.display()));
     }
-    tempfile::NamedTempFile::new_in(dir)
-        .map(|_| ())
-        .map_err(|e| {
-            // tempfile's message names its random probe file; the OS error is what matters.
-            let cause = e.raw_os_error().map_or_else(
-                || e.kind().to_string(),
-                |c| std::io::Error::from_raw_os_error(c).to_string(),
-            );
-            format!("directory {} is not writable: {cause}", dir.display())
-        })
+    // A probe file of our own: tempfile's errors name its random file and
+    // hide the OS error, which is what the operator needs to see.
+    let probe = dir.join(format!(".orderwatch-check-{}", std::process::id()));
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe);
+    match created {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(format!("directory {} is not writable: {e}", dir.display())),
+    }
 }
 
 pub fn run(config_flag: Option<&Path>) -> Outcome {
