@@ -210,7 +210,7 @@ async fn poll_loop(poller: Poller, token: CancellationToken) {
                 let routes = routes.clone();
                 let pending = poller
                     .store
-                    .run(move |db| db.sink_stats(&routes))
+                    .read(move |db| db.sink_stats(&routes))
                     .await
                     .map(|s| s.iter().map(|x| x.pending).sum::<u64>())
                     .unwrap_or(0);
@@ -240,7 +240,7 @@ pub async fn run(config: Config, api_key: Secret, opts: RunOptions) -> Result<()
     let store_path = prepared.config.store.path.clone();
     let lock = lock_for_daemon(&store_path).map_err(|e| RunError::Runtime(e.into()))?;
     let db = Db::open(&store_path).map_err(|e| RunError::Runtime(e.into()))?;
-    let store = Store::new(db);
+    let store = Store::new(db).map_err(|e| RunError::Runtime(e.into()))?;
     let root = CancellationToken::new();
     let mut signals = Signals::new()
         .context("cannot install signal handlers")
@@ -511,7 +511,7 @@ async fn run_once(
     if timed_out {
         let routes: Vec<SinkRoute> = sink_configs.iter().map(SinkRoute::from).collect();
         let stats = store
-            .run(move |db| db.sink_stats(&routes))
+            .read(move |db| db.sink_stats(&routes))
             .await
             .map_err(|e| RunError::Runtime(e.into()))?;
         let pending: u64 = stats.iter().map(|s| s.pending).sum();

@@ -215,4 +215,4 @@ impl Poller {
 }
 
 /// Orders recorded per transaction.
-const CHUNK: usize = 50_000;
+const CHUNK: usize = 10_000;

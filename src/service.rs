@@ -151,7 +151,7 @@ async fn metrics_page(State(s): State<Endpoint>, headers: HeaderMap) -> impl Int
     let names = (*s.sinks.get()).clone();
     let read = s
         .store
-        .run(move |db| Ok((db.sink_stats(&names)?, db.cursor()?)))
+        .read(move |db| Ok((db.sink_stats(&names)?, db.cursor()?)))
         .await;
     match read {
         Ok((stats, cursor)) => {

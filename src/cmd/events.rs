@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::{Failure, Outcome, load_config, open_store, print_table, show_time};
 use crate::cli::EventsArgs;
-use crate::event::{event_id, write_event};
+use crate::event::{EventWriter, event_id};
 use crate::store::{EventFilter, now_ms};
 
 pub fn run(config_flag: Option<&Path>, args: &EventsArgs) -> Outcome {
@@ -21,9 +21,10 @@ pub fn run(config_flag: Option<&Path>, args: &EventsArgs) -> Outcome {
     if args.json {
         let mut out = std::io::stdout().lock();
         let mut buf = Vec::new();
+        let mut events = EventWriter::new(&config.digicert.base_url);
         for t in &rows {
             buf.clear();
-            write_event(&mut buf, t, &config.digicert.base_url);
+            events.write(&mut buf, t);
             buf.push(b'\n');
             out.write_all(&buf).map_err(Failure::runtime)?;
         }

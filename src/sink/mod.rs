@@ -374,7 +374,7 @@ impl<S: Sink> DeliveryLoop<S> {
                 let due = self
                     .ctx
                     .store
-                    .run(move |db| db.due_for(&route, now_ms(), want))
+                    .read(move |db| db.due_for(&route, now_ms(), want))
                     .await?;
                 queue.extend(due.into_iter().filter(|e| !ledger.busy.contains(&e.seq())));
             }
@@ -479,7 +479,7 @@ impl<S: Sink> DeliveryLoop<S> {
             let requeued = self
                 .ctx
                 .store
-                .run(move |db| db.requeued_since(&name, since))
+                .read(move |db| db.requeued_since(&name, since))
                 .await?;
             if requeued {
                 breaker.close(Instant::now());
@@ -509,7 +509,7 @@ impl<S: Sink> DeliveryLoop<S> {
         let next = self
             .ctx
             .store
-            .run(move |db| db.next_due_for(&route))
+            .read(move |db| db.next_due_for(&route))
             .await?;
         Ok(match next {
             Some(t) => {
@@ -648,7 +648,7 @@ impl<S: Sink> DeliveryLoop<S> {
         Ok(self
             .ctx
             .store
-            .run(move |db| db.paused(&name))
+            .read(move |db| db.paused(&name))
             .await?
             .is_some())
     }
@@ -657,7 +657,11 @@ impl<S: Sink> DeliveryLoop<S> {
     /// sent: a pause outlives restarts.
     async fn paused_at_start(&self) -> Result<bool, StoreError> {
         let name = self.name.clone();
-        let pause = self.ctx.store.run(move |db| db.paused_since(&name)).await?;
+        let pause = self
+            .ctx
+            .store
+            .read(move |db| db.paused_since(&name))
+            .await?;
         if let Some((since, reason)) = &pause {
             tracing::error!(sink = %self.name, since = %crate::event::format_time(*since), reason = %reason,
                 "sink is PAUSED (its receiver answered 410 Gone); nothing is sent to it until `orderwatch redeliver --sink {} --dead`", self.name);
@@ -670,7 +674,7 @@ impl<S: Sink> DeliveryLoop<S> {
         Ok(self
             .ctx
             .store
-            .run(move |db| db.next_due_for(&route))
+            .read(move |db| db.next_due_for(&route))
             .await?
             .is_none())
     }

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use super::{Outcome, Sink};
-use crate::event::write_event;
+use crate::event::EventWriter;
 use crate::store::OutboxEntry;
 
 pub struct StdoutSink {
@@ -20,9 +20,10 @@ impl StdoutSink {
 
 impl Sink for StdoutSink {
     async fn deliver(&self, batch: Vec<OutboxEntry>) -> Vec<Outcome> {
-        let mut buf = Vec::with_capacity(batch.len() * 320);
+        let mut buf = Vec::with_capacity(batch.len() * 340);
+        let mut events = EventWriter::new(&self.source);
         for e in &batch {
-            write_event(&mut buf, &e.transition, &self.source);
+            events.write(&mut buf, &e.transition);
             buf.push(b'\n');
         }
         let n = batch.len();

@@ -178,6 +178,24 @@ impl Db {
         &self.path
     }
 
+    /// A second connection to an open store, for reading beside the writer.
+    fn open_reader(path: &Path) -> Result<Db, StoreError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)
+            .map_err(|e| classify(path, "opening a reading connection", e))?;
+        let db = Db {
+            conn,
+            path: path.to_path_buf(),
+        };
+        db.conn
+            .busy_timeout(Duration::from_secs(10))
+            .map_err(|e| db.err("setting the busy timeout", e))?;
+        db.conn
+            .pragma_update(None, "query_only", "ON")
+            .map_err(|e| db.err("making the reader read-only", e))?;
+        Ok(db)
+    }
+
     fn configure(&mut self) -> Result<(), StoreError> {
         self.conn
             .busy_timeout(Duration::from_secs(10))
@@ -254,28 +272,53 @@ fn classify(path: &Path, context: &'static str, e: rusqlite::Error) -> StoreErro
     }
 }
 
-/// The daemon's async handle on one [`Db`].
+/// The daemon's async handle on the store: one connection that writes
+/// (recording, ledger updates) and one that only reads (what is due, stats).
+/// WAL lets the reader work while the writer holds a long transaction, so a
+/// sink reads and delivers a big catch-up on one core while the poller
+/// records the rest of it on the other.
 #[derive(Clone, Debug)]
 pub struct Store {
     db: Arc<Mutex<Db>>,
+    reader: Arc<Mutex<Db>>,
 }
 
 impl Store {
-    pub fn new(db: Db) -> Store {
-        Store {
+    /// Wraps an open (migrated) store and opens its reader connection.
+    pub fn new(db: Db) -> Result<Store, StoreError> {
+        let reader = Db::open_reader(db.path())?;
+        Ok(Store {
             db: Arc::new(Mutex::new(db)),
-        }
+            reader: Arc::new(Mutex::new(reader)),
+        })
     }
 
-    /// Runs `f` on the blocking pool with the connection.
+    /// Runs `f` on the blocking pool with the writing connection.
     pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Db) -> Result<T, StoreError> + Send + 'static,
     {
-        let db = Arc::clone(&self.db);
+        Store::on(Arc::clone(&self.db), f).await
+    }
+
+    /// Runs a read-only `f` on the blocking pool with the reading
+    /// connection; it sees everything committed before it starts.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Db) -> Result<T, StoreError> + Send + 'static,
+    {
+        Store::on(Arc::clone(&self.reader), move |db| f(db)).await
+    }
+
+    async fn on<T, F>(conn: Arc<Mutex<Db>>, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Db) -> Result<T, StoreError> + Send + 'static,
+    {
         tokio::task::spawn_blocking(move || {
-            let mut guard = db.lock().unwrap_or_else(|e| e.into_inner());
+            let mut guard = conn.lock().unwrap_or_else(|e| e.into_inner());
             f(&mut guard)
         })
         .await

@@ -159,9 +159,54 @@ impl Db {
                      ON CONFLICT (sink, seq) DO NOTHING",
                 )
                 .map_err(err("preparing the failure row"))?;
+            // Events after an in-order sink's cursor rarely have rows (an
+            // operator's --event of a status the sink does not take); list
+            // those once instead of trying an update per event.
+            let rows_after: std::collections::HashSet<i64> = match cursor {
+                None => Default::default(),
+                Some(c) => {
+                    let mut q = tx
+                        .prepare_cached("SELECT seq FROM outbox WHERE sink = ?1 AND seq > ?2")
+                        .map_err(err("reading rows after the cursor"))?;
+                    let seqs = q
+                        .query_map(params![sink, c], |r| r.get(0))
+                        .map_err(err("reading rows after the cursor"))?;
+                    seqs.collect::<Result<_, _>>()
+                        .map_err(err("reading rows after the cursor"))?
+                }
+            };
             let mut moved_to: Option<i64> = None;
             for (seq, mark) in marks {
-                let changed = match mark {
+                let after_cursor = cursor.is_some_and(|c| *seq > c) && !rows_after.contains(seq);
+                if after_cursor {
+                    match mark {
+                        Mark::Delivered => {}
+                        Mark::Retry {
+                            next_attempt_at,
+                            error,
+                        } => {
+                            failed_row
+                                .execute(params![
+                                    sink,
+                                    seq,
+                                    "pending",
+                                    next_attempt_at,
+                                    now,
+                                    error,
+                                    None::<i64>
+                                ])
+                                .map_err(err("recording a failed delivery"))?;
+                        }
+                        Mark::Dead { error } => {
+                            failed_row
+                                .execute(params![sink, seq, "dead", now, now, error, now])
+                                .map_err(err("recording a dead delivery"))?;
+                        }
+                    }
+                    moved_to = moved_to.max(Some(*seq));
+                    continue;
+                }
+                match mark {
                     Mark::Delivered => delivered.execute(params![sink, seq, now]),
                     Mark::Retry {
                         next_attempt_at,
@@ -170,35 +215,6 @@ impl Db {
                     Mark::Dead { error } => dead.execute(params![sink, seq, error, now]),
                 }
                 .map_err(err("recording a delivery attempt"))?;
-                let after_cursor = cursor.is_some_and(|c| *seq > c);
-                if changed > 0 || !after_cursor {
-                    continue;
-                }
-                match mark {
-                    Mark::Delivered => {}
-                    Mark::Retry {
-                        next_attempt_at,
-                        error,
-                    } => {
-                        failed_row
-                            .execute(params![
-                                sink,
-                                seq,
-                                "pending",
-                                next_attempt_at,
-                                now,
-                                error,
-                                None::<i64>
-                            ])
-                            .map_err(err("recording a failed delivery"))?;
-                    }
-                    Mark::Dead { error } => {
-                        failed_row
-                            .execute(params![sink, seq, "dead", now, now, error, now])
-                            .map_err(err("recording a dead delivery"))?;
-                    }
-                }
-                moved_to = moved_to.max(Some(*seq));
             }
             if let Some(to) = moved_to {
                 tx.execute(

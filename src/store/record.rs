@@ -134,13 +134,8 @@ impl Db {
                         status = excluded.status, updated_at = excluded.updated_at",
                 )
                 .map_err(err("preparing the order update"))?;
-            let mut insert_outbox = tx
-                .prepare_cached(
-                    "INSERT INTO outbox (sink, seq, order_id, created_at, next_attempt_at)
-                     VALUES (?1, ?2, ?3, ?4, ?4)",
-                )
-                .map_err(err("preparing the outbox insert"))?;
             let mut lookup = known;
+            let mut fresh = FreshOrders::default();
             for change in changes {
                 let status: &str = &change.status;
                 let previous = lookup
@@ -150,6 +145,22 @@ impl Db {
                     // The common re-poll case: nothing changed since last time.
                     continue;
                 }
+                lookup.set(change.order_id, &change.status);
+                if previous.is_none() {
+                    // An order never seen: its transition cannot exist yet.
+                    // Such rows (most of a first catch-up) go in many at a time.
+                    fresh.rows.push(change);
+                    if fresh.rows.len() == FreshOrders::BATCH {
+                        fresh
+                            .flush(&tx, seen_ms, &routes, &mut summary)
+                            .map_err(err("recording new orders"))?;
+                    }
+                    continue;
+                }
+                // Keep recording order: everything before this goes in first.
+                fresh
+                    .flush(&tx, seen_ms, &routes, &mut summary)
+                    .map_err(err("recording new orders"))?;
                 let inserted = insert_transition
                     .execute(params![
                         change.order_id,
@@ -169,32 +180,25 @@ impl Db {
                         seen_ms
                     ])
                     .map_err(err("updating an order"))?;
-                lookup.set(change.order_id, &change.status);
                 if inserted == 0 {
                     // A status this order had before (A → B → A): not a new
                     // transition, but the next one's previous_status is A.
                     continue;
                 }
-                for route in routes.iter().filter(|r| r.wants(status)) {
-                    summary.queued += 1;
-                    if !route.by_cursor {
-                        insert_outbox
-                            .execute(params![route.name, seq, change.order_id, seen_ms])
-                            .map_err(err("queueing a delivery"))?;
-                    }
-                }
-                *summary.new_by_status.entry(status.to_string()).or_default() += 1;
-                if summary.sample.len() < SAMPLE {
-                    summary.sample.push(TransitionRow {
-                        seq,
-                        order_id: change.order_id,
-                        status: status.to_string(),
-                        certificate_id: change.certificate_id,
-                        previous_status: previous,
-                        seen_at: seen_ms,
-                    });
-                }
+                queue(
+                    &tx,
+                    &routes,
+                    seq,
+                    change,
+                    previous.as_deref(),
+                    seen_ms,
+                    &mut summary,
+                )
+                .map_err(err("queueing a delivery"))?;
             }
+            fresh
+                .flush(&tx, seen_ms, &routes, &mut summary)
+                .map_err(err("recording new orders"))?;
             if let Some(cursor) = cursor {
                 tx.execute(
                     "INSERT INTO cursor (id, position) VALUES (1, ?1)
@@ -206,6 +210,119 @@ impl Db {
         }
         tx.commit().map_err(err("committing the cycle"))?;
         Ok(summary)
+    }
+}
+
+/// Queues a new transition for every sink that takes it (an outbox row for
+/// row-per-event sinks; in-order sinks find it after their cursor) and
+/// counts it.
+fn queue(
+    tx: &rusqlite::Transaction<'_>,
+    routes: &[SinkRoute],
+    seq: i64,
+    change: &OrderChange,
+    previous: Option<&str>,
+    seen_ms: i64,
+    summary: &mut RecordSummary,
+) -> rusqlite::Result<()> {
+    let status: &str = &change.status;
+    for route in routes.iter().filter(|r| r.wants(status)) {
+        summary.queued += 1;
+        if !route.by_cursor {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO outbox (sink, seq, order_id, created_at, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+            )?;
+            insert.execute(params![route.name, seq, change.order_id, seen_ms])?;
+        }
+    }
+    match summary.new_by_status.get_mut(status) {
+        Some(n) => *n += 1,
+        None => {
+            summary.new_by_status.insert(status.to_string(), 1);
+        }
+    }
+    if summary.sample.len() < SAMPLE {
+        summary.sample.push(TransitionRow {
+            seq,
+            order_id: change.order_id,
+            status: status.to_string(),
+            certificate_id: change.certificate_id,
+            previous_status: previous.map(str::to_string),
+            seen_at: seen_ms,
+        });
+    }
+    Ok(())
+}
+
+/// Orders seen for the first time, inserted [`FreshOrders::BATCH`] at a time
+/// with multi-row statements: a first catch-up of a large account is almost
+/// all of these, and one statement per row is most of its cost.
+#[derive(Default)]
+struct FreshOrders<'a> {
+    rows: Vec<&'a OrderChange>,
+}
+
+impl FreshOrders<'_> {
+    const BATCH: usize = 64;
+
+    fn flush(
+        &mut self,
+        tx: &rusqlite::Transaction<'_>,
+        seen_ms: i64,
+        routes: &[SinkRoute],
+        summary: &mut RecordSummary,
+    ) -> rusqlite::Result<()> {
+        let n = self.rows.len();
+        if n == 0 {
+            return Ok(());
+        }
+        let values = vec!["(?, ?, ?, NULL, ?)"; n].join(", ");
+        let mut transitions = tx.prepare_cached(&format!(
+            "INSERT INTO transitions (order_id, status, certificate_id, previous_status, seen_at) VALUES {values}"
+        ))?;
+        let mut args: Vec<rusqlite::types::Value> = Vec::with_capacity(n * 4);
+        for c in &self.rows {
+            args.push(c.order_id.into());
+            args.push(c.status.to_string().into());
+            args.push(c.certificate_id.into());
+            args.push(seen_ms.into());
+        }
+        transitions.execute(rusqlite::params_from_iter(args.iter()))?;
+        // A multi-row insert into a rowid table numbers its rows
+        // consecutively; checked, so a surprise can never misattribute.
+        let last = tx.last_insert_rowid();
+        let first = last - (n as i64 - 1);
+        let consecutive: bool = tx.query_row(
+            "SELECT count(*) = 2 FROM transitions WHERE (seq = ?1 AND order_id = ?2) OR (seq = ?3 AND order_id = ?4)",
+            params![first, self.rows[0].order_id, last, self.rows[n - 1].order_id],
+            |r| r.get(0),
+        )?;
+        let mut orders = tx.prepare_cached(&format!(
+            "INSERT INTO orders (order_id, certificate_id, status, updated_at) VALUES {}",
+            vec!["(?, ?, ?, ?)"; n].join(", ")
+        ))?;
+        let mut args: Vec<rusqlite::types::Value> = Vec::with_capacity(n * 4);
+        for c in &self.rows {
+            args.push(c.order_id.into());
+            args.push(c.certificate_id.into());
+            args.push(c.status.to_string().into());
+            args.push(seen_ms.into());
+        }
+        orders.execute(rusqlite::params_from_iter(args.iter()))?;
+        for (i, c) in self.rows.iter().enumerate() {
+            let seq = if consecutive {
+                first + i as i64
+            } else {
+                tx.query_row(
+                    "SELECT seq FROM transitions WHERE order_id = ?1 AND status = ?2",
+                    params![c.order_id, &*c.status],
+                    |r| r.get(0),
+                )?
+            };
+            queue(tx, routes, seq, c, None, seen_ms, summary)?;
+        }
+        self.rows.clear();
+        Ok(())
     }
 }
 
@@ -268,11 +385,14 @@ fn prepare_routes(
 enum KnownStatuses {
     /// Point queries (small or unsorted chunks).
     Point(HashMap<i64, Arc<str>>),
-    /// A sorted snapshot of the chunk's id range, plus what this chunk set.
+    /// A sorted snapshot of the chunk's id range, plus the last status this
+    /// chunk set: the chunk is sorted, so one order's entries are adjacent.
     Scanned {
         rows: Vec<(i64, u32)>,
         names: Vec<Arc<str>>,
-        updated: HashMap<i64, Arc<str>>,
+        last_set: Option<(i64, Arc<str>)>,
+        /// Where the previous lookup ended in `rows`.
+        next: usize,
     },
 }
 
@@ -312,7 +432,8 @@ impl KnownStatuses {
         Ok(KnownStatuses::Scanned {
             rows,
             names,
-            updated: HashMap::new(),
+            last_set: None,
+            next: 0,
         })
     }
 
@@ -321,29 +442,37 @@ impl KnownStatuses {
         &mut self,
         tx: &rusqlite::Transaction<'_>,
         order_id: i64,
-    ) -> rusqlite::Result<Option<String>> {
+    ) -> rusqlite::Result<Option<Arc<str>>> {
         match self {
             KnownStatuses::Point(updated) => {
                 if let Some(s) = updated.get(&order_id) {
-                    return Ok(Some(s.to_string()));
+                    return Ok(Some(Arc::clone(s)));
                 }
                 let mut stmt =
                     tx.prepare_cached("SELECT status FROM orders WHERE order_id = ?1")?;
-                stmt.query_row([order_id], |r| r.get(0)).optional()
+                let found: Option<String> = stmt.query_row([order_id], |r| r.get(0)).optional()?;
+                Ok(found.map(Arc::from))
             }
             KnownStatuses::Scanned {
                 rows,
                 names,
-                updated,
+                last_set,
+                next,
             } => {
-                if let Some(s) = updated.get(&order_id) {
-                    return Ok(Some(s.to_string()));
+                if let Some((id, s)) = last_set
+                    && *id == order_id
+                {
+                    return Ok(Some(Arc::clone(s)));
+                }
+                // Lookups come in ascending order: walk forward.
+                while *next < rows.len() && rows[*next].0 < order_id {
+                    *next += 1;
                 }
                 Ok(rows
-                    .binary_search_by_key(&order_id, |(id, _)| *id)
-                    .ok()
-                    .and_then(|i| names.get(rows[i].1 as usize))
-                    .map(|s| s.to_string()))
+                    .get(*next)
+                    .filter(|(id, _)| *id == order_id)
+                    .and_then(|(_, name)| names.get(*name as usize))
+                    .cloned())
             }
         }
     }
@@ -351,8 +480,11 @@ impl KnownStatuses {
     /// Remembers a status this chunk recorded for `order_id`.
     fn set(&mut self, order_id: i64, status: &Arc<str>) {
         match self {
-            KnownStatuses::Point(updated) | KnownStatuses::Scanned { updated, .. } => {
+            KnownStatuses::Point(updated) => {
                 updated.insert(order_id, Arc::clone(status));
+            }
+            KnownStatuses::Scanned { last_set, .. } => {
+                *last_set = Some((order_id, Arc::clone(status)));
             }
         }
     }
