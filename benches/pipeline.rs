@@ -10,7 +10,7 @@
 //!
 //! The simulator (and the webhook receivers) run inside this process;
 //! `orderwatch` and the Python reference run as child processes, so their
-//! wall time and peak RSS (`wait4`) are theirs alone.
+//! wall time and peak RSS (`VmHWM`) are theirs alone.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -83,7 +83,10 @@ struct Run {
     stderr: String,
 }
 
-/// Runs a child to completion; wall time and peak RSS from `wait4`.
+/// Runs a child to completion: its wall time, and its peak RSS read from
+/// `VmHWM` while it runs. (`wait4`'s `ru_maxrss` would be wrong here: a child
+/// spawned with vfork/posix_spawn inherits this process's high-water mark,
+/// and this process holds the simulator's million orders.)
 fn measure(mut cmd: Command) -> Run {
     let err_path = std::env::temp_dir().join(format!("ow-bench-{}.err", std::process::id()));
     let err_file = std::fs::File::create(&err_path).expect("stderr file");
@@ -91,20 +94,31 @@ fn measure(mut cmd: Command) -> Run {
         .stdout(Stdio::null())
         .stderr(err_file);
     let start = Instant::now();
-    let child = cmd.spawn().expect("spawn");
-    let pid = child.id() as libc::pid_t;
-    let mut status: libc::c_int = 0;
-    // SAFETY: rusage is plain data; wait4 fills it for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let mut child = cmd.spawn().expect("spawn");
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut max_rss_kib = 0;
+    let status = loop {
+        if let Some(kib) = std::fs::read_to_string(&status_path).ok().and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        }) {
+            max_rss_kib = max_rss_kib.max(kib);
+        }
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) => std::thread::sleep(Duration::from_millis(2)),
+            Err(_) => break None,
+        }
+    };
     let wall = start.elapsed();
-    std::mem::forget(child); // already reaped
     let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
     let _ = std::fs::remove_file(&err_path);
     Run {
         wall,
-        max_rss_kib: usage.ru_maxrss as u64,
-        ok: rc == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        max_rss_kib,
+        ok: status.is_some_and(|s| s.success()),
         stderr,
     }
 }
