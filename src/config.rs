@@ -42,6 +42,11 @@ pub const MAX_REQUESTS_PER_MINUTE: u32 = 180;
 pub const API_KEY_CREDENTIAL: &str = "digicert-api-key";
 /// The environment variable the API key is read from by default.
 pub const DEFAULT_API_KEY_ENV: &str = "DIGICERT_API_KEY";
+/// No duration in a config may be longer than this. Anything longer is a
+/// typo, and would overflow the clock arithmetic built on it (a first
+/// start looking back `initial_lookback = "18446744073709551615s"` cannot
+/// even name its first day).
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// A fully validated configuration.
 #[derive(Debug, Clone)]
@@ -371,6 +376,13 @@ impl Validator {
         match value {
             None => default,
             Some(text) => match humantime::parse_duration(text) {
+                Ok(d) if d > MAX_DURATION => {
+                    self.problem(
+                        key,
+                        format!("{text:?} is longer than the 100 years any setting may be"),
+                    );
+                    default
+                }
                 Ok(d) => d,
                 Err(e) => {
                     self.problem(
@@ -665,7 +677,10 @@ impl Validator {
         }
         // Absolute catch-up windows step by `max_window - overlap`; an overlap
         // longer than half a window would make catch-up mostly repetition.
-        if overlap * 2 > max_window {
+        if overlap
+            .checked_mul(2)
+            .is_none_or(|twice| twice > max_window)
+        {
             self.problem(
                 "poll.overlap",
                 format!(

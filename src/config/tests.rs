@@ -228,3 +228,342 @@ fn debug_of_a_config_shows_no_secret_or_password() {
         "{shown}"
     );
 }
+
+#[test]
+fn the_default_answer_cap_is_256_mib() {
+    assert_eq!(parse("").unwrap().digicert.max_response_bytes, 256 << 20);
+    let c = parse("[digicert]\nmax_response_size = \"1KiB\"\n").unwrap();
+    assert_eq!(c.digicert.max_response_bytes, 1024);
+}
+
+#[test]
+fn durations_beyond_a_century_are_refused_not_overflowed() {
+    for (key, text) in [
+        (
+            "poll.initial_lookback",
+            "[poll]\ninitial_lookback = \"18446744073709551615s\"\n",
+        ),
+        (
+            "poll.overlap",
+            "[poll]\noverlap = \"18446744073709551615s\"\n",
+        ),
+        ("poll.interval", "[poll]\ninterval = \"101y\"\n"),
+        ("digicert.timeout", "[digicert]\ntimeout = \"500000000y\"\n"),
+        (
+            "sinks[0] (\"f\").give_up_after",
+            "[[sinks]]\nname = \"f\"\ntype = \"stdout\"\ngive_up_after = \"36600d\"\n",
+        ),
+    ] {
+        let p = problems(text);
+        assert!(
+            p.iter()
+                .any(|p| p.key == key && p.message.contains("longer than the 100 years")),
+            "{key}: {p:?}"
+        );
+    }
+    assert!(parse("[poll]\ninitial_lookback = \"99y\"\n").is_ok());
+}
+
+/// Arbitrary and adversarial config text: `Config::parse` (what `check`,
+/// `run` and SIGHUP use), `check`'s own inspection and the first window
+/// plan built on a config that passed never panic. Documents are built
+/// from the real key set with values of the right type and hostile
+/// content, so most cases get past TOML and serde into validation.
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What TOML type a key takes: a value of another type is only a
+    /// (well-tested) serde error, so most values are of the right type and
+    /// hostile in content, to reach validation.
+    #[derive(Debug, Clone, Copy)]
+    enum Kind {
+        Text,
+        Number,
+        Flag,
+        List,
+        /// `max_response_size`: a number or a text.
+        Size,
+    }
+
+    use Kind::*;
+
+    const DIGICERT: &[(&str, Kind)] = &[
+        ("base_url", Text),
+        ("instance", Text),
+        ("api_key_env", Text),
+        ("api_key_file", Text),
+        ("timeout", Text),
+        ("timezone", Text),
+        ("max_requests_per_minute", Number),
+        ("max_response_size", Size),
+        ("allow_insecure_http", Flag),
+        ("retries", Number),
+        ("retry_initial", Text),
+        ("retry_max", Text),
+    ];
+    const POLL: &[(&str, Kind)] = &[
+        ("interval", Text),
+        ("overlap", Text),
+        ("initial_lookback", Text),
+        ("max_window", Text),
+    ];
+    const STORE: &[(&str, Kind)] = &[("path", Text)];
+    const METRICS: &[(&str, Kind)] = &[("listen", Text)];
+    const SINK: &[(&str, Kind)] = &[
+        ("name", Text),
+        ("type", Text),
+        ("statuses", List),
+        ("url", Text),
+        ("secret_env", Text),
+        ("secret_file", Text),
+        ("timeout", Text),
+        ("backoff_initial", Text),
+        ("backoff_max", Text),
+        ("give_up_after", Text),
+        ("concurrency", Number),
+        ("path", Text),
+    ];
+
+    /// Texts that mean something to some key; `@TMP@` becomes a scratch
+    /// directory, so `check` may create files only there.
+    const TEXTS: &[&str] = &[
+        "https://www.digicert.com/services/v2",
+        "http://127.0.0.1:1/services/v2",
+        "http://localhost/",
+        "http://api.example.net/v2",
+        "ftp://x",
+        "https://u:p@h/?q=1#f",
+        "https://",
+        "eu",
+        "us",
+        "mars",
+        "webhook",
+        "file",
+        "stdout",
+        "kafka",
+        "America/Denver",
+        "Not/AZone",
+        "127.0.0.1:0",
+        "[::1]:99999",
+        "OW_FUZZ_UNSET",
+        "PATH",
+        "@TMP@/orderwatch.db",
+        "@TMP@/sub/events.jsonl",
+        "@TMP@",
+        "@TMP@/sub",
+        "@TMP@/missing/x",
+        "@TMP@/credentials",
+        "",
+        " ",
+        "a/b",
+        "hook-1",
+        "256MiB",
+        "1KiB",
+        "0",
+        "7d",
+        "8d",
+        "1h",
+        "0s",
+        "1ns",
+        "18446744073709551615s",
+        "584542046091y",
+        "100y",
+        "99y",
+    ];
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            6 => proptest::sample::select(TEXTS).prop_map(str::to_string),
+            // Durations and sizes, plausible or absurd.
+            4 => r"[0-9]{1,24} ?(ns|ms|s|m|min|h|d|w|y|years|KiB|MiB|GiB|KB|B)?",
+            2 => any::<String>(),
+        ]
+        .prop_map(|t| toml::Value::String(t).to_string())
+    }
+
+    fn number() -> impl Strategy<Value = String> {
+        prop_oneof![
+            8 => proptest::sample::select(&[0i64, 1, 8, 180, 181, 256, 257, u32::MAX as i64][..]),
+            1 => any::<i64>(),
+        ]
+        .prop_map(|n| n.to_string())
+    }
+
+    /// Any TOML value, for a key given the wrong type.
+    fn anything() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            text(),
+            number(),
+            any::<bool>().prop_map(|b| b.to_string()),
+            (-1e300f64..1e300).prop_map(|f| format!("{f:?}")),
+            Just("nan".to_string()),
+            Just("1979-05-27T07:32:00Z".to_string()),
+        ];
+        leaf.prop_recursive(2, 12, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4)
+                    .prop_map(|v| format!("[{}]", v.join(", "))),
+                proptest::collection::btree_map("[a-z_]{1,8}", inner, 0..3).prop_map(|kv| {
+                    let body: Vec<String> = kv.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+                    format!("{{ {} }}", body.join(", "))
+                }),
+            ]
+        })
+    }
+
+    fn value_of(kind: Kind) -> BoxedStrategy<String> {
+        let typed = match kind {
+            Text => text().boxed(),
+            Number => number().boxed(),
+            Flag => any::<bool>().prop_map(|b| b.to_string()).boxed(),
+            List => proptest::collection::vec(text(), 0..4)
+                .prop_map(|v| format!("[{}]", v.join(", ")))
+                .boxed(),
+            Size => prop_oneof![text(), number()].boxed(),
+        };
+        prop_oneof![40 => typed, 1 => anything()].boxed()
+    }
+
+    /// `key = value` lines for a table: each real key at most once (a
+    /// repeated key is only a TOML error), now and then an unknown one.
+    fn entries(keys: &'static [(&'static str, Kind)]) -> impl Strategy<Value = String> {
+        let lines: Vec<BoxedStrategy<Option<String>>> = keys
+            .iter()
+            .map(|(k, kind)| {
+                proptest::option::weighted(0.4, value_of(*kind))
+                    .prop_map(move |v| v.map(|v| format!("{k} = {v}\n")))
+                    .boxed()
+            })
+            .collect();
+        let unknown = proptest::option::weighted(
+            0.05,
+            (r"[a-z_]{1,12}", anything()).prop_map(|(k, v)| format!("x_{k} = {v}\n")),
+        );
+        (lines, unknown).prop_map(|(lines, unknown)| {
+            lines
+                .into_iter()
+                .flatten()
+                .chain(unknown)
+                .collect::<String>()
+        })
+    }
+
+    fn document() -> impl Strategy<Value = String> {
+        (
+            proptest::option::weighted(0.8, entries(DIGICERT)),
+            proptest::option::weighted(0.8, entries(POLL)),
+            proptest::option::weighted(0.8, entries(STORE)),
+            proptest::option::weighted(0.3, entries(METRICS)),
+            proptest::collection::vec(entries(SINK), 0..4),
+            proptest::option::weighted(0.03, "[a-z\\[\\]\"= \n]{0,40}"),
+        )
+            .prop_map(|(d, p, s, m, sinks, junk)| {
+                let mut out = String::new();
+                for (name, body) in [("digicert", d), ("poll", p), ("store", s), ("metrics", m)] {
+                    if let Some(body) = body {
+                        out.push_str(&format!("[{name}]\n{body}"));
+                    }
+                }
+                for s in sinks {
+                    out.push_str(&format!("[[sinks]]\n{s}"));
+                }
+                out.push_str(&junk.unwrap_or_default());
+                out
+            })
+    }
+
+    fn scratch() -> &'static std::path::Path {
+        static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+        DIR.get_or_init(|| {
+            let d = tempfile::tempdir().unwrap();
+            std::fs::create_dir(d.path().join("sub")).unwrap();
+            d
+        })
+        .path()
+    }
+
+    fn fuzz_env(k: &str) -> Option<String> {
+        match k {
+            "STATE_DIRECTORY" => Some(scratch().display().to_string()),
+            "CREDENTIALS_DIRECTORY" => Some(scratch().join("credentials").display().to_string()),
+            _ => None,
+        }
+    }
+
+    /// Every path the config would let `check` touch lies in the scratch dir.
+    fn confined(c: &Config) -> bool {
+        let inside =
+            |p: &Path| p.starts_with(scratch()) && !p.components().any(|c| c.as_os_str() == "..");
+        let secret_inside = |s: &SecretSource| match s {
+            SecretSource::File(p) => inside(p),
+            SecretSource::Credential { dir, .. } => inside(dir),
+            SecretSource::Env(_) => true,
+        };
+        inside(&c.store.path)
+            && secret_inside(&c.digicert.api_key)
+            && c.sinks.iter().all(|s| match &s.kind {
+                SinkKind::Stdout => true,
+                SinkKind::File { path } => inside(path),
+                SinkKind::Webhook { secret, .. } => secret_inside(secret),
+            })
+    }
+
+    fn parse_and_check(text: &str) {
+        let text = text.replace("@TMP@", &scratch().display().to_string());
+        match Config::parse(&text, Path::new("fuzz.toml"), &fuzz_env) {
+            Ok(c) => {
+                // A first start plans its catch-up from these settings.
+                let plan =
+                    crate::window::plan(None, chrono::Utc::now(), &c.poll, c.digicert.timezone);
+                assert!(!plan.is_empty());
+                if confined(&c) {
+                    let _ = crate::cmd::check::inspect(&c);
+                }
+            }
+            Err(e) => {
+                // Errors render (with the file named) and never echo a
+                // whole line of the input.
+                let shown = e.to_string();
+                assert!(shown.starts_with("fuzz.toml"), "{shown}");
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn arbitrary_text_never_panics(text in any::<String>()) {
+            parse_and_check(&text);
+        }
+
+        #[test]
+        fn arbitrary_bytes_read_as_text_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            parse_and_check(&String::from_utf8_lossy(&bytes));
+        }
+
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn documents_of_real_keys_with_hostile_values_never_panic(text in document()) {
+            parse_and_check(&text);
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        for open in ["[", "{a="] {
+            let close = if open == "[" { "]" } else { "}" };
+            let text = format!(
+                "[poll]\ninterval = {}1{}\n",
+                open.repeat(100_000),
+                close.repeat(100_000)
+            );
+            assert!(Config::parse(&text, Path::new("fuzz.toml"), &fuzz_env).is_err());
+        }
+    }
+}
