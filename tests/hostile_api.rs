@@ -255,6 +255,8 @@ async fn every_malformed_answer_fails_its_cycle_naming_the_cause_and_the_daemon_
     }
     // Then a request that hangs: while it is outstanding no cycle can
     // commit, so the store shows exactly what the rejected answers left.
+    // (The daemon is stopped meanwhile, so its timeout cannot end the
+    // hang while the store is being looked at, however slow the machine.)
     w.sim.push_fault(Fault::Hang(Duration::from_secs(30)));
     let mut daemon = w.spawn();
 
@@ -268,6 +270,7 @@ async fn every_malformed_answer_fails_its_cycle_naming_the_cause_and_the_daemon_
         "the daemon stopped asking after {} requests:\n{log}",
         w.sim.queries().len() - asked
     );
+    daemon.signal("STOP");
     assert!(still_running(&mut daemon), "{log}");
     assert!(!log.contains("panicked"), "{log}");
     let failed = failed_cycles(&log);
@@ -283,6 +286,7 @@ async fn every_malformed_answer_fails_its_cycle_naming_the_cause_and_the_daemon_
     assert_eq!(cursor(&w), before, "a rejected answer moved the cursor");
     assert_eq!(stored_ids(&w), vec!["1:pending"], "{log}");
     assert_eq!(ids(&w.file_events()), vec!["1:pending"]);
+    daemon.signal("CONT");
 
     // The hang times out too, and the next good answer is recorded.
     let expected = vec!["1:pending", "1:issued", "2:pending"];
