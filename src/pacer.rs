@@ -78,7 +78,11 @@ impl Pacer {
     /// After a 429: nobody sends for `pause`, and the burst is spent.
     pub fn back_off(&self, pause: Duration) {
         let mut g = self.lock();
-        let until = Instant::now() + pause;
+        let now = Instant::now();
+        // A `Retry-After` of years must not overflow the clock.
+        let until = now
+            .checked_add(pause)
+            .unwrap_or(now + Duration::from_secs(24 * 3600));
         g.blocked_until = Some(g.blocked_until.map_or(until, |b| b.max(until)));
         g.tat = Some(until + g.tolerance);
     }

@@ -105,7 +105,9 @@ pub fn plan(
     let relative_max = max_window - delta(RELATIVE_SLACK.min(poll.max_window / 2));
     let mut since = match cursor {
         Some(c) => c - overlap,
-        None => now - delta(poll.initial_lookback),
+        None => now
+            .checked_sub_signed(delta(poll.initial_lookback))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC),
     };
     // A cursor in the future means the local clock went back; never ask for an
     // empty or negative frame.

@@ -309,7 +309,6 @@ fn db_and_wal(store: &Path) -> Vec<PathBuf> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the delivery loop (src/sink/mod.rs) stops the daemon when the ledger cannot be written; it should hold and retry"]
 async fn a_store_turning_unwritable_while_deliveries_finish_keeps_the_daemon_running() {
     use common::receiver::{Receiver, Reply, deliveries_json, webhook_toml, write_secret};
     let test = "a_store_turning_unwritable_while_deliveries_finish_keeps_the_daemon_running";

@@ -41,6 +41,16 @@ pub fn inspect(config: &Config) -> Result<Vec<String>, Vec<String>> {
     ));
     match Db::open(&config.store.path) {
         Ok(db) => {
+            // Damage in a page the daemon would only read later (or a file
+            // cut short) shows up here, before the service starts.
+            match db.quick_check() {
+                Ok(None) => {}
+                Ok(Some(damage)) => problems.push(format!(
+                    "store.path: {} is damaged ({damage}); move it aside (a new store starts again from initial_lookback) or restore a backup",
+                    config.store.path.display()
+                )),
+                Err(e) => problems.push(format!("store.path: {e}")),
+            }
             let cursor = db.cursor().ok().flatten();
             let count = db.transition_count().unwrap_or(0);
             lines.push(format!(

@@ -175,7 +175,7 @@ impl Breaker {
             unit,
         )
         .max(MIN_HOLD);
-        self.hold_until = now + hold;
+        self.hold_until = now.checked_add(hold).unwrap_or(now + policy.backoff_max);
         hold
     }
 
@@ -302,6 +302,9 @@ impl AnySink {
     }
 }
 
+/// Store failures in a row after which `run --once` stops delivering.
+const STORE_RETRIES_ONCE: u32 = 4;
+
 /// Rows fetched per outbox query beyond what is in flight.
 const PREFETCH: usize = 512;
 /// While idle, paused or holding, look at the store this often for rows
@@ -329,13 +332,31 @@ struct Ledger {
 }
 
 impl<S: Sink> DeliveryLoop<S> {
+    /// Runs the loop; a store error (disk full, read-only, I/O) does not end
+    /// it: the deliveries stay pending in the store, the loop says so, waits
+    /// with backoff and starts over from what the store says. Outcomes not
+    /// yet written are lost with the attempt, so those deliveries go out again
+    /// (at-least-once). `run --once` gives up after a few tries.
     async fn run(self) -> Result<(), StoreError> {
-        let name = self.name.clone();
-        let result = self.run_inner().await;
-        if let Err(e) = &result {
-            tracing::error!(sink = %name, error = %e, "delivery loop stopped");
+        let mut failures: u32 = 0;
+        loop {
+            let Err(e) = self.run_inner().await else {
+                return Ok(());
+            };
+            failures = failures.saturating_add(1);
+            if self.mode == Mode::Drain && failures >= STORE_RETRIES_ONCE {
+                tracing::error!(sink = %self.name, error = %e, "delivery loop stopped: the store keeps failing");
+                return Err(e);
+            }
+            let wait =
+                backoff::exponential(Duration::from_secs(1), Duration::from_secs(30), failures);
+            tracing::error!(sink = %self.name, error = %e, retry_in = %humantime::format_duration(wait),
+                "cannot update the delivery ledger; deliveries stay pending and the sink starts over");
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.ctx.shutdown.cancelled() => return Ok(()),
+            }
         }
-        result
     }
 
     /// The loop. Invariants:

@@ -70,11 +70,21 @@ pub enum StoreError {
     ReadOnly { path: PathBuf },
     #[error("store {path}: the disk is full; free space, nothing recorded so far was lost")]
     Full { path: PathBuf },
-    #[error("store {path}: {context}: {source}")]
+    /// An I/O error or failure to open a file SQLite needs (the store, its
+    /// -wal or -shm): the disk, its free space or permissions.
+    #[error(
+        "store {path}: {context}: {error}; check the disk (free space, errors in the kernel log) and that the store's directory is writable by the orderwatch user"
+    )]
+    Io {
+        path: PathBuf,
+        context: &'static str,
+        error: rusqlite::Error,
+    },
+    #[error("store {path}: {context}: {error}")]
     Sql {
         path: PathBuf,
         context: &'static str,
-        source: rusqlite::Error,
+        error: rusqlite::Error,
     },
     #[error("store task failed: {0}")]
     Task(String),
@@ -242,6 +252,16 @@ impl Db {
             .map_err(|e| classify(&path, "committing the migration", e))
     }
 
+    /// SQLite's `PRAGMA quick_check`: `None` when the file is sound, else its
+    /// first complaint. Reads the whole file, so only `check` runs it.
+    pub fn quick_check(&self) -> Result<Option<String>, StoreError> {
+        let first: String = self
+            .conn
+            .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
+            .map_err(|e| self.err("checking the database file", e))?;
+        Ok((first != "ok").then_some(first))
+    }
+
     /// Schema version on disk.
     pub fn schema_version(&self) -> Result<u32, StoreError> {
         self.conn
@@ -264,10 +284,15 @@ fn classify(path: &Path, context: &'static str, e: rusqlite::Error) -> StoreErro
             path,
             detail: e.to_string(),
         },
+        Some(ErrorCode::SystemIoFailure) | Some(ErrorCode::CannotOpen) => StoreError::Io {
+            path,
+            context,
+            error: e,
+        },
         _ => StoreError::Sql {
             path,
             context,
-            source: e,
+            error: e,
         },
     }
 }

@@ -542,8 +542,13 @@ fn a_new_in_order_sink_starts_after_the_newest_transition() {
     db.record_window(&[change(1, "pending")], at(0), at(0), &[])
         .unwrap();
     let f = in_order("late", None);
-    db.record_window(&[change(2, "issued")], at(1), at(1), std::slice::from_ref(&f))
-        .unwrap();
+    db.record_window(
+        &[change(2, "issued")],
+        at(1),
+        at(1),
+        std::slice::from_ref(&f),
+    )
+    .unwrap();
     let due = db.due_for(&route(&f), 0, 10).unwrap();
     assert_eq!(
         due.iter().map(|e| e.order_id()).collect::<Vec<_>>(),
@@ -558,8 +563,13 @@ fn an_in_order_sink_turned_webhook_keeps_what_was_pending() {
     db.record_window(&[change(1, "pending")], at(0), at(0), &[f])
         .unwrap();
     let w = sink("x", None);
-    db.record_window(&[change(2, "issued")], at(1), at(1), std::slice::from_ref(&w))
-        .unwrap();
+    db.record_window(
+        &[change(2, "issued")],
+        at(1),
+        at(1),
+        std::slice::from_ref(&w),
+    )
+    .unwrap();
     let due = db.due_for(&route(&w), i64::MAX, 10).unwrap();
     assert_eq!(
         due.iter().map(|e| e.order_id()).collect::<Vec<_>>(),
