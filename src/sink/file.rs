@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::{Outcome, Sink};
+use super::{Outcome, Sink, written};
 use crate::event::EventWriter;
 use crate::store::OutboxEntry;
 
@@ -132,18 +132,7 @@ impl Sink for FileSink {
             append(&path, &mut slot, reopen, &buf)
         })
         .await;
-        let outcome = match result {
-            Ok(Ok(())) => Outcome::Delivered,
-            Ok(Err(e)) => Outcome::Retry {
-                error: format!("cannot append to {}: {e}", self.path.display()),
-                retry_after: None,
-            },
-            Err(e) => Outcome::Retry {
-                error: format!("file writer failed: {e}"),
-                retry_after: None,
-            },
-        };
-        vec![outcome; n]
+        vec![written(result, &format!("append to {}", self.path.display())); n]
     }
 
     /// Large batches: one write and one fsync per batch is what makes a

@@ -48,6 +48,23 @@ pub enum Outcome {
     },
 }
 
+/// The outcome of a blocking write of a whole batch (file, stdout): every
+/// entry shares it. `what` says what was tried ("append to /path"), for the
+/// ledger's last error.
+pub fn written(result: Result<std::io::Result<()>, tokio::task::JoinError>, what: &str) -> Outcome {
+    match result {
+        Ok(Ok(())) => Outcome::Delivered,
+        Ok(Err(e)) => Outcome::Retry {
+            error: format!("cannot {what}: {e}"),
+            retry_after: None,
+        },
+        Err(e) => Outcome::Retry {
+            error: format!("cannot {what}: the writer failed: {e}"),
+            retry_after: None,
+        },
+    }
+}
+
 /// A kind of sink.
 pub trait Sink: Send + Sync + 'static {
     /// Delivers a batch; returns one outcome per entry, in order.

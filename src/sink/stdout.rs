@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use super::{Outcome, Sink};
+use super::{Outcome, Sink, written};
 use crate::event::EventWriter;
 use crate::store::OutboxEntry;
 
@@ -28,23 +28,12 @@ impl Sink for StdoutSink {
         }
         let n = batch.len();
         // Blocking write: stdout may be a slow pipe.
-        let written = tokio::task::spawn_blocking(move || {
+        let result = tokio::task::spawn_blocking(move || {
             let mut out = std::io::stdout().lock();
             out.write_all(&buf).and_then(|()| out.flush())
         })
         .await;
-        let outcome = match written {
-            Ok(Ok(())) => Outcome::Delivered,
-            Ok(Err(e)) => Outcome::Retry {
-                error: format!("cannot write to stdout: {e}"),
-                retry_after: None,
-            },
-            Err(e) => Outcome::Retry {
-                error: format!("stdout writer failed: {e}"),
-                retry_after: None,
-            },
-        };
-        vec![outcome; n]
+        vec![written(result, "write to stdout"); n]
     }
 
     fn batch_size(&self) -> usize {

@@ -56,14 +56,7 @@ fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxEntry> {
         attempts: r.get(0)?,
         created_at: r.get(1)?,
         first_failure_at: r.get(2)?,
-        transition: TransitionRow {
-            seq: r.get(3)?,
-            order_id: r.get(4)?,
-            status: r.get(5)?,
-            certificate_id: r.get(6)?,
-            previous_status: r.get(7)?,
-            seen_at: r.get(8)?,
-        },
+        transition: TransitionRow::from_row(r, 3)?,
     })
 }
 

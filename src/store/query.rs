@@ -3,7 +3,7 @@
 use rusqlite::params_from_iter;
 use rusqlite::types::Value;
 
-use super::record::TransitionRow;
+use super::record::{TRANSITION_COLUMNS, TransitionRow};
 use super::route::SinkRoute;
 use super::{Db, StoreError};
 
@@ -92,9 +92,7 @@ pub struct SinkStats {
 impl Db {
     /// Transitions, newest first.
     pub fn events(&self, f: &EventFilter) -> Result<Vec<TransitionRow>, StoreError> {
-        let mut sql = String::from(
-            "SELECT seq, order_id, status, certificate_id, previous_status, seen_at FROM transitions WHERE 1 = 1",
-        );
+        let mut sql = format!("SELECT {TRANSITION_COLUMNS} FROM transitions WHERE 1 = 1");
         let mut args: Vec<Value> = Vec::new();
         if let Some(o) = f.order_id {
             sql.push_str(" AND order_id = ?");
@@ -115,16 +113,7 @@ impl Db {
             .prepare(&sql)
             .map_err(|e| self.err("preparing the event query", e))?;
         let rows = stmt
-            .query_map(params_from_iter(args), |r| {
-                Ok(TransitionRow {
-                    seq: r.get(0)?,
-                    order_id: r.get(1)?,
-                    status: r.get(2)?,
-                    certificate_id: r.get(3)?,
-                    previous_status: r.get(4)?,
-                    seen_at: r.get(5)?,
-                })
-            })
+            .query_map(params_from_iter(args), |r| TransitionRow::from_row(r, 0))
             .map_err(|e| self.err("reading events", e))?;
         rows.collect::<Result<_, _>>()
             .map_err(|e| self.err("reading events", e))

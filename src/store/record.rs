@@ -32,6 +32,24 @@ pub struct TransitionRow {
     pub seen_at: i64,
 }
 
+/// The columns [`TransitionRow::from_row`] reads, in order.
+pub(super) const TRANSITION_COLUMNS: &str =
+    "seq, order_id, status, certificate_id, previous_status, seen_at";
+
+impl TransitionRow {
+    /// Reads [`TRANSITION_COLUMNS`] starting at column `first`.
+    pub(super) fn from_row(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<TransitionRow> {
+        Ok(TransitionRow {
+            seq: r.get(first)?,
+            order_id: r.get(first + 1)?,
+            status: r.get(first + 2)?,
+            certificate_id: r.get(first + 3)?,
+            previous_status: r.get(first + 4)?,
+            seen_at: r.get(first + 5)?,
+        })
+    }
+}
+
 /// What recording a window did.
 #[derive(Debug, Default, Clone)]
 pub struct RecordSummary {

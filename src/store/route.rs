@@ -15,7 +15,7 @@ use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, params_from_iter};
 
 use super::outbox::OutboxEntry;
-use super::record::TransitionRow;
+use super::record::{TRANSITION_COLUMNS, TransitionRow};
 use super::{Db, StoreError};
 use crate::config::{SinkConfig, SinkKind};
 
@@ -119,8 +119,7 @@ impl Db {
         let filter = route.status_clause(&mut args);
         args.push(Value::Integer(limit as i64));
         let sql = format!(
-            "SELECT seq, order_id, status, certificate_id, previous_status, seen_at FROM transitions
-             WHERE seq > ?{filter} ORDER BY seq LIMIT ?"
+            "SELECT {TRANSITION_COLUMNS} FROM transitions WHERE seq > ?{filter} ORDER BY seq LIMIT ?"
         );
         let mut stmt = self
             .conn
@@ -128,14 +127,7 @@ impl Db {
             .map_err(|e| self.err("preparing the cursor query", e))?;
         let rows = stmt
             .query_map(params_from_iter(args), |r| {
-                let transition = TransitionRow {
-                    seq: r.get(0)?,
-                    order_id: r.get(1)?,
-                    status: r.get(2)?,
-                    certificate_id: r.get(3)?,
-                    previous_status: r.get(4)?,
-                    seen_at: r.get(5)?,
-                };
+                let transition = TransitionRow::from_row(r, 0)?;
                 Ok(OutboxEntry {
                     attempts: 0,
                     created_at: transition.seen_at,
@@ -204,16 +196,7 @@ impl Db {
             .prepare(&sql)
             .map_err(|e| self.err("preparing the ledger query", e))?;
         let rows = stmt
-            .query_map(params_from_iter(args), |r| {
-                Ok(TransitionRow {
-                    seq: r.get(0)?,
-                    order_id: r.get(1)?,
-                    status: r.get(2)?,
-                    certificate_id: r.get(3)?,
-                    previous_status: r.get(4)?,
-                    seen_at: r.get(5)?,
-                })
-            })
+            .query_map(params_from_iter(args), |r| TransitionRow::from_row(r, 0))
             .map_err(|e| self.err("reading the ledger", e))?;
         rows.collect::<Result<_, _>>()
             .map_err(|e| self.err("reading the ledger", e))
