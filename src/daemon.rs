@@ -16,8 +16,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::certcentral::Client;
-use crate::config::SinkConfig;
-use crate::config::{Config, Secret};
+use crate::config::{Config, Secret, SinkConfig};
 use crate::metrics::Metrics;
 use crate::pacer::Pacer;
 use crate::poller::Poller;
@@ -77,7 +76,7 @@ pub enum RunError {
 struct Prepared {
     config: Config,
     client: Client,
-    sinks: Vec<(crate::config::SinkConfig, sink::AnySink)>,
+    sinks: Vec<(SinkConfig, sink::AnySink)>,
 }
 
 fn prepare(
