@@ -1,0 +1,658 @@
+//! Turning the raw file into typed values, collecting every problem with
+//! the key it concerns.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::raw::{self, RawConfig, RawSink};
+use super::*;
+
+/// Collects problems while turning raw values into typed ones.
+#[derive(Default)]
+pub(super) struct Validator {
+    pub(super) problems: Vec<Problem>,
+}
+
+impl Validator {
+    fn problem(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, key: &str, value: Option<&str>, default: Duration) -> Duration {
+        match value {
+            None => default,
+            Some(text) => match humantime::parse_duration(text) {
+                Ok(d) if d > MAX_DURATION => {
+                    self.problem(
+                        key,
+                        format!("{text:?} is longer than the 100 years any setting may be"),
+                    );
+                    default
+                }
+                Ok(d) => d,
+                Err(e) => {
+                    self.problem(
+                        key,
+                        format!("invalid duration {text:?} ({e}); expected e.g. \"30s\", \"10m\", \"7d\""),
+                    );
+                    default
+                }
+            },
+        }
+    }
+
+    fn positive(&mut self, key: &str, value: Option<&str>, default: Duration) -> Duration {
+        let d = self.duration(key, value, default);
+        if d.is_zero() {
+            self.problem(
+                key,
+                format!("must be greater than zero, got {:?}", value.unwrap_or("0s")),
+            );
+            return default;
+        }
+        d
+    }
+
+    pub(super) fn config(
+        &mut self,
+        raw: RawConfig,
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<Config> {
+        let digicert = self.digicert(raw.digicert.unwrap_or_default(), env);
+        let poll = self.poll(raw.poll.unwrap_or_default());
+        let store = self.store(raw.store.unwrap_or_default(), env);
+        let metrics = raw.metrics.and_then(|m| {
+            let listen = m.listen?;
+            match SocketAddr::from_str(&listen) {
+                Ok(listen) => Some(MetricsConfig { listen }),
+                Err(_) => {
+                    self.problem(
+                        "metrics.listen",
+                        format!("invalid address {listen:?}; expected IP:PORT such as \"127.0.0.1:9464\""),
+                    );
+                    None
+                }
+            }
+        });
+        let mut sinks = Vec::new();
+        let mut names = HashSet::new();
+        for (i, raw_sink) in raw.sinks.into_iter().enumerate() {
+            if let Some(sink) = self.sink(i, raw_sink, env) {
+                if !names.insert(sink.name.clone()) {
+                    self.problem(
+                        format!("sinks[{i}].name"),
+                        format!(
+                            "duplicate sink name {:?}; every sink needs a unique name",
+                            sink.name
+                        ),
+                    );
+                }
+                sinks.push(sink);
+            }
+        }
+        Some(Config {
+            source: path.to_path_buf(),
+            digicert: digicert?,
+            poll,
+            store: store?,
+            metrics,
+            sinks,
+        })
+    }
+
+    fn digicert(
+        &mut self,
+        raw: raw::RawDigicert,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<DigicertConfig> {
+        let base = match (&raw.base_url, &raw.instance) {
+            (Some(_), Some(_)) => {
+                self.problem(
+                    "digicert.instance",
+                    "set either base_url or instance, not both",
+                );
+                None
+            }
+            (Some(url), None) => Some(url.clone()),
+            (None, Some(inst)) => match inst.as_str() {
+                "us" => Some(US_BASE_URL.to_string()),
+                "eu" => Some(EU_BASE_URL.to_string()),
+                other => {
+                    self.problem(
+                        "digicert.instance",
+                        format!("unknown instance {other:?}; expected \"us\" or \"eu\""),
+                    );
+                    None
+                }
+            },
+            (None, None) => Some(US_BASE_URL.to_string()),
+        };
+        let base_url = base.and_then(|b| self.api_base_url(&b, raw.allow_insecure_http));
+
+        let api_key = match (&raw.api_key_env, &raw.api_key_file) {
+            (Some(_), Some(_)) => {
+                self.problem(
+                    "digicert.api_key_file",
+                    "set either api_key_env or api_key_file, not both",
+                );
+                None
+            }
+            (Some(var), None) => Some(SecretSource::Env(var.clone())),
+            (None, Some(file)) => Some(SecretSource::File(file.clone())),
+            (None, None) => Some(SecretSource::default_api_key(env)),
+        };
+
+        let timeout = self.positive(
+            "digicert.timeout",
+            raw.timeout.as_deref(),
+            Duration::from_secs(30),
+        );
+        let timezone = match raw.timezone.as_deref() {
+            None => chrono_tz::America::Denver,
+            Some(name) => match chrono_tz::Tz::from_str(name) {
+                Ok(tz) => tz,
+                Err(_) => {
+                    self.problem(
+                        "digicert.timezone",
+                        format!("unknown time zone {name:?}; expected an IANA name such as \"America/Denver\""),
+                    );
+                    chrono_tz::America::Denver
+                }
+            },
+        };
+        let rpm = raw.max_requests_per_minute.unwrap_or(60);
+        if rpm == 0 || rpm > MAX_REQUESTS_PER_MINUTE {
+            self.problem(
+                "digicert.max_requests_per_minute",
+                format!(
+                    "must be between 1 and {MAX_REQUESTS_PER_MINUTE} (DigiCert allows 1000 requests per 5 minutes), got {rpm}"
+                ),
+            );
+        }
+        let max_response_bytes = match raw.max_response_size {
+            None => 256 * 1024 * 1024,
+            Some(v) => match v.bytes() {
+                Ok(0) | Err(_) => {
+                    self.problem(
+                        "digicert.max_response_size",
+                        format!("invalid size {v}; expected bytes or e.g. \"256MiB\""),
+                    );
+                    256 * 1024 * 1024
+                }
+                Ok(n) => n,
+            },
+        };
+        let retries = raw.retries.unwrap_or(5);
+        let retry_initial = self.positive(
+            "digicert.retry_initial",
+            raw.retry_initial.as_deref(),
+            Duration::from_secs(1),
+        );
+        let retry_max = self.positive(
+            "digicert.retry_max",
+            raw.retry_max.as_deref(),
+            Duration::from_secs(60),
+        );
+        if retry_max < retry_initial {
+            self.problem(
+                "digicert.retry_max",
+                "must not be smaller than retry_initial",
+            );
+        }
+        Some(DigicertConfig {
+            base_url: base_url?,
+            api_key: api_key?,
+            timeout,
+            timezone,
+            max_requests_per_minute: rpm.clamp(1, MAX_REQUESTS_PER_MINUTE),
+            max_response_bytes,
+            retries,
+            retry_initial,
+            retry_max,
+        })
+    }
+
+    /// The API key travels in a header, so plain HTTP is only accepted to
+    /// loopback (the simulator) unless the operator opts in explicitly.
+    fn api_base_url(&mut self, text: &str, allow_insecure: Option<bool>) -> Option<String> {
+        let url = match reqwest::Url::parse(text) {
+            Ok(u) => u,
+            Err(e) => {
+                self.problem(
+                    "digicert.base_url",
+                    format!("invalid URL {}: {e}", shown_url(text)),
+                );
+                return None;
+            }
+        };
+        // The key travels in X-DC-DEVKEY; credentials in the URL would only
+        // leak (the base URL is every event's `source`), and a query or
+        // fragment would break the paths appended to it.
+        if !url.username().is_empty() || url.password().is_some() {
+            self.problem(
+                "digicert.base_url",
+                format!(
+                    "{} must not contain a user name or password; the API key comes from api_key_env, api_key_file or the systemd credential",
+                    RedactedUrl::new(url)
+                ),
+            );
+            return None;
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            self.problem(
+                "digicert.base_url",
+                format!(
+                    "{} must not have a query or fragment; expected e.g. {US_BASE_URL:?}",
+                    RedactedUrl::new(url)
+                ),
+            );
+            return None;
+        }
+        match url.scheme() {
+            "https" => {}
+            "http" => {
+                let loopback = match url.host() {
+                    Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                    Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                    Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                    None => false,
+                };
+                if !loopback && allow_insecure != Some(true) {
+                    self.problem(
+                        "digicert.base_url",
+                        format!(
+                            "{text:?} uses plain http to a non-loopback host, which would send the API key in clear; use https, or set allow_insecure_http = true"
+                        ),
+                    );
+                    return None;
+                }
+            }
+            other => {
+                self.problem(
+                    "digicert.base_url",
+                    format!("unsupported scheme {other:?} in {text:?}; expected https"),
+                );
+                return None;
+            }
+        }
+        if url.cannot_be_a_base() || url.host().is_none() {
+            self.problem("digicert.base_url", format!("{text:?} is not a base URL"));
+            return None;
+        }
+        Some(text.trim_end_matches('/').to_string())
+    }
+
+    fn poll(&mut self, raw: raw::RawPoll) -> PollConfig {
+        let interval = self.positive(
+            "poll.interval",
+            raw.interval.as_deref(),
+            Duration::from_secs(60),
+        );
+        let overlap = self.duration(
+            "poll.overlap",
+            raw.overlap.as_deref(),
+            Duration::from_secs(600),
+        );
+        let initial_lookback = self.positive(
+            "poll.initial_lookback",
+            raw.initial_lookback.as_deref(),
+            Duration::from_secs(3600),
+        );
+        let mut max_window =
+            self.positive("poll.max_window", raw.max_window.as_deref(), API_MAX_WINDOW);
+        if max_window > API_MAX_WINDOW {
+            self.problem(
+                "poll.max_window",
+                format!(
+                    "{:?} is longer than the 7 days (10080 minutes) CertCentral accepts",
+                    raw.max_window.as_deref().unwrap_or_default()
+                ),
+            );
+            max_window = API_MAX_WINDOW;
+        }
+        if max_window < Duration::from_secs(3600) {
+            self.problem(
+                "poll.max_window",
+                format!(
+                    "must be at least 1h, got {}",
+                    humantime::format_duration(max_window)
+                ),
+            );
+            max_window = API_MAX_WINDOW;
+        }
+        // Absolute catch-up windows step by `max_window - overlap`; an overlap
+        // longer than half a window would make catch-up mostly repetition.
+        if overlap
+            .checked_mul(2)
+            .is_none_or(|twice| twice > max_window)
+        {
+            self.problem(
+                "poll.overlap",
+                format!(
+                    "must be at most half of max_window ({}), got {}",
+                    humantime::format_duration(max_window),
+                    humantime::format_duration(overlap)
+                ),
+            );
+        }
+        PollConfig {
+            interval,
+            overlap,
+            initial_lookback,
+            max_window,
+        }
+    }
+
+    fn store(
+        &mut self,
+        raw: raw::RawStore,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<StoreConfig> {
+        if let Some(path) = raw.path {
+            if path.as_os_str().is_empty() {
+                self.problem("store.path", "must not be empty");
+                return None;
+            }
+            return Some(StoreConfig { path });
+        }
+        // systemd may list several directories separated by ':'; ours is the first.
+        match env("STATE_DIRECTORY").and_then(|d| d.split(':').next().map(PathBuf::from)) {
+            Some(dir) if !dir.as_os_str().is_empty() => Some(StoreConfig {
+                path: dir.join("orderwatch.db"),
+            }),
+            _ => {
+                self.problem(
+                    "store.path",
+                    "not set and $STATE_DIRECTORY is not set either; set [store] path = \"/var/lib/orderwatch/orderwatch.db\" (systemd's StateDirectory= sets the variable)",
+                );
+                None
+            }
+        }
+    }
+
+    fn sink(
+        &mut self,
+        index: usize,
+        raw: RawSink,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<SinkConfig> {
+        let label = match &raw.name {
+            Some(n) => format!("sinks[{index}] ({n:?})"),
+            None => format!("sinks[{index}]"),
+        };
+        let key = |k: &str| sink_key(index, raw.name.as_deref(), k);
+        let name = match raw.name.clone() {
+            None => {
+                self.problem(key("name"), "missing; every sink needs a unique name");
+                None
+            }
+            Some(n) if !valid_sink_name(&n) => {
+                self.problem(
+                    key("name"),
+                    format!(
+                        "invalid name {n:?}; use letters, digits, '-', '_' or '.' (at most 64)"
+                    ),
+                );
+                None
+            }
+            Some(n) => Some(n),
+        };
+        let statuses = match raw.statuses.clone() {
+            None => None,
+            Some(list) if list.is_empty() => {
+                self.problem(key("statuses"), "is empty, so the sink would receive nothing; remove the key to receive every status");
+                None
+            }
+            Some(list) => {
+                for s in &list {
+                    if s.trim().is_empty() {
+                        self.problem(key("statuses"), "contains an empty status");
+                    }
+                }
+                Some(list.iter().map(|s| s.trim().to_ascii_lowercase()).collect())
+            }
+        };
+        let retry = DeliveryPolicy {
+            backoff_initial: self.positive(
+                &key("backoff_initial"),
+                raw.backoff_initial.as_deref(),
+                Duration::from_secs(5),
+            ),
+            backoff_max: self.positive(
+                &key("backoff_max"),
+                raw.backoff_max.as_deref(),
+                Duration::from_secs(3600),
+            ),
+            give_up_after: self.positive(
+                &key("give_up_after"),
+                raw.give_up_after.as_deref(),
+                Duration::from_secs(3 * 24 * 3600),
+            ),
+        };
+        if retry.backoff_max < retry.backoff_initial {
+            self.problem(
+                key("backoff_max"),
+                "must not be smaller than backoff_initial",
+            );
+        }
+        let kind = match raw.kind.as_deref() {
+            None => {
+                self.problem(
+                    key("type"),
+                    "missing; expected \"webhook\", \"stdout\" or \"file\"",
+                );
+                None
+            }
+            Some("stdout") => {
+                self.reject_keys(
+                    &label,
+                    "stdout",
+                    &raw,
+                    &[
+                        "url",
+                        "secret_env",
+                        "secret_file",
+                        "timeout",
+                        "concurrency",
+                        "path",
+                    ],
+                );
+                Some(SinkKind::Stdout)
+            }
+            Some("file") => {
+                self.reject_keys(
+                    &label,
+                    "file",
+                    &raw,
+                    &["url", "secret_env", "secret_file", "timeout", "concurrency"],
+                );
+                match &raw.path {
+                    None => {
+                        self.problem(
+                            key("path"),
+                            "missing; a file sink needs the path of its JSON-lines file",
+                        );
+                        None
+                    }
+                    Some(p) if p.as_os_str().is_empty() || p.file_name().is_none() => {
+                        self.problem(key("path"), format!("{p:?} is not a file path"));
+                        None
+                    }
+                    Some(p) => Some(SinkKind::File { path: p.clone() }),
+                }
+            }
+            Some("webhook") => {
+                self.reject_keys(&label, "webhook", &raw, &["path"]);
+                self.webhook(&label, &raw, name.as_deref(), env)
+            }
+            Some(other) => {
+                self.problem(
+                    key("type"),
+                    format!(
+                        "unknown sink type {other:?}; expected \"webhook\", \"stdout\" or \"file\""
+                    ),
+                );
+                None
+            }
+        };
+        Some(SinkConfig {
+            name: name?,
+            statuses,
+            kind: kind?,
+            retry,
+        })
+    }
+
+    fn webhook(
+        &mut self,
+        label: &str,
+        raw: &RawSink,
+        name: Option<&str>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<SinkKind> {
+        let key = |k: &str| format!("{label}.{k}");
+        let url = match &raw.url {
+            None => {
+                self.problem(
+                    key("url"),
+                    "missing; a webhook sink needs the receiver's URL",
+                );
+                None
+            }
+            Some(text) => match reqwest::Url::parse(text) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                    Some(RedactedUrl::new(u))
+                }
+                Ok(u) => {
+                    self.problem(
+                        key("url"),
+                        format!("{} is not an http(s) URL", RedactedUrl::new(u)),
+                    );
+                    None
+                }
+                Err(e) => {
+                    // The text may hold credentials: show it with them hidden.
+                    self.problem(key("url"), format!("invalid URL {}: {e}", shown_url(text)));
+                    None
+                }
+            },
+        };
+        let secret = match (&raw.secret_env, &raw.secret_file) {
+            (Some(_), Some(_)) => {
+                self.problem(
+                    key("secret_file"),
+                    "set either secret_env or secret_file, not both",
+                );
+                None
+            }
+            (Some(var), None) => Some(SecretSource::Env(var.clone())),
+            (None, Some(file)) => Some(SecretSource::File(file.clone())),
+            (None, None) => match (name, env("CREDENTIALS_DIRECTORY")) {
+                (Some(n), Some(dir)) if Path::new(&dir).join(format!("webhook-{n}")).exists() => {
+                    Some(SecretSource::Credential {
+                        dir: PathBuf::from(dir),
+                        name: format!("webhook-{n}"),
+                    })
+                }
+                _ => {
+                    self.problem(
+                        key("secret_env"),
+                        "missing; a webhook sink signs every request: set secret_env or secret_file (a Standard Webhooks \"whsec_...\" secret), or provide the systemd credential \"webhook-<sink name>\"",
+                    );
+                    None
+                }
+            },
+        };
+        let timeout = self.positive(
+            &key("timeout"),
+            raw.timeout.as_deref(),
+            Duration::from_secs(10),
+        );
+        let concurrency = raw.concurrency.unwrap_or(8);
+        if !(1..=256).contains(&concurrency) {
+            self.problem(
+                key("concurrency"),
+                format!("must be between 1 and 256, got {concurrency}"),
+            );
+        }
+        Some(SinkKind::Webhook {
+            url: url?,
+            secret: secret?,
+            timeout,
+            concurrency: concurrency.clamp(1, 256) as usize,
+        })
+    }
+
+    fn reject_keys(&mut self, label: &str, kind: &str, raw: &RawSink, keys: &[&str]) {
+        for k in keys {
+            if raw.has(k) {
+                self.problem(
+                    format!("{label}.{k}"),
+                    format!("is not a key of a {kind:?} sink"),
+                );
+            }
+        }
+    }
+}
+
+fn valid_sink_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// A size given either as a number of bytes or as text such as `"256MiB"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SizeValue {
+    Bytes(u64),
+    Text(String),
+}
+
+impl fmt::Display for SizeValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SizeValue::Bytes(n) => write!(f, "{n}"),
+            SizeValue::Text(t) => write!(f, "{t:?}"),
+        }
+    }
+}
+
+impl SizeValue {
+    fn bytes(&self) -> Result<u64, ()> {
+        match self {
+            SizeValue::Bytes(n) => Ok(*n),
+            SizeValue::Text(t) => parse_size(t),
+        }
+    }
+}
+
+pub(super) fn parse_size(text: &str) -> Result<u64, ()> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| ())?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return Err(()),
+    };
+    n.checked_mul(mult).ok_or(())
+}
