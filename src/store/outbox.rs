@@ -4,6 +4,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::record::TransitionRow;
+use super::route::cursor_of;
 use super::{Db, StoreError};
 use crate::config::SinkConfig;
 
@@ -113,15 +114,7 @@ impl Db {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(err("starting the delivery update"))?;
         {
-            let cursor: Option<i64> = tx
-                .query_row(
-                    "SELECT delivered_through FROM sinks WHERE name = ?1",
-                    [sink],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(err("reading the sink cursor"))?
-                .flatten();
+            let cursor = cursor_of(&tx, sink).map_err(err("reading the sink cursor"))?;
             let mut delivered = tx
                 .prepare_cached(
                     "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, done_at = ?3
@@ -376,15 +369,7 @@ impl Db {
                         .map_err(err("finding recent events"))?
                 }
             };
-            let cursor: Option<i64> = tx
-                .query_row(
-                    "SELECT delivered_through FROM sinks WHERE name = ?1",
-                    [&sink.name],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(err("reading the sink cursor"))?
-                .flatten();
+            let cursor = cursor_of(&tx, &sink.name).map_err(err("reading the sink cursor"))?;
             let mut count = 0;
             for (seq, order_id, status) in candidates {
                 if cursor.is_some_and(|c| seq > c) && sink.wants(&status) {

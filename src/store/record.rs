@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 
-use super::route::SinkRoute;
+use super::route::{SinkRoute, cursor_of};
 use super::{Db, StoreError};
 use crate::config::SinkConfig;
 
@@ -365,27 +365,23 @@ fn prepare_routes(
             )?;
             continue;
         }
-        let cursor: Option<i64> = tx
-            .query_row(
-                "SELECT delivered_through FROM sinks WHERE name = ?1",
-                [&route.name],
-                |r| r.get(0),
-            )
-            .optional()?
-            .flatten();
-        let Some(cursor) = cursor else { continue };
-        let mut pending =
-            tx.prepare("SELECT seq, order_id, status FROM transitions WHERE seq > ?1")?;
-        let rows: Vec<(i64, i64, String)> = pending
-            .query_map([cursor], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            .collect::<rusqlite::Result<_>>()?;
-        for (seq, order_id, _) in rows.into_iter().filter(|(_, _, s)| route.wants(s)) {
-            tx.execute(
-                "INSERT INTO outbox (sink, seq, order_id, created_at, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?4)
-                 ON CONFLICT (sink, seq) DO NOTHING",
-                params![route.name, seq, order_id, now],
-            )?;
-        }
+        let Some(cursor) = cursor_of(tx, &route.name)? else {
+            continue;
+        };
+        let mut args = vec![
+            rusqlite::types::Value::Text(route.name.clone()),
+            rusqlite::types::Value::Integer(now),
+            rusqlite::types::Value::Integer(cursor),
+        ];
+        let filter = route.status_clause(&mut args);
+        tx.execute(
+            &format!(
+                "INSERT INTO outbox (sink, seq, order_id, created_at, next_attempt_at)
+                 SELECT ?, seq, order_id, ?2, ?2 FROM transitions WHERE seq > ?{filter}
+                 ON CONFLICT (sink, seq) DO NOTHING"
+            ),
+            rusqlite::params_from_iter(args),
+        )?;
         tx.execute(
             "UPDATE sinks SET delivered_through = NULL WHERE name = ?1",
             [&route.name],

@@ -48,7 +48,7 @@ impl SinkRoute {
     }
 
     /// ` AND status IN (?, ...)` and its values, for queries on `transitions`.
-    fn status_clause(&self, args: &mut Vec<Value>) -> String {
+    pub(super) fn status_clause(&self, args: &mut Vec<Value>) -> String {
         match &self.statuses {
             None => String::new(),
             Some(list) => {
@@ -60,19 +60,23 @@ impl SinkRoute {
     }
 }
 
+/// The cursor of sink `sink` on any connection or transaction (see
+/// [`Db::delivered_through`]).
+pub(super) fn cursor_of(conn: &rusqlite::Connection, sink: &str) -> rusqlite::Result<Option<i64>> {
+    conn.query_row(
+        "SELECT delivered_through FROM sinks WHERE name = ?1",
+        [sink],
+        |r| r.get::<_, Option<i64>>(0),
+    )
+    .optional()
+    .map(Option::flatten)
+}
+
 impl Db {
     /// The cursor of an in-order sink: every transition up to this seq has
     /// been delivered or has an outbox row. `None` for row-per-event sinks.
     pub fn delivered_through(&self, sink: &str) -> Result<Option<i64>, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT delivered_through FROM sinks WHERE name = ?1",
-                [sink],
-                |r| r.get::<_, Option<i64>>(0),
-            )
-            .optional()
-            .map(Option::flatten)
-            .map_err(|e| self.err("reading the sink cursor", e))
+        cursor_of(&self.conn, sink).map_err(|e| self.err("reading the sink cursor", e))
     }
 
     fn has_pending_rows(&self, sink: &str) -> Result<bool, StoreError> {

@@ -668,3 +668,24 @@ fn large_sorted_chunks_dedupe_like_small_ones() {
     };
     assert_eq!(key(&big), key(&small));
 }
+
+#[test]
+fn a_sink_turned_webhook_gets_rows_only_for_statuses_it_takes() {
+    let (_d, mut db) = open();
+    let f = in_order("x", Some(&["issued"]));
+    db.record_window(
+        &[change(1, "pending"), change(2, "issued")],
+        at(0),
+        at(0),
+        &[f],
+    )
+    .unwrap();
+    let w = sink("x", Some(&["issued"]));
+    db.record_window(&[], at(1), at(1), std::slice::from_ref(&w))
+        .unwrap();
+    let due = db.due_for(&route(&w), i64::MAX, 10).unwrap();
+    assert_eq!(
+        due.iter().map(|e| e.order_id()).collect::<Vec<_>>(),
+        vec![2]
+    );
+}
