@@ -117,3 +117,28 @@ async fn bad_arguments_are_usage_errors_and_send_nothing() {
     assert!(w.sim.cancels().is_empty(), "a request was sent");
     assert_eq!(w.sim.status_of(1).as_deref(), Some("pending"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_cancel_is_retried_but_a_5xx_is_not() {
+    use orderwatch::simulator::Fault;
+    let w = World::new().await;
+    w.sim.set_status(1, 10, "pending", ago(60));
+    w.sim.push_cancel_fault(Fault::rate_limited(Some(1)));
+    let out = w.run(&["cancel", "1", "--note", "dup"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(w.sim.cancels().len(), 2, "the 429 was retried once");
+    assert_eq!(w.sim.status_of(1).as_deref(), Some("canceled"));
+
+    // A 5xx may have been applied: never sent twice.
+    w.sim.set_status(2, 20, "pending", ago(60));
+    w.sim
+        .push_cancel_fault(Fault::status(503, "service_unavailable"));
+    let out = w.run(&["cancel", "2", "--note", "dup"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("service_unavailable"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(w.sim.cancels().len(), 3);
+}

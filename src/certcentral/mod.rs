@@ -225,7 +225,7 @@ impl Client {
         loop {
             let offset = pages.offset();
             let answer = self
-                .with_retries(|| async {
+                .with_retries(ApiError::is_transient, || async {
                     let mut query: Vec<(&'static str, String)> = match window {
                         // Measured at send time, from a fixed start: later pages
                         // and retries still reach back to `since`.
@@ -286,10 +286,7 @@ impl Client {
     pub async fn cancel(&self, order_id: u64, note: &str) -> Result<(), ApiError> {
         let url = format!("{}/order/certificate/{order_id}/status", self.base_url);
         let body = serde_json::json!({ "status": "CANCELED", "note": note }).to_string();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            self.pacer.acquire().await;
+        self.with_retries(ApiError::is_rate_limit, || async {
             let sent = self
                 .http
                 .put(&url)
@@ -298,21 +295,13 @@ impl Client {
                 .body(body.clone())
                 .send()
                 .await;
-            let err = match sent {
-                Err(e) => self.transport_error(&url, e),
-                Ok(resp) if resp.status().is_success() => return Ok(()),
-                Ok(resp) => self.error_answer(&url, resp).await,
-            };
-            self.count(&err);
-            if err.is_rate_limit() && attempt <= self.retries {
-                let delay = self.delay(&err, attempt);
-                self.pacer.back_off(delay);
-                tracing::warn!(%url, delay = %humantime::format_duration(delay), "rate limited; retrying the cancel");
-                tokio::time::sleep(delay).await;
-                continue;
+            match sent {
+                Err(e) => Err(self.transport_error(&url, e)),
+                Ok(resp) if resp.status().is_success() => Ok(()),
+                Ok(resp) => Err(self.error_answer(&url, resp).await),
             }
-            return Err(err);
-        }
+        })
+        .await
     }
 
     fn key_header(&self) -> HeaderValue {
@@ -344,10 +333,17 @@ impl Client {
         )
     }
 
-    async fn with_retries<F, Fut>(&self, mut request: F) -> Result<Answer, ApiError>
+    /// Sends `request` through the pacer, retrying the failures `retryable`
+    /// accepts, up to `retries` times, with backoff (`Retry-After` honoured;
+    /// a 429 holds every request of this client).
+    async fn with_retries<T, F, Fut>(
+        &self,
+        retryable: fn(&ApiError) -> bool,
+        mut request: F,
+    ) -> Result<T, ApiError>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = Result<Answer, ApiError>>,
+        Fut: Future<Output = Result<T, ApiError>>,
     {
         let mut attempt = 0;
         loop {
@@ -360,7 +356,7 @@ impl Client {
                 Ok(a) => return Ok(a),
                 Err(err) => {
                     self.count(&err);
-                    if !err.is_transient() || attempt > self.retries {
+                    if !retryable(&err) || attempt > self.retries {
                         return Err(err);
                     }
                     let delay = self.delay(&err, attempt);
