@@ -143,17 +143,6 @@ pub enum SinkKind {
     },
 }
 
-impl SinkKind {
-    /// The `type = "..."` word for this kind.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            SinkKind::Stdout => "stdout",
-            SinkKind::File { .. } => "file",
-            SinkKind::Webhook { .. } => "webhook",
-        }
-    }
-}
-
 /// A URL that may carry credentials (`https://user:pass@host/?token=...`).
 /// `Display` and `Debug` hide the user, password and query so none reaches a log.
 #[derive(Clone, PartialEq, Eq)]
