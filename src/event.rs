@@ -6,25 +6,10 @@
 
 use chrono::DateTime;
 
-use crate::store::TransitionRow;
+use crate::transition::TransitionRow;
 
 /// The CloudEvents `type` of every orderwatch event.
 pub const EVENT_TYPE: &str = "com.digicert.certcentral.order.status_changed";
-
-/// The stable event id: one per `(order_id, status)` pair, like the dedupe key.
-pub fn event_id(order_id: i64, status: &str) -> String {
-    format!("{order_id}:{status}")
-}
-
-/// Splits `"264:canceled"` into its order and status.
-pub fn parse_event_id(id: &str) -> Option<(i64, String)> {
-    let (order, status) = id.split_once(':')?;
-    let order_id = order.parse().ok()?;
-    if status.is_empty() {
-        return None;
-    }
-    Some((order_id, status.to_string()))
-}
 
 /// `time` in RFC 3339, UTC, whole seconds: when orderwatch first saw it.
 pub fn format_time(ms: i64) -> String {
@@ -131,6 +116,7 @@ pub fn to_json(t: &TransitionRow, source: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transition::event_id;
     use proptest::prelude::*;
     use serde::Serialize;
 
@@ -226,16 +212,5 @@ mod tests {
         assert_eq!(v["data"]["previous_status"], serde_json::Value::Null);
         assert_eq!(v["data"]["status"], "we\"ird");
         assert_eq!(v["id"], "1:we\"ird");
-    }
-
-    #[test]
-    fn event_ids_round_trip() {
-        assert_eq!(
-            parse_event_id("264:canceled"),
-            Some((264, "canceled".into()))
-        );
-        assert_eq!(parse_event_id("264"), None);
-        assert_eq!(parse_event_id("x:issued"), None);
-        assert_eq!(parse_event_id("5:"), None);
     }
 }

@@ -8,10 +8,10 @@ use chrono_tz::Tz;
 
 use crate::certcentral::{ApiError, Client};
 use crate::config::{PollConfig, SinkConfig};
-use crate::event::event_id;
 use crate::metrics::Metrics;
 use crate::sink::Wake;
 use crate::store::{OrderChange, RecordSummary, Store, StoreError};
+use crate::transition::event_id;
 use crate::window::{PlannedWindow, Window, plan};
 
 /// How often one cycle plans its remaining windows again after its

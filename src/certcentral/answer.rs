@@ -15,7 +15,7 @@ use std::sync::Arc;
 use serde::Deserializer as _;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use crate::store::OrderChange;
+use crate::transition::OrderChange;
 
 /// The `page` object of a paginated answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

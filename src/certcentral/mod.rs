@@ -16,9 +16,10 @@ use reqwest::header::{HeaderValue, RETRY_AFTER};
 
 use crate::backoff;
 use crate::config::{DigicertConfig, Secret};
+use crate::http::{self, error_chain, read_prefix, snippet};
 use crate::metrics::Metrics;
 use crate::pacer::Pacer;
-use crate::store::OrderChange;
+use crate::transition::OrderChange;
 use crate::window::{RelativeSpan, Window, filter_value};
 
 pub mod answer;
@@ -32,8 +33,6 @@ const MAX_PAGES: u32 = 10_000;
 /// A window whose pages keep shifting under concurrent changes is fetched
 /// again from its first page at most this often before the cycle gives up.
 const MAX_RESTARTS: u32 = 3;
-/// How much of an unexpected body is kept for an error message.
-const SNIPPET: usize = 200;
 /// The longest `Retry-After` honoured. DigiCert's limits roll over within
 /// five minutes; anything far beyond that is a broken (or hostile) server,
 /// and honouring, say, `Retry-After: 99999999999` would stall polling for
@@ -160,25 +159,15 @@ impl std::fmt::Debug for Client {
     }
 }
 
-/// Installs the rustls crypto provider once per process (ring; no OpenSSL).
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 impl Client {
     pub fn new(
         cfg: &DigicertConfig,
         api_key: Secret,
         pacer: Arc<Pacer>,
     ) -> Result<Client, ApiError> {
-        install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .timeout(cfg.timeout)
-            .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("orderwatch/", env!("CARGO_PKG_VERSION")))
-            // Redirects are refused: X-DC-DEVKEY is a custom header, which
-            // HTTP clients carry across hosts on redirect.
-            .redirect(reqwest::redirect::Policy::none())
+        // Redirects are refused (by the shared builder): X-DC-DEVKEY is a
+        // custom header, which HTTP clients carry across hosts on redirect.
+        let http = http::client_builder(cfg.timeout)
             .build()
             .map_err(|e| ApiError::Network {
                 url: cfg.base_url.clone(),
@@ -529,50 +518,6 @@ impl Client {
 
 fn http_code(status: StatusCode) -> String {
     format!("http_{}", status.as_u16())
-}
-
-/// Reads up to `limit` bytes of a body, ignoring errors (it is only for messages).
-pub async fn read_prefix(mut resp: reqwest::Response, limit: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    while out.len() < limit {
-        match resp.chunk().await {
-            Ok(Some(c)) => out.extend_from_slice(&c[..c.len().min(limit - out.len())]),
-            _ => break,
-        }
-    }
-    out
-}
-
-/// The first bytes of a body, printable, for an error message.
-pub fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(SNIPPET)]);
-    let flat: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    let flat = flat.trim().to_string();
-    if flat.is_empty() {
-        "(empty body)".to_string()
-    } else if body.len() > SNIPPET {
-        format!("{flat}…")
-    } else {
-        flat
-    }
-}
-
-/// An error and its causes on one line ("error sending request: connection refused").
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -5,8 +5,9 @@ use std::path::Path;
 
 use super::{Failure, Outcome, load_config, open_store, print_table, show_time};
 use crate::cli::EventsArgs;
-use crate::event::{EventWriter, event_id};
+use crate::event::EventWriter;
 use crate::store::{EventFilter, now_ms};
+use crate::transition::event_id;
 
 pub fn run(config_flag: Option<&Path>, args: &EventsArgs) -> Outcome {
     let config = load_config(config_flag)?;

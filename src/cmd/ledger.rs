@@ -12,8 +12,8 @@ use anyhow::anyhow;
 use super::{Failure, Outcome, load_config, open_store, print_table, show_time};
 use crate::cli::{DeliveriesArgs, RedeliverArgs, StateArg};
 use crate::config::Config;
-use crate::event::parse_event_id;
 use crate::store::{Db, DeliveryFilter, DeliveryRow, DeliveryState, Redeliver, SinkRoute, now_ms};
+use crate::transition::parse_event_id;
 
 pub fn deliveries(config_flag: Option<&Path>, args: &DeliveriesArgs) -> Outcome {
     let config = load_config(config_flag)?;

@@ -442,7 +442,7 @@ impl<S: Sink> DeliveryLoop<S> {
         let now = now_ms();
         for (entry, outcome) in batch.iter().zip(outcomes.iter()) {
             let mark = resolve(entry, outcome, &self.policy, now, rand::random());
-            let id = crate::event::event_id(entry.order_id(), &entry.transition.status);
+            let id = crate::transition::event_id(entry.order_id(), &entry.transition.status);
             let attempt = entry.attempts + 1;
             if let Outcome::Retry {
                 retry_after: Some(ra),

@@ -20,10 +20,11 @@ use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use super::signature::SigningKey;
 use super::{Outcome, Sink};
 use crate::backoff::parse_retry_after;
-use crate::certcentral::{error_chain, read_prefix, snippet};
 use crate::config::{RedactedUrl, SinkConfig, SinkKind};
-use crate::event::{event_id, write_event};
+use crate::event::write_event;
+use crate::http::{self, error_chain, read_prefix, snippet};
 use crate::store::OutboxEntry;
+use crate::transition::event_id;
 
 /// How much of a receiver's answer is read (for the ledger's last error).
 const ANSWER_PREFIX: usize = 4 * 1024;
@@ -67,13 +68,8 @@ impl WebhookSink {
         })?;
         let key = SigningKey::from_secret(secret.expose())
             .with_context(|| format!("sink {:?}: the webhook secret", cfg.name))?;
-        crate::certcentral::install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .timeout(*timeout)
-            .connect_timeout((*timeout).min(Duration::from_secs(10)))
-            .redirect(reqwest::redirect::Policy::none())
+        let client = http::client_builder(*timeout)
             .pool_max_idle_per_host(*concurrency)
-            .user_agent(concat!("orderwatch/", env!("CARGO_PKG_VERSION")))
             .build()
             .with_context(|| format!("sink {:?}: cannot build the HTTP client", cfg.name))?;
         Ok(WebhookSink {

@@ -23,6 +23,7 @@ mod query;
 mod record;
 mod route;
 
+pub use crate::transition::now_ms;
 pub use outbox::{Mark, OutboxEntry, Redeliver};
 pub use query::{DeliveryFilter, DeliveryRow, DeliveryState, EventFilter, SinkStats};
 pub use record::{OrderChange, RecordSummary, TransitionRow};
@@ -349,11 +350,6 @@ impl Store {
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
-}
-
-/// Milliseconds since the Unix epoch, the store's unit of time.
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 #[cfg(test)]

@@ -74,7 +74,7 @@ pub struct DeliveryRow {
 
 impl DeliveryRow {
     pub fn event_id(&self) -> String {
-        crate::event::event_id(self.order_id, &self.status)
+        crate::transition::event_id(self.order_id, &self.status)
     }
 }
 

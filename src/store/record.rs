@@ -5,32 +5,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+
+pub use crate::transition::{OrderChange, TransitionRow};
 use rusqlite::{OptionalExtension, params};
 
 use super::route::{SinkRoute, cursor_of};
 use super::{Db, StoreError};
 use crate::config::SinkConfig;
-
-/// One order as CertCentral reported it: its *current* status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrderChange {
-    pub order_id: i64,
-    pub certificate_id: Option<i64>,
-    /// Lower-case; shared between the many orders of one status.
-    pub status: Arc<str>,
-}
-
-/// A recorded transition (a row of `transitions`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TransitionRow {
-    pub seq: i64,
-    pub order_id: i64,
-    pub status: String,
-    pub certificate_id: Option<i64>,
-    pub previous_status: Option<String>,
-    /// When orderwatch first saw it, unix ms.
-    pub seen_at: i64,
-}
 
 /// The columns [`TransitionRow::from_row`] reads, in order.
 pub(super) const TRANSITION_COLUMNS: &str =
