@@ -22,7 +22,8 @@ use crate::pacer::Pacer;
 use crate::poller::Poller;
 use crate::service::{self, Request, Signals, SinkNames};
 use crate::sink::{self, LoopContext, Mode, SinkHandle, Wake};
-use crate::store::{Db, SinkRoute, Store, StoreError, lock_for_daemon, now_ms};
+use crate::store::{self, SharedStore, SinkRoute, StoreError};
+use crate::transition::now_ms;
 
 /// How long in-flight deliveries may finish after SIGTERM.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -128,14 +129,14 @@ struct Generation {
 impl Generation {
     fn start(
         p: Prepared,
-        store: &Store,
+        store: &SharedStore,
         metrics: &Arc<Metrics>,
         parent: &CancellationToken,
     ) -> Generation {
         let token = parent.child_token();
         let mut tasks = JoinSet::new();
         let sink_configs: Vec<_> = p.sinks.iter().map(|(c, _)| c.clone()).collect();
-        let routes = sink_configs.iter().map(SinkRoute::from).collect();
+        let routes: Vec<SinkRoute> = sink_configs.iter().map(sink::route).collect();
         let (sinks, wake) = spawn_sinks(p.sinks, store, metrics, &token, None, &mut tasks);
         metrics.set_interval(p.config.poll.interval);
         let request_timeout = p.config.digicert.timeout;
@@ -145,7 +146,7 @@ impl Generation {
             store: store.clone(),
             poll: p.config.poll,
             tz: p.config.digicert.timezone,
-            sinks: Arc::new(sink_configs),
+            routes: routes.clone().into(),
             metrics: Arc::clone(metrics),
             wake,
         };
@@ -188,7 +189,6 @@ impl Generation {
 async fn poll_loop(poller: Poller, token: CancellationToken) {
     let mut ticker = tokio::time::interval(poller.poll.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let routes: Vec<SinkRoute> = poller.sinks.iter().map(SinkRoute::from).collect();
     loop {
         // Beat while idle too: a long interval is not a hang.
         loop {
@@ -206,10 +206,9 @@ async fn poll_loop(poller: Poller, token: CancellationToken) {
         match result {
             Ok(report) => {
                 poller.metrics.poll_ok(now_ms());
-                let routes = routes.clone();
                 let pending = poller
                     .store
-                    .read(move |db| db.sink_stats(&routes))
+                    .sink_stats(&poller.routes)
                     .await
                     .map(|s| s.iter().map(|x| x.pending).sum::<u64>())
                     .unwrap_or(0);
@@ -237,9 +236,9 @@ pub async fn run(config: Config, api_key: Secret, opts: RunOptions) -> Result<()
     let pacer = Arc::new(Pacer::new(config.digicert.max_requests_per_minute));
     let prepared = prepare(config, api_key, Arc::clone(&pacer), &metrics)?;
     let store_path = prepared.config.store.path.clone();
-    let lock = lock_for_daemon(&store_path).map_err(|e| RunError::Runtime(e.into()))?;
-    let db = Db::open(&store_path).map_err(|e| RunError::Runtime(e.into()))?;
-    let store = Store::new(db).map_err(|e| RunError::Runtime(e.into()))?;
+    let (store, lock) = store::open_writer(&prepared.config.store)
+        .await
+        .map_err(|e| RunError::Runtime(e.into()))?;
     let root = CancellationToken::new();
     let mut signals = Signals::new()
         .context("cannot install signal handlers")
@@ -339,7 +338,7 @@ pub async fn run(config: Config, api_key: Secret, opts: RunOptions) -> Result<()
 }
 
 fn names_of(config: &Config) -> Vec<SinkRoute> {
-    config.sinks.iter().map(SinkRoute::from).collect()
+    config.sinks.iter().map(sink::route).collect()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -349,7 +348,7 @@ async fn reload(
     store_path: &std::path::Path,
     metrics_addr: Option<std::net::SocketAddr>,
     pacer: &Arc<Pacer>,
-    store: &Store,
+    store: &SharedStore,
     metrics: &Arc<Metrics>,
     root: &CancellationToken,
 ) -> (Generation, String) {
@@ -402,7 +401,7 @@ fn one_line(text: &str) -> String {
 /// drain (`run --once`) and may finish once it is cancelled.
 fn spawn_sinks(
     sinks: Vec<(SinkConfig, sink::AnySink)>,
-    store: &Store,
+    store: &SharedStore,
     metrics: &Arc<Metrics>,
     token: &CancellationToken,
     recorded: Option<&CancellationToken>,
@@ -441,7 +440,7 @@ fn spawn_sinks(
 /// reaches the sinks while it is still being recorded).
 async fn run_once(
     p: Prepared,
-    store: &Store,
+    store: &SharedStore,
     metrics: &Arc<Metrics>,
     signals: &mut Signals,
     opts: &RunOptions,
@@ -457,7 +456,11 @@ async fn run_once(
         store: store.clone(),
         poll: p.config.poll,
         tz: p.config.digicert.timezone,
-        sinks: Arc::new(sink_configs.clone()),
+        routes: sink_configs
+            .iter()
+            .map(sink::route)
+            .collect::<Vec<_>>()
+            .into(),
         metrics: Arc::clone(metrics),
         wake: wake.clone(),
     };
@@ -508,9 +511,9 @@ async fn run_once(
         }
     }
     if timed_out {
-        let routes: Vec<SinkRoute> = sink_configs.iter().map(SinkRoute::from).collect();
+        let routes: Vec<SinkRoute> = sink_configs.iter().map(sink::route).collect();
         let stats = store
-            .read(move |db| db.sink_stats(&routes))
+            .sink_stats(&routes)
             .await
             .map_err(|e| RunError::Runtime(e.into()))?;
         let pending: u64 = stats.iter().map(|s| s.pending).sum();

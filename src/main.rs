@@ -29,11 +29,11 @@ fn main() -> ExitCode {
     let outcome = runtime.block_on(async {
         match &cli.command {
             Command::Run(args) => cmd::run::run(config, args).await,
-            Command::Check => cmd::check::run(config),
+            Command::Check => cmd::check::run(config).await,
             Command::Cancel(args) => cmd::cancel::run(config, args).await,
-            Command::Events(args) => cmd::events::run(config, args),
-            Command::Deliveries(args) => cmd::ledger::deliveries(config, args),
-            Command::Redeliver(args) => cmd::ledger::redeliver(config, args),
+            Command::Events(args) => cmd::events::run(config, args).await,
+            Command::Deliveries(args) => cmd::ledger::deliveries(config, args).await,
+            Command::Redeliver(args) => cmd::ledger::redeliver(config, args).await,
             Command::Simulate(args) => cmd::simulate::run(args).await,
             Command::Demo(args) => cmd::demo::run(args).await,
         }

@@ -119,9 +119,9 @@ impl Metrics {
             cursor_lag,
             last_success,
             last_success_ms: AtomicI64::new(0),
-            started_ms: AtomicI64::new(crate::store::now_ms()),
+            started_ms: AtomicI64::new(crate::transition::now_ms()),
             interval_ms: AtomicI64::new(interval.as_millis() as i64),
-            beat_ms: AtomicI64::new(crate::store::now_ms()),
+            beat_ms: AtomicI64::new(crate::transition::now_ms()),
             render_lock: std::sync::Mutex::new(()),
         }
     }
@@ -136,7 +136,7 @@ impl Metrics {
     /// tick): what the systemd watchdog is fed from.
     pub fn beat(&self) {
         self.beat_ms
-            .store(crate::store::now_ms(), Ordering::Relaxed);
+            .store(crate::transition::now_ms(), Ordering::Relaxed);
     }
 
     /// Milliseconds since the poller last made progress.

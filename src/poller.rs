@@ -7,10 +7,11 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::certcentral::{ApiError, Client};
-use crate::config::{PollConfig, SinkConfig};
+use crate::config::PollConfig;
 use crate::metrics::Metrics;
 use crate::sink::Wake;
-use crate::store::{OrderChange, RecordSummary, Store, StoreError};
+use crate::store::{Chunk, RecordSummary, Routes, SharedStore, StoreError};
+use crate::transition::OrderChange;
 use crate::transition::event_id;
 use crate::window::{PlannedWindow, Window, plan};
 
@@ -50,10 +51,11 @@ pub struct CycleReport {
 #[derive(Clone)]
 pub struct Poller {
     pub client: Client,
-    pub store: Store,
+    pub store: SharedStore,
     pub poll: PollConfig,
     pub tz: Tz,
-    pub sinks: Arc<Vec<SinkConfig>>,
+    /// Where new transitions go: the sinks of this configuration generation.
+    pub routes: Routes,
     pub metrics: Arc<Metrics>,
     /// Notified after every commit that queued deliveries.
     pub wake: Wake,
@@ -73,7 +75,7 @@ impl Poller {
         let mut done = 0;
         let mut replans = 0;
         loop {
-            let cursor = self.store.run(|db| db.cursor()).await?;
+            let cursor = self.store.cursor().await?;
             let now = Utc::now();
             let windows = plan(cursor, now, &self.poll, self.tz);
             let Some(next) = windows.first().copied() else {
@@ -197,13 +199,13 @@ impl Poller {
         for c in 0..chunks {
             let range = c * CHUNK..((c + 1) * CHUNK).min(total);
             let last = c + 1 == chunks;
-            let (orders, sinks) = (Arc::clone(&orders), Arc::clone(&self.sinks));
-            let part = self
-                .store
-                .run(move |db| {
-                    db.record_chunk(&orders[range], last.then_some(cursor), seen_at, &sinks)
-                })
-                .await?;
+            let chunk = Chunk {
+                orders: Arc::clone(&orders),
+                range,
+                cursor: last.then_some(cursor),
+                seen_at,
+            };
+            let part = self.store.record(chunk, Arc::clone(&self.routes)).await?;
             self.metrics.beat();
             if part.queued > 0 {
                 self.wake.all();

@@ -16,7 +16,8 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
-use crate::store::{SinkRoute, Store, now_ms};
+use crate::store::{SharedStore, SinkRoute};
+use crate::transition::now_ms;
 
 fn notify(states: &[NotifyState<'_>]) {
     if let Err(e) = sd_notify::notify(states) {
@@ -109,7 +110,7 @@ impl SinkNames {
 #[derive(Clone)]
 struct Endpoint {
     metrics: Arc<Metrics>,
-    store: Store,
+    store: SharedStore,
     sinks: SinkNames,
 }
 
@@ -122,7 +123,7 @@ pub async fn bind_metrics(addr: SocketAddr) -> std::io::Result<tokio::net::TcpLi
 pub async fn serve_metrics(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
-    store: Store,
+    store: SharedStore,
     sinks: SinkNames,
     shutdown: CancellationToken,
 ) {
@@ -148,11 +149,9 @@ pub async fn serve_metrics(
 /// the scraper asks for, so Prometheus gets the stricter OpenMetrics parser
 /// and `curl` or a browser get plain text.
 async fn metrics_page(State(s): State<Endpoint>, headers: HeaderMap) -> impl IntoResponse {
-    let names = (*s.sinks.get()).clone();
-    let read = s
-        .store
-        .read(move |db| Ok((db.sink_stats(&names)?, db.cursor()?)))
-        .await;
+    let names = s.sinks.get();
+    let read = async { Ok((s.store.sink_stats(&names).await?, s.store.cursor().await?)) };
+    let read: Result<_, crate::store::StoreError> = read.await;
     match read {
         Ok((stats, cursor)) => {
             let body = s

@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use common::{World, ago, eventually, ids, output_within, text};
 use orderwatch::simulator::{Fault, RecordedQuery};
-use orderwatch::store::Db;
+use orderwatch::store::sqlite::Db;
 
 /// Retries per request configured below: a fault queued `RETRIES + 1` times
 /// fails the cycle.

@@ -17,7 +17,7 @@ use orderwatch::certcentral::Client;
 use orderwatch::config::{Config, Secret};
 use orderwatch::pacer::Pacer;
 use orderwatch::simulator::{Fault, RecordedQuery};
-use orderwatch::store::Db;
+use orderwatch::store::sqlite::Db;
 use orderwatch::window::{Window, plan};
 use serde_json::Value;
 

@@ -21,7 +21,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use common::{Daemon, World, ago, eventually, ids, text};
 use orderwatch::simulator::Fault;
-use orderwatch::store::Db;
+use orderwatch::store::sqlite::Db;
 
 /// `[digicert]` for these tests: no retries within a cycle (one fault, one
 /// failed cycle), a short timeout, and a small answer cap.

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::{Daemon, World, ago, eventually, ids, read_jsonl, text};
-use orderwatch::store::Db;
+use orderwatch::store::sqlite::Db;
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{TimeDelta, Utc};
 use common::{World, ago, eventually, ids, output_within, text};
 use orderwatch::simulator::{Fault, SimulatorConfig};
-use orderwatch::store::Db;
+use orderwatch::store::sqlite::Db;
 
 fn paged(size: usize) -> SimulatorConfig {
     SimulatorConfig {

@@ -16,7 +16,7 @@ use common::receiver::{
     Delivery, FAST, Receiver, Reply, SECRET, deliveries_json, webhook_toml, write_secret,
 };
 use common::{World, ago, eventually, text};
-use orderwatch::store::Db;
+use orderwatch::store::sqlite::Db;
 
 const WAIT: Duration = Duration::from_secs(60);
 

@@ -6,11 +6,11 @@ use std::path::Path;
 use super::{Failure, Outcome, config_path};
 use crate::config::{Config, SecretSource, SinkKind, sink_key};
 use crate::sink::signature::SigningKey;
-use crate::store::Db;
+use crate::store;
 
 /// Checks that need the environment (secrets, directories, the store).
 /// Returns a summary line per item, or every problem found.
-pub fn inspect(config: &Config) -> Result<Vec<String>, Vec<String>> {
+pub async fn inspect(config: &Config) -> Result<Vec<String>, Vec<String>> {
     let mut lines = Vec::new();
     let mut problems = Vec::new();
     let d = &config.digicert;
@@ -39,26 +39,26 @@ pub fn inspect(config: &Config) -> Result<Vec<String>, Vec<String>> {
         d.timezone.name(),
         d.max_requests_per_minute,
     ));
-    match Db::open(&config.store.path) {
-        Ok(db) => {
-            // Damage in a page the daemon would only read later (or a file
-            // cut short) shows up here, before the service starts.
-            match db.quick_check() {
-                Ok(None) => {}
-                Ok(Some(damage)) => problems.push(format!(
+    // Damage in a page the daemon would only read later (or a file cut
+    // short) shows up here, before the service starts.
+    let report = match store::open(&config.store).await {
+        Ok(s) => s.report(true).await,
+        Err(e) => Err(e),
+    };
+    match report {
+        Ok(report) => {
+            if let Some(damage) = &report.damage {
+                problems.push(format!(
                     "store.path: {} is damaged ({damage}); move it aside (a new store starts again from initial_lookback) or restore a backup",
-                    config.store.path.display()
-                )),
-                Err(e) => problems.push(format!("store.path: {e}")),
+                    report.location
+                ));
             }
-            let cursor = db.cursor().ok().flatten();
-            let count = db.transition_count().unwrap_or(0);
             lines.push(format!(
                 "store: {} (schema {}, {} transitions, cursor {})",
-                config.store.path.display(),
-                db.schema_version().unwrap_or(0),
-                count,
-                cursor.map_or(
+                report.location,
+                report.schema_version,
+                report.transitions,
+                report.cursor.map_or(
                     "not set: the first poll looks back initial_lookback".to_string(),
                     |c| c.format("%Y-%m-%dT%H:%M:%SZ").to_string()
                 )
@@ -179,10 +179,10 @@ fn dir_writable(dir: &Path) -> Result<(), String> {
     }
 }
 
-pub fn run(config_flag: Option<&Path>) -> Outcome {
+pub async fn run(config_flag: Option<&Path>) -> Outcome {
     let path = config_path(config_flag);
     let config = Config::load(&path).map_err(Failure::usage)?;
-    match inspect(&config) {
+    match inspect(&config).await {
         Ok(lines) => {
             println!("{}: ok", path.display());
             for l in lines {

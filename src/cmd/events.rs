@@ -6,19 +6,19 @@ use std::path::Path;
 use super::{Failure, Outcome, load_config, open_store, print_table, show_time};
 use crate::cli::EventsArgs;
 use crate::event::EventWriter;
-use crate::store::{EventFilter, now_ms};
-use crate::transition::event_id;
+use crate::store::EventFilter;
+use crate::transition::{event_id, now_ms};
 
-pub fn run(config_flag: Option<&Path>, args: &EventsArgs) -> Outcome {
+pub async fn run(config_flag: Option<&Path>, args: &EventsArgs) -> Outcome {
     let config = load_config(config_flag)?;
-    let db = open_store(&config)?;
+    let store = open_store(&config).await?;
     let filter = EventFilter {
         order_id: args.order,
         status: args.status.as_ref().map(|s| s.to_ascii_lowercase()),
         since: args.since.map(|d| now_ms() - d.as_millis() as i64),
         limit: args.limit as usize,
     };
-    let rows = db.events(&filter).map_err(Failure::runtime)?;
+    let rows = store.events(&filter).await.map_err(Failure::runtime)?;
     if args.json {
         let mut out = std::io::stdout().lock();
         let mut buf = Vec::new();

@@ -12,15 +12,18 @@ use anyhow::anyhow;
 use super::{Failure, Outcome, load_config, open_store, print_table, show_time};
 use crate::cli::{DeliveriesArgs, RedeliverArgs, StateArg};
 use crate::config::Config;
-use crate::store::{Db, DeliveryFilter, DeliveryRow, DeliveryState, Redeliver, SinkRoute, now_ms};
-use crate::transition::parse_event_id;
+use crate::sink;
+use crate::store::{
+    DeliveryFilter, DeliveryRow, DeliveryState, EventFilter, Pause, Redeliver, SharedStore,
+};
+use crate::transition::{now_ms, parse_event_id};
 
-pub fn deliveries(config_flag: Option<&Path>, args: &DeliveriesArgs) -> Outcome {
+pub async fn deliveries(config_flag: Option<&Path>, args: &DeliveriesArgs) -> Outcome {
     let config = load_config(config_flag)?;
     if let Some(name) = &args.sink {
         known_sink(&config, name)?;
     }
-    let db = open_store(&config)?;
+    let store = open_store(&config).await?;
     let filter = DeliveryFilter {
         sink: args.sink.clone(),
         state: args.state.map(|s| match s {
@@ -29,12 +32,12 @@ pub fn deliveries(config_flag: Option<&Path>, args: &DeliveriesArgs) -> Outcome 
             StateArg::Dead => DeliveryState::Dead,
         }),
         limit: args.limit as usize,
-        routes: config.sinks.iter().map(SinkRoute::from).collect(),
+        routes: config.sinks.iter().map(sink::route).collect(),
     };
-    let rows = db.deliveries(&filter).map_err(Failure::runtime)?;
+    let rows = store.deliveries(&filter).await.map_err(Failure::runtime)?;
     // A paused sink explains why its rows stay pending; say so on stderr so
     // `--json` output stays machine-readable.
-    warn_paused(&db, &config, args.sink.as_deref())?;
+    warn_paused(&store, &config, args.sink.as_deref()).await?;
     if args.json {
         for r in &rows {
             println!("{}", json_line(r));
@@ -94,12 +97,18 @@ fn format_time_ms(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-fn warn_paused(db: &Db, config: &Config, only: Option<&str>) -> Result<(), Failure> {
+async fn warn_paused(
+    store: &SharedStore,
+    config: &Config,
+    only: Option<&str>,
+) -> Result<(), Failure> {
     for sink in &config.sinks {
         if only.is_some_and(|n| n != sink.name) {
             continue;
         }
-        if let Some((since, reason)) = db.paused_since(&sink.name).map_err(Failure::runtime)? {
+        if let Some(Pause { since, reason }) =
+            store.pause_of(&sink.name).await.map_err(Failure::runtime)?
+        {
             eprintln!(
                 "sink {} is PAUSED since {} ({reason}); nothing is sent to it until `orderwatch redeliver --sink {} --dead` (or --event/--since)",
                 sink.name,
@@ -111,7 +120,7 @@ fn warn_paused(db: &Db, config: &Config, only: Option<&str>) -> Result<(), Failu
     Ok(())
 }
 
-pub fn redeliver(config_flag: Option<&Path>, args: &RedeliverArgs) -> Outcome {
+pub async fn redeliver(config_flag: Option<&Path>, args: &RedeliverArgs) -> Outcome {
     let config = load_config(config_flag)?;
     let sink = known_sink(&config, &args.sink)?.clone();
     let what = if let Some(id) = &args.event {
@@ -131,18 +140,19 @@ pub fn redeliver(config_flag: Option<&Path>, args: &RedeliverArgs) -> Outcome {
             "one of --event, --dead or --since is required"
         )));
     };
-    let mut db = open_store(&config)?;
-    let was_paused = db.paused(&sink.name).map_err(Failure::runtime)?;
+    let store = open_store(&config).await?;
+    let was_paused = store.pause_of(&sink.name).await.map_err(Failure::runtime)?;
     if let Redeliver::Event { order_id, status } = &what {
         // Checked first, so a typo neither queues nothing silently nor
         // lifts a pause the operator meant to keep.
-        let known = db
-            .events(&crate::store::EventFilter {
+        let known = store
+            .events(&EventFilter {
                 order_id: Some(*order_id),
                 status: Some(status.clone()),
                 since: None,
                 limit: 1,
             })
+            .await
             .map_err(Failure::runtime)?;
         if known.is_empty() {
             return Err(Failure::runtime(anyhow!(
@@ -150,10 +160,11 @@ pub fn redeliver(config_flag: Option<&Path>, args: &RedeliverArgs) -> Outcome {
             )));
         }
     }
-    let n = db
-        .redeliver(&sink, &what, now_ms())
+    let n = store
+        .redeliver(&sink::route(&sink), &what, now_ms())
+        .await
         .map_err(Failure::runtime)?;
-    if let Some(reason) = was_paused {
+    if let Some(Pause { reason, .. }) = was_paused {
         println!("sink {} resumed (it was paused: {reason})", sink.name);
     }
     println!(

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::{self, Config};
-use crate::store::Db;
+use crate::store::{self, SharedStore};
 
 pub mod cancel;
 pub mod check;
@@ -50,8 +50,8 @@ pub fn load_config(flag: Option<&Path>) -> Result<Config, Failure> {
 
 /// Opens the configured store for a CLI command (no daemon lock: WAL lets
 /// it work beside a running daemon).
-pub fn open_store(config: &Config) -> Result<Db, Failure> {
-    Db::open(&config.store.path).map_err(Failure::runtime)
+pub async fn open_store(config: &Config) -> Result<SharedStore, Failure> {
+    store::open(&config.store).await.map_err(Failure::runtime)
 }
 
 /// A unix-ms timestamp for tables: `2026-11-24 10:02:03Z`.

@@ -518,7 +518,11 @@ mod fuzz {
                     crate::window::plan(None, chrono::Utc::now(), &c.poll, c.digicert.timezone);
                 assert!(!plan.is_empty());
                 if confined(&c) {
-                    let _ = crate::cmd::check::inspect(&c);
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    let _ = runtime.block_on(crate::cmd::check::inspect(&c));
                 }
             }
             Err(e) => {

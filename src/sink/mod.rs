@@ -22,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff;
 use crate::config::{DeliveryPolicy, SinkConfig, SinkKind};
 use crate::metrics::Metrics;
-use crate::store::{Mark, OutboxEntry, SinkRoute, Store, StoreError, now_ms};
+use crate::store::{Mark, OutboxEntry, Pause, SharedStore, SinkRoute, StoreError};
+use crate::transition::now_ms;
 
 pub mod file;
 mod retry;
@@ -113,7 +114,7 @@ impl Wake {
 /// Everything a delivery loop needs besides its sink.
 #[derive(Clone)]
 pub struct LoopContext {
-    pub store: Store,
+    pub store: SharedStore,
     pub metrics: Arc<Metrics>,
     /// This loop's own wake-up, poked (via [`Wake`]) after each commit.
     pub wake: Arc<Notify>,
@@ -123,6 +124,17 @@ pub struct LoopContext {
     pub shutdown: CancellationToken,
     /// In-flight deliveries get this long to finish after shutdown.
     pub grace: Duration,
+}
+
+/// How the store sees the sink of `cfg`: its name, filter, and whether it
+/// delivers in recorded order (file, stdout), so the store keeps a cursor
+/// for it instead of a row per event.
+pub fn route(cfg: &SinkConfig) -> SinkRoute {
+    SinkRoute {
+        name: cfg.name.clone(),
+        statuses: cfg.statuses.clone(),
+        by_cursor: matches!(cfg.kind, SinkKind::Stdout | SinkKind::File { .. }),
+    }
 }
 
 /// Builds the sink for `cfg`; secrets are read here.
@@ -174,7 +186,7 @@ impl AnySink {
             let runner = DeliveryLoop {
                 sink,
                 name: cfg.name.clone(),
-                route: SinkRoute::from(cfg),
+                route: route(cfg),
                 policy: cfg.retry,
                 ctx,
                 mode,
@@ -283,11 +295,7 @@ impl<S: Sink> DeliveryLoop<S> {
                 self.flush(&mut ledger).await?;
                 let want = PREFETCH.max(self.sink.batch_size() * limit);
                 let route = self.route.clone();
-                let due = self
-                    .ctx
-                    .store
-                    .read(move |db| db.due_for(&route, now_ms(), want))
-                    .await?;
+                let due = self.ctx.store.due(&route, now_ms(), want).await?;
                 queue.extend(due.into_iter().filter(|e| !ledger.busy.contains(&e.seq())));
             }
 
@@ -388,11 +396,7 @@ impl<S: Sink> DeliveryLoop<S> {
             tracing::info!(sink = %self.name, "sink resumed by `orderwatch redeliver`");
         } else if !*paused && breaker.failing() {
             let (name, since) = (self.name.clone(), breaker.failing_since.unwrap_or(0));
-            let requeued = self
-                .ctx
-                .store
-                .read(move |db| db.requeued_since(&name, since))
-                .await?;
+            let requeued = self.ctx.store.requeued_since(&name, since).await?;
             if requeued {
                 breaker.close(Instant::now());
                 tracing::info!(sink = %self.name, "deliveries queued again by `orderwatch redeliver`; ending the failure hold");
@@ -418,11 +422,7 @@ impl<S: Sink> DeliveryLoop<S> {
                 .min(IDLE_POLL));
         }
         let route = self.route.clone();
-        let next = self
-            .ctx
-            .store
-            .read(move |db| db.next_due_for(&route))
-            .await?;
+        let next = self.ctx.store.next_due(&route).await?;
         Ok(match next {
             Some(t) => {
                 Duration::from_millis((t - now_ms()).clamp(0, millis(IDLE_POLL)).unsigned_abs())
@@ -477,10 +477,7 @@ impl<S: Sink> DeliveryLoop<S> {
                     tracing::error!(sink = %self.name, event = %id, attempt, error = %error,
                         "receiver answered 410 Gone: sink PAUSED, nothing more is sent to it until `orderwatch redeliver --sink {} --dead`", self.name);
                     let (name, reason) = (self.name.clone(), format!("event {id}: {error}"));
-                    self.ctx
-                        .store
-                        .run(move |db| db.pause(&name, &reason, now))
-                        .await?;
+                    self.ctx.store.pause(&name, &reason, now).await?;
                 }
                 (Mark::Dead { error }, _) => {
                     round.failed += 1;
@@ -511,10 +508,7 @@ impl<S: Sink> DeliveryLoop<S> {
             ledger.busy.remove(seq);
         }
         let name = self.name.clone();
-        self.ctx
-            .store
-            .run(move |db| db.mark(&name, &marks, now_ms()))
-            .await
+        self.ctx.store.mark(&name, marks, now_ms()).await
     }
 
     /// Once the receiver has been failing for `give_up_after`, gives up
@@ -534,11 +528,7 @@ impl<S: Sink> DeliveryLoop<S> {
             "gave up after {} while the receiver was failing",
             humantime::format_duration(give_up)
         );
-        let n = self
-            .ctx
-            .store
-            .run(move |db| db.expire(&name, cutoff, &error, now))
-            .await?;
+        let n = self.ctx.store.expire(&name, cutoff, &error, now).await?;
         if n > 0 {
             self.ctx.metrics.delivery(&self.name, "dead", n as u64);
             tracing::error!(sink = %self.name, count = n, give_up_after = %humantime::format_duration(give_up),
@@ -549,32 +539,20 @@ impl<S: Sink> DeliveryLoop<S> {
 
     async fn retry_now(&self) -> Result<usize, StoreError> {
         let name = self.name.clone();
-        self.ctx
-            .store
-            .run(move |db| db.retry_now(&name, now_ms()))
-            .await
+        self.ctx.store.retry_now(&name, now_ms()).await
     }
 
     async fn paused(&self) -> Result<bool, StoreError> {
         let name = self.name.clone();
-        Ok(self
-            .ctx
-            .store
-            .read(move |db| db.paused(&name))
-            .await?
-            .is_some())
+        Ok(self.ctx.store.pause_of(&name).await?.is_some())
     }
 
     /// Reads the stored pause, saying loudly at start that nothing will be
     /// sent: a pause outlives restarts.
     async fn paused_at_start(&self) -> Result<bool, StoreError> {
         let name = self.name.clone();
-        let pause = self
-            .ctx
-            .store
-            .read(move |db| db.paused_since(&name))
-            .await?;
-        if let Some((since, reason)) = &pause {
+        let pause = self.ctx.store.pause_of(&name).await?;
+        if let Some(Pause { since, reason }) = &pause {
             tracing::error!(sink = %self.name, since = %crate::event::format_time(*since), reason = %reason,
                 "sink is PAUSED (its receiver answered 410 Gone); nothing is sent to it until `orderwatch redeliver --sink {} --dead`", self.name);
         }
@@ -583,12 +561,7 @@ impl<S: Sink> DeliveryLoop<S> {
 
     async fn nothing_pending(&self) -> Result<bool, StoreError> {
         let route = self.route.clone();
-        Ok(self
-            .ctx
-            .store
-            .read(move |db| db.next_due_for(&route))
-            .await?
-            .is_none())
+        Ok(self.ctx.store.next_due(&route).await?.is_none())
     }
 
     /// Shutdown: give in-flight deliveries the grace period, record what

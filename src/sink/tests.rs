@@ -1,5 +1,5 @@
 use super::*;
-use crate::store::TransitionRow;
+use crate::transition::TransitionRow;
 
 fn entry(attempts: u32, created_at: i64) -> OutboxEntry {
     OutboxEntry {

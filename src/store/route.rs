@@ -1,208 +1,46 @@
-//! Which transitions belong to a sink, and the cursor of in-order sinks.
-//!
-//! A webhook sink keeps one outbox row per event: its deliveries run
-//! concurrently and each has its own retry schedule. A file or stdout sink
-//! delivers in recorded order, one batch at a time, so "everything after seq
-//! N is pending" says the same with no row at all. Such a sink keeps a
-//! cursor (`sinks.delivered_through`) and its pending deliveries are
-//! *virtual*: the transitions after the cursor that its filter takes. Rows
-//! are written only when one event needs remembering (a failure, a dead
-//! letter, a redelivery), and while any such row is pending the virtual ones
-//! wait behind it, so order is kept. This is what lets a million-event
-//! catch-up reach a file at the speed of the disk.
+//! A sink as the store sees it: a name, a status filter and how its
+//! deliveries are kept. The daemon computes routes once per configuration
+//! generation from the sink configs, so the store never reads a sink config.
 
-use rusqlite::types::Value;
-use rusqlite::{OptionalExtension, params_from_iter};
-
-use super::outbox::OutboxEntry;
-use super::record::{TRANSITION_COLUMNS, TransitionRow};
-use super::{Db, StoreError};
-use crate::config::{SinkConfig, SinkKind};
-
-/// A sink as the store sees it: its name, filter and delivery bookkeeping.
+/// Which transitions go to a sink, and how the store keeps its deliveries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SinkRoute {
     pub name: String,
     /// Lower-case statuses; `None` takes all.
     pub statuses: Option<Vec<String>>,
-    /// Cursor bookkeeping (in-order sinks) rather than a row per event.
+    /// In-order sinks (file, stdout) deliver one batch at a time in recorded
+    /// order, so "everything after seq N is pending" replaces a row per
+    /// event: the store keeps a cursor for them. Others keep a row per event.
     pub by_cursor: bool,
 }
 
-impl From<&SinkConfig> for SinkRoute {
-    fn from(c: &SinkConfig) -> SinkRoute {
-        SinkRoute {
-            name: c.name.clone(),
-            statuses: c.statuses.clone(),
-            by_cursor: matches!(c.kind, SinkKind::Stdout | SinkKind::File { .. }),
-        }
-    }
-}
-
 impl SinkRoute {
+    /// Whether an event with this status goes to this sink.
     pub fn wants(&self, status: &str) -> bool {
         match &self.statuses {
             None => true,
             Some(list) => list.iter().any(|s| s.eq_ignore_ascii_case(status)),
         }
     }
-
-    /// ` AND status IN (?, ...)` and its values, for queries on `transitions`.
-    pub(super) fn status_clause(&self, args: &mut Vec<Value>) -> String {
-        match &self.statuses {
-            None => String::new(),
-            Some(list) => {
-                let marks = vec!["?"; list.len()].join(", ");
-                args.extend(list.iter().map(|s| Value::Text(s.clone())));
-                format!(" AND status IN ({marks})")
-            }
-        }
-    }
 }
 
-/// The cursor of sink `sink` on any connection or transaction (see
-/// [`Db::delivered_through`]).
-pub(super) fn cursor_of(conn: &rusqlite::Connection, sink: &str) -> rusqlite::Result<Option<i64>> {
-    conn.query_row(
-        "SELECT delivered_through FROM sinks WHERE name = ?1",
-        [sink],
-        |r| r.get::<_, Option<i64>>(0),
-    )
-    .optional()
-    .map(Option::flatten)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Db {
-    /// The cursor of an in-order sink: every transition up to this seq has
-    /// been delivered or has an outbox row. `None` for row-per-event sinks.
-    pub fn delivered_through(&self, sink: &str) -> Result<Option<i64>, StoreError> {
-        cursor_of(&self.conn, sink).map_err(|e| self.err("reading the sink cursor", e))
-    }
-
-    fn has_pending_rows(&self, sink: &str) -> Result<bool, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM outbox WHERE sink = ?1 AND state = 'pending')",
-                [sink],
-                |r| r.get(0),
-            )
-            .map_err(|e| self.err("looking for pending deliveries", e))
-    }
-
-    /// What `route` should deliver now: due outbox rows first; for an
-    /// in-order sink with none pending at all, the transitions after its
-    /// cursor, oldest first.
-    pub fn due_for(
-        &self,
-        route: &SinkRoute,
-        now: i64,
-        limit: usize,
-    ) -> Result<Vec<OutboxEntry>, StoreError> {
-        let rows = self.due(&route.name, now, limit)?;
-        if !rows.is_empty() || !route.by_cursor {
-            return Ok(rows);
-        }
-        let Some(cursor) = self.delivered_through(&route.name)? else {
-            return Ok(rows);
+    #[test]
+    fn a_route_without_a_filter_takes_every_status_and_filters_ignore_case() {
+        let all = SinkRoute {
+            name: "a".into(),
+            statuses: None,
+            by_cursor: false,
         };
-        if self.has_pending_rows(&route.name)? {
-            // Older events wait in their backoff; newer ones queue behind.
-            return Ok(rows);
-        }
-        self.after_cursor(route, cursor, limit)
-    }
-
-    /// The transitions after `cursor` that `route` takes, as untried entries.
-    fn after_cursor(
-        &self,
-        route: &SinkRoute,
-        cursor: i64,
-        limit: usize,
-    ) -> Result<Vec<OutboxEntry>, StoreError> {
-        let mut args = vec![Value::Integer(cursor)];
-        let filter = route.status_clause(&mut args);
-        args.push(Value::Integer(limit as i64));
-        let sql = format!(
-            "SELECT {TRANSITION_COLUMNS} FROM transitions WHERE seq > ?{filter} ORDER BY seq LIMIT ?"
-        );
-        let mut stmt = self
-            .conn
-            .prepare_cached(&sql)
-            .map_err(|e| self.err("preparing the cursor query", e))?;
-        let rows = stmt
-            .query_map(params_from_iter(args), |r| {
-                let transition = TransitionRow::from_row(r, 0)?;
-                Ok(OutboxEntry {
-                    attempts: 0,
-                    created_at: transition.seen_at,
-                    first_failure_at: None,
-                    transition,
-                })
-            })
-            .map_err(|e| self.err("reading transitions after the cursor", e))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(|e| self.err("reading transitions after the cursor", e))
-    }
-
-    /// When `route`'s next delivery falls due (unix ms); 0 for "now".
-    pub fn next_due_for(&self, route: &SinkRoute) -> Result<Option<i64>, StoreError> {
-        let next = self.next_due(&route.name)?;
-        if next.is_some() || !route.by_cursor {
-            return Ok(next);
-        }
-        Ok(self.after_cursor_stats(route)?.map(|_| 0))
-    }
-
-    /// For an in-order sink: how many transitions wait after its cursor, and
-    /// the first-seen time of the oldest. `None` if none (or no cursor).
-    pub fn after_cursor_stats(&self, route: &SinkRoute) -> Result<Option<(u64, i64)>, StoreError> {
-        if !route.by_cursor {
-            return Ok(None);
-        }
-        let Some(cursor) = self.delivered_through(&route.name)? else {
-            return Ok(None);
+        assert!(all.wants("whatever"));
+        let some = SinkRoute {
+            statuses: Some(vec!["issued".into()]),
+            ..all
         };
-        let mut args = vec![Value::Integer(cursor)];
-        let filter = route.status_clause(&mut args);
-        let sql = format!("SELECT count(*), min(seen_at) FROM transitions WHERE seq > ?{filter}");
-        let (count, oldest): (i64, Option<i64>) = self
-            .conn
-            .query_row(&sql, params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(|e| self.err("counting transitions after the cursor", e))?;
-        Ok(oldest.filter(|_| count > 0).map(|o| (count as u64, o)))
-    }
-
-    /// Transitions after the cursor of in-order sink `route`, newest first,
-    /// for the ledger (`delivered` when at or before the cursor and without a
-    /// row of their own, `pending` after it).
-    pub(super) fn cursor_ledger(
-        &self,
-        route: &SinkRoute,
-        pending: bool,
-        limit: usize,
-    ) -> Result<Vec<TransitionRow>, StoreError> {
-        let Some(cursor) = self.delivered_through(&route.name)? else {
-            return Ok(Vec::new());
-        };
-        let mut args = vec![Value::Integer(cursor)];
-        let filter = route.status_clause(&mut args);
-        args.push(Value::Text(route.name.clone()));
-        args.push(Value::Integer(limit as i64));
-        let side = if pending { "t.seq > ?" } else { "t.seq <= ?" };
-        let sql = format!(
-            "SELECT t.seq, t.order_id, t.status, t.certificate_id, t.previous_status, t.seen_at
-             FROM transitions t WHERE {side}{filter}
-               AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.sink = ? AND o.seq = t.seq)
-             ORDER BY t.seq DESC LIMIT ?"
-        );
-        let mut stmt = self
-            .conn
-            .prepare(&sql)
-            .map_err(|e| self.err("preparing the ledger query", e))?;
-        let rows = stmt
-            .query_map(params_from_iter(args), |r| TransitionRow::from_row(r, 0))
-            .map_err(|e| self.err("reading the ledger", e))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(|e| self.err("reading the ledger", e))
+        assert!(some.wants("ISSUED"));
+        assert!(!some.wants("pending"));
     }
 }

@@ -3,91 +3,12 @@
 use rusqlite::params_from_iter;
 use rusqlite::types::Value;
 
-use super::record::{TRANSITION_COLUMNS, TransitionRow};
-use super::route::SinkRoute;
-use super::{Db, StoreError};
-
-/// Which transitions `orderwatch events` lists.
-#[derive(Debug, Clone, Default)]
-pub struct EventFilter {
-    pub order_id: Option<i64>,
-    pub status: Option<String>,
-    /// Seen at or after (unix ms).
-    pub since: Option<i64>,
-    pub limit: usize,
-}
-
-/// A delivery's state in the ledger.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeliveryState {
-    Pending,
-    Delivered,
-    Dead,
-}
-
-impl DeliveryState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryState::Pending => "pending",
-            DeliveryState::Delivered => "delivered",
-            DeliveryState::Dead => "dead",
-        }
-    }
-
-    fn parse(s: &str) -> DeliveryState {
-        match s {
-            "delivered" => DeliveryState::Delivered,
-            "dead" => DeliveryState::Dead,
-            _ => DeliveryState::Pending,
-        }
-    }
-}
-
-/// Which ledger rows `orderwatch deliveries` lists.
-#[derive(Debug, Clone, Default)]
-pub struct DeliveryFilter {
-    pub sink: Option<String>,
-    pub state: Option<DeliveryState>,
-    pub limit: usize,
-    /// The configured sinks: in-order sinks keep no row for an event that
-    /// went out at the first try (or waits after their cursor), so the
-    /// ledger derives those from their cursor. Without them only stored
-    /// rows are listed.
-    pub routes: Vec<SinkRoute>,
-}
-
-/// One row of the delivery ledger.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeliveryRow {
-    pub sink: String,
-    /// The transition's recording order.
-    pub seq: i64,
-    pub order_id: i64,
-    pub status: String,
-    pub state: DeliveryState,
-    pub attempts: u32,
-    pub created_at: i64,
-    pub next_attempt_at: i64,
-    pub done_at: Option<i64>,
-    pub last_error: Option<String>,
-}
-
-impl DeliveryRow {
-    pub fn event_id(&self) -> String {
-        crate::transition::event_id(self.order_id, &self.status)
-    }
-}
-
-/// Outbox figures of one sink, for metrics and status lines.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SinkStats {
-    pub sink: String,
-    pub pending: u64,
-    pub dead: u64,
-    /// Creation time of the oldest pending delivery (unix ms).
-    pub oldest_pending: Option<i64>,
-    pub paused: bool,
-}
+use super::Db;
+use super::rows::{TRANSITION_COLUMNS, transition};
+use crate::store::{
+    DeliveryFilter, DeliveryRow, DeliveryState, EventFilter, SinkRoute, SinkStats, StoreError,
+};
+use crate::transition::TransitionRow;
 
 impl Db {
     /// Transitions, newest first.
@@ -113,7 +34,7 @@ impl Db {
             .prepare(&sql)
             .map_err(|e| self.err("preparing the event query", e))?;
         let rows = stmt
-            .query_map(params_from_iter(args), |r| TransitionRow::from_row(r, 0))
+            .query_map(params_from_iter(args), |r| transition(r, 0))
             .map_err(|e| self.err("reading events", e))?;
         rows.collect::<Result<_, _>>()
             .map_err(|e| self.err("reading events", e))

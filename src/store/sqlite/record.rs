@@ -1,68 +1,18 @@
 //! Recording one window's answer: dedupe, transitions, outbox rows and the
 //! cursor, in one transaction.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-pub use crate::transition::{OrderChange, TransitionRow};
 use rusqlite::{OptionalExtension, params};
 
-use super::route::{SinkRoute, cursor_of};
-use super::{Db, StoreError};
-use crate::config::SinkConfig;
-
-/// The columns [`TransitionRow::from_row`] reads, in order.
-pub(super) const TRANSITION_COLUMNS: &str =
-    "seq, order_id, status, certificate_id, previous_status, seen_at";
-
-impl TransitionRow {
-    /// Reads [`TRANSITION_COLUMNS`] starting at column `first`.
-    pub(super) fn from_row(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<TransitionRow> {
-        Ok(TransitionRow {
-            seq: r.get(first)?,
-            order_id: r.get(first + 1)?,
-            status: r.get(first + 2)?,
-            certificate_id: r.get(first + 3)?,
-            previous_status: r.get(first + 4)?,
-            seen_at: r.get(first + 5)?,
-        })
-    }
-}
-
-/// What recording a window did.
-#[derive(Debug, Default, Clone)]
-pub struct RecordSummary {
-    /// Orders in the answer.
-    pub seen: usize,
-    /// New transitions by status.
-    pub new_by_status: BTreeMap<String, u64>,
-    /// The first few new transitions, for the log.
-    pub sample: Vec<TransitionRow>,
-    /// Outbox rows written.
-    pub queued: u64,
-}
-
-impl RecordSummary {
-    pub fn new_transitions(&self) -> u64 {
-        self.new_by_status.values().sum()
-    }
-
-    /// Adds up the summary of another chunk of the same window.
-    pub fn absorb(&mut self, other: RecordSummary) {
-        self.seen += other.seen;
-        self.queued += other.queued;
-        for (status, n) in other.new_by_status {
-            *self.new_by_status.entry(status).or_default() += n;
-        }
-        let room = SAMPLE.saturating_sub(self.sample.len());
-        self.sample.extend(other.sample.into_iter().take(room));
-    }
-}
-
-/// How many new transitions a summary keeps for logging one line each.
-pub const SAMPLE: usize = 100;
+use super::Db;
+use super::db::classify;
+use super::rows::{cursor_of, status_clause};
+use crate::store::{RecordSummary, SAMPLE, SinkRoute, StoreError};
+use crate::transition::{OrderChange, TransitionRow};
 
 impl Db {
     /// The cursor: every change up to this instant has been seen.
@@ -83,9 +33,9 @@ impl Db {
         changes: &[OrderChange],
         cursor: DateTime<Utc>,
         seen_at: DateTime<Utc>,
-        sinks: &[SinkConfig],
+        routes: &[SinkRoute],
     ) -> Result<RecordSummary, StoreError> {
-        self.record_chunk(changes, Some(cursor), seen_at, sinks)
+        self.record_chunk(changes, Some(cursor), seen_at, routes)
     }
 
     /// Records one chunk of a window in one transaction; only the window's
@@ -101,12 +51,11 @@ impl Db {
         changes: &[OrderChange],
         cursor: Option<DateTime<Utc>>,
         seen_at: DateTime<Utc>,
-        sinks: &[SinkConfig],
+        routes: &[SinkRoute],
     ) -> Result<RecordSummary, StoreError> {
         let path: &std::path::Path = &self.path;
-        let err = move |context: &'static str| move |e| super::classify(path, context, e);
+        let err = move |context: &'static str| move |e| classify(path, context, e);
         let seen_ms = seen_at.timestamp_millis();
-        let routes: Vec<SinkRoute> = sinks.iter().map(SinkRoute::from).collect();
         let mut summary = RecordSummary {
             seen: changes.len(),
             ..RecordSummary::default()
@@ -116,7 +65,7 @@ impl Db {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(err("starting the cycle transaction"))?;
         {
-            prepare_routes(&tx, &routes, seen_ms).map_err(err("setting up the sinks' queues"))?;
+            prepare_routes(&tx, routes, seen_ms).map_err(err("setting up the sinks' queues"))?;
             let known = KnownStatuses::load(&tx, changes).map_err(err("looking up orders"))?;
             let mut insert_transition = tx
                 .prepare_cached(
@@ -151,14 +100,14 @@ impl Db {
                     fresh.rows.push(change);
                     if fresh.rows.len() == FreshOrders::BATCH {
                         fresh
-                            .flush(&tx, seen_ms, &routes, &mut summary)
+                            .flush(&tx, seen_ms, routes, &mut summary)
                             .map_err(err("recording new orders"))?;
                     }
                     continue;
                 }
                 // Keep recording order: everything before this goes in first.
                 fresh
-                    .flush(&tx, seen_ms, &routes, &mut summary)
+                    .flush(&tx, seen_ms, routes, &mut summary)
                     .map_err(err("recording new orders"))?;
                 let inserted = insert_transition
                     .execute(params![
@@ -186,7 +135,7 @@ impl Db {
                 }
                 queue(
                     &tx,
-                    &routes,
+                    routes,
                     seq,
                     change,
                     previous.as_deref(),
@@ -196,7 +145,7 @@ impl Db {
                 .map_err(err("queueing a delivery"))?;
             }
             fresh
-                .flush(&tx, seen_ms, &routes, &mut summary)
+                .flush(&tx, seen_ms, routes, &mut summary)
                 .map_err(err("recording new orders"))?;
             if let Some(cursor) = cursor {
                 tx.execute(
@@ -354,7 +303,7 @@ fn prepare_routes(
             rusqlite::types::Value::Integer(now),
             rusqlite::types::Value::Integer(cursor),
         ];
-        let filter = route.status_clause(&mut args);
+        let filter = status_clause(route, &mut args);
         tx.execute(
             &format!(
                 "INSERT INTO outbox (sink, seq, order_id, created_at, next_attempt_at)

@@ -3,63 +3,10 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::record::TransitionRow;
-use super::route::cursor_of;
-use super::{Db, StoreError};
-use crate::config::SinkConfig;
-
-/// A pending delivery with the transition it carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboxEntry {
-    pub attempts: u32,
-    /// When it was queued (unix ms).
-    pub created_at: i64,
-    /// When its first attempt failed (unix ms): the give-up clock runs from
-    /// here, so a delivery that waited in the outbox (daemon stopped, sink
-    /// paused) still gets its full `give_up_after` of retries.
-    pub first_failure_at: Option<i64>,
-    pub transition: TransitionRow,
-}
-
-impl OutboxEntry {
-    pub fn seq(&self) -> i64 {
-        self.transition.seq
-    }
-    pub fn order_id(&self) -> i64 {
-        self.transition.order_id
-    }
-}
-
-/// The result of one attempt, as the ledger records it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Mark {
-    Delivered,
-    Retry { next_attempt_at: i64, error: String },
-    Dead { error: String },
-}
-
-/// Which deliveries `orderwatch redeliver` queues again.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Redeliver {
-    /// One event, by its id `"{order_id}:{status}"`.
-    Event { order_id: i64, status: String },
-    /// Every dead delivery of the sink.
-    Dead,
-    /// Every event first seen at or after this instant (unix ms).
-    Since(i64),
-}
-
-const ENTRY_COLUMNS: &str = "o.attempts, o.created_at, o.first_failure_at,
-    t.seq, t.order_id, t.status, t.certificate_id, t.previous_status, t.seen_at";
-
-fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxEntry> {
-    Ok(OutboxEntry {
-        attempts: r.get(0)?,
-        created_at: r.get(1)?,
-        first_failure_at: r.get(2)?,
-        transition: TransitionRow::from_row(r, 3)?,
-    })
-}
+use super::Db;
+use super::db::classify;
+use super::rows::{ENTRY_COLUMNS, cursor_of, entry};
+use crate::store::{Mark, OutboxEntry, Redeliver, SinkRoute, StoreError};
 
 impl Db {
     /// Pending deliveries of `sink` that are due at `now`, oldest first, and
@@ -108,7 +55,7 @@ impl Db {
     /// dead) and then moves the cursor, so the row carries it from there.
     pub fn mark(&mut self, sink: &str, marks: &[(i64, Mark)], now: i64) -> Result<(), StoreError> {
         let path: &std::path::Path = &self.path;
-        let err = move |context: &'static str| move |e| super::classify(path, context, e);
+        let err = move |context: &'static str| move |e| classify(path, context, e);
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -314,12 +261,12 @@ impl Db {
     /// deliveries were queued.
     pub fn redeliver(
         &mut self,
-        sink: &SinkConfig,
+        sink: &SinkRoute,
         what: &Redeliver,
         now: i64,
     ) -> Result<usize, StoreError> {
         let path: &std::path::Path = &self.path;
-        let err = move |context: &'static str| move |e| super::classify(path, context, e);
+        let err = move |context: &'static str| move |e| classify(path, context, e);
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -395,176 +342,5 @@ impl Db {
         };
         tx.commit().map_err(err("committing the redelivery"))?;
         Ok(count)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-    use std::time::Duration;
-
-    use chrono::DateTime;
-
-    use super::*;
-    use crate::config::{DeliveryPolicy, SinkKind};
-    use crate::store::OrderChange;
-
-    const T0: i64 = 1_800_000_000_000;
-
-    /// A webhook sink: one outbox row per event.
-    fn sink(name: &str) -> SinkConfig {
-        SinkConfig {
-            name: name.into(),
-            statuses: None,
-            kind: SinkKind::Webhook {
-                url: crate::config::RedactedUrl::new(
-                    reqwest::Url::parse("http://127.0.0.1:9/hook").unwrap(),
-                ),
-                secret: crate::config::SecretSource::Env("UNUSED".into()),
-                timeout: Duration::from_secs(1),
-                concurrency: 8,
-            },
-            retry: DeliveryPolicy {
-                backoff_initial: Duration::from_secs(1),
-                backoff_max: Duration::from_secs(10),
-                give_up_after: Duration::from_secs(100),
-            },
-        }
-    }
-
-    /// A store with one transition (order 1, "issued") seen at `T0`, queued for sink "a".
-    fn one_row() -> (tempfile::TempDir, Db, i64) {
-        let dir = tempfile::tempdir().unwrap();
-        let mut db = Db::open(&dir.path().join("ow.db")).unwrap();
-        let at = DateTime::from_timestamp_millis(T0).unwrap();
-        let change = OrderChange {
-            order_id: 1,
-            certificate_id: Some(11),
-            status: Arc::from("issued"),
-        };
-        db.record_window(&[change], at, at, &[sink("a")]).unwrap();
-        let seq = db.due("a", T0, 10).unwrap()[0].seq();
-        (dir, db, seq)
-    }
-
-    fn retry(db: &mut Db, seq: i64, now: i64, next: i64) {
-        let mark = Mark::Retry {
-            next_attempt_at: next,
-            error: "HTTP 503 Service Unavailable: busy".into(),
-        };
-        db.mark("a", &[(seq, mark)], now).unwrap();
-    }
-
-    #[test]
-    fn the_first_failure_is_remembered_across_retries() {
-        let (_d, mut db, seq) = one_row();
-        retry(&mut db, seq, T0 + 5, T0 + 10);
-        retry(&mut db, seq, T0 + 20, T0 + 30);
-        let e = &db.due("a", T0 + 30, 10).unwrap()[0];
-        assert_eq!((e.attempts, e.first_failure_at), (2, Some(T0 + 5)));
-    }
-
-    #[test]
-    fn expire_counts_from_the_first_failure_and_keeps_the_last_error() {
-        let (_d, mut db, seq) = one_row();
-        retry(&mut db, seq, T0 + 50, T0 + 60);
-        // Queued before the cutoff, but failing only since after it: kept.
-        assert_eq!(db.expire("a", T0 + 50, "gave up", T0 + 200).unwrap(), 0);
-        assert_eq!(db.expire("a", T0 + 51, "gave up", T0 + 200).unwrap(), 1);
-        let row = &db
-            .deliveries(&crate::store::DeliveryFilter {
-                sink: Some("a".into()),
-                state: None,
-                limit: 10,
-                routes: Vec::new(),
-            })
-            .unwrap()[0];
-        assert_eq!(
-            row.last_error.as_deref(),
-            Some("gave up: HTTP 503 Service Unavailable: busy")
-        );
-    }
-
-    #[test]
-    fn a_2xx_for_a_row_given_up_meanwhile_marks_it_delivered() {
-        let (_d, mut db, seq) = one_row();
-        assert_eq!(db.expire("a", T0 + 1, "gave up", T0 + 2).unwrap(), 1);
-        // A late failure does not revive it...
-        retry(&mut db, seq, T0 + 3, T0 + 4);
-        assert_eq!(db.next_due("a").unwrap(), None);
-        // ...but a late success is the truth.
-        db.mark("a", &[(seq, Mark::Delivered)], T0 + 5).unwrap();
-        let stats = db
-            .sink_stats(&[crate::store::SinkRoute::from(&sink("a"))])
-            .unwrap();
-        assert_eq!((stats[0].pending, stats[0].dead), (0, 0));
-    }
-
-    #[test]
-    fn requeued_rows_are_told_apart_from_rows_the_poller_queued() {
-        let (_d, mut db, seq) = one_row();
-        assert!(
-            !db.requeued_since("a", 0).unwrap(),
-            "a fresh row is not a requeue"
-        );
-        db.mark(
-            "a",
-            &[(
-                seq,
-                Mark::Dead {
-                    error: "HTTP 400".into(),
-                },
-            )],
-            T0 + 1,
-        )
-        .unwrap();
-        assert_eq!(
-            db.redeliver(&sink("a"), &Redeliver::Dead, T0 + 100)
-                .unwrap(),
-            1
-        );
-        assert!(db.requeued_since("a", T0 + 100).unwrap());
-        assert!(
-            !db.requeued_since("a", T0 + 101).unwrap(),
-            "only since the given time"
-        );
-        // Once tried again it is an ordinary retry.
-        retry(&mut db, seq, T0 + 150, T0 + 160);
-        assert!(!db.requeued_since("a", T0 + 100).unwrap());
-    }
-
-    #[test]
-    fn retry_now_pulls_backed_off_rows_forward_only() {
-        let (_d, mut db, seq) = one_row();
-        retry(&mut db, seq, T0 + 1, T0 + 3_600_000);
-        assert!(db.due("a", T0 + 2, 10).unwrap().is_empty());
-        assert_eq!(db.retry_now("a", T0 + 2).unwrap(), 1);
-        assert_eq!(db.due("a", T0 + 2, 10).unwrap().len(), 1);
-        assert_eq!(
-            db.retry_now("a", T0 + 2).unwrap(),
-            0,
-            "nothing later than now"
-        );
-    }
-
-    #[test]
-    fn a_pause_is_stored_with_its_time_and_lifted_by_redeliver() {
-        let (_d, mut db, _) = one_row();
-        assert_eq!(db.paused_since("a").unwrap(), None);
-        db.pause("a", "HTTP 410 Gone", T0 + 7).unwrap();
-        assert_eq!(
-            db.paused_since("a").unwrap(),
-            Some((T0 + 7, "HTTP 410 Gone".to_string()))
-        );
-        db.redeliver(
-            &sink("a"),
-            &Redeliver::Event {
-                order_id: 1,
-                status: "issued".into(),
-            },
-            T0 + 8,
-        )
-        .unwrap();
-        assert_eq!(db.paused_since("a").unwrap(), None);
     }
 }

@@ -1,0 +1,59 @@
+//! Why the store cannot be used, with what to do about it. One error type
+//! for every backend: callers decide what to do by what went wrong (full,
+//! read-only, corrupt, locked), never by which database said so.
+
+use std::path::PathBuf;
+
+/// A store failure. Every message names the store and says what to do.
+///
+/// Fields holding the underlying error are not named `source` on purpose:
+/// the message shows them already, and a source would make `{:#}` print
+/// them twice.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "cannot open store {path}: {error}; check that the directory exists and is writable by the orderwatch user"
+    )]
+    Open {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error(
+        "store {path} is in use by another orderwatch daemon (lock file {lock} is held); stop the other daemon or point [store] path elsewhere"
+    )]
+    Locked { path: PathBuf, lock: PathBuf },
+    #[error(
+        "store {path} is not a SQLite database or is corrupted ({detail}); move it aside (a new store starts again from initial_lookback) or restore a backup"
+    )]
+    Corrupt { path: PathBuf, detail: String },
+    #[error(
+        "store {path} has schema version {found}, newer than the {supported} this orderwatch understands; upgrade orderwatch or use a backup made by this version"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    #[error("store {path} is read-only; make it and its directory writable by the orderwatch user")]
+    ReadOnly { path: PathBuf },
+    #[error("store {path}: the disk is full; free space, nothing recorded so far was lost")]
+    Full { path: PathBuf },
+    /// An I/O error or failure to open a file the database needs: the disk,
+    /// its free space or permissions.
+    #[error(
+        "store {path}: {context}: {error}; check the disk (free space, errors in the kernel log) and that the store's directory is writable by the orderwatch user"
+    )]
+    Io {
+        path: PathBuf,
+        context: &'static str,
+        error: String,
+    },
+    #[error("store {path}: {context}: {error}")]
+    Sql {
+        path: PathBuf,
+        context: &'static str,
+        error: String,
+    },
+    #[error("store task failed: {0}")]
+    Task(String),
+}

@@ -1,0 +1,204 @@
+//! The SQLite store, orderwatch's embedded default: one file, WAL mode, a
+//! lock file beside it for the single daemon.
+//!
+//! [`Db`] is a synchronous connection on which every query lives; its
+//! methods are spread over one file per concern (recording, the outbox, the
+//! in-order sinks' cursors, read-only views). [`SqliteStore`] implements the
+//! async [`Store`] contract with two connections, one that writes
+//! (recording, ledger updates) and one that only reads (what is due,
+//! statistics), each used on tokio's blocking pool so SQLite never blocks
+//! the runtime. WAL lets the reader work while the writer holds a long
+//! transaction, so a sink reads and delivers a big catch-up on one core
+//! while the poller records the rest of it on the other. Other processes
+//! (`orderwatch events`, `deliveries`, `redeliver`) open the same file
+//! beside a running daemon.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+mod db;
+mod outbox;
+mod query;
+mod record;
+mod route;
+mod rows;
+#[cfg(test)]
+mod tests;
+
+pub use db::{DaemonLock, Db, SCHEMA_VERSION, lock_for_daemon};
+
+use crate::store::{
+    Chunk, DeliveryFilter, DeliveryRow, EventFilter, Mark, OutboxEntry, Pause, RecordSummary,
+    Redeliver, Routes, SinkRoute, SinkStats, Store, StoreError, StoreReport,
+};
+use crate::transition::TransitionRow;
+
+/// The SQLite backend of [`Store`].
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Arc<Mutex<Db>>,
+    reader: Arc<Mutex<Db>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating with mode 0600 and migrating if needed) the store and
+    /// its reading connection. Blocking.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let writer = Db::open(path)?;
+        let reader = Db::open_reader(path)?;
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            writer: Arc::new(Mutex::new(writer)),
+            reader: Arc::new(Mutex::new(reader)),
+        })
+    }
+
+    /// Runs `f` on the blocking pool with the writing connection.
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Db) -> Result<T, StoreError> + Send + 'static,
+    {
+        on(Arc::clone(&self.writer), f).await
+    }
+
+    /// Runs a read-only `f` on the blocking pool with the reading
+    /// connection; it sees everything committed before it starts.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Db) -> Result<T, StoreError> + Send + 'static,
+    {
+        on(Arc::clone(&self.reader), move |db| f(db)).await
+    }
+}
+
+async fn on<T, F>(conn: Arc<Mutex<Db>>, f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Db) -> Result<T, StoreError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(move || {
+        // A panic while holding the lock leaves the connection usable.
+        let mut guard = conn.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut guard)
+    })
+    .await
+    .map_err(|e| StoreError::Task(e.to_string()))?
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    async fn cursor(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.write(|db| db.cursor()).await
+    }
+
+    async fn record(&self, chunk: Chunk, routes: Routes) -> Result<RecordSummary, StoreError> {
+        self.write(move |db| db.record_chunk(chunk.changes(), chunk.cursor, chunk.seen_at, &routes))
+            .await
+    }
+
+    async fn due(
+        &self,
+        route: &SinkRoute,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let route = route.clone();
+        self.read(move |db| db.due_for(&route, now, limit)).await
+    }
+
+    async fn next_due(&self, route: &SinkRoute) -> Result<Option<i64>, StoreError> {
+        let route = route.clone();
+        self.read(move |db| db.next_due_for(&route)).await
+    }
+
+    async fn mark(&self, sink: &str, marks: Vec<(i64, Mark)>, now: i64) -> Result<(), StoreError> {
+        let sink = sink.to_string();
+        self.write(move |db| db.mark(&sink, &marks, now)).await
+    }
+
+    async fn expire(
+        &self,
+        sink: &str,
+        cutoff: i64,
+        error: &str,
+        now: i64,
+    ) -> Result<usize, StoreError> {
+        let (sink, error) = (sink.to_string(), error.to_string());
+        self.write(move |db| db.expire(&sink, cutoff, &error, now))
+            .await
+    }
+
+    async fn retry_now(&self, sink: &str, now: i64) -> Result<usize, StoreError> {
+        let sink = sink.to_string();
+        self.write(move |db| db.retry_now(&sink, now)).await
+    }
+
+    async fn requeued_since(&self, sink: &str, since: i64) -> Result<bool, StoreError> {
+        let sink = sink.to_string();
+        self.read(move |db| db.requeued_since(&sink, since)).await
+    }
+
+    async fn pause(&self, sink: &str, reason: &str, now: i64) -> Result<(), StoreError> {
+        let (sink, reason) = (sink.to_string(), reason.to_string());
+        self.write(move |db| db.pause(&sink, &reason, now)).await
+    }
+
+    async fn pause_of(&self, sink: &str) -> Result<Option<Pause>, StoreError> {
+        let sink = sink.to_string();
+        self.read(move |db| {
+            Ok(db
+                .paused_since(&sink)?
+                .map(|(since, reason)| Pause { since, reason }))
+        })
+        .await
+    }
+
+    async fn redeliver(
+        &self,
+        route: &SinkRoute,
+        what: &Redeliver,
+        now: i64,
+    ) -> Result<usize, StoreError> {
+        let (route, what) = (route.clone(), what.clone());
+        self.write(move |db| db.redeliver(&route, &what, now)).await
+    }
+
+    async fn events(&self, filter: &EventFilter) -> Result<Vec<TransitionRow>, StoreError> {
+        let filter = filter.clone();
+        self.read(move |db| db.events(&filter)).await
+    }
+
+    async fn deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<DeliveryRow>, StoreError> {
+        let filter = filter.clone();
+        self.read(move |db| db.deliveries(&filter)).await
+    }
+
+    async fn sink_stats(&self, routes: &[SinkRoute]) -> Result<Vec<SinkStats>, StoreError> {
+        let routes = routes.to_vec();
+        self.read(move |db| db.sink_stats(&routes)).await
+    }
+
+    async fn report(&self, deep: bool) -> Result<StoreReport, StoreError> {
+        let location = self.location();
+        self.read(move |db| {
+            Ok(StoreReport {
+                location,
+                schema_version: db.schema_version()?,
+                transitions: db.transition_count()?,
+                cursor: db.cursor()?,
+                damage: if deep { db.quick_check()? } else { None },
+            })
+        })
+        .await
+    }
+}

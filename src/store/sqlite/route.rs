@@ -1,0 +1,155 @@
+//! Which transitions belong to a sink, and the cursor of in-order sinks.
+//!
+//! A webhook sink keeps one outbox row per event: its deliveries run
+//! concurrently and each has its own retry schedule. A file or stdout sink
+//! delivers in recorded order, one batch at a time, so "everything after seq
+//! N is pending" says the same with no row at all. Such a sink keeps a
+//! cursor (`sinks.delivered_through`) and its pending deliveries are
+//! *virtual*: the transitions after the cursor that its filter takes. Rows
+//! are written only when one event needs remembering (a failure, a dead
+//! letter, a redelivery), and while any such row is pending the virtual ones
+//! wait behind it, so order is kept. This is what lets a million-event
+//! catch-up reach a file at the speed of the disk.
+
+use rusqlite::params_from_iter;
+use rusqlite::types::Value;
+
+use super::Db;
+use super::rows::{TRANSITION_COLUMNS, cursor_of, status_clause, transition};
+use crate::store::{OutboxEntry, SinkRoute, StoreError};
+use crate::transition::TransitionRow;
+
+impl Db {
+    /// The cursor of an in-order sink: every transition up to this seq has
+    /// been delivered or has an outbox row. `None` for row-per-event sinks.
+    pub fn delivered_through(&self, sink: &str) -> Result<Option<i64>, StoreError> {
+        cursor_of(&self.conn, sink).map_err(|e| self.err("reading the sink cursor", e))
+    }
+
+    fn has_pending_rows(&self, sink: &str) -> Result<bool, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM outbox WHERE sink = ?1 AND state = 'pending')",
+                [sink],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err("looking for pending deliveries", e))
+    }
+
+    /// What `route` should deliver now: due outbox rows first; for an
+    /// in-order sink with none pending at all, the transitions after its
+    /// cursor, oldest first.
+    pub fn due_for(
+        &self,
+        route: &SinkRoute,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let rows = self.due(&route.name, now, limit)?;
+        if !rows.is_empty() || !route.by_cursor {
+            return Ok(rows);
+        }
+        let Some(cursor) = self.delivered_through(&route.name)? else {
+            return Ok(rows);
+        };
+        if self.has_pending_rows(&route.name)? {
+            // Older events wait in their backoff; newer ones queue behind.
+            return Ok(rows);
+        }
+        self.after_cursor(route, cursor, limit)
+    }
+
+    /// The transitions after `cursor` that `route` takes, as untried entries.
+    fn after_cursor(
+        &self,
+        route: &SinkRoute,
+        cursor: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let mut args = vec![Value::Integer(cursor)];
+        let filter = status_clause(route, &mut args);
+        args.push(Value::Integer(limit as i64));
+        let sql = format!(
+            "SELECT {TRANSITION_COLUMNS} FROM transitions WHERE seq > ?{filter} ORDER BY seq LIMIT ?"
+        );
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql)
+            .map_err(|e| self.err("preparing the cursor query", e))?;
+        let rows = stmt
+            .query_map(params_from_iter(args), |r| {
+                let transition = transition(r, 0)?;
+                Ok(OutboxEntry {
+                    attempts: 0,
+                    created_at: transition.seen_at,
+                    first_failure_at: None,
+                    transition,
+                })
+            })
+            .map_err(|e| self.err("reading transitions after the cursor", e))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(|e| self.err("reading transitions after the cursor", e))
+    }
+
+    /// When `route`'s next delivery falls due (unix ms); 0 for "now".
+    pub fn next_due_for(&self, route: &SinkRoute) -> Result<Option<i64>, StoreError> {
+        let next = self.next_due(&route.name)?;
+        if next.is_some() || !route.by_cursor {
+            return Ok(next);
+        }
+        Ok(self.after_cursor_stats(route)?.map(|_| 0))
+    }
+
+    /// For an in-order sink: how many transitions wait after its cursor, and
+    /// the first-seen time of the oldest. `None` if none (or no cursor).
+    pub fn after_cursor_stats(&self, route: &SinkRoute) -> Result<Option<(u64, i64)>, StoreError> {
+        if !route.by_cursor {
+            return Ok(None);
+        }
+        let Some(cursor) = self.delivered_through(&route.name)? else {
+            return Ok(None);
+        };
+        let mut args = vec![Value::Integer(cursor)];
+        let filter = status_clause(route, &mut args);
+        let sql = format!("SELECT count(*), min(seen_at) FROM transitions WHERE seq > ?{filter}");
+        let (count, oldest): (i64, Option<i64>) = self
+            .conn
+            .query_row(&sql, params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.err("counting transitions after the cursor", e))?;
+        Ok(oldest.filter(|_| count > 0).map(|o| (count as u64, o)))
+    }
+
+    /// Transitions after the cursor of in-order sink `route`, newest first,
+    /// for the ledger (`delivered` when at or before the cursor and without a
+    /// row of their own, `pending` after it).
+    pub(super) fn cursor_ledger(
+        &self,
+        route: &SinkRoute,
+        pending: bool,
+        limit: usize,
+    ) -> Result<Vec<TransitionRow>, StoreError> {
+        let Some(cursor) = self.delivered_through(&route.name)? else {
+            return Ok(Vec::new());
+        };
+        let mut args = vec![Value::Integer(cursor)];
+        let filter = status_clause(route, &mut args);
+        args.push(Value::Text(route.name.clone()));
+        args.push(Value::Integer(limit as i64));
+        let side = if pending { "t.seq > ?" } else { "t.seq <= ?" };
+        let sql = format!(
+            "SELECT t.seq, t.order_id, t.status, t.certificate_id, t.previous_status, t.seen_at
+             FROM transitions t WHERE {side}{filter}
+               AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.sink = ? AND o.seq = t.seq)
+             ORDER BY t.seq DESC LIMIT ?"
+        );
+        let mut stmt = self
+            .conn
+            .prepare(&sql)
+            .map_err(|e| self.err("preparing the ledger query", e))?;
+        let rows = stmt
+            .query_map(params_from_iter(args), |r| transition(r, 0))
+            .map_err(|e| self.err("reading the ledger", e))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(|e| self.err("reading the ledger", e))
+    }
+}
