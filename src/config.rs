@@ -11,16 +11,20 @@
 //! Every problem names the file and the key; all problems of a file are reported
 //! at once so an operator fixes a config in one round trip, not five.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub mod field;
 mod raw;
-mod secret;
+pub mod secret;
+mod sinks;
+pub mod table;
 mod validate;
 
+pub use field::{MAX_DURATION, Problem, RedactedUrl, dir_writable, parent_dir, sink_key};
 pub use secret::{Secret, SecretSource};
+pub use sinks::SinkConfig;
 
 use raw::RawConfig;
 pub use validate::SizeValue;
@@ -43,11 +47,6 @@ pub const MAX_REQUESTS_PER_MINUTE: u32 = 180;
 pub const API_KEY_CREDENTIAL: &str = "digicert-api-key";
 /// The environment variable the API key is read from by default.
 pub const DEFAULT_API_KEY_ENV: &str = "DIGICERT_API_KEY";
-/// No duration in a config may be longer than this. Anything longer is a
-/// typo, and would overflow the clock arithmetic built on it (a first
-/// start looking back `initial_lookback = "18446744073709551615s"` cannot
-/// even name its first day).
-pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// A fully validated configuration.
 #[derive(Debug, Clone)]
@@ -98,101 +97,6 @@ pub struct StoreConfig {
 #[derive(Debug, Clone)]
 pub struct MetricsConfig {
     pub listen: SocketAddr,
-}
-
-/// One `[[sinks]]` entry.
-#[derive(Debug, Clone)]
-pub struct SinkConfig {
-    pub name: String,
-    /// Lower-case statuses this sink wants; `None` means all.
-    pub statuses: Option<Vec<String>>,
-    pub kind: SinkKind,
-    pub retry: DeliveryPolicy,
-}
-
-impl SinkConfig {
-    /// Whether an event with this status goes to this sink.
-    pub fn wants(&self, status: &str) -> bool {
-        match &self.statuses {
-            None => true,
-            Some(list) => list.iter().any(|s| s.eq_ignore_ascii_case(status)),
-        }
-    }
-}
-
-/// How failed deliveries are retried and when they are given up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DeliveryPolicy {
-    pub backoff_initial: Duration,
-    pub backoff_max: Duration,
-    pub give_up_after: Duration,
-}
-
-/// What a sink does with an event.
-#[derive(Debug, Clone)]
-pub enum SinkKind {
-    Stdout,
-    File {
-        path: PathBuf,
-    },
-    Webhook {
-        url: RedactedUrl,
-        secret: SecretSource,
-        timeout: Duration,
-        concurrency: usize,
-    },
-}
-
-/// A URL that may carry credentials (`https://user:pass@host/?token=...`).
-/// `Display` and `Debug` hide the user, password and query so none reaches a log.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RedactedUrl(reqwest::Url);
-
-impl RedactedUrl {
-    pub fn new(url: reqwest::Url) -> RedactedUrl {
-        RedactedUrl(url)
-    }
-    /// The real URL, for the HTTP client only.
-    pub fn expose(&self) -> &reqwest::Url {
-        &self.0
-    }
-}
-
-impl fmt::Display for RedactedUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut shown = self.0.clone();
-        // A user name can be a token too (https://TOKEN@host/).
-        if !shown.username().is_empty() {
-            let _ = shown.set_username("redacted");
-        }
-        if shown.password().is_some() {
-            let _ = shown.set_password(Some("redacted"));
-        }
-        if shown.query().is_some() {
-            shown.set_query(Some("redacted"));
-        }
-        write!(f, "{shown}")
-    }
-}
-
-impl fmt::Debug for RedactedUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "\"{self}\"")
-    }
-}
-
-/// One thing wrong with a config file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// The TOML key, e.g. `poll.max_window` or `sinks[1] ("archive").path`.
-    pub key: String,
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.key, self.message)
-    }
 }
 
 /// Why a configuration could not be used. Always names the file.
@@ -259,35 +163,6 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, before[line_start..].chars().count() + 1)
 }
 
-/// A URL as typed, for an error message: the part before the last `@` of
-/// the authority (`user:password@`) and the query are hidden, because the
-/// text could not be parsed and may still carry credentials.
-pub(crate) fn shown_url(text: &str) -> String {
-    let (scheme, rest) = match text.find("://") {
-        Some(i) => text.split_at(i + 3),
-        None => ("", text),
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    let authority = match authority.rfind('@') {
-        Some(i) => format!("[redacted]{}", &authority[i..]),
-        None => authority.to_string(),
-    };
-    let path = match path.find('?') {
-        Some(i) => format!("{}?[redacted]", &path[..i]),
-        None => path.to_string(),
-    };
-    format!("{:?}", format!("{scheme}{authority}{path}"))
-}
-
-/// The key of a sink's setting in messages: `sinks[1] ("archive").path`.
-pub fn sink_key(index: usize, name: Option<&str>, key: &str) -> String {
-    match name {
-        Some(n) => format!("sinks[{index}] ({n:?}).{key}"),
-        None => format!("sinks[{index}].{key}"),
-    }
-}
-
 /// Which config file to use: `--config`, then `$ORDERWATCH_CONFIG`, then the default.
 pub fn locate(flag: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
     if let Some(p) = flag {
@@ -328,10 +203,10 @@ impl Config {
         let mut v = Validator::default();
         let config = v.config(raw, path, env);
         match config {
-            Some(c) if v.problems.is_empty() => Ok(c),
+            Some(c) if v.problems.0.is_empty() => Ok(c),
             _ => Err(ConfigError::Invalid {
                 path: path.to_path_buf(),
-                problems: v.problems,
+                problems: v.problems.0,
             }),
         }
     }
@@ -340,8 +215,8 @@ impl Config {
     pub fn secret_sources(&self) -> Vec<(String, &SecretSource)> {
         let mut out = vec![("digicert API key".to_string(), &self.digicert.api_key)];
         for s in &self.sinks {
-            if let SinkKind::Webhook { secret, .. } = &s.kind {
-                out.push((format!("secret of sink \"{}\"", s.name), secret));
+            for (stem, source) in s.settings.secrets() {
+                out.push((format!("{stem} of sink \"{}\"", s.name), source));
             }
         }
         out

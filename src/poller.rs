@@ -1,23 +1,31 @@
-//! One poll cycle: plan the windows since the cursor, fetch each, record each
-//! in one transaction (which also moves the cursor), wake the sinks.
+//! The poller: one cycle ([`Poller::cycle`]) plans the windows since the
+//! cursor, fetches each, records each (which also moves the cursor) and
+//! wakes the sinks; [`Poller::run_until_stopped`] runs cycles on schedule.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
-use crate::certcentral::{ApiError, Client};
+use crate::certcentral::{ApiError, ChangeSource};
 use crate::config::PollConfig;
 use crate::metrics::Metrics;
 use crate::sink::Wake;
 use crate::store::{Chunk, RecordSummary, Routes, SharedStore, StoreError};
-use crate::transition::OrderChange;
-use crate::transition::event_id;
+use crate::transition::{OrderChange, now_ms};
 use crate::window::{PlannedWindow, Window, plan};
 
 /// How often one cycle plans its remaining windows again after its
 /// relative window outgrew the API's 7 days.
 const MAX_REPLANS: u32 = 3;
+/// Orders recorded per transaction.
+const CHUNK: usize = 10_000;
+/// While waiting for the next cycle, tell the watchdog this often that the
+/// wait is deliberate: a long interval is not a hang.
+const IDLE_BEAT: Duration = Duration::from_secs(5);
 
 /// Why a cycle failed. The cursor stays where the last committed window left it.
 #[derive(Debug, thiserror::Error)]
@@ -47,10 +55,28 @@ pub struct CycleReport {
     pub cursor: Option<DateTime<Utc>>,
 }
 
+/// How the last scheduled cycle ended, for whoever shows status (the
+/// daemon's `STATUS=` line) or waits for a cycle (tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LastCycle {
+    /// Cycles run so far, and the report of the last.
+    Ok { cycles: u64, report: CycleReport },
+    /// Cycles run so far, and the error code of the last.
+    Failed { cycles: u64, code: String },
+}
+
+impl LastCycle {
+    pub fn cycles(&self) -> u64 {
+        match self {
+            LastCycle::Ok { cycles, .. } | LastCycle::Failed { cycles, .. } => *cycles,
+        }
+    }
+}
+
 /// Polls CertCentral and records what it finds.
 #[derive(Clone)]
 pub struct Poller {
-    pub client: Client,
+    pub source: Arc<dyn ChangeSource>,
     pub store: SharedStore,
     pub poll: PollConfig,
     pub tz: Tz,
@@ -62,6 +88,51 @@ pub struct Poller {
 }
 
 impl Poller {
+    /// The schedule: a cycle every `interval`, start to start, never two at
+    /// once; a cycle that overruns the interval is followed at once by the
+    /// next, and missed ticks do not pile up. Returns when `stop` is cancelled, abandoning a cycle in
+    /// progress (what it committed stays; the rest is repeated next time).
+    /// Each cycle's end is published on `last`.
+    pub async fn run_until_stopped(
+        &self,
+        stop: CancellationToken,
+        last: watch::Sender<Option<LastCycle>>,
+    ) {
+        let mut ticker = tokio::time::interval(self.poll.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut cycles = 0u64;
+        loop {
+            loop {
+                self.metrics.beat();
+                tokio::select! {
+                    _ = ticker.tick() => break,
+                    _ = tokio::time::sleep(IDLE_BEAT) => {}
+                    _ = stop.cancelled() => return,
+                }
+            }
+            let result = tokio::select! {
+                r = self.cycle() => r,
+                _ = stop.cancelled() => return,
+            };
+            cycles += 1;
+            let outcome = match result {
+                Ok(report) => {
+                    self.metrics.poll_ok(now_ms());
+                    LastCycle::Ok { cycles, report }
+                }
+                Err(e) => {
+                    self.metrics.poll_failed();
+                    tracing::error!(code = %e.code(), error = %e, "poll cycle failed; the cursor stays, retrying at the next interval");
+                    LastCycle::Failed {
+                        cycles,
+                        code: e.code(),
+                    }
+                }
+            };
+            last.send_replace(Some(outcome));
+        }
+    }
+
     /// Runs one cycle. Each window commits on its own, so a long catch-up
     /// that fails half-way keeps the windows it finished.
     ///
@@ -83,16 +154,7 @@ impl Poller {
             };
             let total = done + windows.len();
             if done == 0 && replans == 0 && total > 1 {
-                let from = match next.window {
-                    Window::Absolute { start, .. } | Window::Relative { since: start } => start,
-                };
-                tracing::info!(
-                    windows = total,
-                    from = %from.format("%Y-%m-%dT%H:%M:%SZ"),
-                    "catching up {} in {total} windows of at most {}",
-                    humantime::format_duration(std::time::Duration::from_secs((now - from).num_seconds().max(0) as u64)),
-                    humantime::format_duration(self.poll.max_window),
-                );
+                self.announce_catch_up(&next, total, now);
             }
             report.windows = total;
             match self.window(done, total, &next, &mut report).await {
@@ -118,6 +180,20 @@ impl Poller {
         }
     }
 
+    fn announce_catch_up(&self, next: &PlannedWindow, total: usize, now: DateTime<Utc>) {
+        let from = match next.window {
+            Window::Absolute { start, .. } | Window::Relative { since: start } => start,
+        };
+        let gap = Duration::from_secs((now - from).num_seconds().max(0).unsigned_abs());
+        tracing::info!(
+            windows = total,
+            from = %from.format("%Y-%m-%dT%H:%M:%SZ"),
+            "catching up {} in {total} windows of at most {}",
+            humantime::format_duration(gap),
+            humantime::format_duration(self.poll.max_window),
+        );
+    }
+
     async fn window(
         &self,
         i: usize,
@@ -140,7 +216,7 @@ impl Poller {
                 ),
             }
         }
-        let fetched = self.client.status_changes(&planned.window).await?;
+        let fetched = self.source.status_changes(&planned.window).await?;
         self.metrics.beat();
         let cursor = planned.cursor_after.unwrap_or(fetched.asked_at);
         let summary = self.record(fetched.orders, cursor).await?;
@@ -151,24 +227,7 @@ impl Poller {
         for (status, n) in &summary.new_by_status {
             self.metrics.transitions(status, *n);
         }
-        for t in &summary.sample {
-            tracing::info!(
-                event = %event_id(t.order_id, &t.status),
-                order_id = t.order_id,
-                status = %t.status,
-                previous_status = t.previous_status.as_deref().unwrap_or("-"),
-                "transition"
-            );
-        }
-        let extra = summary
-            .new_transitions()
-            .saturating_sub(summary.sample.len() as u64);
-        if extra > 0 {
-            tracing::info!(
-                count = extra,
-                "and {extra} more transitions (see `orderwatch events`)"
-            );
-        }
+        log_transitions(&summary);
         tracing::trace!(
             window = i + 1,
             requests = fetched.requests,
@@ -184,7 +243,7 @@ impl Poller {
     /// order id (stable, so one order's entries keep their answer order):
     /// sorted chunks are looked up with one range scan and inserted in index
     /// order, and the sinks start delivering after the first chunk. Only the
-    /// last chunk moves the cursor (see `Db::record_chunk`).
+    /// last chunk moves the cursor (see `Store::record`).
     async fn record(
         &self,
         mut orders: Vec<OrderChange>,
@@ -216,5 +275,25 @@ impl Poller {
     }
 }
 
-/// Orders recorded per transaction.
-const CHUNK: usize = 10_000;
+/// One log line per new transition (the first hundred of a window), then a
+/// count of the rest.
+fn log_transitions(summary: &RecordSummary) {
+    for t in &summary.sample {
+        tracing::info!(
+            event = %t.event_id(),
+            order_id = t.order_id,
+            status = %t.status,
+            previous_status = t.previous_status.as_deref().unwrap_or("-"),
+            "transition"
+        );
+    }
+    let extra = summary
+        .new_transitions()
+        .saturating_sub(summary.sample.len() as u64);
+    if extra > 0 {
+        tracing::info!(
+            count = extra,
+            "and {extra} more transitions (see `orderwatch events`)"
+        );
+    }
+}

@@ -15,6 +15,7 @@ use sd_notify::NotifyState;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
+use crate::daemon::Request;
 use crate::metrics::Metrics;
 use crate::store::{SharedStore, SinkRoute};
 use crate::transition::now_ms;
@@ -54,13 +55,6 @@ pub fn reloading() {
 /// How often to ping, if systemd set `WatchdogSec=`: half the timeout.
 pub fn watchdog_interval() -> Option<Duration> {
     sd_notify::watchdog_enabled().map(|d| d / 2)
-}
-
-/// What a signal asks the daemon to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Request {
-    Shutdown,
-    Reload,
 }
 
 /// SIGTERM, SIGINT and SIGHUP as one stream.

@@ -60,6 +60,40 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// The wall clock as the loops read it (unix ms). The daemon runs on the
+/// system clock; tests run the loops on tokio's paused clock, so a retry
+/// schedule of hours is checked in milliseconds and never flakes.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum Clock {
+    #[default]
+    System,
+    /// Unix ms `start_ms` at tokio instant `start`, then tokio's time.
+    Tokio {
+        start_ms: i64,
+        start: tokio::time::Instant,
+    },
+}
+
+impl Clock {
+    /// A clock that follows tokio's (possibly paused) time from now on.
+    pub fn tokio(start_ms: i64) -> Clock {
+        Clock::Tokio {
+            start_ms,
+            start: tokio::time::Instant::now(),
+        }
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        match self {
+            Clock::System => now_ms(),
+            Clock::Tokio { start_ms, start } => {
+                let elapsed = i64::try_from(start.elapsed().as_millis()).unwrap_or(i64::MAX);
+                start_ms.saturating_add(elapsed)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -135,6 +135,22 @@ pub struct Fetched {
     pub requests: u32,
 }
 
+/// Where the poller gets order changes: the CertCentral client, or in
+/// tests a scripted stand-in (the daemon's loops run in-process on tokio's
+/// paused clock, which real network I/O would not survive).
+#[async_trait::async_trait]
+pub trait ChangeSource: Send + Sync {
+    /// Every order of one window, all pages.
+    async fn status_changes(&self, window: &Window) -> Result<Fetched, ApiError>;
+}
+
+#[async_trait::async_trait]
+impl ChangeSource for Client {
+    async fn status_changes(&self, window: &Window) -> Result<Fetched, ApiError> {
+        Client::status_changes(self, window).await
+    }
+}
+
 /// The CertCentral client.
 #[derive(Clone)]
 pub struct Client {

@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use super::{Failure, Outcome, config_path};
-use crate::config::{Config, SecretSource, SinkKind, sink_key};
-use crate::sink::signature::SigningKey;
+use crate::config::{Config, SecretSource, dir_writable, parent_dir};
+use crate::sink;
 use crate::store;
 
 /// Checks that need the environment (secrets, directories, the store).
@@ -84,41 +84,19 @@ pub async fn inspect(config: &Config) -> Result<Vec<String>, Vec<String>> {
         );
     }
     for (i, s) in config.sinks.iter().enumerate() {
-        let key = |k: &str| sink_key(i, Some(&s.name), k);
         let filter = match &s.statuses {
             None => "all statuses".to_string(),
             Some(l) => format!("statuses {}", l.join(", ")),
         };
-        match &s.kind {
-            SinkKind::Stdout => lines.push(format!("sink {}: stdout ({filter})", s.name)),
-            SinkKind::File { path } => match writable(path) {
-                Ok(()) => lines.push(format!("sink {}: file {} ({filter})", s.name, path.display())),
-                Err(e) => problems.push(format!("{}: {:?}: {e}", key("path"), path.display().to_string())),
-            },
-            SinkKind::Webhook {
-                url,
-                secret,
-                timeout,
-                concurrency,
-            } => match secret.load() {
-                Err(e) => problems.push(format!(
-                    "{}: cannot read the signing secret: {e}",
-                    secret_key(&format!("sinks[{i}] ({:?})", s.name), "secret", secret)
-                )),
-                Ok(value) => match SigningKey::from_secret(value.expose()) {
-                    // Never the value: only where it came from and what is wrong.
-                    Err(e) => problems.push(format!(
-                        "{}: {secret} does not hold a Standard Webhooks secret: {e}",
-                        secret_key(&format!("sinks[{i}] ({:?})", s.name), "secret", secret)
-                    )),
-                    Ok(_) => lines.push(format!(
-                        "sink {}: webhook {url} ({filter}; concurrency {concurrency}, timeout {}, give up after {})",
-                        s.name,
-                        humantime::format_duration(*timeout),
-                        humantime::format_duration(s.retry.give_up_after)
-                    )),
-                },
-            },
+        // The same build as `run`, dropped at once: nothing is sent.
+        match sink::build(s, &config.digicert.base_url) {
+            Ok(_) => lines.push(format!(
+                "sink {}: {} ({filter}; give up after {})",
+                s.name,
+                s.settings.describe(),
+                humantime::format_duration(s.policy.give_up_after)
+            )),
+            Err(e) => problems.push(e.render(&format!("sinks[{i}] ({:?})", s.name))),
         }
     }
     if problems.is_empty() {
@@ -135,47 +113,6 @@ fn secret_key(table: &str, stem: &str, source: &SecretSource) -> String {
         SecretSource::Env(_) => format!("{table}.{stem}_env"),
         SecretSource::File(_) => format!("{table}.{stem}_file"),
         SecretSource::Credential { name, .. } => format!("{table} (systemd credential {name:?})"),
-    }
-}
-
-/// The file sink's file can be appended to (or created in its directory).
-fn writable(path: &Path) -> Result<(), String> {
-    if path.exists() {
-        return std::fs::OpenOptions::new()
-            .append(true)
-            .open(path)
-            .map(|_| ())
-            .map_err(|e| format!("cannot be appended to: {e}"));
-    }
-    dir_writable(parent_dir(path))
-}
-
-/// The directory a file lives in (`.` for a bare file name).
-fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    }
-}
-
-/// A new file can be created in `dir`.
-fn dir_writable(dir: &Path) -> Result<(), String> {
-    if !dir.is_dir() {
-        return Err(format!("directory {} does not exist", dir.display()));
-    }
-    // A probe file of our own: tempfile's errors name its random file and
-    // hide the OS error, which is what the operator needs to see.
-    let probe = dir.join(format!(".orderwatch-check-{}", std::process::id()));
-    let created = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&probe);
-    match created {
-        Ok(_) => {
-            let _ = std::fs::remove_file(&probe);
-            Ok(())
-        }
-        Err(e) => Err(format!("directory {} is not writable: {e}", dir.display())),
     }
 }
 
@@ -217,16 +154,5 @@ mod tests {
             secret_key("sinks[0] (\"h\")", "secret", &file),
             "sinks[0] (\"h\").secret_file"
         );
-    }
-
-    #[test]
-    fn a_file_sink_needs_an_existing_writable_directory() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(writable(&dir.path().join("events.jsonl")).is_ok());
-        let err = writable(&dir.path().join("missing").join("events.jsonl")).unwrap_err();
-        assert!(err.contains("does not exist"), "{err}");
-        // A directory where the file should be cannot be appended to.
-        let err = writable(dir.path()).unwrap_err();
-        assert!(err.contains("cannot be appended to"), "{err}");
     }
 }

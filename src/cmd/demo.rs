@@ -1,57 +1,48 @@
 //! `orderwatch demo`: the simulator, the daemon and a stdout sink in one
 //! process, with nothing to configure and nothing left behind.
 
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::Path;
 
 use tokio_util::sync::CancellationToken;
 
 use super::{Failure, Outcome};
 use crate::cli::DemoArgs;
-use crate::config::{
-    Config, DeliveryPolicy, DigicertConfig, PollConfig, Secret, SecretSource, SinkConfig, SinkKind,
-    StoreConfig,
-};
-use crate::daemon::{self, RunError, RunOptions};
+use crate::config::{Config, Secret};
+use crate::daemon::{self, RunOptions};
 use crate::simulator::{Simulator, SimulatorConfig};
 
 const DEMO_KEY: &str = "demo-key";
 
 /// The demo's configuration: what a real config file would say, pointed at
 /// the simulator, polling every 2 seconds.
-pub fn demo_config(base_url: String, store: PathBuf) -> Config {
-    Config {
-        source: PathBuf::from("(demo)"),
-        digicert: DigicertConfig {
-            base_url,
-            api_key: SecretSource::Env("(demo)".into()),
-            timeout: Duration::from_secs(10),
-            timezone: chrono_tz::America::Denver,
-            max_requests_per_minute: 120,
-            max_response_bytes: 256 << 20,
-            retries: 3,
-            retry_initial: Duration::from_millis(500),
-            retry_max: Duration::from_secs(5),
-        },
-        poll: PollConfig {
-            interval: Duration::from_secs(2),
-            overlap: Duration::from_secs(30),
-            initial_lookback: Duration::from_secs(3600),
-            max_window: Duration::from_secs(7 * 86400),
-        },
-        store: StoreConfig { path: store },
-        metrics: None,
-        sinks: vec![SinkConfig {
-            name: "stdout".into(),
-            statuses: None,
-            kind: SinkKind::Stdout,
-            retry: DeliveryPolicy {
-                backoff_initial: Duration::from_secs(1),
-                backoff_max: Duration::from_secs(10),
-                give_up_after: Duration::from_secs(3600),
-            },
-        }],
-    }
+pub fn demo_config(base_url: &str, store: &Path) -> Result<Config, Failure> {
+    let text = format!(
+        r#"
+[digicert]
+base_url = {base_url:?}
+api_key_env = "ORDERWATCH_DEMO_KEY"   # unused: the demo hands the key over directly
+timeout = "10s"
+max_requests_per_minute = 120
+retries = 3
+retry_initial = "500ms"
+retry_max = "5s"
+
+[poll]
+interval = "2s"
+overlap = "30s"
+
+[store]
+path = {store:?}
+
+[[sinks]]
+name = "stdout"
+type = "stdout"
+backoff_initial = "1s"
+backoff_max = "10s"
+give_up_after = "1h"
+"#
+    );
+    Config::parse(&text, Path::new("(demo)"), &|_| None).map_err(Failure::runtime)
 }
 
 pub async fn run(args: &DemoArgs) -> Outcome {
@@ -89,13 +80,17 @@ pub async fn run(args: &DemoArgs) -> Outcome {
         args.rate,
         dir.path().display()
     );
-    let config = demo_config(base_url, dir.path().join("orderwatch.db"));
-    let result = daemon::run(config, Secret::new(DEMO_KEY), RunOptions::default()).await;
+    let config = demo_config(&base_url, &dir.path().join("orderwatch.db"))?;
+    let control = super::run::steer_by_signals()?;
+    let result = daemon::run(
+        config,
+        Secret::new(DEMO_KEY),
+        RunOptions::default(),
+        control,
+    )
+    .await;
     stop.cancel();
     let _ = server.await;
     drop(dir);
-    result.map_err(|e| match e {
-        RunError::Config(e) => Failure::usage(e),
-        RunError::Runtime(e) => Failure::runtime(e),
-    })
+    result.map_err(super::run::into_failure)
 }

@@ -1,10 +1,13 @@
-//! `orderwatch run [--once]`.
+//! `orderwatch run [--once]`: the daemon, steered by signals.
 
 use std::path::Path;
 
+use anyhow::Context;
+
 use super::{Failure, Outcome, config_path};
 use crate::cli::RunArgs;
-use crate::daemon::{self, RunError, RunOptions};
+use crate::daemon::{self, Control, Request, RunError, RunOptions};
+use crate::service::Signals;
 
 pub async fn run(config_flag: Option<&Path>, args: &RunArgs) -> Outcome {
     let path = config_path(config_flag);
@@ -13,11 +16,34 @@ pub async fn run(config_flag: Option<&Path>, args: &RunArgs) -> Outcome {
         once: args.once,
         drain_timeout: args.drain_timeout,
         config_path: Some(path),
+        ..RunOptions::default()
     };
-    daemon::run(config, key, opts).await.map_err(into_failure)
+    let control = steer_by_signals()?;
+    daemon::run(config, key, opts, control)
+        .await
+        .map_err(into_failure)
 }
 
-fn into_failure(e: RunError) -> Failure {
+/// A [`Control`] driven by signals: SIGTERM and SIGINT stop the daemon,
+/// SIGHUP reloads it.
+pub fn steer_by_signals() -> Result<Control, Failure> {
+    let mut signals = Signals::new()
+        .context("cannot install signal handlers")
+        .map_err(Failure::runtime)?;
+    let control = Control::new();
+    let steered = control.clone();
+    tokio::spawn(async move {
+        loop {
+            match signals.next().await {
+                Request::Shutdown => steered.shutdown(),
+                Request::Reload => steered.reload(),
+            }
+        }
+    });
+    Ok(control)
+}
+
+pub fn into_failure(e: RunError) -> Failure {
     match e {
         RunError::Config(e) => Failure::usage(e),
         RunError::Runtime(e) => Failure::runtime(e),

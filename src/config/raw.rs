@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::SizeValue;
+use super::sinks::RawSink;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,40 +54,4 @@ pub(super) struct RawStore {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawMetrics {
     pub listen: Option<String>,
-}
-
-/// One `[[sinks]]` table. Flat on purpose: a key that belongs to another sink
-/// type gets a message naming the type ("is not a key of a \"file\" sink")
-/// instead of serde's generic "unknown field".
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawSink {
-    pub name: Option<String>,
-    #[serde(rename = "type")]
-    pub kind: Option<String>,
-    pub statuses: Option<Vec<String>>,
-    pub url: Option<String>,
-    pub secret_env: Option<String>,
-    pub secret_file: Option<PathBuf>,
-    pub timeout: Option<String>,
-    pub backoff_initial: Option<String>,
-    pub backoff_max: Option<String>,
-    pub give_up_after: Option<String>,
-    pub concurrency: Option<u32>,
-    pub path: Option<PathBuf>,
-}
-
-impl RawSink {
-    /// Whether the type-specific key `key` was written.
-    pub fn has(&self, key: &str) -> bool {
-        match key {
-            "url" => self.url.is_some(),
-            "secret_env" => self.secret_env.is_some(),
-            "secret_file" => self.secret_file.is_some(),
-            "timeout" => self.timeout.is_some(),
-            "concurrency" => self.concurrency.is_some(),
-            "path" => self.path.is_some(),
-            _ => false,
-        }
-    }
 }

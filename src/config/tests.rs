@@ -1,3 +1,4 @@
+use super::field::shown_url;
 use super::*;
 
 fn env(k: &str) -> Option<String> {
@@ -502,10 +503,12 @@ mod fuzz {
         };
         inside(&c.store.path)
             && secret_inside(&c.digicert.api_key)
-            && c.sinks.iter().all(|s| match &s.kind {
-                SinkKind::Stdout => true,
-                SinkKind::File { path } => inside(path),
-                SinkKind::Webhook { secret, .. } => secret_inside(secret),
+            && c.sinks.iter().all(|s| {
+                s.settings.files().iter().all(|p| inside(p))
+                    && s.settings
+                        .secrets()
+                        .iter()
+                        .all(|(_, src)| secret_inside(src))
             })
     }
 

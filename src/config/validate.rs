@@ -1,7 +1,6 @@
 //! Turning the raw file into typed values, collecting every problem with
 //! the key it concerns.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,56 +9,27 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::raw::{self, RawConfig, RawSink};
+use super::field::{Problems, RedactedUrl, is_loopback, shown_url};
+use super::raw::{self, RawConfig};
 use super::*;
 
 /// Collects problems while turning raw values into typed ones.
 #[derive(Default)]
 pub(super) struct Validator {
-    pub(super) problems: Vec<Problem>,
+    pub(super) problems: Problems,
 }
 
 impl Validator {
     fn problem(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        self.problems.push(Problem {
-            key: key.into(),
-            message: message.into(),
-        });
+        self.problems.add(key, message);
     }
 
     fn duration(&mut self, key: &str, value: Option<&str>, default: Duration) -> Duration {
-        match value {
-            None => default,
-            Some(text) => match humantime::parse_duration(text) {
-                Ok(d) if d > MAX_DURATION => {
-                    self.problem(
-                        key,
-                        format!("{text:?} is longer than the 100 years any setting may be"),
-                    );
-                    default
-                }
-                Ok(d) => d,
-                Err(e) => {
-                    self.problem(
-                        key,
-                        format!("invalid duration {text:?} ({e}); expected e.g. \"30s\", \"10m\", \"7d\""),
-                    );
-                    default
-                }
-            },
-        }
+        self.problems.duration(key, value, default)
     }
 
     fn positive(&mut self, key: &str, value: Option<&str>, default: Duration) -> Duration {
-        let d = self.duration(key, value, default);
-        if d.is_zero() {
-            self.problem(
-                key,
-                format!("must be greater than zero, got {:?}", value.unwrap_or("0s")),
-            );
-            return default;
-        }
-        d
+        self.problems.positive(key, value, default)
     }
 
     pub(super) fn config(
@@ -84,22 +54,7 @@ impl Validator {
                 }
             }
         });
-        let mut sinks = Vec::new();
-        let mut names = HashSet::new();
-        for (i, raw_sink) in raw.sinks.into_iter().enumerate() {
-            if let Some(sink) = self.sink(i, raw_sink, env) {
-                if !names.insert(sink.name.clone()) {
-                    self.problem(
-                        format!("sinks[{i}].name"),
-                        format!(
-                            "duplicate sink name {:?}; every sink needs a unique name",
-                            sink.name
-                        ),
-                    );
-                }
-                sinks.push(sink);
-            }
-        }
+        let sinks = sinks::parse_all(raw.sinks, &mut self.problems, env);
         Some(Config {
             source: path.to_path_buf(),
             digicert: digicert?,
@@ -261,13 +216,7 @@ impl Validator {
         match url.scheme() {
             "https" => {}
             "http" => {
-                let loopback = match url.host() {
-                    Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-                    Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-                    Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-                    None => false,
-                };
-                if !loopback && allow_insecure != Some(true) {
+                if !is_loopback(&url) && allow_insecure != Some(true) {
                     self.problem(
                         "digicert.base_url",
                         format!(
@@ -379,238 +328,6 @@ impl Validator {
             }
         }
     }
-
-    fn sink(
-        &mut self,
-        index: usize,
-        raw: RawSink,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Option<SinkConfig> {
-        let label = match &raw.name {
-            Some(n) => format!("sinks[{index}] ({n:?})"),
-            None => format!("sinks[{index}]"),
-        };
-        let key = |k: &str| sink_key(index, raw.name.as_deref(), k);
-        let name = match raw.name.clone() {
-            None => {
-                self.problem(key("name"), "missing; every sink needs a unique name");
-                None
-            }
-            Some(n) if !valid_sink_name(&n) => {
-                self.problem(
-                    key("name"),
-                    format!(
-                        "invalid name {n:?}; use letters, digits, '-', '_' or '.' (at most 64)"
-                    ),
-                );
-                None
-            }
-            Some(n) => Some(n),
-        };
-        let statuses = match raw.statuses.clone() {
-            None => None,
-            Some(list) if list.is_empty() => {
-                self.problem(key("statuses"), "is empty, so the sink would receive nothing; remove the key to receive every status");
-                None
-            }
-            Some(list) => {
-                for s in &list {
-                    if s.trim().is_empty() {
-                        self.problem(key("statuses"), "contains an empty status");
-                    }
-                }
-                Some(list.iter().map(|s| s.trim().to_ascii_lowercase()).collect())
-            }
-        };
-        let retry = DeliveryPolicy {
-            backoff_initial: self.positive(
-                &key("backoff_initial"),
-                raw.backoff_initial.as_deref(),
-                Duration::from_secs(5),
-            ),
-            backoff_max: self.positive(
-                &key("backoff_max"),
-                raw.backoff_max.as_deref(),
-                Duration::from_secs(3600),
-            ),
-            give_up_after: self.positive(
-                &key("give_up_after"),
-                raw.give_up_after.as_deref(),
-                Duration::from_secs(3 * 24 * 3600),
-            ),
-        };
-        if retry.backoff_max < retry.backoff_initial {
-            self.problem(
-                key("backoff_max"),
-                "must not be smaller than backoff_initial",
-            );
-        }
-        let kind = match raw.kind.as_deref() {
-            None => {
-                self.problem(
-                    key("type"),
-                    "missing; expected \"webhook\", \"stdout\" or \"file\"",
-                );
-                None
-            }
-            Some("stdout") => {
-                self.reject_keys(
-                    &label,
-                    "stdout",
-                    &raw,
-                    &[
-                        "url",
-                        "secret_env",
-                        "secret_file",
-                        "timeout",
-                        "concurrency",
-                        "path",
-                    ],
-                );
-                Some(SinkKind::Stdout)
-            }
-            Some("file") => {
-                self.reject_keys(
-                    &label,
-                    "file",
-                    &raw,
-                    &["url", "secret_env", "secret_file", "timeout", "concurrency"],
-                );
-                match &raw.path {
-                    None => {
-                        self.problem(
-                            key("path"),
-                            "missing; a file sink needs the path of its JSON-lines file",
-                        );
-                        None
-                    }
-                    Some(p) if p.as_os_str().is_empty() || p.file_name().is_none() => {
-                        self.problem(key("path"), format!("{p:?} is not a file path"));
-                        None
-                    }
-                    Some(p) => Some(SinkKind::File { path: p.clone() }),
-                }
-            }
-            Some("webhook") => {
-                self.reject_keys(&label, "webhook", &raw, &["path"]);
-                self.webhook(&label, &raw, name.as_deref(), env)
-            }
-            Some(other) => {
-                self.problem(
-                    key("type"),
-                    format!(
-                        "unknown sink type {other:?}; expected \"webhook\", \"stdout\" or \"file\""
-                    ),
-                );
-                None
-            }
-        };
-        Some(SinkConfig {
-            name: name?,
-            statuses,
-            kind: kind?,
-            retry,
-        })
-    }
-
-    fn webhook(
-        &mut self,
-        label: &str,
-        raw: &RawSink,
-        name: Option<&str>,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Option<SinkKind> {
-        let key = |k: &str| format!("{label}.{k}");
-        let url = match &raw.url {
-            None => {
-                self.problem(
-                    key("url"),
-                    "missing; a webhook sink needs the receiver's URL",
-                );
-                None
-            }
-            Some(text) => match reqwest::Url::parse(text) {
-                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
-                    Some(RedactedUrl::new(u))
-                }
-                Ok(u) => {
-                    self.problem(
-                        key("url"),
-                        format!("{} is not an http(s) URL", RedactedUrl::new(u)),
-                    );
-                    None
-                }
-                Err(e) => {
-                    // The text may hold credentials: show it with them hidden.
-                    self.problem(key("url"), format!("invalid URL {}: {e}", shown_url(text)));
-                    None
-                }
-            },
-        };
-        let secret = match (&raw.secret_env, &raw.secret_file) {
-            (Some(_), Some(_)) => {
-                self.problem(
-                    key("secret_file"),
-                    "set either secret_env or secret_file, not both",
-                );
-                None
-            }
-            (Some(var), None) => Some(SecretSource::Env(var.clone())),
-            (None, Some(file)) => Some(SecretSource::File(file.clone())),
-            (None, None) => match (name, env("CREDENTIALS_DIRECTORY")) {
-                (Some(n), Some(dir)) if Path::new(&dir).join(format!("webhook-{n}")).exists() => {
-                    Some(SecretSource::Credential {
-                        dir: PathBuf::from(dir),
-                        name: format!("webhook-{n}"),
-                    })
-                }
-                _ => {
-                    self.problem(
-                        key("secret_env"),
-                        "missing; a webhook sink signs every request: set secret_env or secret_file (a Standard Webhooks \"whsec_...\" secret), or provide the systemd credential \"webhook-<sink name>\"",
-                    );
-                    None
-                }
-            },
-        };
-        let timeout = self.positive(
-            &key("timeout"),
-            raw.timeout.as_deref(),
-            Duration::from_secs(10),
-        );
-        let concurrency = raw.concurrency.unwrap_or(8);
-        if !(1..=256).contains(&concurrency) {
-            self.problem(
-                key("concurrency"),
-                format!("must be between 1 and 256, got {concurrency}"),
-            );
-        }
-        Some(SinkKind::Webhook {
-            url: url?,
-            secret: secret?,
-            timeout,
-            concurrency: concurrency.clamp(1, 256) as usize,
-        })
-    }
-
-    fn reject_keys(&mut self, label: &str, kind: &str, raw: &RawSink, keys: &[&str]) {
-        for k in keys {
-            if raw.has(k) {
-                self.problem(
-                    format!("{label}.{k}"),
-                    format!("is not a key of a {kind:?} sink"),
-                );
-            }
-        }
-    }
-}
-
-fn valid_sink_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// A size given either as a number of bytes or as text such as `"256MiB"`.

@@ -9,30 +9,104 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::{Outcome, Sink, written};
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use super::kind::{BuildContext, BuildError, Kind, Outcome, Sink, SinkSettings, written};
+use crate::config::field::{dir_writable, parent_dir};
+use crate::config::table::SinkTable;
 use crate::event::EventWriter;
 use crate::store::OutboxEntry;
 
-pub struct FileSink {
+pub static KIND: Kind = Kind {
+    name: "file",
+    parse,
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Keys {
+    path: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+struct Settings {
+    path: PathBuf,
+}
+
+fn parse(table: &mut SinkTable<'_>) -> Option<Arc<dyn SinkSettings>> {
+    let keys: Keys = table.keys()?;
+    match keys.path {
+        None => {
+            table.problem(
+                "path",
+                "missing; a file sink needs the path of its JSON-lines file",
+            );
+            None
+        }
+        Some(p) if p.as_os_str().is_empty() || p.file_name().is_none() => {
+            table.problem("path", format!("{p:?} is not a file path"));
+            None
+        }
+        Some(path) => Some(Arc::new(Settings { path })),
+    }
+}
+
+impl SinkSettings for Settings {
+    fn kind(&self) -> &'static str {
+        KIND.name
+    }
+
+    fn in_order(&self) -> bool {
+        true
+    }
+
+    fn describe(&self) -> String {
+        format!("file {}", self.path.display())
+    }
+
+    fn files(&self) -> Vec<&Path> {
+        vec![&self.path]
+    }
+
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Arc<dyn Sink>, BuildError> {
+        writable(&self.path).map_err(|e| {
+            BuildError::key(
+                "path",
+                format!("{:?}: {e}", self.path.display().to_string()),
+            )
+        })?;
+        Ok(Arc::new(FileSink {
+            path: self.path.clone(),
+            source: ctx.source.to_string(),
+            file: Arc::new(Mutex::new(None)),
+            reopen: Arc::new(AtomicBool::new(false)),
+        }))
+    }
+}
+
+struct FileSink {
     path: PathBuf,
     source: String,
     file: Arc<Mutex<Option<File>>>,
     reopen: Arc<AtomicBool>,
 }
 
-impl FileSink {
-    pub fn new(path: PathBuf, source: &str) -> FileSink {
-        FileSink {
-            path,
-            source: source.to_string(),
-            file: Arc::new(Mutex::new(None)),
-            reopen: Arc::new(AtomicBool::new(false)),
-        }
+/// The file can be appended to (or created in its directory). Creates
+/// nothing: a probe file is removed again.
+fn writable(path: &Path) -> Result<(), String> {
+    if path.exists() {
+        return std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(|_| ())
+            .map_err(|e| format!("cannot be appended to: {e}"));
     }
+    dir_writable(parent_dir(path))
 }
 
 /// Opens for appending; new files are created 0640, never world-readable.
@@ -114,6 +188,7 @@ fn append(
     Ok(())
 }
 
+#[async_trait]
 impl Sink for FileSink {
     async fn deliver(&self, batch: Vec<OutboxEntry>) -> Vec<Outcome> {
         let n = batch.len();
@@ -192,6 +267,17 @@ mod tests {
         let mut slot = None;
         append(&path, &mut slot, false, b"four\n").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "three\nfour\n");
+    }
+
+    #[test]
+    fn a_file_sink_needs_an_existing_writable_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(writable(&dir.path().join("events.jsonl")).is_ok());
+        let err = writable(&dir.path().join("missing").join("events.jsonl")).unwrap_err();
+        assert!(err.contains("does not exist"), "{err}");
+        // A directory where the file should be cannot be appended to.
+        let err = writable(dir.path()).unwrap_err();
+        assert!(err.contains("cannot be appended to"), "{err}");
     }
 
     #[test]

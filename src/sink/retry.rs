@@ -1,15 +1,24 @@
 //! The retry policy of deliveries: how one attempt's outcome becomes a
 //! ledger mark, and the sink-wide breaker that holds a failing receiver.
-//! Pure: no I/O, every rule unit-tested in `sink/tests.rs`.
+//! Pure: no I/O, every rule unit-tested below.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::Outcome;
+use super::kind::Outcome;
 use crate::backoff;
-use crate::config::DeliveryPolicy;
 use crate::store::{Mark, OutboxEntry};
+
+/// How failed deliveries of one sink are retried and when they are given
+/// up (`backoff_initial`, `backoff_max`, `give_up_after`; the same keys
+/// for every kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryPolicy {
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    pub give_up_after: Duration,
+}
 
 /// How an attempt's outcome is written to the ledger. Pure.
 ///
@@ -141,4 +150,175 @@ pub(super) struct Round {
     pub(super) gone: bool,
     /// The longest `Retry-After` any receiver answer asked for.
     pub(super) retry_after: Option<Duration>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transition::TransitionRow;
+
+    fn entry(attempts: u32, created_at: i64) -> OutboxEntry {
+        OutboxEntry {
+            attempts,
+            created_at,
+            first_failure_at: None,
+            transition: TransitionRow {
+                seq: 1,
+                order_id: 264,
+                status: "issued".into(),
+                certificate_id: Some(1),
+                previous_status: None,
+                seen_at: created_at,
+            },
+        }
+    }
+
+    fn policy() -> DeliveryPolicy {
+        DeliveryPolicy {
+            backoff_initial: Duration::from_secs(5),
+            backoff_max: Duration::from_secs(3600),
+            give_up_after: Duration::from_secs(3 * 86400),
+        }
+    }
+
+    fn retry(retry_after: Option<Duration>) -> Outcome {
+        Outcome::Retry {
+            error: "HTTP 503: busy".into(),
+            retry_after,
+        }
+    }
+
+    #[test]
+    fn a_retry_is_scheduled_within_the_exponential_bound() {
+        let now = 1_000_000;
+        for attempts in 0..6u32 {
+            let Mark::Retry {
+                next_attempt_at, ..
+            } = resolve(&entry(attempts, now), &retry(None), &policy(), now, 0.999)
+            else {
+                panic!("expected a retry");
+            };
+            let bound = 5_000i64 << attempts;
+            assert!(
+                next_attempt_at - now <= bound && next_attempt_at - now > bound / 2,
+                "attempt {attempts}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_wins_over_a_shorter_backoff() {
+        let Mark::Retry {
+            next_attempt_at, ..
+        } = resolve(
+            &entry(0, 0),
+            &retry(Some(Duration::from_secs(120))),
+            &policy(),
+            0,
+            0.0,
+        )
+        else {
+            panic!("expected a retry");
+        };
+        assert_eq!(next_attempt_at, 120_000);
+    }
+
+    #[test]
+    fn failures_after_give_up_after_are_dead() {
+        let first_failure = 1_000;
+        let now = first_failure + 3 * 86_400_000;
+        let failing = OutboxEntry {
+            first_failure_at: Some(first_failure),
+            ..entry(40, 0)
+        };
+        let mark = resolve(&failing, &retry(None), &policy(), now, 0.5);
+        assert!(
+            matches!(&mark, Mark::Dead { error } if error.contains("gave up after 3days") && error.contains("503")),
+            "{mark:?}"
+        );
+        let not_yet = resolve(&failing, &retry(None), &policy(), now - 1, 0.5);
+        assert!(matches!(not_yet, Mark::Retry { .. }), "{not_yet:?}");
+    }
+
+    #[test]
+    fn the_give_up_clock_starts_at_the_first_failure_not_at_queueing() {
+        // Queued four days ago (daemon stopped), failing for the first time now.
+        let now = 4 * 86_400_000;
+        let mark = resolve(&entry(0, 0), &retry(None), &policy(), now, 0.5);
+        assert!(matches!(mark, Mark::Retry { .. }), "{mark:?}");
+    }
+
+    #[test]
+    fn the_breaker_sends_one_probe_at_a_time_and_honours_retry_after() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(t0);
+        assert_eq!(b.limit(8), 8);
+        assert!(!b.holding(t0));
+        // A zero jitter draw still holds a little; Retry-After is a floor.
+        let hold = b.trip(&policy(), None, t0, 5, 0.0);
+        assert_eq!(hold, MIN_HOLD);
+        assert_eq!(b.limit(8), 1);
+        assert!(b.holding(t0) && !b.holding(t0 + hold));
+        let hold = b.trip(&policy(), Some(Duration::from_secs(30)), t0, 9, 0.0);
+        assert_eq!(hold, Duration::from_secs(30));
+        assert_eq!(
+            b.failing_since,
+            Some(5),
+            "the failure run started at the first trip"
+        );
+        assert_eq!(b.close(t0), 2);
+        assert_eq!(b.limit(8), 8);
+        assert_eq!(b.failing_since, None);
+        assert!(!b.holding(t0));
+    }
+
+    #[test]
+    fn breaker_holds_grow_exponentially_up_to_backoff_max() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(t0);
+        let holds: Vec<Duration> = (0..14)
+            .map(|_| b.trip(&policy(), None, t0, 0, 0.999_999))
+            .collect();
+        assert!(holds.windows(2).all(|w| w[0] <= w[1]), "{holds:?}");
+        assert!(holds[0] <= Duration::from_secs(5));
+        assert!(holds[13] <= Duration::from_secs(3600) && holds[13] > Duration::from_secs(3500));
+    }
+
+    #[test]
+    fn gone_and_dead_outcomes_are_dead_marks() {
+        let gone = resolve(
+            &entry(0, 0),
+            &Outcome::Gone {
+                error: "HTTP 410".into(),
+            },
+            &policy(),
+            0,
+            0.5,
+        );
+        assert_eq!(
+            gone,
+            Mark::Dead {
+                error: "HTTP 410".into()
+            }
+        );
+        let dead = resolve(
+            &entry(0, 0),
+            &Outcome::Dead {
+                error: "HTTP 400".into(),
+            },
+            &policy(),
+            0,
+            0.5,
+        );
+        assert_eq!(
+            dead,
+            Mark::Dead {
+                error: "HTTP 400".into()
+            }
+        );
+        assert_eq!(
+            resolve(&entry(3, 0), &Outcome::Delivered, &policy(), 0, 0.5),
+            Mark::Delivered
+        );
+    }
 }

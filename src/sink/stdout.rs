@@ -1,23 +1,59 @@
 //! `type = "stdout"`: one CloudEvent per line on standard output.
 
 use std::io::Write;
+use std::sync::Arc;
 
-use super::{Outcome, Sink, written};
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use super::kind::{BuildContext, BuildError, Kind, Outcome, Sink, SinkSettings, written};
+use crate::config::table::SinkTable;
 use crate::event::EventWriter;
 use crate::store::OutboxEntry;
 
-pub struct StdoutSink {
-    source: String,
+pub static KIND: Kind = Kind {
+    name: "stdout",
+    parse,
+};
+
+/// A stdout sink has no keys of its own.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Keys {}
+
+#[derive(Debug)]
+struct Settings;
+
+fn parse(table: &mut SinkTable<'_>) -> Option<Arc<dyn SinkSettings>> {
+    let Keys {} = table.keys()?;
+    Some(Arc::new(Settings))
 }
 
-impl StdoutSink {
-    pub fn new(source: &str) -> StdoutSink {
-        StdoutSink {
-            source: source.to_string(),
-        }
+impl SinkSettings for Settings {
+    fn kind(&self) -> &'static str {
+        KIND.name
+    }
+
+    fn in_order(&self) -> bool {
+        true
+    }
+
+    fn describe(&self) -> String {
+        "stdout".to_string()
+    }
+
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Arc<dyn Sink>, BuildError> {
+        Ok(Arc::new(StdoutSink {
+            source: ctx.source.to_string(),
+        }))
     }
 }
 
+struct StdoutSink {
+    source: String,
+}
+
+#[async_trait]
 impl Sink for StdoutSink {
     async fn deliver(&self, batch: Vec<OutboxEntry>) -> Vec<Outcome> {
         let mut buf = Vec::with_capacity(batch.len() * 340);

@@ -11,16 +11,20 @@
 //! any echo of a credential in an answer is blanked before it is logged or
 //! written to the ledger.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use anyhow::Context;
+use async_trait::async_trait;
 use base64::Engine;
 use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use serde::Deserialize;
 
+use super::kind::{BuildContext, BuildError, Kind, Outcome, Sink, SinkSettings};
 use super::signature::SigningKey;
-use super::{Outcome, Sink};
 use crate::backoff::parse_retry_after;
-use crate::config::{RedactedUrl, SinkConfig, SinkKind};
+use crate::config::field::RedactedUrl;
+use crate::config::secret::SecretSource;
+use crate::config::table::SinkTable;
 use crate::event::write_event;
 use crate::http::{self, error_chain, read_prefix, snippet};
 use crate::store::OutboxEntry;
@@ -32,7 +36,114 @@ const ANSWER_PREFIX: usize = 4 * 1024;
 /// The media type of a structured-mode CloudEvent.
 const CLOUDEVENTS_JSON: &str = "application/cloudevents+json";
 
-pub struct WebhookSink {
+pub static KIND: Kind = Kind {
+    name: "webhook",
+    parse,
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Keys {
+    url: Option<String>,
+    secret_env: Option<String>,
+    secret_file: Option<std::path::PathBuf>,
+    timeout: Option<String>,
+    concurrency: Option<u32>,
+    allow_insecure_http: Option<bool>,
+}
+
+#[derive(Debug)]
+struct Settings {
+    url: RedactedUrl,
+    secret: SecretSource,
+    timeout: Duration,
+    concurrency: usize,
+}
+
+fn parse(table: &mut SinkTable<'_>) -> Option<Arc<dyn SinkSettings>> {
+    let keys: Keys = table.keys()?;
+    let url = table.http_url(
+        "url",
+        keys.url.as_deref(),
+        keys.allow_insecure_http == Some(true),
+        "missing; a webhook sink needs the receiver's URL",
+    );
+    let credential = format!("webhook-{}", table.name().unwrap_or_default());
+    let secret = table.secret(
+        "secret",
+        keys.secret_env,
+        keys.secret_file,
+        &credential,
+        "missing; a webhook sink signs every request: set secret_env or secret_file (a Standard Webhooks \"whsec_...\" secret), or provide the systemd credential \"webhook-<sink name>\"",
+    );
+    let timeout = table.positive("timeout", keys.timeout.as_deref(), Duration::from_secs(10));
+    let concurrency = table.count("concurrency", keys.concurrency, 8, 1, 256);
+    Some(Arc::new(Settings {
+        url: url?,
+        secret: secret?,
+        timeout,
+        concurrency,
+    }))
+}
+
+impl SinkSettings for Settings {
+    fn kind(&self) -> &'static str {
+        KIND.name
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "webhook {} (concurrency {}, timeout {})",
+            self.url,
+            self.concurrency,
+            humantime::format_duration(self.timeout)
+        )
+    }
+
+    fn secrets(&self) -> Vec<(&'static str, &SecretSource)> {
+        vec![("secret", &self.secret)]
+    }
+
+    /// Reads and checks the secret and builds the HTTP client; sends nothing.
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Arc<dyn Sink>, BuildError> {
+        let secret = self.secret.load().map_err(|e| {
+            BuildError::secret(
+                "secret",
+                &self.secret,
+                format!("cannot read the signing secret: {e}"),
+            )
+        })?;
+        let key = SigningKey::from_secret(secret.expose()).map_err(|e| {
+            let source = &self.secret;
+            BuildError::secret(
+                "secret",
+                source,
+                format!("{source} does not hold a Standard Webhooks secret: {e}"),
+            )
+        })?;
+        let client = http::client_builder(self.timeout)
+            .pool_max_idle_per_host(self.concurrency)
+            .build()
+            .map_err(|e| {
+                BuildError::key(
+                    "url",
+                    format!("cannot build the HTTP client: {}", error_chain(&e)),
+                )
+            })?;
+        Ok(Arc::new(WebhookSink {
+            client,
+            endpoint: endpoint(self.url.expose()),
+            hidden: credentials(self.url.expose()),
+            url: self.url.clone(),
+            key,
+            source: ctx.source.to_string(),
+            concurrency: self.concurrency,
+            max_retry_after: ctx.give_up_after,
+        }))
+    }
+}
+
+struct WebhookSink {
     client: reqwest::Client,
     url: RedactedUrl,
     /// The URL for messages: scheme, host, port and path only.
@@ -49,41 +160,6 @@ pub struct WebhookSink {
 }
 
 impl WebhookSink {
-    /// Builds the sink; reads and checks the secret.
-    pub fn new(cfg: &SinkConfig, source: &str) -> anyhow::Result<WebhookSink> {
-        let SinkKind::Webhook {
-            url,
-            secret,
-            timeout,
-            concurrency,
-        } = &cfg.kind
-        else {
-            anyhow::bail!("sink {:?} is not a webhook sink", cfg.name);
-        };
-        let secret = secret.load().with_context(|| {
-            format!(
-                "sink {:?}: cannot read the webhook secret ({secret})",
-                cfg.name
-            )
-        })?;
-        let key = SigningKey::from_secret(secret.expose())
-            .with_context(|| format!("sink {:?}: the webhook secret", cfg.name))?;
-        let client = http::client_builder(*timeout)
-            .pool_max_idle_per_host(*concurrency)
-            .build()
-            .with_context(|| format!("sink {:?}: cannot build the HTTP client", cfg.name))?;
-        Ok(WebhookSink {
-            client,
-            endpoint: endpoint(url.expose()),
-            hidden: credentials(url.expose()),
-            url: url.clone(),
-            key,
-            source: source.to_string(),
-            concurrency: *concurrency,
-            max_retry_after: cfg.retry.give_up_after,
-        })
-    }
-
     async fn post(&self, entry: &OutboxEntry) -> Outcome {
         let t = &entry.transition;
         let id = event_id(t.order_id, &t.status);
@@ -251,6 +327,7 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+#[async_trait]
 impl Sink for WebhookSink {
     async fn deliver(&self, batch: Vec<OutboxEntry>) -> Vec<Outcome> {
         let mut out = Vec::with_capacity(batch.len());

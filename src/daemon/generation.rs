@@ -1,0 +1,180 @@
+//! A *generation*: one configuration's running poller and delivery loops.
+//! Everything secret or fallible is read up front ([`Daemon::prepare`]), so
+//! a bad secret refuses the start (or the reload) instead of failing later.
+
+use std::sync::Arc;
+
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::{Daemon, RunError, RunOptions, SHUTDOWN_GRACE};
+use crate::certcentral::ChangeSource;
+use crate::config::{Config, Secret, SinkConfig};
+use crate::metrics::Metrics;
+use crate::pacer::Pacer;
+use crate::poller::{LastCycle, Poller};
+use crate::sink::{self, LoopContext, Mode, Sink, SinkHandle, Wake};
+use crate::store::{SinkRoute, StoreError};
+
+/// A configuration with its change source and built sinks, ready to start.
+pub(super) struct Prepared {
+    pub config: Config,
+    pub source: Arc<dyn ChangeSource>,
+    pub sinks: Vec<(SinkConfig, Arc<dyn Sink>)>,
+}
+
+impl Prepared {
+    pub fn routes(&self) -> Vec<SinkRoute> {
+        self.sinks.iter().map(|(c, _)| sink::route(c)).collect()
+    }
+}
+
+/// Delivery loops of one generation: their tasks, handles and wake-ups.
+pub(super) struct Loops {
+    pub tasks: JoinSet<Result<(), StoreError>>,
+    pub handles: Vec<SinkHandle>,
+    pub wake: Wake,
+}
+
+pub(super) struct Generation {
+    token: CancellationToken,
+    pub loops: Loops,
+    pub routes: Vec<SinkRoute>,
+    /// Returns only when cancelled; finishing otherwise means it panicked.
+    pub poll: tokio::task::JoinHandle<()>,
+    /// How the last cycle ended, for `STATUS=`.
+    pub last: watch::Receiver<Option<LastCycle>>,
+    /// The running configuration (its timeouts set the watchdog's limit).
+    pub config: Config,
+}
+
+/// Reads the secrets and builds the source and the sinks of `config`.
+pub(super) fn prepare(
+    opts: &RunOptions,
+    pacer: &Arc<Pacer>,
+    metrics: &Arc<Metrics>,
+    config: Config,
+    api_key: Secret,
+) -> Result<Prepared, RunError> {
+    let source = (opts.source)(&config, api_key, Arc::clone(pacer), Arc::clone(metrics))
+        .map_err(RunError::Config)?;
+    let mut sinks = Vec::new();
+    for (i, s) in config.sinks.iter().enumerate() {
+        let built = sink::build(s, &config.digicert.base_url).map_err(|e| {
+            let label = format!("sinks[{i}] ({:?})", s.name);
+            RunError::Config(anyhow::anyhow!(
+                "{}: {}",
+                config.source.display(),
+                e.render(&label)
+            ))
+        })?;
+        sinks.push((s.clone(), built));
+    }
+    Ok(Prepared {
+        config,
+        source,
+        sinks,
+    })
+}
+
+impl Daemon {
+    pub(super) fn prepare(&self, config: Config, api_key: Secret) -> Result<Prepared, RunError> {
+        prepare(&self.opts, &self.pacer, &self.metrics, config, api_key)
+    }
+
+    /// Starts a delivery loop for each sink. `Mode::Drain` loops (`run
+    /// --once`) may finish once `recorded` is cancelled.
+    pub(super) fn start_loops(
+        &self,
+        sinks: Vec<(SinkConfig, Arc<dyn Sink>)>,
+        shutdown: &CancellationToken,
+        mode: Mode,
+        recorded: CancellationToken,
+    ) -> Loops {
+        let mut tasks = JoinSet::new();
+        let mut handles = Vec::with_capacity(sinks.len());
+        let mut wakes = Vec::with_capacity(sinks.len());
+        for (cfg, built) in sinks {
+            let wake = Arc::new(Notify::new());
+            let ctx = LoopContext {
+                store: Arc::clone(&self.store),
+                metrics: Arc::clone(&self.metrics),
+                wake: Arc::clone(&wake),
+                recorded: recorded.clone(),
+                shutdown: shutdown.clone(),
+                grace: SHUTDOWN_GRACE,
+                clock: self.opts.clock,
+            };
+            handles.push(sink::start(&cfg, built, ctx, mode, &mut tasks));
+            wakes.push(wake);
+        }
+        Loops {
+            tasks,
+            handles,
+            wake: Wake::new(wakes),
+        }
+    }
+
+    /// The poller of a prepared generation.
+    pub(super) fn poller(&self, p: &Prepared, wake: Wake) -> Poller {
+        Poller {
+            source: Arc::clone(&p.source),
+            store: Arc::clone(&self.store),
+            poll: p.config.poll,
+            tz: p.config.digicert.timezone,
+            routes: p.routes().into(),
+            metrics: Arc::clone(&self.metrics),
+            wake,
+        }
+    }
+
+    /// Starts a generation: its delivery loops, then its poll schedule.
+    pub(super) fn start(&self, p: Prepared) -> Generation {
+        let token = self.root.child_token();
+        let routes = p.routes();
+        // Daemon loops never wait for a cycle to end before finishing.
+        let recorded = CancellationToken::new();
+        recorded.cancel();
+        let sinks = p.sinks.clone();
+        let loops = self.start_loops(sinks, &token, Mode::Daemon, recorded);
+        self.metrics.set_interval(p.config.poll.interval);
+        let poller = self.poller(&p, loops.wake.clone());
+        let (tx, last) = watch::channel(None);
+        let stop = token.clone();
+        let poll = tokio::spawn(async move { poller.run_until_stopped(stop, tx).await });
+        Generation {
+            token,
+            loops,
+            routes,
+            poll,
+            last,
+            config: p.config,
+        }
+    }
+}
+
+impl Generation {
+    /// Stops polling, lets deliveries finish within the grace period.
+    pub async fn stop(mut self) {
+        self.token.cancel();
+        // Already awaited by the main loop if the poller died.
+        if !self.poll.is_finished() {
+            let _ = (&mut self.poll).await;
+        }
+        while let Some(done) = self.loops.tasks.join_next().await {
+            match done {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "a delivery loop failed while stopping"),
+                Err(e) => tracing::error!(error = %e, "a delivery loop panicked while stopping"),
+            }
+        }
+    }
+
+    /// Reopens the sinks' files (SIGHUP after logrotate).
+    pub fn reopen(&self) {
+        for s in &self.loops.handles {
+            s.reopen();
+        }
+    }
+}

@@ -1,0 +1,522 @@
+//! The per-sink delivery loop: one task per sink drains that sink's outbox,
+//! so a slow or dead sink never holds up the poller or another sink.
+//!
+//! A sink kind only says what one attempt did ([`Outcome`]); the loop owns
+//! everything else: what is due, per-order ordering, concurrency, retries,
+//! giving up, pausing, and writing each outcome to the ledger.
+//!
+//! While a receiver fails, a sink-wide breaker holds everything back and
+//! probes with one request at a time, so a backlog never hammers a receiver
+//! that is down, and its `Retry-After` holds the whole sink.
+//!
+//! Invariants:
+//! * a delivery is fetched only when no earlier delivery of its order is
+//!   pending (`Store::due`), and outcomes are written before every fetch,
+//!   so one order's events go out one at a time, in recorded order,
+//!   whatever the concurrency;
+//! * outcomes are written after every round of finished requests, so a
+//!   crash repeats at most the requests that were in flight;
+//! * nothing here waits on a receiver: requests run in their own tasks.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::kind::{Outcome, Sink};
+use super::retry::{Breaker, DeliveryPolicy, Round, millis, resolve};
+use crate::backoff;
+use crate::metrics::Metrics;
+use crate::store::{Mark, OutboxEntry, Pause, SharedStore, SinkRoute, StoreError};
+use crate::transition::Clock;
+
+/// Store failures in a row after which `run --once` stops delivering.
+const STORE_RETRIES_ONCE: u32 = 4;
+/// Rows fetched per outbox query beyond what is in flight.
+const PREFETCH: usize = 512;
+/// While idle, paused or holding, look at the store this often for rows
+/// queued by another process (`orderwatch redeliver`) or a lifted pause.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// How long a loop runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Until shutdown.
+    Daemon,
+    /// Until nothing is pending (delivered, dead or paused): `run --once`.
+    Drain,
+}
+
+/// Wakes every delivery loop after a commit. Each loop has its own
+/// `Notify`, poked with `notify_one`, which keeps a permit while the loop is
+/// busy: a wake-up is never lost, so new events go out at once.
+#[derive(Clone, Default, Debug)]
+pub struct Wake(Arc<Vec<Arc<Notify>>>);
+
+impl Wake {
+    pub fn new(loops: Vec<Arc<Notify>>) -> Wake {
+        Wake(Arc::new(loops))
+    }
+
+    pub fn all(&self) {
+        for n in self.0.iter() {
+            n.notify_one();
+        }
+    }
+}
+
+/// Everything a delivery loop needs besides its sink.
+#[derive(Clone)]
+pub struct LoopContext {
+    pub store: SharedStore,
+    pub metrics: Arc<Metrics>,
+    /// This loop's own wake-up, poked (via [`Wake`]) after each commit.
+    pub wake: Arc<Notify>,
+    /// `run --once`: a draining loop may finish only once this is cancelled
+    /// (the cycle is over), since recording and delivering overlap.
+    pub recorded: CancellationToken,
+    pub shutdown: CancellationToken,
+    /// In-flight deliveries get this long to finish after shutdown.
+    pub grace: Duration,
+    /// The ledger's clock: the system's, or tokio's in tests.
+    pub clock: Clock,
+}
+
+/// One sink's delivery loop.
+pub struct DeliveryLoop {
+    pub sink: Arc<dyn Sink>,
+    pub route: SinkRoute,
+    pub policy: DeliveryPolicy,
+    pub ctx: LoopContext,
+    pub mode: Mode,
+}
+
+/// A finished `deliver` call: the batch and one outcome per entry.
+type Attempt = (Vec<OutboxEntry>, Vec<Outcome>);
+
+/// Outcomes of finished deliveries not yet written to the ledger.
+#[derive(Default)]
+struct Unflushed {
+    marks: Vec<(i64, Mark)>,
+    /// Seqs in `marks` plus those in flight: never fetched again meanwhile.
+    busy: HashSet<i64>,
+}
+
+/// What one run of the loop keeps between iterations.
+struct State {
+    inflight: JoinSet<Attempt>,
+    /// Which seqs each request task carries, to release them if it panics.
+    carrying: HashMap<tokio::task::Id, Vec<i64>>,
+    queue: VecDeque<OutboxEntry>,
+    unflushed: Unflushed,
+    breaker: Breaker,
+    paused: bool,
+    last_check: Instant,
+}
+
+impl DeliveryLoop {
+    fn name(&self) -> &str {
+        &self.route.name
+    }
+
+    fn now(&self) -> i64 {
+        self.ctx.clock.now_ms()
+    }
+
+    /// Runs the loop; a store error (disk full, read-only, I/O) does not end
+    /// it: the deliveries stay pending in the store, the loop says so, waits
+    /// with backoff and starts over from what the store says. Outcomes not
+    /// yet written are lost with the attempt, so those deliveries go out again
+    /// (at-least-once). `run --once` gives up after a few tries.
+    pub async fn run(self) -> Result<(), StoreError> {
+        let mut failures: u32 = 0;
+        loop {
+            let Err(e) = self.run_once().await else {
+                return Ok(());
+            };
+            failures = failures.saturating_add(1);
+            if self.mode == Mode::Drain && failures >= STORE_RETRIES_ONCE {
+                tracing::error!(sink = %self.name(), error = %e, "delivery loop stopped: the store keeps failing");
+                return Err(e);
+            }
+            let wait =
+                backoff::exponential(Duration::from_secs(1), Duration::from_secs(30), failures);
+            tracing::error!(sink = %self.name(), error = %e, retry_in = %humantime::format_duration(wait),
+                "cannot update the delivery ledger; deliveries stay pending and the sink starts over");
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.ctx.shutdown.cancelled() => return Ok(()),
+            }
+        }
+    }
+
+    /// The loop until shutdown (or, draining, until nothing is pending); a
+    /// store error ends it and [`DeliveryLoop::run`] starts it over.
+    async fn run_once(&self) -> Result<(), StoreError> {
+        let mut st = State {
+            inflight: JoinSet::new(),
+            carrying: HashMap::new(),
+            queue: VecDeque::new(),
+            unflushed: Unflushed::default(),
+            breaker: Breaker::new(Instant::now()),
+            paused: self.paused_at_start().await?,
+            last_check: Instant::now(),
+        };
+        loop {
+            if self.ctx.shutdown.is_cancelled() {
+                return self.finish(st.inflight, st.unflushed).await;
+            }
+            if st.last_check.elapsed() >= IDLE_POLL {
+                st.last_check = Instant::now();
+                self.check_operator(&mut st.paused, &mut st.breaker).await?;
+            }
+            let holding = st.breaker.holding(Instant::now());
+            let limit = st.breaker.limit(self.sink.concurrency());
+            let open = !st.paused && !holding && st.inflight.len() < limit;
+            if open && st.queue.is_empty() {
+                self.refill(&mut st, limit).await?;
+            }
+            if open {
+                self.dispatch(&mut st, limit);
+            }
+            if st.inflight.is_empty() && st.queue.is_empty() {
+                self.flush(&mut st.unflushed).await?;
+                if self.drained(st.paused).await? {
+                    return Ok(());
+                }
+            }
+            let idle = if st.inflight.is_empty() {
+                self.idle_wait(st.paused, holding, st.breaker.hold_until)
+                    .await?
+            } else {
+                IDLE_POLL
+            };
+            tokio::select! {
+                first = st.inflight.join_next_with_id(), if !st.inflight.is_empty() => {
+                    self.absorb(&mut st, first).await?;
+                }
+                _ = self.ctx.wake.notified() => {}
+                _ = self.ctx.recorded.cancelled(), if self.mode == Mode::Drain && !self.ctx.recorded.is_cancelled() => {}
+                _ = tokio::time::sleep(idle) => {}
+                _ = self.ctx.shutdown.cancelled() => {}
+            }
+        }
+    }
+
+    /// Writes what finished, then reads what is due now (minus what is
+    /// still in flight or unwritten).
+    async fn refill(&self, st: &mut State, limit: usize) -> Result<(), StoreError> {
+        self.flush(&mut st.unflushed).await?;
+        let want = PREFETCH.max(self.sink.batch_size() * limit);
+        let due = self.ctx.store.due(&self.route, self.now(), want).await?;
+        let busy = &st.unflushed.busy;
+        st.queue
+            .extend(due.into_iter().filter(|e| !busy.contains(&e.seq())));
+        Ok(())
+    }
+
+    /// Starts requests for queued batches up to the concurrency limit.
+    fn dispatch(&self, st: &mut State, limit: usize) {
+        while st.inflight.len() < limit && !st.queue.is_empty() {
+            let n = self.sink.batch_size().max(1).min(st.queue.len());
+            let batch: Vec<OutboxEntry> = st.queue.drain(..n).collect();
+            let seqs: Vec<i64> = batch.iter().map(OutboxEntry::seq).collect();
+            st.unflushed.busy.extend(seqs.iter().copied());
+            let sink = Arc::clone(&self.sink);
+            let task = st.inflight.spawn(async move {
+                let outcomes = sink.deliver(batch.clone()).await;
+                (batch, outcomes)
+            });
+            st.carrying.insert(task.id(), seqs);
+        }
+    }
+
+    /// `run --once`: done once the cycle is over and nothing is pending
+    /// (or the sink is paused).
+    async fn drained(&self, paused: bool) -> Result<bool, StoreError> {
+        Ok(self.mode == Mode::Drain
+            && self.ctx.recorded.is_cancelled()
+            && (paused || self.ctx.store.next_due(&self.route).await?.is_none()))
+    }
+
+    /// Takes every finished request (the first, and any others done by
+    /// now), writes their outcomes, and adjusts the breaker.
+    async fn absorb(
+        &self,
+        st: &mut State,
+        first: Option<Result<(tokio::task::Id, Attempt), tokio::task::JoinError>>,
+    ) -> Result<(), StoreError> {
+        let mut round = Round::default();
+        let mut finished: Vec<_> = first.into_iter().collect();
+        while let Some(more) = st.inflight.try_join_next_with_id() {
+            finished.push(more);
+        }
+        for joined in finished {
+            match joined {
+                Ok((id, (batch, outcomes))) => {
+                    st.carrying.remove(&id);
+                    self.settle(batch, outcomes, &mut st.unflushed, &mut round)
+                        .await?;
+                }
+                Err(e) => {
+                    // A sink panicked: its rows stay pending and go out
+                    // again after the hold.
+                    for seq in st.carrying.remove(&e.id()).unwrap_or_default() {
+                        st.unflushed.busy.remove(&seq);
+                    }
+                    round.failed += 1;
+                    tracing::error!(sink = %self.name(), error = %e, "a delivery task failed; its deliveries stay pending");
+                }
+            }
+        }
+        self.flush(&mut st.unflushed).await?;
+        if round.gone {
+            st.paused = true;
+        }
+        if round.failed > 0 {
+            let first_failure = !st.breaker.failing();
+            let hold = st.breaker.trip(
+                &self.policy,
+                round.retry_after,
+                Instant::now(),
+                self.now(),
+                rand::random(),
+            );
+            if first_failure && !st.paused {
+                tracing::warn!(sink = %self.name(), hold = %humantime::format_duration(round_ms(hold)),
+                    "deliveries failing: holding the sink, then one request at a time until one succeeds");
+            }
+            // After the hold, read again what is due.
+            st.queue.clear();
+            self.expire_old(st.breaker.failing_since).await?;
+        } else if round.delivered > 0 && st.breaker.failing() {
+            let rounds = st.breaker.close(Instant::now());
+            let moved = self.ctx.store.retry_now(self.name(), self.now()).await?;
+            tracing::info!(sink = %self.name(), failed_rounds = rounds, retries_due_now = moved,
+                "receiver recovered; delivering at full concurrency");
+        }
+        Ok(())
+    }
+
+    /// What another process may have changed: `orderwatch redeliver` lifts a
+    /// pause, and its requeued rows end a failure hold at once (the operator
+    /// says the receiver is fixed; without this a long outage could keep the
+    /// sink waiting up to `backoff_max`).
+    async fn check_operator(
+        &self,
+        paused: &mut bool,
+        breaker: &mut Breaker,
+    ) -> Result<(), StoreError> {
+        let was_paused = *paused;
+        *paused = self.ctx.store.pause_of(self.name()).await?.is_some();
+        if was_paused && !*paused {
+            breaker.close(Instant::now());
+            tracing::info!(sink = %self.name(), "sink resumed by `orderwatch redeliver`");
+        } else if !*paused && breaker.failing() {
+            let since = breaker.failing_since.unwrap_or(0);
+            if self.ctx.store.requeued_since(self.name(), since).await? {
+                breaker.close(Instant::now());
+                tracing::info!(sink = %self.name(), "deliveries queued again by `orderwatch redeliver`; ending the failure hold");
+            }
+        }
+        Ok(())
+    }
+
+    /// How long to sleep when nothing is in flight: until the next row is
+    /// due, the hold ends, or the idle poll.
+    async fn idle_wait(
+        &self,
+        paused: bool,
+        holding: bool,
+        hold_until: Instant,
+    ) -> Result<Duration, StoreError> {
+        if paused {
+            return Ok(IDLE_POLL);
+        }
+        if holding {
+            return Ok(hold_until
+                .saturating_duration_since(Instant::now())
+                .min(IDLE_POLL));
+        }
+        Ok(match self.ctx.store.next_due(&self.route).await? {
+            Some(t) => {
+                Duration::from_millis((t - self.now()).clamp(0, millis(IDLE_POLL)).unsigned_abs())
+            }
+            None => IDLE_POLL,
+        })
+    }
+
+    /// Turns outcomes into ledger marks and adds them up in `round`.
+    async fn settle(
+        &self,
+        batch: Vec<OutboxEntry>,
+        outcomes: Vec<Outcome>,
+        unflushed: &mut Unflushed,
+        round: &mut Round,
+    ) -> Result<(), StoreError> {
+        let now = self.now();
+        for (entry, outcome) in batch.iter().zip(outcomes.iter()) {
+            let mark = resolve(entry, outcome, &self.policy, now, rand::random());
+            if let Outcome::Retry {
+                retry_after: Some(ra),
+                ..
+            } = outcome
+            {
+                round.retry_after = round.retry_after.max(Some(*ra));
+            }
+            self.count(entry, &mark, outcome, now, round).await?;
+            unflushed.marks.push((entry.seq(), mark));
+        }
+        if batch.len() != outcomes.len() {
+            // A sink must answer for every entry; any it skipped stay pending.
+            round.failed += 1;
+            tracing::error!(sink = %self.name(), "sink returned {} outcomes for {} deliveries", outcomes.len(), batch.len());
+            for e in batch.iter().skip(outcomes.len()) {
+                unflushed.busy.remove(&e.seq());
+            }
+        }
+        Ok(())
+    }
+
+    /// Logs and counts one attempt's mark; a 410 pauses the sink.
+    async fn count(
+        &self,
+        entry: &OutboxEntry,
+        mark: &Mark,
+        outcome: &Outcome,
+        now: i64,
+        round: &mut Round,
+    ) -> Result<(), StoreError> {
+        let name = self.name();
+        let id = entry.transition.event_id();
+        let attempt = entry.attempts + 1;
+        match (mark, outcome) {
+            (Mark::Delivered, _) => {
+                round.delivered += 1;
+                self.ctx.metrics.delivery(name, "delivered", 1);
+                tracing::debug!(sink = %name, event = %id, attempt, "delivered");
+            }
+            (
+                Mark::Retry {
+                    error,
+                    next_attempt_at,
+                },
+                _,
+            ) => {
+                round.failed += 1;
+                self.ctx.metrics.delivery(name, "retry", 1);
+                let wait = Duration::from_millis((next_attempt_at - now).max(0).unsigned_abs());
+                tracing::warn!(sink = %name, event = %id, attempt, error = %error,
+                    retry_in = %humantime::format_duration(round_ms(wait)), "delivery failed; will retry");
+            }
+            (Mark::Dead { error }, Outcome::Gone { .. }) => {
+                round.failed += 1;
+                round.gone = true;
+                self.ctx.metrics.delivery(name, "gone", 1);
+                tracing::error!(sink = %name, event = %id, attempt, error = %error,
+                    "receiver answered 410 Gone: sink PAUSED, nothing more is sent to it until `orderwatch redeliver --sink {name} --dead`");
+                let reason = format!("event {id}: {error}");
+                self.ctx.store.pause(name, &reason, now).await?;
+            }
+            (Mark::Dead { error }, _) => {
+                round.failed += 1;
+                self.ctx.metrics.delivery(name, "dead", 1);
+                tracing::error!(sink = %name, event = %id, attempt, error = %error,
+                    "delivery is dead; see `orderwatch deliveries --state dead`, resend with `orderwatch redeliver --sink {name} --dead`");
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush(&self, unflushed: &mut Unflushed) -> Result<(), StoreError> {
+        if unflushed.marks.is_empty() {
+            return Ok(());
+        }
+        let marks = std::mem::take(&mut unflushed.marks);
+        for (seq, _) in &marks {
+            unflushed.busy.remove(seq);
+        }
+        self.ctx.store.mark(self.name(), marks, self.now()).await
+    }
+
+    /// Once the receiver has been failing for `give_up_after`, gives up
+    /// every delivery that has been undeliverable that long, tried or not.
+    async fn expire_old(&self, failing_since: Option<i64>) -> Result<(), StoreError> {
+        let Some(since) = failing_since else {
+            return Ok(());
+        };
+        let give_up = self.policy.give_up_after;
+        let now = self.now();
+        let cutoff = now.saturating_sub(millis(give_up));
+        if since > cutoff {
+            return Ok(());
+        }
+        let error = format!(
+            "gave up after {} while the receiver was failing",
+            humantime::format_duration(give_up)
+        );
+        let n = self
+            .ctx
+            .store
+            .expire(self.name(), cutoff, &error, now)
+            .await?;
+        if n > 0 {
+            self.ctx.metrics.delivery(self.name(), "dead", n as u64);
+            tracing::error!(sink = %self.name(), count = n, give_up_after = %humantime::format_duration(give_up),
+                "gave up deliveries: the receiver has been failing for longer than give_up_after; see `orderwatch deliveries --state dead`");
+        }
+        Ok(())
+    }
+
+    /// Reads the stored pause, saying loudly at start that nothing will be
+    /// sent: a pause outlives restarts.
+    async fn paused_at_start(&self) -> Result<bool, StoreError> {
+        let pause = self.ctx.store.pause_of(self.name()).await?;
+        if let Some(Pause { since, reason }) = &pause {
+            let name = self.name();
+            tracing::error!(sink = %name, since = %crate::event::format_time(*since), reason = %reason,
+                "sink is PAUSED (its receiver answered 410 Gone); nothing is sent to it until `orderwatch redeliver --sink {name} --dead`");
+        }
+        Ok(pause.is_some())
+    }
+
+    /// Shutdown: give in-flight deliveries the grace period, record what
+    /// finished. Anything still in flight stays pending and goes out after
+    /// the restart (at-least-once).
+    async fn finish(
+        &self,
+        mut inflight: JoinSet<Attempt>,
+        mut unflushed: Unflushed,
+    ) -> Result<(), StoreError> {
+        let deadline = Instant::now() + self.ctx.grace;
+        let mut round = Round::default();
+        while !inflight.is_empty() {
+            match tokio::time::timeout_at(deadline, inflight.join_next()).await {
+                Ok(Some(Ok((batch, outcomes)))) => {
+                    self.settle(batch, outcomes, &mut unflushed, &mut round)
+                        .await?;
+                }
+                Ok(Some(Err(_))) => {}
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::warn!(sink = %self.name(), in_flight = inflight.len(), "grace period over; unfinished deliveries stay pending");
+                    inflight.abort_all();
+                    break;
+                }
+            }
+        }
+        self.flush(&mut unflushed).await
+    }
+}
+
+/// A duration rounded to milliseconds, for logs.
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,504 @@
+//! The delivery loop in-process, on tokio's paused clock, with a scripted
+//! sink and a real SQLite store: the retry schedule, hold-and-probe, the
+//! 410 pause, a store failing while outcomes are written, draining and the
+//! shutdown grace period. An hour of backoff runs in milliseconds.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::*;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{
+    Chunk, DeliveryFilter, DeliveryRow, EventFilter, RecordSummary, Redeliver, Routes, SinkStats,
+    Store, StoreReport,
+};
+use crate::transition::{OrderChange, TransitionRow};
+
+/// 2027-01-15T08:00:00Z: where the tests' clock starts.
+const START_MS: i64 = 1_800_000_000_000;
+
+/// One call of the scripted sink.
+#[derive(Debug, Clone)]
+struct Call {
+    event: String,
+    /// Tokio time since the test started.
+    at: Duration,
+    /// Requests in flight when this one started (itself included).
+    inflight: usize,
+    outcome: Outcome,
+}
+
+/// The script: the answer to call number `n` (from 0) for an event id.
+type Answer = Box<dyn Fn(usize, &str) -> Outcome + Send + Sync>;
+
+/// A sink whose answers come from a script: `answer(call_number, event)`.
+struct Scripted {
+    start: Instant,
+    delay: Duration,
+    concurrency: usize,
+    inflight: AtomicUsize,
+    calls: Mutex<Vec<Call>>,
+    answer: Answer,
+}
+
+impl Scripted {
+    fn new(
+        concurrency: usize,
+        delay: Duration,
+        answer: impl Fn(usize, &str) -> Outcome + Send + Sync + 'static,
+    ) -> Arc<Scripted> {
+        Arc::new(Scripted {
+            start: Instant::now(),
+            delay,
+            concurrency,
+            inflight: AtomicUsize::new(0),
+            calls: Mutex::new(Vec::new()),
+            answer: Box::new(answer),
+        })
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    fn delivered(&self) -> Vec<String> {
+        let calls = self.calls();
+        calls
+            .into_iter()
+            .filter(|c| c.outcome == Outcome::Delivered)
+            .map(|c| c.event)
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Sink for Scripted {
+    async fn deliver(&self, batch: Vec<OutboxEntry>) -> Vec<Outcome> {
+        let mut out = Vec::new();
+        for e in &batch {
+            let inflight = self.inflight.fetch_add(1, Ordering::SeqCst) + 1;
+            let at = self.start.elapsed();
+            tokio::time::sleep(self.delay).await;
+            let event = e.transition.event_id();
+            let n = self.calls.lock().unwrap().len();
+            let outcome = (self.answer)(n, &event);
+            self.calls.lock().unwrap().push(Call {
+                event,
+                at,
+                inflight,
+                outcome: outcome.clone(),
+            });
+            self.inflight.fetch_sub(1, Ordering::SeqCst);
+            out.push(outcome);
+        }
+        out
+    }
+
+    fn batch_size(&self) -> usize {
+        1
+    }
+
+    fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+}
+
+fn retry(after: Option<Duration>) -> Outcome {
+    Outcome::Retry {
+        error: "HTTP 503: busy".into(),
+        retry_after: after,
+    }
+}
+
+fn policy() -> DeliveryPolicy {
+    DeliveryPolicy {
+        backoff_initial: Duration::from_secs(5),
+        backoff_max: Duration::from_secs(3600),
+        give_up_after: Duration::from_secs(3 * 86400),
+    }
+}
+
+fn route() -> SinkRoute {
+    SinkRoute {
+        name: "hook".into(),
+        statuses: None,
+        by_cursor: false,
+    }
+}
+
+/// A store, a clock and the loop's context, with nothing running yet.
+struct World {
+    _dir: tempfile::TempDir,
+    store: SharedStore,
+    clock: Clock,
+    shutdown: CancellationToken,
+    wake: Arc<Notify>,
+}
+
+impl World {
+    async fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("ow.db")).unwrap();
+        World::with_store(dir, Arc::new(store))
+    }
+
+    fn with_store(dir: tempfile::TempDir, store: SharedStore) -> World {
+        World {
+            _dir: dir,
+            store,
+            clock: Clock::tokio(START_MS),
+            shutdown: CancellationToken::new(),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Records new orders (each its own transition) for the test route.
+    async fn record(&self, orders: std::ops::Range<i64>, status: &str) {
+        let changes = orders
+            .map(|order_id| OrderChange {
+                order_id,
+                certificate_id: None,
+                status: Arc::from(status),
+            })
+            .collect();
+        let now = DateTime::<Utc>::from_timestamp_millis(self.clock.now_ms()).unwrap();
+        let chunk = Chunk::whole(changes, Some(now), now);
+        self.store
+            .record(chunk, Routes::from([route()]))
+            .await
+            .unwrap();
+        self.wake.notify_one();
+    }
+
+    fn start(
+        &self,
+        sink: Arc<dyn Sink>,
+        mode: Mode,
+    ) -> tokio::task::JoinHandle<Result<(), StoreError>> {
+        let recorded = CancellationToken::new();
+        recorded.cancel();
+        let ctx = LoopContext {
+            store: Arc::clone(&self.store),
+            metrics: Arc::new(Metrics::new(Duration::from_secs(60))),
+            wake: Arc::clone(&self.wake),
+            recorded,
+            shutdown: self.shutdown.clone(),
+            grace: Duration::from_secs(5),
+            clock: self.clock,
+        };
+        let runner = DeliveryLoop {
+            sink,
+            route: route(),
+            policy: policy(),
+            ctx,
+            mode,
+        };
+        tokio::spawn(runner.run())
+    }
+
+    async fn stats(&self) -> SinkStats {
+        self.store.sink_stats(&[route()]).await.unwrap()[0].clone()
+    }
+
+    /// Waits (in tokio time) until `done` holds; fails after `limit`.
+    async fn until(&self, limit: Duration, mut done: impl AsyncFnMut() -> bool) {
+        let deadline = Instant::now() + limit;
+        while !done().await {
+            assert!(Instant::now() < deadline, "not done within {limit:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_follow_the_backoff_schedule_until_the_first_success() {
+    let w = World::new().await;
+    w.record(1..2, "issued").await;
+    let sink = Scripted::new(8, Duration::ZERO, |n, _| {
+        if n < 3 {
+            retry(None)
+        } else {
+            Outcome::Delivered
+        }
+    });
+    let running = w.start(sink.clone(), Mode::Daemon);
+    w.until(Duration::from_secs(600), async || {
+        sink.delivered().len() == 1
+    })
+    .await;
+    let at: Vec<Duration> = sink.calls().iter().map(|c| c.at).collect();
+    assert_eq!(at.len(), 4, "{at:?}");
+    // Full jitter: the k-th wait is at most 5 s * 2^(k-1) (plus the loop's
+    // 1 s idle poll), and never shorter than the breaker's minimum hold.
+    for (k, pair) in at.windows(2).enumerate() {
+        let gap = pair[1] - pair[0];
+        let bound = Duration::from_secs(5 << k) + IDLE_POLL + Duration::from_millis(100);
+        assert!(gap >= super::super::retry::MIN_HOLD, "wait {k}: {gap:?}");
+        assert!(gap <= bound, "wait {k}: {gap:?} > {bound:?}");
+    }
+    let st = w.stats().await;
+    assert_eq!((st.pending, st.dead), (0, 0));
+    w.shutdown.cancel();
+    running.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_holds_the_whole_sink() {
+    let w = World::new().await;
+    w.record(1..4, "issued").await;
+    let sink = Scripted::new(1, Duration::ZERO, |n, _| {
+        if n == 0 {
+            retry(Some(Duration::from_secs(90)))
+        } else {
+            Outcome::Delivered
+        }
+    });
+    let running = w.start(sink.clone(), Mode::Daemon);
+    w.until(Duration::from_secs(600), async || {
+        sink.delivered().len() == 3
+    })
+    .await;
+    let calls = sink.calls();
+    // Nothing at all went out while the receiver asked for 90 s.
+    assert!(
+        calls[1].at - calls[0].at >= Duration::from_secs(90),
+        "{calls:?}"
+    );
+    w.shutdown.cancel();
+    running.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_receiver_gets_one_probe_at_a_time_then_full_concurrency() {
+    let w = World::new().await;
+    w.record(1..41, "issued").await;
+    // The first six requests fail: the first round of four, then probes.
+    let sink = Scripted::new(4, Duration::from_millis(200), |n, _| {
+        if n < 6 {
+            retry(None)
+        } else {
+            Outcome::Delivered
+        }
+    });
+    let running = w.start(sink.clone(), Mode::Daemon);
+    w.until(Duration::from_secs(3600), async || {
+        sink.delivered().len() == 40
+    })
+    .await;
+    let calls = sink.calls();
+    assert!(
+        calls[..4].iter().all(|c| c.inflight >= 1) && calls[..4].iter().any(|c| c.inflight > 1),
+        "the first round runs at full concurrency: {calls:?}"
+    );
+    // After the first failed round and until a probe succeeds: one at a time.
+    for c in &calls[4..7] {
+        assert_eq!(c.inflight, 1, "probe {c:?} in {calls:#?}");
+    }
+    assert!(
+        calls[7..].iter().any(|c| c.inflight > 1),
+        "full concurrency again after a success: {calls:#?}"
+    );
+    let mut delivered = sink.delivered();
+    delivered.sort();
+    delivered.dedup();
+    assert_eq!(delivered.len(), 40, "every event delivered once");
+    w.shutdown.cancel();
+    running.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_410_pauses_the_sink_until_redeliver() {
+    let w = World::new().await;
+    w.record(1..4, "issued").await;
+    let sink = Scripted::new(1, Duration::ZERO, |n, _| {
+        if n == 0 {
+            Outcome::Gone {
+                error: "HTTP 410 Gone".into(),
+            }
+        } else {
+            Outcome::Delivered
+        }
+    });
+    let running = w.start(sink.clone(), Mode::Daemon);
+    w.until(Duration::from_secs(60), async || {
+        w.store.pause_of("hook").await.unwrap().is_some()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(sink.calls().len(), 1, "nothing is sent to a paused sink");
+    let st = w.stats().await;
+    assert!(st.paused);
+    assert_eq!((st.pending, st.dead), (2, 1));
+
+    w.store
+        .redeliver(&route(), &Redeliver::Dead, w.clock.now_ms())
+        .await
+        .unwrap();
+    w.until(Duration::from_secs(30), async || {
+        sink.delivered().len() == 3
+    })
+    .await;
+    assert_eq!(w.store.pause_of("hook").await.unwrap(), None);
+    w.shutdown.cancel();
+    running.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn draining_finishes_once_nothing_is_pending() {
+    let w = World::new().await;
+    w.record(1..6, "issued").await;
+    let sink = Scripted::new(2, Duration::from_millis(10), |_, _| Outcome::Delivered);
+    let running = w.start(sink.clone(), Mode::Drain);
+    tokio::time::timeout(Duration::from_secs(60), running)
+        .await
+        .expect("a draining loop ends by itself")
+        .unwrap()
+        .unwrap();
+    assert_eq!(sink.delivered().len(), 5);
+    assert_eq!(w.stats().await.pending, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_lets_in_flight_deliveries_finish_within_the_grace_period() {
+    let w = World::new().await;
+    w.record(1..2, "issued").await;
+    let quick = Scripted::new(1, Duration::from_secs(3), |_, _| Outcome::Delivered);
+    let running = w.start(quick.clone(), Mode::Daemon);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    w.shutdown.cancel();
+    running.await.unwrap().unwrap();
+    assert_eq!(quick.delivered().len(), 1);
+    assert_eq!(w.stats().await.pending, 0, "the outcome was written");
+
+    // Slower than the grace period: the delivery stays pending for next time.
+    let w = World::new().await;
+    w.record(1..2, "issued").await;
+    let slow = Scripted::new(1, Duration::from_secs(60), |_, _| Outcome::Delivered);
+    let running = w.start(slow.clone(), Mode::Daemon);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let stopping = Instant::now();
+    w.shutdown.cancel();
+    running.await.unwrap().unwrap();
+    assert!(stopping.elapsed() <= Duration::from_secs(6));
+    assert_eq!(w.stats().await.pending, 1);
+}
+
+/// A store whose `mark` fails while `failing` is above zero (counting down),
+/// like a full disk that frees up.
+#[derive(Debug)]
+struct FlakyMarks {
+    inner: SharedStore,
+    failing: AtomicUsize,
+}
+
+#[async_trait]
+impl Store for FlakyMarks {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    async fn cursor(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.inner.cursor().await
+    }
+    async fn record(&self, chunk: Chunk, routes: Routes) -> Result<RecordSummary, StoreError> {
+        self.inner.record(chunk, routes).await
+    }
+    async fn due(&self, r: &SinkRoute, now: i64, n: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.inner.due(r, now, n).await
+    }
+    async fn next_due(&self, r: &SinkRoute) -> Result<Option<i64>, StoreError> {
+        self.inner.next_due(r).await
+    }
+    async fn mark(&self, sink: &str, marks: Vec<(i64, Mark)>, now: i64) -> Result<(), StoreError> {
+        let failing = self
+            .failing
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if failing.is_ok() {
+            return Err(StoreError::Full {
+                path: "flaky.db".into(),
+            });
+        }
+        self.inner.mark(sink, marks, now).await
+    }
+    async fn expire(&self, s: &str, c: i64, e: &str, n: i64) -> Result<usize, StoreError> {
+        self.inner.expire(s, c, e, n).await
+    }
+    async fn retry_now(&self, s: &str, now: i64) -> Result<usize, StoreError> {
+        self.inner.retry_now(s, now).await
+    }
+    async fn requeued_since(&self, s: &str, since: i64) -> Result<bool, StoreError> {
+        self.inner.requeued_since(s, since).await
+    }
+    async fn pause(&self, s: &str, reason: &str, now: i64) -> Result<(), StoreError> {
+        self.inner.pause(s, reason, now).await
+    }
+    async fn pause_of(&self, s: &str) -> Result<Option<Pause>, StoreError> {
+        self.inner.pause_of(s).await
+    }
+    async fn redeliver(&self, r: &SinkRoute, w: &Redeliver, n: i64) -> Result<usize, StoreError> {
+        self.inner.redeliver(r, w, n).await
+    }
+    async fn events(&self, f: &EventFilter) -> Result<Vec<TransitionRow>, StoreError> {
+        self.inner.events(f).await
+    }
+    async fn deliveries(&self, f: &DeliveryFilter) -> Result<Vec<DeliveryRow>, StoreError> {
+        self.inner.deliveries(f).await
+    }
+    async fn sink_stats(&self, r: &[SinkRoute]) -> Result<Vec<SinkStats>, StoreError> {
+        self.inner.sink_stats(r).await
+    }
+    async fn report(&self, deep: bool) -> Result<StoreReport, StoreError> {
+        self.inner.report(deep).await
+    }
+}
+
+async fn flaky_world(failures: usize) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let inner = Arc::new(SqliteStore::open(&dir.path().join("ow.db")).unwrap());
+    let store = Arc::new(FlakyMarks {
+        inner,
+        failing: AtomicUsize::new(failures),
+    });
+    World::with_store(dir, store)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_failing_while_marking_repeats_deliveries_and_loses_none() {
+    let w = flaky_world(2).await;
+    w.record(1..6, "issued").await;
+    let sink = Scripted::new(8, Duration::ZERO, |_, _| Outcome::Delivered);
+    let running = w.start(sink.clone(), Mode::Daemon);
+    w.until(Duration::from_secs(120), async || {
+        w.stats().await.pending == 0
+    })
+    .await;
+    let delivered = sink.delivered();
+    let mut unique = delivered.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 5, "every event delivered");
+    // The outcomes that could not be written were attempted again.
+    assert!(delivered.len() > 5, "{delivered:?}");
+    assert!(
+        !running.is_finished(),
+        "a failing store does not stop the loop"
+    );
+    w.shutdown.cancel();
+    running.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_draining_loop_gives_up_when_the_store_keeps_failing() {
+    let w = flaky_world(usize::MAX).await;
+    w.record(1..3, "issued").await;
+    let sink = Scripted::new(1, Duration::ZERO, |_, _| Outcome::Delivered);
+    let running = w.start(sink.clone(), Mode::Drain);
+    let ended = tokio::time::timeout(Duration::from_secs(600), running)
+        .await
+        .expect("gives up")
+        .unwrap();
+    assert!(matches!(ended, Err(StoreError::Full { .. })), "{ended:?}");
+    assert_eq!(w.stats().await.pending, 2, "nothing was lost");
+}

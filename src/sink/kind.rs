@@ -1,0 +1,160 @@
+//! What a sink kind is: how it reads its keys from the config, what it
+//! builds from them, and how the sink it builds delivers a batch. A kind
+//! lives in one file (`stdout.rs`, `file.rs`, `webhook.rs`, ...) that
+//! implements this contract, plus one line in `registry.rs`.
+//!
+//! The delivery loop (`delivery.rs`) owns everything else: what is due,
+//! per-order ordering, concurrency, retries, giving up, pausing and the
+//! ledger. A kind only says what one attempt did ([`Outcome`]).
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::config::secret::SecretSource;
+use crate::config::table::SinkTable;
+use crate::store::OutboxEntry;
+
+/// What happened to one delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    /// Try again later (network error, timeout, 408, 429, 5xx, 3xx, I/O error).
+    Retry {
+        error: String,
+        retry_after: Option<Duration>,
+    },
+    /// Never retry (other 4xx).
+    Dead {
+        error: String,
+    },
+    /// 410 Gone: dead, and the sink pauses until `orderwatch redeliver`.
+    Gone {
+        error: String,
+    },
+}
+
+/// The outcome of a blocking write of a whole batch (file, stdout): every
+/// entry shares it. `what` says what was tried ("append to /path"), for the
+/// ledger's last error.
+pub fn written(result: Result<std::io::Result<()>, tokio::task::JoinError>, what: &str) -> Outcome {
+    match result {
+        Ok(Ok(())) => Outcome::Delivered,
+        Ok(Err(e)) => Outcome::Retry {
+            error: format!("cannot {what}: {e}"),
+            retry_after: None,
+        },
+        Err(e) => Outcome::Retry {
+            error: format!("cannot {what}: the writer failed: {e}"),
+            retry_after: None,
+        },
+    }
+}
+
+/// A built sink: delivers batches of events.
+#[async_trait]
+pub trait Sink: Send + Sync + 'static {
+    /// Delivers a batch; returns one outcome per entry, in order.
+    async fn deliver(&self, batch: Vec<OutboxEntry>) -> Vec<Outcome>;
+    /// Entries per `deliver` call.
+    fn batch_size(&self) -> usize;
+    /// `deliver` calls in flight at once.
+    fn concurrency(&self) -> usize;
+    /// Reopen files (SIGHUP after logrotate). Default: nothing to reopen.
+    fn reopen(&self) {}
+}
+
+/// What a kind needs to build its sink besides its own settings.
+#[derive(Debug, Clone, Copy)]
+pub struct BuildContext<'a> {
+    /// The sink's name, for messages.
+    pub name: &'a str,
+    /// Every event's `source`: the API base URL.
+    pub source: &'a str,
+    /// How long the sink keeps retrying a delivery; nothing should make it
+    /// wait longer (a receiver's `Retry-After`, say).
+    pub give_up_after: Duration,
+}
+
+/// One sink's validated, kind-specific settings, as the config holds them.
+pub trait SinkSettings: fmt::Debug + Send + Sync {
+    /// The kind's name, as in `type = "..."`.
+    fn kind(&self) -> &'static str;
+
+    /// Whether the sink delivers in recorded order, one batch at a time
+    /// (file, stdout): the store then keeps a cursor for it, not a row per event.
+    fn in_order(&self) -> bool {
+        false
+    }
+
+    /// One line for `orderwatch check`: where events go, and how.
+    fn describe(&self) -> String;
+
+    /// The secrets the sink reads, each with the key stem it came from
+    /// (`secret` for `secret_env` / `secret_file`).
+    fn secrets(&self) -> Vec<(&'static str, &SecretSource)> {
+        Vec::new()
+    }
+
+    /// Files the sink writes, so `check` can refuse two sinks (or a sink
+    /// and the store) on the same file.
+    fn files(&self) -> Vec<&Path> {
+        Vec::new()
+    }
+
+    /// Builds the sink: reads secrets, checks what can be checked without
+    /// sending anything (a writable directory, an executable command),
+    /// prepares clients. `check` calls this too and drops the result, so
+    /// it must not deliver, connect or create anything.
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Arc<dyn Sink>, BuildError>;
+}
+
+/// Why a sink cannot be built: what in its table is at fault, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct BuildError {
+    /// Appended to the sink's label in messages: `.path`, `.secret_env`,
+    /// or ` (systemd credential "webhook-hook")`.
+    pub at: String,
+    pub message: String,
+}
+
+impl BuildError {
+    /// A problem with the key `key` of the sink's table.
+    pub fn key(key: &str, message: impl Into<String>) -> BuildError {
+        BuildError {
+            at: format!(".{key}"),
+            message: message.into(),
+        }
+    }
+
+    /// A problem with the secret read from `source` (`{stem}_env`,
+    /// `{stem}_file` or a systemd credential). The message never holds the
+    /// secret: only where it came from and what is wrong.
+    pub fn secret(stem: &str, source: &SecretSource, message: impl Into<String>) -> BuildError {
+        let at = match source {
+            SecretSource::Env(_) => format!(".{stem}_env"),
+            SecretSource::File(_) => format!(".{stem}_file"),
+            SecretSource::Credential { name, .. } => format!(" (systemd credential {name:?})"),
+        };
+        BuildError {
+            at,
+            message: message.into(),
+        }
+    }
+
+    /// The error as one line, for a sink labelled `sinks[2] ("hook")`.
+    pub fn render(&self, label: &str) -> String {
+        format!("{label}{}: {}", self.at, self.message)
+    }
+}
+
+/// A sink kind: its `type` name and how it reads its table.
+pub struct Kind {
+    pub name: &'static str,
+    /// Reads and validates the kind's own keys; problems go to the table.
+    pub parse: fn(&mut SinkTable<'_>) -> Option<Arc<dyn SinkSettings>>,
+}
