@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use futures_util::stream;
 
-use super::query::error_body;
+use super::error::error_body;
 use super::server::ConnTag;
 
 /// One fault, consumed by exactly one upcoming request (FIFO). Queue them with

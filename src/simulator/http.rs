@@ -29,10 +29,11 @@ use axum::routing::{get, put};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::Value;
 
+use super::error::{ApiError, error_body};
 use super::fault::{self, Fault, json_response};
-use super::query::{self, ApiError, Frame, error_body};
-use super::schedule::Status;
+use super::query::{self, Frame};
 use super::server::ConnTag;
+use super::status::Status;
 use super::{CancelRequest, RecordedQuery, Simulator, mountain};
 
 /// Path of the status-changes endpoint.

@@ -38,12 +38,14 @@
 //! and `server` the listener, `serve`/`start` and [`SimulatorHandle`].
 
 mod book;
+mod error;
 mod fault;
 mod http;
 mod mountain;
 mod query;
 mod schedule;
 mod server;
+mod status;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -54,8 +56,8 @@ use rand::rngs::StdRng;
 
 use book::OrderBook;
 pub use fault::Fault;
-use schedule::Status;
 pub use server::SimulatorHandle;
+use status::Status;
 
 /// The first order id the simulator invents; explicit ids given to
 /// [`Simulator::set_status`] or [`Simulator::bulk_insert`] push later

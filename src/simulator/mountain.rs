@@ -16,7 +16,7 @@ use chrono::offset::LocalResult;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use chrono_tz::America::Denver;
 
-use super::query::ApiError;
+use super::error::ApiError;
 
 /// Which end of a range a time belongs to; decides DST ambiguity and the
 /// time a bare date stands for.

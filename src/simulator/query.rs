@@ -15,52 +15,13 @@
 //! * `invalid_param` — `offset`/`limit` malformed (only when pagination is on).
 
 use super::book::PageRequest;
+use super::error::ApiError;
 use super::mountain;
 
 /// The most a status-changes request may span: 7 days.
 pub(crate) const MAX_SPAN_SECS: u64 = 604_800;
 /// The largest `minutes` value upstream accepts.
 pub(crate) const MAX_MINUTES: u64 = 10_080;
-/// Upstream's message for `time_frame_too_long`, verbatim.
-pub(crate) const TOO_LONG_MESSAGE: &str = "An error occurred while processing your request.";
-
-/// An error answer: HTTP status, snake_case code, human message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ApiError {
-    pub status: u16,
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl ApiError {
-    pub(crate) fn new(status: u16, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-
-    pub(crate) fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::new(400, code, message)
-    }
-
-    pub(crate) fn too_long() -> ApiError {
-        ApiError::bad_request("time_frame_too_long", TOO_LONG_MESSAGE)
-    }
-
-    /// The upstream error body shape.
-    pub(crate) fn body(&self) -> Vec<u8> {
-        error_body(self.code, &self.message)
-    }
-}
-
-/// `{"errors":[{"code":...,"message":...}]}`.
-pub(crate) fn error_body(code: &str, message: &str) -> Vec<u8> {
-    serde_json::json!({"errors": [{"code": code, "message": message}]})
-        .to_string()
-        .into_bytes()
-}
 
 /// The query parameters the simulator understands, percent-decoded.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -391,7 +352,10 @@ mod tests {
         let body = ApiError::too_long().body();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         assert_eq!(v["errors"][0]["code"], "time_frame_too_long");
-        assert_eq!(v["errors"][0]["message"], TOO_LONG_MESSAGE);
+        assert_eq!(
+            v["errors"][0]["message"],
+            super::super::error::TOO_LONG_MESSAGE
+        );
         assert_eq!(v.as_object().map(|o| o.len()), Some(1));
     }
 }

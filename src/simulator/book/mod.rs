@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 
-use super::schedule::{CERTIFICATE_ID_OFFSET, Status};
+use super::status::{CERTIFICATE_ID_OFFSET, Status};
 
 /// One simulated certificate order.
 #[derive(Debug)]
