@@ -1,3 +1,6 @@
+//! The strict reader of status-changes answers: what is accepted, and the
+//! message for each thing that is not.
+
 use super::*;
 
 fn orders(body: &str) -> Vec<(i64, Option<i64>, String)> {

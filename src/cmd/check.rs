@@ -8,18 +8,41 @@ use crate::config::{Config, SecretSource, dir_writable, parent_dir};
 use crate::sink;
 use crate::store;
 
+/// What `check` found: a summary line per item, and every problem.
+#[derive(Debug, Default)]
+pub struct Findings {
+    pub lines: Vec<String>,
+    pub problems: Vec<String>,
+}
+
 /// Checks that need the environment (secrets, directories, the store).
 /// Returns a summary line per item, or every problem found.
 pub async fn inspect(config: &Config) -> Result<Vec<String>, Vec<String>> {
-    let mut lines = Vec::new();
-    let mut problems = Vec::new();
+    let mut found = Findings::default();
+    digicert(config, &mut found);
+    store(config, &mut found).await;
+    if let Some(m) = &config.metrics {
+        found
+            .lines
+            .push(format!("metrics: http://{}/metrics and /healthz", m.listen));
+    }
+    sinks(config, &mut found);
+    if found.problems.is_empty() {
+        Ok(found.lines)
+    } else {
+        Err(found.problems)
+    }
+}
+
+/// The API key can be read; the schedule in one line.
+fn digicert(config: &Config, found: &mut Findings) {
     let d = &config.digicert;
     match d.api_key.load() {
-        Ok(_) => lines.push(format!(
+        Ok(_) => found.lines.push(format!(
             "digicert: {} (API key from {})",
             d.base_url, d.api_key
         )),
-        Err(e) => problems.push(format!(
+        Err(e) => found.problems.push(format!(
             "{}: cannot read the DigiCert API key: {e}{}",
             secret_key("digicert", "api_key", &d.api_key),
             match &d.api_key {
@@ -30,7 +53,7 @@ pub async fn inspect(config: &Config) -> Result<Vec<String>, Vec<String>> {
         )),
     }
     let p = &config.poll;
-    lines.push(format!(
+    found.lines.push(format!(
         "poll: every {}, overlap {}, initial lookback {}, windows of at most {}; absolute ranges in {}; at most {} requests/min",
         humantime::format_duration(p.interval),
         humantime::format_duration(p.overlap),
@@ -39,6 +62,11 @@ pub async fn inspect(config: &Config) -> Result<Vec<String>, Vec<String>> {
         d.timezone.name(),
         d.max_requests_per_minute,
     ));
+}
+
+/// The store opens, is sound, and its directory takes the files the
+/// daemon creates beside it.
+async fn store(config: &Config, found: &mut Findings) {
     // Damage in a page the daemon would only read later (or a file cut
     // short) shows up here, before the service starts.
     let report = match store::open(&config.store).await {
@@ -48,12 +76,12 @@ pub async fn inspect(config: &Config) -> Result<Vec<String>, Vec<String>> {
     match report {
         Ok(report) => {
             if let Some(damage) = &report.damage {
-                problems.push(format!(
+                found.problems.push(format!(
                     "store.path: {} is damaged ({damage}); move it aside (a new store starts again from initial_lookback) or restore a backup",
                     report.location
                 ));
             }
-            lines.push(format!(
+            found.lines.push(format!(
                 "store: {} (schema {}, {} transitions, cursor {})",
                 report.location,
                 report.schema_version,
@@ -64,22 +92,23 @@ pub async fn inspect(config: &Config) -> Result<Vec<String>, Vec<String>> {
                 )
             ));
         }
-        Err(e) => problems.push(format!("store.path: {e}")),
+        Err(e) => found.problems.push(format!("store.path: {e}")),
     }
     // The daemon creates `<db>.lock`, `<db>-wal` and `<db>-shm` beside the
     // database: a store that opens but sits in a read-only directory fails
     // at start (or at the first checkpoint) with SQLite's vaguest message.
     let store_dir = parent_dir(&config.store.path);
     if let (true, Err(e)) = (store_dir.is_dir(), dir_writable(store_dir)) {
-        problems.push(format!(
+        found.problems.push(format!(
             "store.path: {e}; the store needs to create its lock, -wal and -shm files there"
         ));
     }
-    if let Some(m) = &config.metrics {
-        lines.push(format!("metrics: http://{}/metrics and /healthz", m.listen));
-    }
+}
+
+/// Every sink builds, with the same code as `run` (nothing is sent).
+fn sinks(config: &Config, found: &mut Findings) {
     if config.sinks.is_empty() {
-        lines.push(
+        found.lines.push(
             "sinks: none configured; transitions are recorded but delivered nowhere".to_string(),
         );
     }
@@ -88,21 +117,17 @@ pub async fn inspect(config: &Config) -> Result<Vec<String>, Vec<String>> {
             None => "all statuses".to_string(),
             Some(l) => format!("statuses {}", l.join(", ")),
         };
-        // The same build as `run`, dropped at once: nothing is sent.
         match sink::build(s, &config.digicert.base_url) {
-            Ok(_) => lines.push(format!(
+            Ok(_) => found.lines.push(format!(
                 "sink {}: {} ({filter}; give up after {})",
                 s.name,
                 s.settings.describe(),
                 humantime::format_duration(s.policy.give_up_after)
             )),
-            Err(e) => problems.push(e.render(&format!("sinks[{i}] ({:?})", s.name))),
+            Err(e) => found
+                .problems
+                .push(e.render(&format!("sinks[{i}] ({:?})", s.name))),
         }
-    }
-    if problems.is_empty() {
-        Ok(lines)
-    } else {
-        Err(problems)
     }
 }
 

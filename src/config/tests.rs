@@ -1,3 +1,6 @@
+//! Config validation: every problem named by its key, secrets never shown,
+//! and arbitrary TOML never panics parsing, checking or planning.
+
 use super::field::shown_url;
 use super::*;
 

@@ -70,42 +70,10 @@ impl Validator {
         raw: raw::RawDigicert,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Option<DigicertConfig> {
-        let base = match (&raw.base_url, &raw.instance) {
-            (Some(_), Some(_)) => {
-                self.problem(
-                    "digicert.instance",
-                    "set either base_url or instance, not both",
-                );
-                None
-            }
-            (Some(url), None) => Some(url.clone()),
-            (None, Some(inst)) => match inst.as_str() {
-                "us" => Some(US_BASE_URL.to_string()),
-                "eu" => Some(EU_BASE_URL.to_string()),
-                other => {
-                    self.problem(
-                        "digicert.instance",
-                        format!("unknown instance {other:?}; expected \"us\" or \"eu\""),
-                    );
-                    None
-                }
-            },
-            (None, None) => Some(US_BASE_URL.to_string()),
-        };
+        let base = self.instance(&raw);
         let base_url = base.and_then(|b| self.api_base_url(&b, raw.allow_insecure_http));
 
-        let api_key = match (&raw.api_key_env, &raw.api_key_file) {
-            (Some(_), Some(_)) => {
-                self.problem(
-                    "digicert.api_key_file",
-                    "set either api_key_env or api_key_file, not both",
-                );
-                None
-            }
-            (Some(var), None) => Some(SecretSource::Env(var.clone())),
-            (None, Some(file)) => Some(SecretSource::File(file.clone())),
-            (None, None) => Some(SecretSource::default_api_key(env)),
-        };
+        let api_key = self.api_key(&raw, env);
 
         let timeout = self.positive(
             "digicert.timeout",
@@ -125,28 +93,8 @@ impl Validator {
                 }
             },
         };
-        let rpm = raw.max_requests_per_minute.unwrap_or(60);
-        if rpm == 0 || rpm > MAX_REQUESTS_PER_MINUTE {
-            self.problem(
-                "digicert.max_requests_per_minute",
-                format!(
-                    "must be between 1 and {MAX_REQUESTS_PER_MINUTE} (DigiCert allows 1000 requests per 5 minutes), got {rpm}"
-                ),
-            );
-        }
-        let max_response_bytes = match raw.max_response_size {
-            None => 256 * 1024 * 1024,
-            Some(v) => match v.bytes() {
-                Ok(0) | Err(_) => {
-                    self.problem(
-                        "digicert.max_response_size",
-                        format!("invalid size {v}; expected bytes or e.g. \"256MiB\""),
-                    );
-                    256 * 1024 * 1024
-                }
-                Ok(n) => n,
-            },
-        };
+        let rpm = self.requests_per_minute(raw.max_requests_per_minute);
+        let max_response_bytes = self.response_size(raw.max_response_size.as_ref());
         let retries = raw.retries.unwrap_or(5);
         let retry_initial = self.positive(
             "digicert.retry_initial",
@@ -169,12 +117,89 @@ impl Validator {
             api_key: api_key?,
             timeout,
             timezone,
-            max_requests_per_minute: rpm.clamp(1, MAX_REQUESTS_PER_MINUTE),
+            max_requests_per_minute: rpm,
             max_response_bytes,
             retries,
             retry_initial,
             retry_max,
         })
+    }
+
+    /// `base_url` or `instance`, not both; the US instance by default.
+    fn instance(&mut self, raw: &raw::RawDigicert) -> Option<String> {
+        match (&raw.base_url, &raw.instance) {
+            (Some(_), Some(_)) => {
+                self.problem(
+                    "digicert.instance",
+                    "set either base_url or instance, not both",
+                );
+                None
+            }
+            (Some(url), None) => Some(url.clone()),
+            (None, Some(inst)) => match inst.as_str() {
+                "us" => Some(US_BASE_URL.to_string()),
+                "eu" => Some(EU_BASE_URL.to_string()),
+                other => {
+                    self.problem(
+                        "digicert.instance",
+                        format!("unknown instance {other:?}; expected \"us\" or \"eu\""),
+                    );
+                    None
+                }
+            },
+            (None, None) => Some(US_BASE_URL.to_string()),
+        }
+    }
+
+    fn api_key(
+        &mut self,
+        raw: &raw::RawDigicert,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<SecretSource> {
+        match (&raw.api_key_env, &raw.api_key_file) {
+            (Some(_), Some(_)) => {
+                self.problem(
+                    "digicert.api_key_file",
+                    "set either api_key_env or api_key_file, not both",
+                );
+                None
+            }
+            (Some(var), None) => Some(SecretSource::Env(var.clone())),
+            (None, Some(file)) => Some(SecretSource::File(file.clone())),
+            (None, None) => Some(SecretSource::default_api_key(env)),
+        }
+    }
+
+    /// Client-side pacing, within what DigiCert allows.
+    fn requests_per_minute(&mut self, value: Option<u32>) -> u32 {
+        let rpm = value.unwrap_or(60);
+        if rpm == 0 || rpm > MAX_REQUESTS_PER_MINUTE {
+            self.problem(
+                "digicert.max_requests_per_minute",
+                format!(
+                    "must be between 1 and {MAX_REQUESTS_PER_MINUTE} (DigiCert allows 1000 requests per 5 minutes), got {rpm}"
+                ),
+            );
+        }
+        rpm.clamp(1, MAX_REQUESTS_PER_MINUTE)
+    }
+
+    /// The largest answer accepted, 256 MiB by default.
+    fn response_size(&mut self, value: Option<&SizeValue>) -> u64 {
+        const DEFAULT: u64 = 256 * 1024 * 1024;
+        let Some(v) = value else {
+            return DEFAULT;
+        };
+        match v.bytes() {
+            Ok(0) | Err(_) => {
+                self.problem(
+                    "digicert.max_response_size",
+                    format!("invalid size {v}; expected bytes or e.g. \"256MiB\""),
+                );
+                DEFAULT
+            }
+            Ok(n) => n,
+        }
     }
 
     /// The API key travels in a header, so plain HTTP is only accepted to

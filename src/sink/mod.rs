@@ -14,7 +14,6 @@ pub mod delivery;
 pub mod kind;
 pub mod registry;
 pub mod retry;
-pub mod signature;
 
 mod file;
 mod stdout;

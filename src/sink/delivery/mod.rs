@@ -18,7 +18,7 @@
 //!   crash repeats at most the requests that were in flight;
 //! * nothing here waits on a receiver: requests run in their own tasks.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,12 +27,15 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+mod ledger;
+
 use super::kind::{Outcome, Sink};
-use super::retry::{Breaker, DeliveryPolicy, Round, millis, resolve};
+use super::retry::{Breaker, DeliveryPolicy, Round, millis};
 use crate::backoff;
 use crate::metrics::Metrics;
-use crate::store::{Mark, OutboxEntry, Pause, SharedStore, SinkRoute, StoreError};
+use crate::store::{OutboxEntry, Pause, SharedStore, SinkRoute, StoreError};
 use crate::transition::Clock;
+use ledger::Unflushed;
 
 /// Store failures in a row after which `run --once` stops delivering.
 const STORE_RETRIES_ONCE: u32 = 4;
@@ -97,14 +100,6 @@ pub struct DeliveryLoop {
 
 /// A finished `deliver` call: the batch and one outcome per entry.
 type Attempt = (Vec<OutboxEntry>, Vec<Outcome>);
-
-/// Outcomes of finished deliveries not yet written to the ledger.
-#[derive(Default)]
-struct Unflushed {
-    marks: Vec<(i64, Mark)>,
-    /// Seqs in `marks` plus those in flight: never fetched again meanwhile.
-    busy: HashSet<i64>,
-}
 
 /// What one run of the loop keeps between iterations.
 struct State {
@@ -348,128 +343,6 @@ impl DeliveryLoop {
             }
             None => IDLE_POLL,
         })
-    }
-
-    /// Turns outcomes into ledger marks and adds them up in `round`.
-    async fn settle(
-        &self,
-        batch: Vec<OutboxEntry>,
-        outcomes: Vec<Outcome>,
-        unflushed: &mut Unflushed,
-        round: &mut Round,
-    ) -> Result<(), StoreError> {
-        let now = self.now();
-        for (entry, outcome) in batch.iter().zip(outcomes.iter()) {
-            let mark = resolve(entry, outcome, &self.policy, now, rand::random());
-            if let Outcome::Retry {
-                retry_after: Some(ra),
-                ..
-            } = outcome
-            {
-                round.retry_after = round.retry_after.max(Some(*ra));
-            }
-            self.count(entry, &mark, outcome, now, round).await?;
-            unflushed.marks.push((entry.seq(), mark));
-        }
-        if batch.len() != outcomes.len() {
-            // A sink must answer for every entry; any it skipped stay pending.
-            round.failed += 1;
-            tracing::error!(sink = %self.name(), "sink returned {} outcomes for {} deliveries", outcomes.len(), batch.len());
-            for e in batch.iter().skip(outcomes.len()) {
-                unflushed.busy.remove(&e.seq());
-            }
-        }
-        Ok(())
-    }
-
-    /// Logs and counts one attempt's mark; a 410 pauses the sink.
-    async fn count(
-        &self,
-        entry: &OutboxEntry,
-        mark: &Mark,
-        outcome: &Outcome,
-        now: i64,
-        round: &mut Round,
-    ) -> Result<(), StoreError> {
-        let name = self.name();
-        let id = entry.transition.event_id();
-        let attempt = entry.attempts + 1;
-        match (mark, outcome) {
-            (Mark::Delivered, _) => {
-                round.delivered += 1;
-                self.ctx.metrics.delivery(name, "delivered", 1);
-                tracing::debug!(sink = %name, event = %id, attempt, "delivered");
-            }
-            (
-                Mark::Retry {
-                    error,
-                    next_attempt_at,
-                },
-                _,
-            ) => {
-                round.failed += 1;
-                self.ctx.metrics.delivery(name, "retry", 1);
-                let wait = Duration::from_millis((next_attempt_at - now).max(0).unsigned_abs());
-                tracing::warn!(sink = %name, event = %id, attempt, error = %error,
-                    retry_in = %humantime::format_duration(round_ms(wait)), "delivery failed; will retry");
-            }
-            (Mark::Dead { error }, Outcome::Gone { .. }) => {
-                round.failed += 1;
-                round.gone = true;
-                self.ctx.metrics.delivery(name, "gone", 1);
-                tracing::error!(sink = %name, event = %id, attempt, error = %error,
-                    "receiver answered 410 Gone: sink PAUSED, nothing more is sent to it until `orderwatch redeliver --sink {name} --dead`");
-                let reason = format!("event {id}: {error}");
-                self.ctx.store.pause(name, &reason, now).await?;
-            }
-            (Mark::Dead { error }, _) => {
-                round.failed += 1;
-                self.ctx.metrics.delivery(name, "dead", 1);
-                tracing::error!(sink = %name, event = %id, attempt, error = %error,
-                    "delivery is dead; see `orderwatch deliveries --state dead`, resend with `orderwatch redeliver --sink {name} --dead`");
-            }
-        }
-        Ok(())
-    }
-
-    async fn flush(&self, unflushed: &mut Unflushed) -> Result<(), StoreError> {
-        if unflushed.marks.is_empty() {
-            return Ok(());
-        }
-        let marks = std::mem::take(&mut unflushed.marks);
-        for (seq, _) in &marks {
-            unflushed.busy.remove(seq);
-        }
-        self.ctx.store.mark(self.name(), marks, self.now()).await
-    }
-
-    /// Once the receiver has been failing for `give_up_after`, gives up
-    /// every delivery that has been undeliverable that long, tried or not.
-    async fn expire_old(&self, failing_since: Option<i64>) -> Result<(), StoreError> {
-        let Some(since) = failing_since else {
-            return Ok(());
-        };
-        let give_up = self.policy.give_up_after;
-        let now = self.now();
-        let cutoff = now.saturating_sub(millis(give_up));
-        if since > cutoff {
-            return Ok(());
-        }
-        let error = format!(
-            "gave up after {} while the receiver was failing",
-            humantime::format_duration(give_up)
-        );
-        let n = self
-            .ctx
-            .store
-            .expire(self.name(), cutoff, &error, now)
-            .await?;
-        if n > 0 {
-            self.ctx.metrics.delivery(self.name(), "dead", n as u64);
-            tracing::error!(sink = %self.name(), count = n, give_up_after = %humantime::format_duration(give_up),
-                "gave up deliveries: the receiver has been failing for longer than give_up_after; see `orderwatch deliveries --state dead`");
-        }
-        Ok(())
     }
 
     /// Reads the stored pause, saying loudly at start that nothing will be

@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use super::*;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{
-    Chunk, DeliveryFilter, DeliveryRow, EventFilter, RecordSummary, Redeliver, Routes, SinkStats,
-    Store, StoreReport,
+    Chunk, DeliveryFilter, DeliveryRow, EventFilter, Mark, RecordSummary, Redeliver, Routes,
+    SinkStats, Store, StoreReport,
 };
 use crate::transition::{OrderChange, TransitionRow};
 

@@ -1,6 +1,8 @@
 //! The per-sink outbox: what is due, what happened to each attempt, and
 //! queueing events again.
 
+use std::collections::HashSet;
+
 use rusqlite::{OptionalExtension, params};
 
 use super::Db;
@@ -60,102 +62,26 @@ impl Db {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(err("starting the delivery update"))?;
-        {
-            let cursor = cursor_of(&tx, sink).map_err(err("reading the sink cursor"))?;
-            let mut delivered = tx
-                .prepare_cached(
-                    "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, done_at = ?3
-                     WHERE sink = ?1 AND seq = ?2 AND state IN ('pending', 'dead')",
-                )
-                .map_err(err("preparing the delivery update"))?;
-            let mut retry = tx
-                .prepare_cached(
-                    "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?3, last_error = ?4,
-                        first_failure_at = coalesce(first_failure_at, ?5)
-                     WHERE sink = ?1 AND seq = ?2 AND state = 'pending'",
-                )
-                .map_err(err("preparing the retry update"))?;
-            let mut dead = tx
-                .prepare_cached(
-                    "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?3,
-                        done_at = ?4, first_failure_at = coalesce(first_failure_at, ?4)
-                     WHERE sink = ?1 AND seq = ?2 AND state = 'pending'",
-                )
-                .map_err(err("preparing the dead-letter update"))?;
-            // A failed event after the cursor gets its row: queued when it was
-            // seen (so it is no redelivery), one attempt made.
-            let mut failed_row = tx
-                .prepare_cached(
-                    "INSERT INTO outbox (sink, seq, order_id, state, attempts, created_at, next_attempt_at,
-                        first_failure_at, last_error, done_at)
-                     SELECT ?1, seq, order_id, ?3, 1, seen_at, ?4, ?5, ?6, ?7 FROM transitions WHERE seq = ?2
-                     ON CONFLICT (sink, seq) DO NOTHING",
-                )
-                .map_err(err("preparing the failure row"))?;
-            // Events after an in-order sink's cursor rarely have rows (an
-            // operator's --event of a status the sink does not take); list
-            // those once instead of trying an update per event.
-            let rows_after: std::collections::HashSet<i64> = match cursor {
-                None => Default::default(),
-                Some(c) => {
-                    let mut q = tx
-                        .prepare_cached("SELECT seq FROM outbox WHERE sink = ?1 AND seq > ?2")
-                        .map_err(err("reading rows after the cursor"))?;
-                    let seqs = q
-                        .query_map(params![sink, c], |r| r.get(0))
-                        .map_err(err("reading rows after the cursor"))?;
-                    seqs.collect::<Result<_, _>>()
-                        .map_err(err("reading rows after the cursor"))?
-                }
-            };
-            let mut moved_to: Option<i64> = None;
-            for (seq, mark) in marks {
-                let after_cursor = cursor.is_some_and(|c| *seq > c) && !rows_after.contains(seq);
-                if after_cursor {
-                    match mark {
-                        Mark::Delivered => {}
-                        Mark::Retry {
-                            next_attempt_at,
-                            error,
-                        } => {
-                            failed_row
-                                .execute(params![
-                                    sink,
-                                    seq,
-                                    "pending",
-                                    next_attempt_at,
-                                    now,
-                                    error,
-                                    None::<i64>
-                                ])
-                                .map_err(err("recording a failed delivery"))?;
-                        }
-                        Mark::Dead { error } => {
-                            failed_row
-                                .execute(params![sink, seq, "dead", now, now, error, now])
-                                .map_err(err("recording a dead delivery"))?;
-                        }
-                    }
-                    moved_to = moved_to.max(Some(*seq));
-                    continue;
-                }
-                match mark {
-                    Mark::Delivered => delivered.execute(params![sink, seq, now]),
-                    Mark::Retry {
-                        next_attempt_at,
-                        error,
-                    } => retry.execute(params![sink, seq, next_attempt_at, error, now]),
-                    Mark::Dead { error } => dead.execute(params![sink, seq, error, now]),
-                }
-                .map_err(err("recording a delivery attempt"))?;
+        let cursor = cursor_of(&tx, sink).map_err(err("reading the sink cursor"))?;
+        let rows_after =
+            rows_after_cursor(&tx, sink, cursor).map_err(err("reading rows after the cursor"))?;
+        let mut moved_to: Option<i64> = None;
+        for (seq, mark) in marks {
+            if cursor.is_some_and(|c| *seq > c) && !rows_after.contains(seq) {
+                mark_after_cursor(&tx, sink, *seq, mark, now)
+                    .map_err(err("recording a failed delivery"))?;
+                moved_to = moved_to.max(Some(*seq));
+            } else {
+                mark_row(&tx, sink, *seq, mark, now)
+                    .map_err(err("recording a delivery attempt"))?;
             }
-            if let Some(to) = moved_to {
-                tx.execute(
-                    "UPDATE sinks SET delivered_through = max(delivered_through, ?2) WHERE name = ?1",
-                    params![sink, to],
-                )
-                .map_err(err("moving the sink cursor"))?;
-            }
+        }
+        if let Some(to) = moved_to {
+            tx.execute(
+                "UPDATE sinks SET delivered_through = max(delivered_through, ?2) WHERE name = ?1",
+                params![sink, to],
+            )
+            .map_err(err("moving the sink cursor"))?;
         }
         tx.commit().map_err(err("committing delivery results"))
     }
@@ -271,76 +197,147 @@ impl Db {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(err("starting the redelivery"))?;
-        let count = {
-            let mut requeue = tx
-                .prepare_cached(
+        let candidates =
+            redelivery_candidates(&tx, sink, what).map_err(err("finding what to redeliver"))?;
+        let cursor = cursor_of(&tx, &sink.name).map_err(err("reading the sink cursor"))?;
+        let mut count = 0;
+        for (seq, order_id, status) in candidates {
+            if cursor.is_some_and(|c| seq > c) && sink.wants(&status) {
+                // Still ahead of an in-order sink's cursor: already pending.
+                count += 1;
+                continue;
+            }
+            // An explicit --event is the operator's call; bulk requeues
+            // respect the sink's status filter.
+            if matches!(what, Redeliver::Event { .. }) || sink.wants(&status) {
+                tx.prepare_cached(
                     "INSERT INTO outbox (sink, seq, order_id, created_at, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?4)
                      ON CONFLICT (sink, seq) DO UPDATE SET state = 'pending', attempts = 0,
                         created_at = ?4, next_attempt_at = ?4, first_failure_at = NULL, last_error = NULL, done_at = NULL",
                 )
-                .map_err(err("preparing the redelivery"))?;
-            let candidates: Vec<(i64, i64, String)> = match what {
-                Redeliver::Event { order_id, status } => {
-                    let mut q = tx
-                        .prepare_cached("SELECT seq, order_id, status FROM transitions WHERE order_id = ?1 AND status = ?2")
-                        .map_err(err("finding the event"))?;
-                    let rows = q
-                        .query_map(params![order_id, status], |r| {
-                            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                        })
-                        .map_err(err("finding the event"))?;
-                    rows.collect::<Result<_, _>>()
-                        .map_err(err("finding the event"))?
-                }
-                Redeliver::Dead => {
-                    let mut q = tx
-                        .prepare_cached(
-                            "SELECT t.seq, t.order_id, t.status FROM outbox o JOIN transitions t ON t.seq = o.seq
-                             WHERE o.sink = ?1 AND o.state = 'dead' ORDER BY t.seq",
-                        )
-                        .map_err(err("finding dead deliveries"))?;
-                    let rows = q
-                        .query_map([&sink.name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                        .map_err(err("finding dead deliveries"))?;
-                    rows.collect::<Result<_, _>>()
-                        .map_err(err("finding dead deliveries"))?
-                }
-                Redeliver::Since(since) => {
-                    let mut q = tx
-                        .prepare_cached("SELECT seq, order_id, status FROM transitions WHERE seen_at >= ?1 ORDER BY seq")
-                        .map_err(err("finding recent events"))?;
-                    let rows = q
-                        .query_map([since], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                        .map_err(err("finding recent events"))?;
-                    rows.collect::<Result<_, _>>()
-                        .map_err(err("finding recent events"))?
-                }
-            };
-            let cursor = cursor_of(&tx, &sink.name).map_err(err("reading the sink cursor"))?;
-            let mut count = 0;
-            for (seq, order_id, status) in candidates {
-                if cursor.is_some_and(|c| seq > c) && sink.wants(&status) {
-                    // Still ahead of an in-order sink's cursor: already pending.
-                    count += 1;
-                    continue;
-                }
-                // An explicit --event is the operator's call; bulk requeues
-                // respect the sink's status filter.
-                if matches!(what, Redeliver::Event { .. }) || sink.wants(&status) {
-                    requeue
-                        .execute(params![sink.name, seq, order_id, now])
-                        .map_err(err("queueing a delivery again"))?;
-                    count += 1;
-                }
+                .and_then(|mut q| q.execute(params![sink.name, seq, order_id, now]))
+                .map_err(err("queueing a delivery again"))?;
+                count += 1;
             }
-            tx.execute(
-                "UPDATE sinks SET paused_at = NULL, paused_reason = NULL WHERE name = ?1",
-                [&sink.name],
-            )
-            .map_err(err("resuming the sink"))?;
-            count
-        };
+        }
+        tx.execute(
+            "UPDATE sinks SET paused_at = NULL, paused_reason = NULL WHERE name = ?1",
+            [&sink.name],
+        )
+        .map_err(err("resuming the sink"))?;
         tx.commit().map_err(err("committing the redelivery"))?;
         Ok(count)
+    }
+}
+
+/// Seqs of `sink`'s rows after its cursor. Events after an in-order sink's
+/// cursor rarely have rows (an operator's `--event` of a status the sink
+/// does not take); listing those once spares an update per event.
+fn rows_after_cursor(
+    tx: &rusqlite::Transaction<'_>,
+    sink: &str,
+    cursor: Option<i64>,
+) -> rusqlite::Result<HashSet<i64>> {
+    let Some(c) = cursor else {
+        return Ok(HashSet::new());
+    };
+    let mut q = tx.prepare_cached("SELECT seq FROM outbox WHERE sink = ?1 AND seq > ?2")?;
+    let seqs = q.query_map(params![sink, c], |r| r.get(0))?;
+    seqs.collect()
+}
+
+/// An attempt on a delivery that has a row. A 2xx is the truth even for a
+/// row given up (`expire`) while its request was in flight; failures only
+/// touch rows still pending, so they never revive a given-up row.
+fn mark_row(
+    tx: &rusqlite::Transaction<'_>,
+    sink: &str,
+    seq: i64,
+    mark: &Mark,
+    now: i64,
+) -> rusqlite::Result<usize> {
+    match mark {
+        Mark::Delivered => tx
+            .prepare_cached(
+                "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, done_at = ?3
+                 WHERE sink = ?1 AND seq = ?2 AND state IN ('pending', 'dead')",
+            )?
+            .execute(params![sink, seq, now]),
+        Mark::Retry {
+            next_attempt_at,
+            error,
+        } => tx
+            .prepare_cached(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?3, last_error = ?4,
+                    first_failure_at = coalesce(first_failure_at, ?5)
+                 WHERE sink = ?1 AND seq = ?2 AND state = 'pending'",
+            )?
+            .execute(params![sink, seq, next_attempt_at, error, now]),
+        Mark::Dead { error } => tx
+            .prepare_cached(
+                "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?3,
+                    done_at = ?4, first_failure_at = coalesce(first_failure_at, ?4)
+                 WHERE sink = ?1 AND seq = ?2 AND state = 'pending'",
+            )?
+            .execute(params![sink, seq, error, now]),
+    }
+}
+
+/// An attempt on an event after an in-order sink's cursor, which has no
+/// row: a success needs nothing (the cursor moves past it); a failure gets
+/// its row, queued when the event was seen (so it is no redelivery), one
+/// attempt made.
+fn mark_after_cursor(
+    tx: &rusqlite::Transaction<'_>,
+    sink: &str,
+    seq: i64,
+    mark: &Mark,
+    now: i64,
+) -> rusqlite::Result<()> {
+    let (state, next, error, done) = match mark {
+        Mark::Delivered => return Ok(()),
+        Mark::Retry {
+            next_attempt_at,
+            error,
+        } => ("pending", *next_attempt_at, error, None),
+        Mark::Dead { error } => ("dead", now, error, Some(now)),
+    };
+    tx.prepare_cached(
+        "INSERT INTO outbox (sink, seq, order_id, state, attempts, created_at, next_attempt_at,
+            first_failure_at, last_error, done_at)
+         SELECT ?1, seq, order_id, ?3, 1, seen_at, ?4, ?5, ?6, ?7 FROM transitions WHERE seq = ?2
+         ON CONFLICT (sink, seq) DO NOTHING",
+    )?
+    .execute(params![sink, seq, state, next, now, error, done])?;
+    Ok(())
+}
+
+/// `(seq, order_id, status)` of the events `what` names, oldest first.
+fn redelivery_candidates(
+    tx: &rusqlite::Transaction<'_>,
+    sink: &SinkRoute,
+    what: &Redeliver,
+) -> rusqlite::Result<Vec<(i64, i64, String)>> {
+    let row = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?));
+    match what {
+        Redeliver::Event { order_id, status } => tx
+            .prepare_cached(
+                "SELECT seq, order_id, status FROM transitions WHERE order_id = ?1 AND status = ?2",
+            )?
+            .query_map(params![order_id, status], row)?
+            .collect(),
+        Redeliver::Dead => tx
+            .prepare_cached(
+                "SELECT t.seq, t.order_id, t.status FROM outbox o JOIN transitions t ON t.seq = o.seq
+                 WHERE o.sink = ?1 AND o.state = 'dead' ORDER BY t.seq",
+            )?
+            .query_map([&sink.name], row)?
+            .collect(),
+        Redeliver::Since(since) => tx
+            .prepare_cached(
+                "SELECT seq, order_id, status FROM transitions WHERE seen_at >= ?1 ORDER BY seq",
+            )?
+            .query_map([since], row)?
+            .collect(),
     }
 }

@@ -237,5 +237,4 @@ fn delta(d: Duration) -> TimeDelta {
 }
 
 #[cfg(test)]
-#[path = "window_tests.rs"]
 mod tests;

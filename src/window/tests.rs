@@ -1,3 +1,6 @@
+//! The window planner against its rules: never more than 7 days, no gap
+//! between windows, DST edges in Mountain time, property-tested.
+
 use super::*;
 use chrono::NaiveDate;
 use proptest::prelude::*;
