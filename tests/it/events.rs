@@ -1,11 +1,9 @@
 //! `orderwatch events`: the recorded transitions, as a table or JSON lines,
 //! also while the daemon runs.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{World, ago, eventually, ids, text};
+use crate::support::{World, ago, eventually, ids, text};
 
 async fn world_with_history() -> World {
     let w = World::new().await;
