@@ -247,6 +247,18 @@ async fn sigkill_at_random_points_loses_and_invents_no_transition() {
     eprintln!(
         "{committed_rounds} of {ROUNDS} runs committed something; {mid_delivery_kills} kills landed between an append and its ledger update"
     );
+    // The scenario exercised what it is for: kills after commits, and kills
+    // between an append and its ledger update (the repeat path). The file
+    // sink moves its cursor only after the fsync, so each MidDelivery round
+    // lands there almost surely; all four missing means the aim is broken.
+    assert!(
+        committed_rounds > 0,
+        "no run committed anything before its kill"
+    );
+    assert!(
+        mid_delivery_kills > 0,
+        "no kill landed between an append and its ledger update"
+    );
 
     w.once();
 

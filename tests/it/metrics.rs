@@ -5,7 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::support::receiver::{Receiver, Reply};
 use crate::support::sim::Fault;
@@ -97,6 +97,7 @@ async fn metrics_count_polls_transitions_deliveries_and_the_outbox_per_sink() {
     w.sim.set_status(1, 11, "issued", ago(90));
     w.sim.set_status(2, 12, "issued", ago(60));
     w.sim.set_status(3, 13, "pending", ago(30));
+    let spawned = Instant::now();
     let daemon = w.spawn();
 
     let page = metrics_until(port, &daemon, |p| {
@@ -119,7 +120,14 @@ async fn metrics_count_polls_transitions_deliveries_and_the_outbox_per_sink() {
         0.0
     );
     assert_eq!(m("orderwatch_outbox_depth{sink=\"down\"}"), 3.0);
-    assert!(m("orderwatch_outbox_oldest_pending_age_seconds{sink=\"down\"}") >= 0.0);
+    // The oldest of "down"'s deliveries was queued after the daemon started
+    // and has waited at least through the retries seen above.
+    let age = m("orderwatch_outbox_oldest_pending_age_seconds{sink=\"down\"}");
+    let up = spawned.elapsed().as_secs_f64();
+    assert!(
+        0.0 < age && age <= up,
+        "oldest pending age {age} s, daemon up {up} s"
+    );
     assert_eq!(m("orderwatch_outbox_depth{sink=\"refusing\"}"), 0.0);
     assert_eq!(
         m("orderwatch_deliveries_total{sink=\"refusing\",outcome=\"dead\"}"),
