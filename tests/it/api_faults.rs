@@ -260,7 +260,7 @@ async fn the_daemon_keeps_polling_through_permanent_errors_and_then_delivers() {
     for _ in 0..3 {
         w.sim.push_fault(Fault::status(400, "time_frame_too_long"));
     }
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
     let delivered = eventually(Duration::from_secs(30), || w.file_events().len() >= 3).await;
     let log = daemon.log_text();
     assert!(delivered, "nothing delivered after the faults:\n{log}");

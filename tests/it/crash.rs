@@ -408,12 +408,7 @@ async fn a_second_daemon_on_the_same_store_is_refused_while_the_first_runs() {
     let mut w = World::new().await;
     w.file_sink();
     w.sim.set_status(1, 11, "issued", ago(30));
-    let mut first = w.spawn();
-    let started = eventually(Duration::from_secs(30), || {
-        first.log_text().contains("orderwatch started")
-    })
-    .await;
-    assert!(started, "first daemon did not start:\n{}", first.log_text());
+    let mut first = w.spawn_ready().await;
 
     for args in [&["run"][..], &["run", "--once"][..]] {
         let out = w.run(args);
@@ -452,12 +447,7 @@ async fn a_second_daemon_on_the_same_store_is_refused_while_the_first_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_daemon_leaves_no_stale_lock() {
     let w = World::new().await;
-    let mut first = w.spawn();
-    let started = eventually(Duration::from_secs(30), || {
-        first.log_text().contains("orderwatch started")
-    })
-    .await;
-    assert!(started, "daemon did not start:\n{}", first.log_text());
+    let mut first = w.spawn_ready().await;
     first.kill();
     let out = w.once();
     assert!(out.status.success());

@@ -69,7 +69,7 @@ async fn bad_arguments_exit_2() {
 async fn events_can_be_read_while_the_daemon_runs() {
     let w = World::new().await;
     w.sim.set_status(5, 55, "pending", ago(30));
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
     assert!(
         eventually(Duration::from_secs(30), || w.stored_events().len() == 1).await,
         "log:\n{}",

@@ -222,7 +222,7 @@ async fn every_malformed_answer_fails_its_cycle_naming_the_cause_and_the_daemon_
     // (The daemon is stopped meanwhile, so its timeout cannot end the
     // hang while the store is being looked at, however slow the machine.)
     w.sim.push_fault(Fault::Hang(Duration::from_secs(30)));
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
 
     let hung = eventually(Duration::from_secs(60), || {
         w.sim.queries().len() > asked + rows.len()
@@ -281,7 +281,7 @@ async fn unknown_statuses_extra_fields_and_an_order_twice_are_recorded_as_they_c
     w.sim.push_fault(json(200, &answer.replace("DEEP", &deep)));
     // An empty object means nothing changed: a good answer too.
     w.sim.push_fault(json(200, "{}"));
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
     let expected = vec![
         "1:pending",
         "7:pending",

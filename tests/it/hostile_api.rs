@@ -119,7 +119,7 @@ async fn an_endless_answer_is_cut_off_at_max_response_size_without_growing_memor
     let api = EndlessApi::start();
     w.set("digicert.base_url", api.base_url.clone());
 
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
     let cycles = eventually(Duration::from_secs(30), || {
         failed_cycles(&daemon.log_text())
             .iter()
@@ -206,7 +206,7 @@ async fn a_redirect_is_not_followed_so_the_api_key_never_reaches_another_host() 
             body: String::new(),
         });
     }
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
     let recovered = eventually(Duration::from_secs(30), || w.file_events().len() >= 3).await;
     let log = daemon.log_text();
     assert!(recovered, "{log}");

@@ -51,7 +51,7 @@ async fn delivery_failures(daemon: &Daemon, n: usize) -> String {
 async fn an_events_directory_removed_at_run_time_keeps_events_pending_until_it_is_back() {
     let (w, events) = world_with_events_dir().await;
     w.sim.set_status(1, 11, "pending", ago(60));
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
     assert!(eventually(Duration::from_secs(30), || read_jsonl(&events).len() == 1).await);
 
     std::fs::remove_dir_all(events.parent().expect("dir")).expect("remove");
@@ -78,7 +78,7 @@ async fn an_events_directory_removed_at_run_time_keeps_events_pending_until_it_i
 async fn an_unwritable_events_file_keeps_events_pending_until_it_is_writable() {
     let (w, events) = world_with_events_dir().await;
     w.sim.set_status(1, 11, "pending", ago(60));
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
     assert!(eventually(Duration::from_secs(30), || read_jsonl(&events).len() == 1).await);
 
     // Root writes through any mode: make the file immutable. Elsewhere a
@@ -186,7 +186,7 @@ async fn a_full_disk_under_the_events_file_keeps_events_pending_without_a_torn_l
 async fn logrotate_create_without_sighup_sends_new_events_to_the_new_file() {
     let (w, events) = world_with_events_dir().await;
     w.sim.set_status(1, 11, "pending", ago(60));
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
     assert!(eventually(Duration::from_secs(30), || read_jsonl(&events).len() == 1).await);
 
     // logrotate's `create`: move the file away, create an empty one.

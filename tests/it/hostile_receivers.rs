@@ -237,7 +237,7 @@ async fn an_endless_503_body_is_read_only_a_few_kib_and_the_delivery_retries_pro
     // A long timeout: a sender reading the whole body would sit out every
     // attempt to the end of it, and the next attempts would not come.
     let w = world(&r.url, "60s").await;
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
     attempts(&r, 4, &daemon).await;
     let errors = pending_errors(&w);
     assert!(!errors.is_empty());
@@ -273,7 +273,7 @@ async fn an_endless_503_body_is_read_only_a_few_kib_and_the_delivery_retries_pro
 async fn headers_followed_by_silence_end_at_the_timeout_and_are_retried() {
     let r = RawReceiver::start("127.0.0.1", Behaviour::HeadersThenSilence(503));
     let w = world(&r.url, "1s").await;
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
     attempts(&r, 3, &daemon).await;
     // Each attempt ended (the next one came); the ledger says why.
     let errors = pending_errors(&w);
@@ -288,7 +288,7 @@ async fn headers_followed_by_silence_end_at_the_timeout_and_are_retried() {
 async fn a_connection_closed_mid_request_is_a_network_error_and_is_retried() {
     let r = RawReceiver::start("127.0.0.1", Behaviour::CloseMidRequest);
     let w = world(&r.url, "5s").await;
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
     attempts(&r, 3, &daemon).await;
     let errors = pending_errors(&w);
     assert!(!errors.is_empty());
@@ -310,7 +310,7 @@ async fn a_redirect_is_retried_never_followed_and_its_target_gets_nothing() {
     let target = RawReceiver::start("127.0.0.2", Behaviour::Accept);
     let r = RawReceiver::start("127.0.0.1", Behaviour::Redirect(target.url.clone()));
     let w = world(&r.url, "5s").await;
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
     attempts(&r, 3, &daemon).await;
     let errors = pending_errors(&w);
     assert!(!errors.is_empty());
@@ -338,7 +338,7 @@ async fn an_absurd_retry_after_neither_crashes_the_sink_nor_holds_it_past_give_u
     w.set("sinks.hook.give_up_after", "2s")
         .set("sinks.hook.concurrency", 1);
     w.sim.set_status(1, 11, "pending", ago(30));
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
     let settled = eventually(Duration::from_secs(30), || {
         w.deliveries(&["--sink", "hook"])
             .iter()

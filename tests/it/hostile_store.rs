@@ -122,7 +122,7 @@ async fn a_store_turning_unwritable_at_run_time_fails_cycles_and_loses_nothing()
     let mut w = World::new().await;
     w.file_sink();
     w.sim.set_status(1, 11, "pending", ago(60));
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
     let first = eventually(Duration::from_secs(30), || w.file_events().len() == 1).await;
     assert!(first, "{}", daemon.log_text());
     let store = w.store();
@@ -175,7 +175,7 @@ async fn a_store_turning_unwritable_while_deliveries_finish_keeps_the_daemon_run
     w.set("sinks.hook.backoff_max", "300ms")
         .set("sinks.hook.concurrency", 1);
     w.sim.set_status(1, 11, "pending", ago(30));
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
     let failing = eventually(Duration::from_secs(30), || rx.deliveries().len() >= 2).await;
     assert!(failing, "{}", daemon.log_text());
     let Some(mut frozen) = Immutable::set(&db_and_wal(&w.store())) else {

@@ -32,7 +32,7 @@ async fn deliveries_shows_each_sinks_ledger_filtered_by_sink_and_state() {
     for order in 1..=3 {
         w.sim.set_status(order, 100 + order, "issued", ago(30));
     }
-    let daemon = w.spawn();
+    let daemon = w.spawn_ready().await;
     // 1 delivered, 2 dead at once, 3 retrying.
     assert!(
         eventually(WAIT, || {
@@ -133,7 +133,7 @@ async fn redeliver_by_event_and_since_sends_again_while_the_daemon_runs() {
     for order in 1..=3 {
         w.sim.set_status(order, 100 + order, "pending", ago(60));
     }
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
     assert!(eventually(WAIT, || rx.accepted_counts().len() == 3).await);
     // A second event for order 1, so one order has two to redeliver.
     w.sim.set_status(1, 101, "issued", ago(0));
@@ -205,7 +205,7 @@ async fn redeliver_ends_a_long_failure_hold_at_once() {
         .set("sinks.hook.backoff_max", "2h");
     w.sim.set_status(1, 101, "issued", ago(30));
     w.sim.set_status(2, 102, "issued", ago(30));
-    let daemon = w.spawn();
+    let daemon = w.spawn_ready().await;
     assert!(eventually(WAIT, || rx.arrivals() >= 1).await);
     rx.set_default(Reply::Status(200));
     // The operator fixed the receiver and asks for the events again.

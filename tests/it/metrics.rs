@@ -98,7 +98,7 @@ async fn metrics_count_polls_transitions_deliveries_and_the_outbox_per_sink() {
     w.sim.set_status(2, 12, "issued", ago(60));
     w.sim.set_status(3, 13, "pending", ago(30));
     let spawned = Instant::now();
-    let daemon = w.spawn();
+    let daemon = w.spawn_ready().await;
 
     let page = metrics_until(port, &daemon, |p| {
         p.sample("orderwatch_polls_total{outcome=\"ok\"}") >= Some(3.0)
@@ -182,7 +182,7 @@ async fn healthz_turns_503_while_the_api_fails_and_200_once_it_answers_again() {
     let mut w = World::new().await;
     let port = with_metrics(&mut w);
     w.file_sink();
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
 
     let healthy = |body_start: &'static str| {
         move || {

@@ -27,7 +27,7 @@ async fn sigterm_during_a_large_backlog_exits_within_the_grace_period_and_loses_
     w.file_sink();
     w.add_sink(hook_sink(&w, &receiver, 8));
     w.sim.bulk_insert(1, BACKLOG, "issued", ago(60));
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
 
     // The backlog is recorded and going out slowly.
     let flowing = eventually(Duration::from_secs(60), || receiver.accepted().len() >= 16).await;
@@ -77,7 +77,7 @@ async fn sigint_stops_the_daemon_like_sigterm() {
     let mut w = World::new().await;
     w.file_sink();
     w.sim.set_status(1, 11, "issued", ago(30));
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
     assert!(eventually(Duration::from_secs(30), || w.file_events().len() == 1).await);
     daemon.signal("INT");
     let status = daemon
@@ -92,7 +92,7 @@ async fn sighup_after_logrotate_moves_the_file_writes_new_events_to_the_original
     let mut w = World::new().await;
     w.file_sink();
     w.sim.set_status(1, 11, "issued", ago(30));
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
     assert!(eventually(Duration::from_secs(30), || w.file_events().len() == 1).await);
 
     let rotated = w.path("events.jsonl.1");
@@ -114,7 +114,7 @@ async fn sighup_with_a_valid_config_delivers_new_events_to_an_added_sink() {
     let mut w = World::new().await;
     w.file_sink();
     w.sim.set_status(1, 11, "issued", ago(30));
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
     assert!(eventually(Duration::from_secs(30), || w.file_events().len() == 1).await);
 
     let second = w.path("second.jsonl");
@@ -136,7 +136,7 @@ async fn sighup_with_a_broken_config_keeps_the_running_one_and_logs_why() {
     let mut w = World::new().await;
     w.file_sink();
     w.sim.set_status(1, 11, "issued", ago(30));
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
     assert!(eventually(Duration::from_secs(30), || w.file_events().len() == 1).await);
 
     // A typo an operator might make: an unknown key.

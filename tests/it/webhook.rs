@@ -88,7 +88,7 @@ async fn every_event_is_accepted_once_signed_and_in_per_order_order_after_503s_a
     // Down while the events are recorded, so a backlog with several events
     // per order builds up.
     rx.set_default(Reply::Status(503));
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
 
     for (k, status) in STEPS.iter().enumerate() {
         for order in 1..=ORDERS {
@@ -220,7 +220,7 @@ async fn a_sigkill_during_deliveries_loses_nothing() {
     for order in 1..=ORDERS {
         w.sim.set_status(order, 7000 + order, "issued", ago(30));
     }
-    let mut first = w.spawn();
+    let mut first = w.spawn_ready().await;
     assert!(
         eventually(WAIT, || rx.accepted().len() >= 12).await,
         "no deliveries in flight; log:\n{}",
@@ -233,7 +233,7 @@ async fn a_sigkill_during_deliveries_loses_nothing() {
         "everything was delivered before the kill"
     );
 
-    let mut second = w.spawn();
+    let mut second = w.spawn_ready().await;
     let want: HashSet<String> = (1..=ORDERS).map(|o| format!("{o}:issued")).collect();
     assert!(
         eventually(WAIT, || {

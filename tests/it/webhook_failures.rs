@@ -33,7 +33,7 @@ async fn a_400_is_dead_at_once_and_redeliver_dead_sends_it_once_the_receiver_is_
     for order in 1..=3 {
         w.sim.set_status(order, 100 + order, "issued", ago(30));
     }
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
     assert!(
         eventually(WAIT, || w
             .deliveries(&["--sink", "hook", "--state", "dead"])
@@ -86,7 +86,7 @@ async fn a_410_pauses_only_that_sink_until_redeliver_even_across_a_restart() {
     for order in 1..=3 {
         w.sim.set_status(order, 100 + order, "issued", ago(30));
     }
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
     assert!(
         eventually(WAIT, || daemon.log_text().contains("sink PAUSED")).await,
         "log:\n{}",
@@ -121,7 +121,7 @@ async fn a_410_pauses_only_that_sink_until_redeliver_even_across_a_restart() {
 
     // The pause is stored: a restarted daemon still sends nothing.
     assert!(daemon.terminate(WAIT).success());
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
     w.sim.set_status(6, 106, "issued", ago(0));
     assert!(
         eventually(WAIT, || w.file_events().len() == 6).await,
@@ -185,7 +185,7 @@ async fn a_hanging_receiver_times_out_and_polling_and_other_sinks_carry_on() {
     for order in 1..=3 {
         w.sim.set_status(order, 100 + order, "issued", ago(30));
     }
-    let daemon = w.spawn();
+    let daemon = w.spawn_ready().await;
     assert!(
         eventually(WAIT, || {
             w.deliveries(&["--sink", "stuck", "--state", "pending"])

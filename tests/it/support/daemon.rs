@@ -80,6 +80,25 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits until the daemon has opened (and, if new, created) its store
+    /// and started polling: its "orderwatch started" line. Panics with the
+    /// log if it exits first or takes over 30 s.
+    pub async fn wait_until_started(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.log_text().contains("orderwatch started") {
+            if !self.is_running() {
+                panic!("orderwatch exited at start; log:\n{}", self.log_text());
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "orderwatch did not start in 30 s; log:\n{}",
+                    self.log_text()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until the log contains `needle` (panics with the log after 30 s).
     pub async fn wait_for_log(&self, needle: &str) {
         let found = eventually(Duration::from_secs(30), || self.log_text().contains(needle)).await;

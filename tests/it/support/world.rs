@@ -249,8 +249,21 @@ impl World {
     }
 
     /// Starts `orderwatch run` in the background; its stderr goes to a file.
+    /// Returns at once: for tests that need the daemon before it is up (or
+    /// expect it not to come up). Most want [`World::spawn_ready`].
     pub fn spawn(&self) -> Daemon {
         self.spawn_with(&["run"], |_| {})
+    }
+
+    /// Starts `orderwatch run` and waits until it has opened its store, so
+    /// the test can read the store (`events`, `deliveries`, the library)
+    /// without racing the daemon's creation of it: two processes creating
+    /// one SQLite file at once can make the daemon's "enabling WAL" fail
+    /// with "database is locked".
+    pub async fn spawn_ready(&self) -> Daemon {
+        let mut daemon = self.spawn();
+        daemon.wait_until_started().await;
+        daemon
     }
 
     pub fn spawn_with(&self, args: &[&str], adjust: impl FnOnce(&mut Command)) -> Daemon {
