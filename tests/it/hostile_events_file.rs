@@ -125,17 +125,30 @@ async fn a_full_disk_under_the_events_file_keeps_events_pending_without_a_torn_l
     let events = out_dir.join("events.jsonl");
     let filler = out_dir.join("filler");
     let limit = 4 << 20;
+    // Room for a few KiB: the one batch of 300 events (~100 KiB) is written
+    // in part before the disk is full, so each attempt has to cut its
+    // partial batch off again. (With no room at all the first byte would
+    // fail and there would be nothing to cut.)
+    let room = 8 * 1024;
     let disk = FullDisk::new(&out_dir, 256 * 1024);
     match &disk {
-        FullDisk::Tmpfs(_) => fill(&filler),
+        FullDisk::Tmpfs(_) => {
+            fill(&filler);
+            let full = std::fs::metadata(&filler).expect("filler").len();
+            let file = std::fs::OpenOptions::new().write(true).open(&filler);
+            file.and_then(|f| f.set_len(full - room))
+                .expect("free a little space");
+        }
         // The daemon may not write the events file past `limit`; the store
-        // stays far below it. Start the file with that many whole lines.
-        FullDisk::FileSizeLimit(_) => prefill(&events, limit),
+        // stays far below it. Start the file with whole lines up to `room`
+        // below the limit.
+        FullDisk::FileSizeLimit(_) => prefill(&events, limit - room),
     }
     let disk = match disk {
         FullDisk::FileSizeLimit(_) => FullDisk::FileSizeLimit(limit),
         t => t,
     };
+    let original = std::fs::read(&events).unwrap_or_default();
     let before = read_jsonl(&events).len();
     w.add_sink(archive(&events));
     w.sim.bulk_insert(1, ORDERS as usize, "pending", ago(5));
@@ -161,8 +174,18 @@ async fn a_full_disk_under_the_events_file_keeps_events_pending_without_a_torn_l
         "{log}"
     );
     assert!(daemon.is_running(), "{log}");
-    // Whole lines only (read_jsonl fails on a torn one), none of them new.
-    assert_eq!(read_jsonl(&events).len(), before);
+    // Between attempts the file is exactly what it was: whole lines only,
+    // none of them new. A read can land inside an attempt, between its
+    // partial write and the cut, so wait for a moment between attempts.
+    let intact = eventually(Duration::from_secs(10), || {
+        std::fs::read(&events).unwrap_or_default() == original
+    })
+    .await;
+    assert!(
+        intact,
+        "a partial batch stayed in the file:\n{}",
+        daemon.log_text()
+    );
     assert_eq!(store::transition_count(&w.store()), ORDERS as u64);
     let pending = w.deliveries(&["--sink", "archive", "--state", "pending"]);
     assert_eq!(pending.len() as i64, ORDERS);
