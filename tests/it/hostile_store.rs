@@ -25,7 +25,8 @@ use std::time::Duration;
 use crate::support::disk::{FullDisk, Immutable, Tmpfs};
 use crate::support::receiver::Reply;
 use crate::support::{
-    World, ago, event_ids, eventually, failed_cycles, ids, is_root, skip, store, text, unique,
+    World, ago, event_ids, eventually, failed_cycles, ids, is_root, output_within, skip, store,
+    text, unique,
 };
 
 /// A command that must be refused: `code`, the fragments in stderr, no panic.
@@ -200,6 +201,57 @@ async fn a_store_turning_unwritable_while_deliveries_finish_keeps_the_daemon_run
     .await;
     assert!(recorded, "{}", daemon.log_text());
     assert!(daemon.terminate(Duration::from_secs(20)).success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_once_gives_up_with_exit_1_after_four_failed_ledger_writes_and_loses_nothing() {
+    let (mut w, rx) = World::with_webhook().await;
+    w.set("sinks.hook.concurrency", 1);
+    // Each request is taken at once and answered two seconds later: time
+    // to freeze the store while the first one is in flight.
+    rx.set_default(Reply::AcceptThenStall(Duration::from_secs(2)));
+    w.sim.set_status(1, 11, "pending", ago(30));
+    let cmd = w.command(&["run", "--once"]);
+    let run = tokio::task::spawn_blocking(move || output_within(cmd, Duration::from_secs(120)));
+    let in_flight = eventually(Duration::from_secs(30), || !rx.accepted().is_empty()).await;
+    let frozen = in_flight
+        .then(|| Immutable::set(&db_and_wal(&w.store())))
+        .flatten();
+    let out = run.await.expect("run --once finishes");
+    let log = text(&out.stderr);
+    assert!(in_flight, "no delivery arrived:\n{log}");
+    let Some(mut frozen) = frozen else {
+        return skip(
+            "ROOT",
+            "chattr +i is not available (needs root and ext4/xfs/btrfs/tmpfs)",
+        );
+    };
+    frozen.release();
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    let retried = log
+        .lines()
+        .filter(|l| l.contains("cannot update the delivery ledger"))
+        .count();
+    assert_eq!(
+        retried, 3,
+        "three retries, then the fourth failure gives up:\n{log}"
+    );
+    assert!(
+        log.contains("delivery loop stopped: the store keeps failing"),
+        "{log}"
+    );
+
+    // Nothing was lost: the delivery is still pending and the next run
+    // sends it again (at-least-once: the receiver had it already).
+    let pending = w.deliveries(&["--sink", "hook", "--state", "pending"]);
+    assert_eq!(pending.len(), 1, "{pending:#?}");
+    assert_eq!(pending[0]["event"], "1:pending");
+    rx.set_default(Reply::Status(200));
+    w.once();
+    let delivered = w.deliveries(&["--sink", "hook", "--state", "delivered"]);
+    assert_eq!(delivered.len(), 1, "{delivered:#?}");
+    assert!(rx.accepted_counts()["1:pending"] >= 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
