@@ -1,15 +1,15 @@
 //! `orderwatch demo`: zero configuration, CloudEvents on stdout within
 //! seconds, a clean exit on Ctrl-C and nothing left behind.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::bin;
+
 #[test]
 fn demo_prints_cloudevents_and_exits_0_on_sigint() {
-    let mut child = Command::new(common::bin())
+    let mut child = Command::new(bin())
         .arg("demo")
         .env_remove("ORDERWATCH_CONFIG")
         .env_remove("NOTIFY_SOCKET")

@@ -2,7 +2,7 @@
 //! signatures on its own (independently of orderwatch's signer), records what
 //! arrives, and answers from a script of responses.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -134,13 +134,6 @@ impl Receiver {
         self.lock().default_by_id.insert(id.to_string(), reply);
     }
 
-    /// Forgets every per-id answer.
-    pub fn clear_per_id(&self) {
-        let mut inner = self.lock();
-        inner.by_id.clear();
-        inner.default_by_id.clear();
-    }
-
     /// The answer once the script runs out (default: 200).
     pub fn set_default(&self, reply: Reply) {
         self.lock().default = Some(reply);
@@ -161,6 +154,20 @@ impl Receiver {
             .into_iter()
             .filter(|d| (200..300).contains(&d.answered))
             .collect()
+    }
+
+    /// How many times each event id was accepted.
+    pub fn accepted_counts(&self) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for d in self.accepted() {
+            *counts.entry(d.id).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// The event ids accepted at least once.
+    pub fn accepted_ids(&self) -> HashSet<String> {
+        self.accepted().into_iter().map(|d| d.id).collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -260,42 +267,10 @@ async fn handle(
     }
 }
 
-/// Writes [`SECRET`] to `secret.txt` in `dir` (for `secret_file`).
+/// Writes [`SECRET`] to `secret.txt` in `dir` (for `secret_file`);
+/// writing it again is harmless.
 pub fn write_secret(dir: &std::path::Path) -> std::path::PathBuf {
     let path = dir.join("secret.txt");
     std::fs::write(&path, format!("{SECRET}\n")).expect("write secret");
     path
-}
-
-/// Fast retry settings for webhook sinks in tests.
-pub const FAST: &str = "timeout = \"5s\"\nbackoff_initial = \"100ms\"\nbackoff_max = \"1s\"\ngive_up_after = \"1h\"\nconcurrency = 8\n";
-
-/// `[[sinks]]` TOML for a webhook sink posting to `url`; `settings` holds
-/// the remaining keys (e.g. [`FAST`]).
-pub fn webhook_toml(
-    name: &str,
-    url: &str,
-    secret_file: &std::path::Path,
-    settings: &str,
-) -> String {
-    format!(
-        "[[sinks]]\nname = \"{name}\"\ntype = \"webhook\"\nurl = \"{url}\"\nsecret_file = \"{}\"\n{settings}\n",
-        secret_file.display()
-    )
-}
-
-/// `orderwatch deliveries --json <args>`, parsed.
-pub fn deliveries_json(w: &super::World, args: &[&str]) -> Vec<Value> {
-    let mut all = vec!["deliveries", "--json", "--limit", "100000"];
-    all.extend_from_slice(args);
-    let out = w.run(&all);
-    assert!(
-        out.status.success(),
-        "deliveries failed: {}",
-        super::text(&out.stderr)
-    );
-    super::text(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("deliveries --json prints JSON lines"))
-        .collect()
 }

@@ -2,29 +2,13 @@
 //! window counts as done, every order yields exactly one event, and orders
 //! changing between two page requests hide no other order.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
-use common::{World, ago, eventually, ids, output_within, text};
-use orderwatch::simulator::{Fault, SimulatorConfig};
-use orderwatch::store::sqlite::Db;
 
-fn paged(size: usize) -> SimulatorConfig {
-    SimulatorConfig {
-        page_size: Some(size),
-        ..SimulatorConfig::default()
-    }
-}
-
-fn expected_ids(orders: impl IntoIterator<Item = i64>, status: &str) -> BTreeSet<String> {
-    orders
-        .into_iter()
-        .map(|o| format!("{o}:{status}"))
-        .collect()
-}
+use crate::support::sim::{Fault, paged};
+use crate::support::{World, ago, event_ids, eventually, ids, output_within, text};
 
 fn assert_each_once(got: Vec<String>, expected: &BTreeSet<String>) {
     let unique: BTreeSet<String> = got.iter().cloned().collect();
@@ -68,7 +52,7 @@ async fn a_window_answered_in_several_pages_yields_every_order_once() {
     }
     assert_eq!(reached, 2500);
 
-    let expected = expected_ids(1..=2500, "issued");
+    let expected = event_ids(1..=2500, "issued");
     assert_each_once(ids(&w.file_events()), &expected);
     assert_each_once(ids(&w.stored_events()), &expected);
 
@@ -81,7 +65,7 @@ async fn a_window_answered_in_several_pages_yields_every_order_once() {
 async fn a_catch_up_window_answered_in_pages_repeats_its_range_on_every_page() {
     let mut w = World::with_sim(paged(1000)).await;
     w.file_sink();
-    w.set_poll("interval = \"1s\"\noverlap = \"10m\"\ninitial_lookback = \"14d\"\n");
+    w.set("poll.initial_lookback", "14d");
     w.sim.bulk_insert(1, 2500, "pending", ago(10 * 86_400));
     w.sim.bulk_insert(5001, 1200, "issued", ago(60));
     w.once();
@@ -104,8 +88,8 @@ async fn a_catch_up_window_answered_in_pages_repeats_its_range_on_every_page() {
             .any(|q| q.range.is_none() && q.offset.is_some()),
         "the relative window was not paged"
     );
-    let mut expected = expected_ids(1..=2500, "pending");
-    expected.extend(expected_ids(5001..=6200, "issued"));
+    let mut expected = event_ids(1..=2500, "pending");
+    expected.extend(event_ids(5001..=6200, "issued"));
     assert_each_once(ids(&w.file_events()), &expected);
 }
 
@@ -128,24 +112,18 @@ async fn a_window_with_a_failing_page_records_nothing_until_every_page_arrives()
         "a partial window was recorded"
     );
     assert!(w.file_events().is_empty());
-    let cursor = Db::open(&w.store())
-        .expect("store")
-        .cursor()
-        .expect("cursor");
-    assert_eq!(cursor, None, "the cursor moved after a failed window");
+    assert_eq!(w.cursor(), None, "the cursor moved after a failed window");
 
     w.once();
-    assert_each_once(ids(&w.file_events()), &expected_ids(1..=25, "issued"));
+    assert_each_once(ids(&w.file_events()), &event_ids(1..=25, "issued"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_changing_between_two_pages_hides_no_other_order() {
     let mut w = World::with_sim(paged(10)).await;
     w.file_sink();
-    w.set_poll("interval = \"1s\"\noverlap = \"10m\"\ninitial_lookback = \"14d\"\n");
-    w.set_digicert_extra(
-        "retries = 3\nretry_initial = \"100ms\"\nretry_max = \"500ms\"\ntimeout = \"30s\"\nmax_requests_per_minute = 180\n",
-    );
+    w.set("poll.initial_lookback", "14d")
+        .set("digicert.timeout", "30s");
     // 25 orders ten days back, listed oldest first: they fill three pages of
     // the first catch-up window, which no later window overlaps.
     let base = Utc::now() - TimeDelta::days(10);
@@ -170,7 +148,7 @@ async fn an_order_changing_between_two_pages_hides_no_other_order() {
         "page 2 was asked before order 3 changed; the test raced: {queries:#?}"
     );
 
-    let mut expected = expected_ids(1..=25, "pending");
+    let mut expected = event_ids(1..=25, "pending");
     expected.insert("3:issued".to_string());
     assert_each_once(ids(&w.stored_events()), &expected);
 }

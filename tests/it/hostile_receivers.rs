@@ -9,8 +9,6 @@
 //! A receiver that accepts the connection and never answers is covered in
 //! `webhook_failures.rs` (`a_hanging_receiver_times_out_and_polling_and_other_sinks_carry_on`).
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -18,8 +16,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::receiver::{deliveries_json, webhook_toml, write_secret};
-use common::{Daemon, World, ago, eventually};
+use crate::support::receiver::Reply;
+use crate::support::{Daemon, World, ago, eventually};
 
 /// How the raw receiver treats the next connections.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,11 +176,11 @@ fn header(head: &str, name: &str) -> Option<String> {
 /// A world with three transitions and a webhook sink `hook` posting to `url`.
 async fn world(url: &str, timeout: &str) -> World {
     let mut w = World::new().await;
-    let secret = write_secret(w.dir.path());
-    let settings = format!(
-        "timeout = \"{timeout}\"\nbackoff_initial = \"100ms\"\nbackoff_max = \"1s\"\ngive_up_after = \"1h\"\nconcurrency = 2\n"
+    w.add_sink(
+        w.hook("hook", url)
+            .with("timeout", timeout)
+            .with("concurrency", 2),
     );
-    w.sink_toml(&webhook_toml("hook", url, &secret, &settings));
     w.sim.set_status(1, 11, "pending", ago(30));
     w.sim.set_status(2, 12, "issued", ago(20));
     w.sim.set_status(3, 13, "pending", ago(10));
@@ -211,7 +209,7 @@ async fn attempts(r: &RawReceiver, n: usize, daemon: &Daemon) {
 
 /// The ledger rows of `hook`, each still pending with an error recorded.
 fn pending_errors(w: &World) -> Vec<String> {
-    let rows = deliveries_json(w, &["--sink", "hook"]);
+    let rows = w.deliveries(&["--sink", "hook"]);
     assert!(!rows.is_empty());
     rows.iter()
         .filter(|r| r["state"] == "pending" && r["attempts"].as_u64() > Some(0))
@@ -228,7 +226,7 @@ async fn recovers(r: &RawReceiver, w: &World, daemon: &mut Daemon) {
     .await;
     assert!(all, "got {:?}:\n{}", r.accepted(), daemon.log_text());
     assert!(daemon.terminate(Duration::from_secs(20)).success());
-    let rows = deliveries_json(w, &["--sink", "hook"]);
+    let rows = w.deliveries(&["--sink", "hook"]);
     assert_eq!(rows.len(), EVENTS.len());
     assert!(rows.iter().all(|r| r["state"] == "delivered"), "{rows:#?}");
 }
@@ -239,7 +237,7 @@ async fn an_endless_503_body_is_read_only_a_few_kib_and_the_delivery_retries_pro
     // A long timeout: a sender reading the whole body would sit out every
     // attempt to the end of it, and the next attempts would not come.
     let w = world(&r.url, "60s").await;
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
     attempts(&r, 4, &daemon).await;
     let errors = pending_errors(&w);
     assert!(!errors.is_empty());
@@ -262,7 +260,9 @@ async fn an_endless_503_body_is_read_only_a_few_kib_and_the_delivery_retries_pro
     let before = r.connections.load(Ordering::SeqCst);
     attempts(&r, before + EVENTS.len(), &daemon).await;
     let delivered = eventually(Duration::from_secs(30), || {
-        deliveries_json(&w, &["--sink", "hook", "--state", "delivered"]).len() == EVENTS.len()
+        w.deliveries(&["--sink", "hook", "--state", "delivered"])
+            .len()
+            == EVENTS.len()
     })
     .await;
     assert!(delivered, "{}", daemon.log_text());
@@ -273,7 +273,7 @@ async fn an_endless_503_body_is_read_only_a_few_kib_and_the_delivery_retries_pro
 async fn headers_followed_by_silence_end_at_the_timeout_and_are_retried() {
     let r = RawReceiver::start("127.0.0.1", Behaviour::HeadersThenSilence(503));
     let w = world(&r.url, "1s").await;
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
     attempts(&r, 3, &daemon).await;
     // Each attempt ended (the next one came); the ledger says why.
     let errors = pending_errors(&w);
@@ -288,7 +288,7 @@ async fn headers_followed_by_silence_end_at_the_timeout_and_are_retried() {
 async fn a_connection_closed_mid_request_is_a_network_error_and_is_retried() {
     let r = RawReceiver::start("127.0.0.1", Behaviour::CloseMidRequest);
     let w = world(&r.url, "5s").await;
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
     attempts(&r, 3, &daemon).await;
     let errors = pending_errors(&w);
     assert!(!errors.is_empty());
@@ -310,7 +310,7 @@ async fn a_redirect_is_retried_never_followed_and_its_target_gets_nothing() {
     let target = RawReceiver::start("127.0.0.2", Behaviour::Accept);
     let r = RawReceiver::start("127.0.0.1", Behaviour::Redirect(target.url.clone()));
     let w = world(&r.url, "5s").await;
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
     attempts(&r, 3, &daemon).await;
     let errors = pending_errors(&w);
     assert!(!errors.is_empty());
@@ -333,21 +333,14 @@ async fn a_redirect_is_retried_never_followed_and_its_target_gets_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_absurd_retry_after_neither_crashes_the_sink_nor_holds_it_past_give_up_after() {
-    use common::receiver::{Receiver, Reply};
-    let rx = Receiver::start().await;
+    let (mut w, rx) = World::with_webhook().await;
     rx.script([Reply::RetryAfter(429, u64::MAX.to_string())]);
-    let mut w = World::new().await;
-    let secret = write_secret(w.dir.path());
-    w.sink_toml(&webhook_toml(
-        "hook",
-        &rx.url(),
-        &secret,
-        "timeout = \"5s\"\nbackoff_initial = \"100ms\"\nbackoff_max = \"1s\"\ngive_up_after = \"2s\"\nconcurrency = 1\n",
-    ));
+    w.set("sinks.hook.give_up_after", "2s")
+        .set("sinks.hook.concurrency", 1);
     w.sim.set_status(1, 11, "pending", ago(30));
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
     let settled = eventually(Duration::from_secs(30), || {
-        deliveries_json(&w, &["--sink", "hook"])
+        w.deliveries(&["--sink", "hook"])
             .iter()
             .any(|r| r["state"] != "pending")
     })
@@ -355,7 +348,7 @@ async fn an_absurd_retry_after_neither_crashes_the_sink_nor_holds_it_past_give_u
     let log = daemon.log_text();
     assert!(!log.contains("panicked"), "{log}");
     assert!(settled, "{log}");
-    let rows = deliveries_json(&w, &["--sink", "hook"]);
+    let rows = w.deliveries(&["--sink", "hook"]);
     assert_eq!(rows[0]["state"], "delivered", "{rows:#?}");
     assert_eq!(rows[0]["attempts"], 2, "{rows:#?}");
     assert_eq!(rx.accepted().len(), 1);

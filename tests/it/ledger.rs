@@ -3,24 +3,14 @@
 //! attempts, next attempt and last error; `redeliver --event/--since/--dead`
 //! queues events again and the daemon sends them.
 
-mod common;
-
-use std::collections::HashMap;
 use std::time::Duration;
 
-use common::receiver::{FAST, Receiver, Reply, deliveries_json, webhook_toml, write_secret};
-use common::{World, ago, eventually, text};
 use serde_json::Value;
 
-const WAIT: Duration = Duration::from_secs(60);
+use crate::support::receiver::Reply;
+use crate::support::{World, ago, eventually, text};
 
-fn accepted_counts(rx: &Receiver) -> HashMap<String, usize> {
-    let mut counts = HashMap::new();
-    for d in rx.accepted() {
-        *counts.entry(d.id).or_insert(0) += 1;
-    }
-    counts
-}
+const WAIT: Duration = Duration::from_secs(60);
 
 fn by_event<'a>(rows: &'a [Value], event: &str) -> &'a Value {
     rows.iter()
@@ -35,21 +25,18 @@ fn is_rfc3339(v: &Value) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_shows_each_sinks_ledger_filtered_by_sink_and_state() {
-    let rx = Receiver::start().await;
+    let (mut w, rx) = World::with_webhook().await;
     rx.set_default_for("2:issued", Reply::Body(400, "no such tenant".into()));
     rx.set_default_for("3:issued", Reply::Status(503));
-    let mut w = World::new().await;
-    let secret = write_secret(w.dir.path());
-    w.sink_toml(&webhook_toml("hook", &rx.url(), &secret, FAST));
     w.file_sink();
     for order in 1..=3 {
         w.sim.set_status(order, 100 + order, "issued", ago(30));
     }
-    let daemon = w.spawn();
+    let daemon = w.spawn_ready().await;
     // 1 delivered, 2 dead at once, 3 retrying.
     assert!(
         eventually(WAIT, || {
-            let rows = deliveries_json(&w, &["--sink", "hook"]);
+            let rows = w.deliveries(&["--sink", "hook"]);
             rows.len() == 3
                 && by_event(&rows, "1:issued")["state"] == "delivered"
                 && by_event(&rows, "2:issued")["state"] == "dead"
@@ -60,9 +47,9 @@ async fn deliveries_shows_each_sinks_ledger_filtered_by_sink_and_state() {
         daemon.log_text()
     );
 
-    let all = deliveries_json(&w, &[]);
+    let all = w.deliveries(&[]);
     assert_eq!(all.len(), 6, "three events for each of two sinks: {all:?}");
-    let archive = deliveries_json(&w, &["--sink", "archive"]);
+    let archive = w.deliveries(&["--sink", "archive"]);
     assert_eq!(archive.len(), 3);
     assert!(
         archive
@@ -70,7 +57,7 @@ async fn deliveries_shows_each_sinks_ledger_filtered_by_sink_and_state() {
             .all(|r| r["sink"] == "archive" && r["state"] == "delivered")
     );
 
-    let delivered = deliveries_json(&w, &["--sink", "hook", "--state", "delivered"]);
+    let delivered = w.deliveries(&["--sink", "hook", "--state", "delivered"]);
     assert_eq!(delivered.len(), 1);
     let d = &delivered[0];
     assert_eq!(d["event"], "1:issued");
@@ -83,7 +70,7 @@ async fn deliveries_shows_each_sinks_ledger_filtered_by_sink_and_state() {
         "{d}"
     );
 
-    let dead = deliveries_json(&w, &["--sink", "hook", "--state", "dead"]);
+    let dead = w.deliveries(&["--sink", "hook", "--state", "dead"]);
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0]["event"], "2:issued");
     assert_eq!(dead[0]["attempts"], 1);
@@ -93,7 +80,7 @@ async fn deliveries_shows_each_sinks_ledger_filtered_by_sink_and_state() {
     );
     assert!(is_rfc3339(&dead[0]["done_at"]) && dead[0]["next_attempt_at"].is_null());
 
-    let pending = deliveries_json(&w, &["--sink", "hook", "--state", "pending"]);
+    let pending = w.deliveries(&["--sink", "hook", "--state", "pending"]);
     assert_eq!(pending.len(), 1);
     let p = &pending[0];
     assert_eq!(p["event"], "3:issued");
@@ -142,19 +129,16 @@ async fn deliveries_shows_each_sinks_ledger_filtered_by_sink_and_state() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redeliver_by_event_and_since_sends_again_while_the_daemon_runs() {
-    let rx = Receiver::start().await;
-    let mut w = World::new().await;
-    let secret = write_secret(w.dir.path());
-    w.sink_toml(&webhook_toml("hook", &rx.url(), &secret, FAST));
+    let (w, rx) = World::with_webhook().await;
     for order in 1..=3 {
         w.sim.set_status(order, 100 + order, "pending", ago(60));
     }
-    let mut daemon = w.spawn();
-    assert!(eventually(WAIT, || accepted_counts(&rx).len() == 3).await);
+    let mut daemon = w.spawn_ready().await;
+    assert!(eventually(WAIT, || rx.accepted_counts().len() == 3).await);
     // A second event for order 1, so one order has two to redeliver.
     w.sim.set_status(1, 101, "issued", ago(0));
     assert!(
-        eventually(WAIT, || accepted_counts(&rx).len() == 4).await,
+        eventually(WAIT, || rx.accepted_counts().len() == 4).await,
         "log:\n{}",
         daemon.log_text()
     );
@@ -163,7 +147,7 @@ async fn redeliver_by_event_and_since_sends_again_while_the_daemon_runs() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("1 deliveries queued for sink hook"));
     assert!(
-        eventually(WAIT, || accepted_counts(&rx).get("2:pending") == Some(&2)).await,
+        eventually(WAIT, || rx.accepted_counts().get("2:pending") == Some(&2)).await,
         "log:\n{}",
         daemon.log_text()
     );
@@ -181,7 +165,7 @@ async fn redeliver_by_event_and_since_sends_again_while_the_daemon_runs() {
         "log:\n{}",
         daemon.log_text()
     );
-    let counts = accepted_counts(&rx);
+    let counts = rx.accepted_counts();
     assert_eq!(counts["1:pending"], 2);
     assert_eq!(counts["1:issued"], 2);
     assert_eq!(counts["2:pending"], 3);
@@ -193,11 +177,9 @@ async fn redeliver_by_event_and_since_sends_again_while_the_daemon_runs() {
         .map(|d| d.id.clone())
         .collect();
     assert_eq!(replay, ["1:pending", "1:issued"]);
-    let pending = deliveries_json(&w, &["--state", "pending"]);
+    let pending = w.deliveries(&["--state", "pending"]);
     assert!(
-        eventually(WAIT, || deliveries_json(&w, &["--state", "pending"])
-            .is_empty())
-        .await,
+        eventually(WAIT, || w.deliveries(&["--state", "pending"]).is_empty()).await,
         "{pending:?}"
     );
 
@@ -216,25 +198,21 @@ async fn redeliver_by_event_and_since_sends_again_while_the_daemon_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redeliver_ends_a_long_failure_hold_at_once() {
-    let rx = Receiver::start().await;
+    let (mut w, rx) = World::with_webhook().await;
     rx.set_default(Reply::Status(503));
-    let mut w = World::new().await;
-    let secret = write_secret(w.dir.path());
     // After the first failures the sink waits up to an hour between probes.
-    let settings = FAST
-        .replace("backoff_initial = \"100ms\"", "backoff_initial = \"1h\"")
-        .replace("backoff_max = \"1s\"", "backoff_max = \"2h\"");
-    w.sink_toml(&webhook_toml("hook", &rx.url(), &secret, &settings));
+    w.set("sinks.hook.backoff_initial", "1h")
+        .set("sinks.hook.backoff_max", "2h");
     w.sim.set_status(1, 101, "issued", ago(30));
     w.sim.set_status(2, 102, "issued", ago(30));
-    let daemon = w.spawn();
+    let daemon = w.spawn_ready().await;
     assert!(eventually(WAIT, || rx.arrivals() >= 1).await);
     rx.set_default(Reply::Status(200));
     // The operator fixed the receiver and asks for the events again.
     let out = w.run(&["redeliver", "--sink", "hook", "--since", "1h"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
-        eventually(WAIT, || accepted_counts(&rx).len() == 2).await,
+        eventually(WAIT, || rx.accepted_counts().len() == 2).await,
         "log:\n{}",
         daemon.log_text()
     );

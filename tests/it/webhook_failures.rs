@@ -3,20 +3,15 @@
 //! until `redeliver`; failures past `give_up_after` are dead; a hanging
 //! receiver times out while polling and other sinks carry on.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::receiver::{FAST, Receiver, Reply, deliveries_json, webhook_toml, write_secret};
-use common::{World, ago, eventually, ids, text};
 use serde_json::Value;
 
-const WAIT: Duration = Duration::from_secs(60);
+use crate::support::receiver::{Receiver, Reply};
+use crate::support::{World, ago, eventually, text};
 
-fn accepted_ids(rx: &Receiver) -> HashSet<String> {
-    rx.accepted().into_iter().map(|d| d.id).collect()
-}
+const WAIT: Duration = Duration::from_secs(60);
 
 fn set(ids: &[&str]) -> HashSet<String> {
     ids.iter().map(|s| s.to_string()).collect()
@@ -30,24 +25,19 @@ fn events(rows: &[Value]) -> HashSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_400_is_dead_at_once_and_redeliver_dead_sends_it_once_the_receiver_is_fixed() {
-    let rx = Receiver::start().await;
+    let (w, rx) = World::with_webhook().await;
     rx.set_default(Reply::Body(
         400,
         "bad payload: expected schema v2 ".repeat(20),
     ));
-    let mut w = World::new().await;
-    let secret = write_secret(w.dir.path());
-    w.sink_toml(&webhook_toml("hook", &rx.url(), &secret, FAST));
     for order in 1..=3 {
         w.sim.set_status(order, 100 + order, "issued", ago(30));
     }
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
     assert!(
-        eventually(WAIT, || deliveries_json(
-            &w,
-            &["--sink", "hook", "--state", "dead"]
-        )
-        .len()
+        eventually(WAIT, || w
+            .deliveries(&["--sink", "hook", "--state", "dead"])
+            .len()
             == 3)
         .await,
         "log:\n{}",
@@ -55,7 +45,7 @@ async fn a_400_is_dead_at_once_and_redeliver_dead_sends_it_once_the_receiver_is_
     );
     // Never retried: one request per event.
     assert_eq!(rx.arrivals(), 3);
-    for row in deliveries_json(&w, &["--state", "dead"]) {
+    for row in w.deliveries(&["--state", "dead"]) {
         assert_eq!(row["attempts"], 1, "{row}");
         let err = row["last_error"].as_str().unwrap();
         // The status and the first bytes of the answer, cut short.
@@ -77,41 +67,32 @@ async fn a_400_is_dead_at_once_and_redeliver_dead_sends_it_once_the_receiver_is_
         text(&out.stdout)
     );
     assert!(
-        eventually(WAIT, || accepted_ids(&rx)
+        eventually(WAIT, || rx.accepted_ids()
             == set(&["1:issued", "2:issued", "3:issued"]))
         .await,
         "log:\n{}",
         daemon.log_text()
     );
-    assert!(
-        eventually(WAIT, || deliveries_json(&w, &["--state", "delivered"])
-            .len()
-            == 3)
-        .await
-    );
+    assert!(eventually(WAIT, || w.deliveries(&["--state", "delivered"]).len() == 3).await);
     assert!(daemon.terminate(WAIT).success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_410_pauses_only_that_sink_until_redeliver_even_across_a_restart() {
-    let rx = Receiver::start().await;
+    let (mut w, rx) = World::with_webhook().await;
     rx.script([Reply::Body(410, "endpoint deleted".into())]);
-    let mut w = World::new().await;
-    let secret = write_secret(w.dir.path());
     // One request at a time, so nothing is in flight when the 410 lands.
-    let settings = FAST.replace("concurrency = 8", "concurrency = 1");
-    w.sink_toml(&webhook_toml("hook", &rx.url(), &secret, &settings));
-    w.file_sink();
+    w.set("sinks.hook.concurrency", 1).file_sink();
     for order in 1..=3 {
         w.sim.set_status(order, 100 + order, "issued", ago(30));
     }
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
     assert!(
         eventually(WAIT, || daemon.log_text().contains("sink PAUSED")).await,
         "log:\n{}",
         daemon.log_text()
     );
-    let dead = deliveries_json(&w, &["--sink", "hook", "--state", "dead"]);
+    let dead = w.deliveries(&["--sink", "hook", "--state", "dead"]);
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert!(
         dead[0]["last_error"]
@@ -129,7 +110,7 @@ async fn a_410_pauses_only_that_sink_until_redeliver_even_across_a_restart() {
         "log:\n{}",
         daemon.log_text()
     );
-    let pending = deliveries_json(&w, &["--sink", "hook", "--state", "pending"]);
+    let pending = w.deliveries(&["--sink", "hook", "--state", "pending"]);
     assert_eq!(pending.len(), 4, "{pending:?}");
     let listing = w.run(&["deliveries", "--sink", "hook"]);
     assert!(
@@ -140,7 +121,7 @@ async fn a_410_pauses_only_that_sink_until_redeliver_even_across_a_restart() {
 
     // The pause is stored: a restarted daemon still sends nothing.
     assert!(daemon.terminate(WAIT).success());
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
     w.sim.set_status(6, 106, "issued", ago(0));
     assert!(
         eventually(WAIT, || w.file_events().len() == 6).await,
@@ -163,33 +144,27 @@ async fn a_410_pauses_only_that_sink_until_redeliver_even_across_a_restart() {
     );
     let all: HashSet<String> = (1..=6).map(|o| format!("{o}:issued")).collect();
     assert!(
-        eventually(WAIT, || accepted_ids(&rx) == all).await,
+        eventually(WAIT, || rx.accepted_ids() == all).await,
         "log:\n{}",
         daemon.log_text()
     );
-    assert_eq!(
-        ids(&w.file_events()).into_iter().collect::<HashSet<_>>(),
-        all
-    );
+    assert_eq!(w.file_ids().into_iter().collect::<HashSet<_>>(), all);
     assert!(daemon.terminate(WAIT).success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_failing_past_give_up_after_are_dead() {
-    let rx = Receiver::start().await;
+    let (mut w, rx) = World::with_webhook().await;
     rx.set_default(Reply::Status(503));
-    let mut w = World::new().await;
-    let secret = write_secret(w.dir.path());
-    let settings = FAST.replace("give_up_after = \"1h\"", "give_up_after = \"2s\"");
-    w.sink_toml(&webhook_toml("hook", &rx.url(), &secret, &settings));
+    w.set("sinks.hook.give_up_after", "2s");
     for order in 1..=5 {
         w.sim.set_status(order, 100 + order, "issued", ago(30));
     }
     // `run --once` delivers until nothing is pending: here, until given up.
     w.once();
     assert!(rx.arrivals() >= 1);
-    assert!(deliveries_json(&w, &["--state", "pending"]).is_empty());
-    let dead = deliveries_json(&w, &["--sink", "hook", "--state", "dead"]);
+    assert!(w.deliveries(&["--state", "pending"]).is_empty());
+    let dead = w.deliveries(&["--sink", "hook", "--state", "dead"]);
     assert_eq!(events(&dead).len(), 5, "{dead:?}");
     for row in &dead {
         let err = row["last_error"].as_str().unwrap();
@@ -205,17 +180,15 @@ async fn a_hanging_receiver_times_out_and_polling_and_other_sinks_carry_on() {
     stuck.set_default(Reply::Hang);
     let healthy = Receiver::start().await;
     let mut w = World::new().await;
-    let secret = write_secret(w.dir.path());
-    let settings = FAST.replace("timeout = \"5s\"", "timeout = \"1s\"");
-    w.sink_toml(&webhook_toml("stuck", &stuck.url(), &secret, &settings));
-    w.sink_toml(&webhook_toml("healthy", &healthy.url(), &secret, FAST));
+    w.add_sink(w.hook("stuck", &stuck.url()).with("timeout", "1s"));
+    w.add_sink(w.hook("healthy", &healthy.url()));
     for order in 1..=3 {
         w.sim.set_status(order, 100 + order, "issued", ago(30));
     }
-    let daemon = w.spawn();
+    let daemon = w.spawn_ready().await;
     assert!(
         eventually(WAIT, || {
-            deliveries_json(&w, &["--sink", "stuck", "--state", "pending"])
+            w.deliveries(&["--sink", "stuck", "--state", "pending"])
                 .iter()
                 .any(|r| {
                     r["last_error"]
@@ -234,7 +207,7 @@ async fn a_hanging_receiver_times_out_and_polling_and_other_sinks_carry_on() {
     }
     let all: HashSet<String> = (1..=6).map(|o| format!("{o}:issued")).collect();
     assert!(
-        eventually(WAIT, || accepted_ids(&healthy) == all).await,
+        eventually(WAIT, || healthy.accepted_ids() == all).await,
         "log:\n{}",
         daemon.log_text()
     );

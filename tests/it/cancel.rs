@@ -1,8 +1,10 @@
-//! `orderwatch cancel ORDER_ID --note TEXT` against the simulator.
+//! `orderwatch cancel ORDER_ID --note TEXT` against the simulator: a
+//! cancelable order is canceled (and the next poll reports it), anything
+//! else shows the API's error code and exits 1, bad arguments send nothing,
+//! and a cancel that may have been applied is never sent twice.
 
-mod common;
-
-use common::{World, ago, ids, text};
+use crate::support::sim::Fault;
+use crate::support::{KEY, World, ago, text};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pending_order_is_canceled_and_the_next_poll_reports_it() {
@@ -31,11 +33,11 @@ async fn a_pending_order_is_canceled_and_the_next_poll_reports_it() {
     assert_eq!(sent.len(), 1);
     let body: serde_json::Value = serde_json::from_str(&sent[0].body).unwrap();
     assert_eq!(body["status"], "CANCELED");
-    assert_eq!(sent[0].api_key_sent.as_deref(), Some(common::KEY));
+    assert_eq!(sent[0].api_key_sent.as_deref(), Some(KEY));
 
     w.once();
     let events = w.file_events();
-    assert_eq!(ids(&events), vec!["264:pending", "264:canceled"]);
+    assert_eq!(w.file_ids(), vec!["264:pending", "264:canceled"]);
     assert_eq!(events[1]["data"]["previous_status"], "pending");
 }
 
@@ -120,7 +122,6 @@ async fn bad_arguments_are_usage_errors_and_send_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limited_cancel_is_retried_but_a_5xx_is_not() {
-    use orderwatch::simulator::Fault;
     let w = World::new().await;
     w.sim.set_status(1, 10, "pending", ago(60));
     w.sim.push_cancel_fault(Fault::rate_limited(Some(1)));

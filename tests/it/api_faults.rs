@@ -5,46 +5,28 @@
 //! transient ones are retried within the cycle, and once the fault clears
 //! the next cycle delivers every transition exactly once.
 
-mod common;
-
 use std::process::Output;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use common::{World, ago, eventually, ids, output_within, text};
-use orderwatch::simulator::{Fault, RecordedQuery};
-use orderwatch::store::sqlite::Db;
+
+use crate::support::sim::{Fault, RecordedQuery};
+use crate::support::{World, eventually, free_port, ids, output_within, text};
 
 /// Retries per request configured below: a fault queued `RETRIES + 1` times
 /// fails the cycle.
 const RETRIES: usize = 3;
 
-/// A world whose first cycle has committed (so there is a cursor to keep)
-/// and whose account has two new transitions waiting for the next one.
+/// A [primed](World::prime) world whose requests are retried quickly and
+/// time out after a second.
 async fn primed() -> World {
     let mut w = World::new().await;
-    w.file_sink();
-    w.set_digicert_extra(&digicert(RETRIES));
-    w.sim.set_status(1, 11, "pending", ago(120));
-    w.once();
-    assert_eq!(ids(&w.file_events()), vec!["1:pending"]);
-    w.sim.set_status(1, 11, "issued", ago(2));
-    w.sim.set_status(2, 12, "pending", ago(1));
+    w.file_sink()
+        .set("digicert.retries", RETRIES as i64)
+        .set("digicert.retry_max", "300ms")
+        .set("digicert.timeout", "1s");
+    w.prime();
     w
-}
-
-/// `[digicert]` settings with fast retries and a short timeout.
-fn digicert(retries: usize) -> String {
-    format!(
-        "retries = {retries}\nretry_initial = \"100ms\"\nretry_max = \"300ms\"\ntimeout = \"1s\"\nmax_requests_per_minute = 180\n"
-    )
-}
-
-fn cursor(w: &World) -> Option<DateTime<Utc>> {
-    Db::open(&w.store())
-        .expect("open the store")
-        .cursor()
-        .expect("read the cursor")
 }
 
 /// Requests the simulator saw since `from` of them.
@@ -63,9 +45,9 @@ fn fails_cleanly(w: &World, out: &Output, code: &str, cursor_before: Option<Date
             .any(|l| l.contains("poll cycle failed") && l.contains(&format!("code={code}"))),
         "no failed cycle with code {code} in the log:\n{log}"
     );
-    assert_eq!(ids(&w.stored_events()), vec!["1:pending"], "{log}");
-    assert_eq!(ids(&w.file_events()), vec!["1:pending"]);
-    assert_eq!(cursor(w), cursor_before, "the cursor moved");
+    assert_eq!(w.recorded_ids(), vec!["1:pending"], "{log}");
+    assert_eq!(w.file_ids(), vec!["1:pending"]);
+    assert_eq!(w.cursor(), cursor_before, "the cursor moved");
 }
 
 /// The next cycle after the fault: both waiting transitions, once each.
@@ -76,10 +58,7 @@ fn recovers(w: &World) {
 
 fn assert_delivered_once(w: &World) {
     let expected = vec!["1:pending", "1:issued", "2:pending"];
-    // `events` lists the newest first.
-    let mut stored = ids(&w.stored_events());
-    stored.reverse();
-    assert_eq!(stored, expected);
+    assert_eq!(w.recorded_ids(), expected);
     let events = w.file_events();
     assert_eq!(ids(&events), expected);
     assert_eq!(events[1]["data"]["previous_status"], "pending");
@@ -97,7 +76,7 @@ fn retries_logged(out: &Output) -> usize {
 /// then lets the next cycle recover.
 async fn persistent_transient_fault(fault: Fault, code: &str) {
     let w = primed().await;
-    let before = cursor(&w);
+    let before = w.cursor();
     let asked = w.sim.queries().len();
     for _ in 0..=RETRIES {
         w.sim.push_fault(fault.clone());
@@ -113,28 +92,19 @@ async fn persistent_transient_fault(fault: Fault, code: &str) {
     recovers(&w);
 }
 
-/// A base URL on a loopback port nobody listens on.
-fn closed_port_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("address").port();
-    drop(listener);
-    format!("http://127.0.0.1:{port}/services/v2")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_refused_fails_the_cycle_and_the_next_one_recovers() {
     let mut w = primed().await;
-    let before = cursor(&w);
-    let config = std::fs::read_to_string(&w.config).expect("config");
-    let refused = config.replace(&w.sim.base_url(), &closed_port_url());
-    assert_ne!(config, refused);
-    std::fs::write(&w.config, refused).expect("write config");
+    let before = w.cursor();
+    let closed = format!("http://127.0.0.1:{}/services/v2", free_port());
+    w.set("digicert.base_url", closed);
 
     let out = w.run(&["run", "--once"]);
     fails_cleanly(&w, &out, "network", before);
     assert_eq!(retries_logged(&out), RETRIES);
 
-    w.write_config();
+    let simulator = w.sim.base_url();
+    w.set("digicert.base_url", simulator);
     recovers(&w);
 }
 
@@ -185,7 +155,7 @@ async fn a_single_transient_fault_of_each_kind_is_retried_within_the_cycle() {
     }
     // Each fault costs one attempt; with more retries than faults the
     // cycle gets through.
-    w.set_digicert_extra(&digicert(n));
+    w.set("digicert.retries", n as i64);
     let out = w.once();
     assert_eq!(retries_logged(&out), n, "{}", text(&out.stderr));
     let log = text(&out.stderr);
@@ -213,7 +183,7 @@ async fn a_single_transient_fault_of_each_kind_is_retried_within_the_cycle() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_api_key_fails_the_cycle_at_once_with_invalid_api_key() {
     let w = primed().await;
-    let before = cursor(&w);
+    let before = w.cursor();
     let asked = w.sim.queries().len();
     let mut cmd = w.command(&["run", "--once"]);
     cmd.env("OW_TEST_KEY", "not-the-key");
@@ -232,7 +202,7 @@ async fn a_wrong_api_key_fails_the_cycle_at_once_with_invalid_api_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn time_frame_too_long_fails_the_cycle_at_once() {
     let w = primed().await;
-    let before = cursor(&w);
+    let before = w.cursor();
     let asked = w.sim.queries().len();
     w.sim.push_fault(Fault::status(400, "time_frame_too_long"));
     let out = w.run(&["run", "--once"]);
@@ -290,7 +260,7 @@ async fn the_daemon_keeps_polling_through_permanent_errors_and_then_delivers() {
     for _ in 0..3 {
         w.sim.push_fault(Fault::status(400, "time_frame_too_long"));
     }
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
     let delivered = eventually(Duration::from_secs(30), || w.file_events().len() >= 3).await;
     let log = daemon.log_text();
     assert!(delivered, "nothing delivered after the faults:\n{log}");

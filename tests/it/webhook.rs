@@ -3,37 +3,23 @@
 //! `Retry-After`, in per-order order at concurrency 8, across a SIGKILL,
 //! and without ever showing the URL's credentials or the secret.
 
-mod common;
-
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::receiver::{
-    Delivery, FAST, Receiver, Reply, SECRET, deliveries_json, webhook_toml, write_secret,
-};
-use common::{World, ago, eventually, text};
-use orderwatch::store::sqlite::Db;
+
+use crate::support::receiver::{Delivery, Reply, SECRET};
+use crate::support::{World, ago, eventually, free_port, skip, store, text};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// Transitions recorded in the store (read beside the daemon, WAL).
+/// Transitions recorded in the store (read beside the daemon, WAL); 0
+/// while the daemon has not created it yet.
 fn recorded(w: &World) -> u64 {
-    Db::open(&w.store())
-        .and_then(|db| db.transition_count())
-        .unwrap_or(0)
-}
-
-/// Accepted deliveries per event id.
-fn accepted_counts(rx: &Receiver) -> HashMap<String, usize> {
-    let mut counts = HashMap::new();
-    for d in rx.accepted() {
-        *counts.entry(d.id).or_insert(0) += 1;
-    }
-    counts
+    store::try_transition_count(&w.store()).unwrap_or(0)
 }
 
 /// Verifies deliveries with the official Standard Webhooks Python library,
@@ -98,14 +84,11 @@ async fn every_event_is_accepted_once_signed_and_in_per_order_order_after_503s_a
         "issued",
         "revoked",
     ];
-    let rx = Receiver::start().await;
+    let (w, rx) = World::with_webhook().await;
     // Down while the events are recorded, so a backlog with several events
     // per order builds up.
     rx.set_default(Reply::Status(503));
-    let mut w = World::new().await;
-    let secret = write_secret(w.dir.path());
-    w.sink_toml(&webhook_toml("hook", &rx.url(), &secret, FAST));
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
 
     for (k, status) in STEPS.iter().enumerate() {
         for order in 1..=ORDERS {
@@ -143,9 +126,9 @@ async fn every_event_is_accepted_once_signed_and_in_per_order_order_after_503s_a
 
     let total = ORDERS as usize * STEPS.len();
     assert!(
-        eventually(WAIT, || accepted_counts(&rx).len() == total).await,
+        eventually(WAIT, || rx.accepted_counts().len() == total).await,
         "only {} of {total} events accepted; log:\n{}",
-        accepted_counts(&rx).len(),
+        rx.accepted_counts().len(),
         daemon.log_text()
     );
     let all = rx.deliveries();
@@ -210,7 +193,7 @@ async fn every_event_is_accepted_once_signed_and_in_per_order_order_after_503s_a
     );
 
     // The ledger agrees.
-    let ledger = deliveries_json(&w, &["--sink", "hook", "--state", "delivered"]);
+    let ledger = w.deliveries(&["--sink", "hook", "--state", "delivered"]);
     assert_eq!(ledger.len(), total);
 
     match verify_with_python(&rx.accepted()) {
@@ -218,7 +201,10 @@ async fn every_event_is_accepted_once_signed_and_in_per_order_order_after_503s_a
             assert_eq!(n, total);
             println!("the official Python library verified all {n} signatures");
         }
-        None => eprintln!("python3 with standardwebhooks not available; Rust check only"),
+        None => skip(
+            "PYTHON_STANDARDWEBHOOKS",
+            "python3 with the standardwebhooks library is not installed; signatures checked in Rust only",
+        ),
     }
     assert!(daemon.terminate(WAIT).success());
 }
@@ -227,17 +213,14 @@ async fn every_event_is_accepted_once_signed_and_in_per_order_order_after_503s_a
 async fn a_sigkill_during_deliveries_loses_nothing() {
     // Enough that delivering them all takes several seconds at concurrency 8.
     const ORDERS: i64 = 64;
-    let rx = Receiver::start().await;
+    let (w, rx) = World::with_webhook().await;
     // Slow answers keep requests in flight when the kill lands; the
     // receiver has already processed them, so some will arrive twice.
     rx.set_default(Reply::AcceptThenStall(Duration::from_millis(400)));
-    let mut w = World::new().await;
-    let secret = write_secret(w.dir.path());
-    w.sink_toml(&webhook_toml("hook", &rx.url(), &secret, FAST));
     for order in 1..=ORDERS {
         w.sim.set_status(order, 7000 + order, "issued", ago(30));
     }
-    let mut first = w.spawn();
+    let mut first = w.spawn_ready().await;
     assert!(
         eventually(WAIT, || rx.accepted().len() >= 12).await,
         "no deliveries in flight; log:\n{}",
@@ -250,7 +233,7 @@ async fn a_sigkill_during_deliveries_loses_nothing() {
         "everything was delivered before the kill"
     );
 
-    let mut second = w.spawn();
+    let mut second = w.spawn_ready().await;
     let want: HashSet<String> = (1..=ORDERS).map(|o| format!("{o}:issued")).collect();
     assert!(
         eventually(WAIT, || {
@@ -262,14 +245,12 @@ async fn a_sigkill_during_deliveries_loses_nothing() {
         second.log_text()
     );
     assert!(
-        eventually(WAIT, || deliveries_json(
-            &w,
-            &["--sink", "hook", "--state", "pending"]
-        )
-        .is_empty())
+        eventually(WAIT, || w
+            .deliveries(&["--sink", "hook", "--state", "pending"])
+            .is_empty())
         .await
     );
-    let counts = accepted_counts(&rx);
+    let counts = rx.accepted_counts();
     let mut duplicates: Vec<(&String, &usize)> = counts.iter().filter(|(_, n)| **n > 1).collect();
     duplicates.sort();
     let extra: usize = duplicates.iter().map(|(_, n)| **n - 1).sum();
@@ -290,20 +271,16 @@ async fn url_credentials_and_the_secret_never_reach_logs_or_the_ledger() {
     const USER: &str = "hookuser";
     const PASS: &str = "hookpass";
     const TOKEN: &str = "tok3n-abc";
-    let rx = Receiver::start().await;
+    let rx = crate::support::receiver::Receiver::start().await;
     // The receiver echoes the credentials in its answers.
     let echo = format!("rejected token={TOKEN} for {USER}:{PASS}");
     rx.script_for("1:issued", [Reply::Body(400, echo.clone())]);
     rx.script_for("2:issued", [Reply::Body(503, echo)]);
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let closed = free_port();
     let mut w = World::new().await;
-    let secret = write_secret(w.dir.path());
     let url = |port: u16| format!("http://{USER}:{PASS}@127.0.0.1:{port}/hook?token={TOKEN}");
-    w.sink_toml(&webhook_toml("hook", &url(rx.addr.port()), &secret, FAST));
-    w.sink_toml(&webhook_toml("nowhere", &url(closed), &secret, FAST));
+    w.add_sink(w.hook("hook", &url(rx.addr.port())));
+    w.add_sink(w.hook("nowhere", &url(closed)));
     for order in 1..=3 {
         w.sim.set_status(order, 9000 + order, "issued", ago(30));
     }
@@ -321,7 +298,8 @@ async fn url_credentials_and_the_secret_never_reach_logs_or_the_ledger() {
         daemon.log_text()
     );
     assert!(
-        eventually(WAIT, || deliveries_json(&w, &["--sink", "nowhere"])
+        eventually(WAIT, || w
+            .deliveries(&["--sink", "nowhere"])
             .iter()
             .any(|r| r["last_error"].is_string()))
         .await
@@ -337,7 +315,7 @@ async fn url_credentials_and_the_secret_never_reach_logs_or_the_ledger() {
     );
     assert_eq!(d.query.as_deref(), Some(format!("token={TOKEN}").as_str()));
 
-    let ledger = deliveries_json(&w, &[]);
+    let ledger = w.deliveries(&[]);
     let dead: Vec<_> = ledger
         .iter()
         .filter(|r| r["sink"] == "hook" && r["state"] == "dead")

@@ -2,20 +2,20 @@
 //! `--log-format json` (for log shippers); one line per poll at debug and per
 //! transition at info; errors carry their context; secrets never appear.
 
-mod common;
-
 use std::time::Duration;
 
-use common::receiver::{Receiver, SECRET};
-use common::{KEY, World, ago, eventually, text};
-use orderwatch::simulator::Fault;
 use serde_json::Value;
 
-fn hook(r: &Receiver) -> String {
-    format!(
-        "[[sinks]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"{}\"\nsecret_env = \"OW_TEST_SECRET\"\nbackoff_initial = \"100ms\"\n",
-        r.url()
-    )
+use crate::support::receiver::{Receiver, SECRET};
+use crate::support::sim::Fault;
+use crate::support::{KEY, SECRET_VAR, Sink, World, ago, eventually, text};
+
+/// A webhook sink whose secret comes from the environment.
+fn hook(r: &Receiver) -> Sink {
+    Sink::new("hook", "webhook")
+        .with("url", r.url())
+        .with("secret_env", SECRET_VAR)
+        .with("backoff_initial", "100ms")
 }
 
 /// The secret's key material, as it would appear if logged decoded or raw.
@@ -28,13 +28,11 @@ async fn json_logs_are_one_object_per_line_with_polls_and_transitions_and_no_sec
     let mut w = World::new().await;
     let receiver = Receiver::start().await;
     w.file_sink();
-    w.sink_toml(&hook(&receiver));
+    w.add_sink(hook(&receiver));
     w.sim.set_status(1, 11, "pending", ago(90));
     w.sim.set_status(2, 12, "issued", ago(60));
     w.sim.set_status(3, 13, "rejected", ago(30));
-    let mut daemon = w.spawn_with(&["--log-format", "json", "run"], |c| {
-        c.env("OW_TEST_SECRET", SECRET);
-    });
+    let mut daemon = w.spawn_with(&["--log-format", "json", "run"], |_| {});
     let delivered = eventually(Duration::from_secs(30), || {
         receiver.accepted().len() == 3 && w.file_events().len() == 3
     })

@@ -3,37 +3,20 @@
 //! after the restart); SIGHUP reopens file sinks and reloads the config when
 //! it is valid, and keeps the running one (saying why) when it is not.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::receiver::{Receiver, Reply, SECRET};
-use common::{Daemon, World, ago, eventually, ids, read_jsonl};
-
-/// Waits until the daemon's log contains `needle`.
-async fn log_says(daemon: &Daemon, needle: &str) {
-    let found = eventually(Duration::from_secs(30), || {
-        daemon.log_text().contains(needle)
-    })
-    .await;
-    assert!(found, "log never said {needle:?}:\n{}", daemon.log_text());
-}
-
-fn still_running(daemon: &mut Daemon) -> bool {
-    daemon
-        .child
-        .as_mut()
-        .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
-}
+use crate::support::receiver::{Receiver, Reply};
+use crate::support::{Sink, World, ago, eventually, ids, output_within, read_jsonl, text};
 
 const BACKLOG: usize = 20_000;
 
-fn hook_sink(r: &Receiver, concurrency: usize) -> String {
-    format!(
-        "[[sinks]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"{}\"\nsecret_env = \"OW_TEST_SECRET\"\ntimeout = \"60s\"\nconcurrency = {concurrency}\nbackoff_initial = \"100ms\"\nbackoff_max = \"1s\"\n",
-        r.url()
-    )
+/// A webhook sink `hook` whose requests may hang far beyond the shutdown
+/// grace period (a 60 s timeout).
+fn hook_sink(w: &World, r: &Receiver, concurrency: i64) -> Sink {
+    w.hook("hook", &r.url())
+        .with("timeout", "60s")
+        .with("concurrency", concurrency)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,11 +25,9 @@ async fn sigterm_during_a_large_backlog_exits_within_the_grace_period_and_loses_
     let receiver = Receiver::start().await;
     receiver.set_default(Reply::Slow(Duration::from_millis(200)));
     w.file_sink();
-    w.sink_toml(&hook_sink(&receiver, 8));
+    w.add_sink(hook_sink(&w, &receiver, 8));
     w.sim.bulk_insert(1, BACKLOG, "issued", ago(60));
-    let mut daemon = w.spawn_with(&["run"], |c| {
-        c.env("OW_TEST_SECRET", SECRET);
-    });
+    let mut daemon = w.spawn_ready().await;
 
     // The backlog is recorded and going out slowly.
     let flowing = eventually(Duration::from_secs(60), || receiver.accepted().len() >= 16).await;
@@ -78,13 +59,9 @@ async fn sigterm_during_a_large_backlog_exits_within_the_grace_period_and_loses_
     // Restart with a receiver that answers at once: everything arrives, at
     // least once, in the webhook and in the file.
     receiver.set_default(Reply::Status(200));
-    w.sinks.clear();
-    w.file_sink();
-    w.sink_toml(&hook_sink(&receiver, 32));
-    let mut c = w.command(&["run", "--once"]);
-    c.env("OW_TEST_SECRET", SECRET);
-    let out = common::output_within(c, Duration::from_secs(300));
-    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    w.set("sinks.hook.concurrency", 32);
+    let out = output_within(w.command(&["run", "--once"]), Duration::from_secs(300));
+    assert!(out.status.success(), "{}", text(&out.stderr));
 
     let delivered: HashSet<String> = receiver.accepted().into_iter().map(|d| d.id).collect();
     let filed: HashSet<String> = ids(&w.file_events()).into_iter().collect();
@@ -100,7 +77,7 @@ async fn sigint_stops_the_daemon_like_sigterm() {
     let mut w = World::new().await;
     w.file_sink();
     w.sim.set_status(1, 11, "issued", ago(30));
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
     assert!(eventually(Duration::from_secs(30), || w.file_events().len() == 1).await);
     daemon.signal("INT");
     let status = daemon
@@ -115,20 +92,20 @@ async fn sighup_after_logrotate_moves_the_file_writes_new_events_to_the_original
     let mut w = World::new().await;
     w.file_sink();
     w.sim.set_status(1, 11, "issued", ago(30));
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
     assert!(eventually(Duration::from_secs(30), || w.file_events().len() == 1).await);
 
     let rotated = w.path("events.jsonl.1");
     std::fs::rename(w.events_file(), &rotated).unwrap();
     daemon.signal("HUP");
-    log_says(&daemon, "SIGHUP: configuration reloaded").await;
+    daemon.wait_for_log("SIGHUP: configuration reloaded").await;
     w.sim.set_status(2, 12, "issued", ago(1));
 
     let moved_on = eventually(Duration::from_secs(30), || w.file_events().len() == 1).await;
     assert!(moved_on, "no new file:\n{}", daemon.log_text());
     assert_eq!(ids(&w.file_events()), ["2:issued"]);
     assert_eq!(ids(&read_jsonl(&rotated)), ["1:issued"]);
-    assert!(still_running(&mut daemon));
+    assert!(daemon.is_running());
     assert!(daemon.terminate(Duration::from_secs(30)).success());
 }
 
@@ -137,16 +114,13 @@ async fn sighup_with_a_valid_config_delivers_new_events_to_an_added_sink() {
     let mut w = World::new().await;
     w.file_sink();
     w.sim.set_status(1, 11, "issued", ago(30));
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
     assert!(eventually(Duration::from_secs(30), || w.file_events().len() == 1).await);
 
     let second = w.path("second.jsonl");
-    w.sink_toml(&format!(
-        "[[sinks]]\nname = \"second\"\ntype = \"file\"\npath = \"{}\"\n",
-        second.display()
-    ));
+    w.add_sink(Sink::file("second", &second));
     daemon.signal("HUP");
-    log_says(&daemon, "SIGHUP: configuration reloaded").await;
+    daemon.wait_for_log("SIGHUP: configuration reloaded").await;
     w.sim.set_status(2, 12, "issued", ago(1));
 
     let arrived = eventually(Duration::from_secs(30), || !read_jsonl(&second).is_empty()).await;
@@ -162,13 +136,13 @@ async fn sighup_with_a_broken_config_keeps_the_running_one_and_logs_why() {
     let mut w = World::new().await;
     w.file_sink();
     w.sim.set_status(1, 11, "issued", ago(30));
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
     assert!(eventually(Duration::from_secs(30), || w.file_events().len() == 1).await);
 
     // A typo an operator might make: an unknown key.
-    w.set_poll("intervall = \"1s\"\n");
+    w.unset("poll.interval").set("poll.intervall", "1s");
     daemon.signal("HUP");
-    log_says(&daemon, "keeping the running one").await;
+    daemon.wait_for_log("keeping the running one").await;
     let log = daemon.log_text();
     let line = log
         .lines()
@@ -190,6 +164,6 @@ async fn sighup_with_a_broken_config_keeps_the_running_one_and_logs_why() {
         "stopped delivering:\n{}",
         daemon.log_text()
     );
-    assert!(still_running(&mut daemon));
+    assert!(daemon.is_running());
     assert!(daemon.terminate(Duration::from_secs(30)).success());
 }

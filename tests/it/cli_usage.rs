@@ -2,12 +2,10 @@
 //! on stderr, names what is wrong, and does nothing else: no config is
 //! read, no store is created, nothing listens.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::{bin, output_within, text};
+use crate::support::{bin, output_within, text};
 
 /// (arguments, a fragment naming what is wrong).
 const CASES: &[(&[&str], &str)] = &[

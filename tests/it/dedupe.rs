@@ -2,9 +2,7 @@
 //! never emit a transition twice; a new status of a known order carries its
 //! previous status.
 
-mod common;
-
-use common::{World, ago, ids};
+use crate::support::{World, ago};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overlapping_windows_emit_each_transition_once() {
@@ -17,8 +15,7 @@ async fn overlapping_windows_emit_each_transition_once() {
     w.once();
     w.once();
     w.once();
-    let events = w.file_events();
-    assert_eq!(ids(&events), vec!["264:pending", "265:issued"]);
+    assert_eq!(w.file_ids(), vec!["264:pending", "265:issued"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -30,7 +27,7 @@ async fn a_new_status_of_a_known_order_carries_the_previous_status() {
     w.sim.set_status(264, 112232, "canceled", ago(1));
     w.once();
     let events = w.file_events();
-    assert_eq!(ids(&events), vec!["264:pending", "264:canceled"]);
+    assert_eq!(w.file_ids(), vec!["264:pending", "264:canceled"]);
     let data = &events[1]["data"];
     assert_eq!(data["previous_status"], "pending");
     assert_eq!(data["status"], "canceled");

@@ -3,23 +3,13 @@
 //! one-line reason) when the API fails for more than three poll intervals,
 //! and back once it answers again.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::receiver::{Receiver, Reply, SECRET};
-use common::{Daemon, World, ago, eventually};
-use orderwatch::simulator::Fault;
-
-/// A port that was free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+use crate::support::receiver::{Receiver, Reply};
+use crate::support::sim::Fault;
+use crate::support::{Daemon, World, ago, eventually, free_port};
 
 /// A response: status, headers (lowercased names), body.
 struct Page {
@@ -70,7 +60,7 @@ fn get(port: u16, path: &str, accept: Option<&str>) -> Option<Page> {
 
 fn with_metrics(w: &mut World) -> u16 {
     let port = free_port();
-    w.set_metrics(&format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"));
+    w.set("metrics.listen", format!("127.0.0.1:{port}"));
     port
 }
 
@@ -92,13 +82,6 @@ async fn metrics_until(port: u16, daemon: &Daemon, check: impl Fn(&Page) -> bool
     }
 }
 
-fn webhook(name: &str, r: &Receiver) -> String {
-    format!(
-        "[[sinks]]\nname = \"{name}\"\ntype = \"webhook\"\nurl = \"{}\"\nsecret_env = \"OW_TEST_SECRET\"\nbackoff_initial = \"100ms\"\nbackoff_max = \"1s\"\n",
-        r.url()
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_polls_transitions_deliveries_and_the_outbox_per_sink() {
     let mut w = World::new().await;
@@ -109,14 +92,13 @@ async fn metrics_count_polls_transitions_deliveries_and_the_outbox_per_sink() {
     down.set_default(Reply::Status(503));
     let refusing = Receiver::start().await;
     refusing.set_default(Reply::Status(400));
-    w.sink_toml(&webhook("down", &down));
-    w.sink_toml(&webhook("refusing", &refusing));
+    w.add_sink(w.hook("down", &down.url()));
+    w.add_sink(w.hook("refusing", &refusing.url()));
     w.sim.set_status(1, 11, "issued", ago(90));
     w.sim.set_status(2, 12, "issued", ago(60));
     w.sim.set_status(3, 13, "pending", ago(30));
-    let daemon = w.spawn_with(&["run"], |c| {
-        c.env("OW_TEST_SECRET", SECRET);
-    });
+    let spawned = Instant::now();
+    let daemon = w.spawn_ready().await;
 
     let page = metrics_until(port, &daemon, |p| {
         p.sample("orderwatch_polls_total{outcome=\"ok\"}") >= Some(3.0)
@@ -138,7 +120,14 @@ async fn metrics_count_polls_transitions_deliveries_and_the_outbox_per_sink() {
         0.0
     );
     assert_eq!(m("orderwatch_outbox_depth{sink=\"down\"}"), 3.0);
-    assert!(m("orderwatch_outbox_oldest_pending_age_seconds{sink=\"down\"}") >= 0.0);
+    // The oldest of "down"'s deliveries was queued after the daemon started
+    // and has waited at least through the retries seen above.
+    let age = m("orderwatch_outbox_oldest_pending_age_seconds{sink=\"down\"}");
+    let up = spawned.elapsed().as_secs_f64();
+    assert!(
+        0.0 < age && age <= up,
+        "oldest pending age {age} s, daemon up {up} s"
+    );
     assert_eq!(m("orderwatch_outbox_depth{sink=\"refusing\"}"), 0.0);
     assert_eq!(
         m("orderwatch_deliveries_total{sink=\"refusing\",outcome=\"dead\"}"),
@@ -193,7 +182,7 @@ async fn healthz_turns_503_while_the_api_fails_and_200_once_it_answers_again() {
     let mut w = World::new().await;
     let port = with_metrics(&mut w);
     w.file_sink();
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
 
     let healthy = |body_start: &'static str| {
         move || {

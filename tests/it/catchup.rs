@@ -4,22 +4,16 @@
 //! window up to now — and every change in the gap is found exactly once,
 //! including those right around a daylight-saving change.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Offset, TimeDelta, TimeZone, Utc};
 use chrono_tz::America::Denver;
-use common::{World, ago, eventually, ids, output_within, text};
-use orderwatch::certcentral::Client;
-use orderwatch::config::{Config, Secret};
-use orderwatch::pacer::Pacer;
-use orderwatch::simulator::{Fault, RecordedQuery};
-use orderwatch::store::sqlite::Db;
-use orderwatch::window::{Window, plan};
 use serde_json::Value;
+
+use crate::support::client::{Api, catch_up_windows};
+use crate::support::sim::{Fault, RecordedQuery};
+use crate::support::{World, ago, eventually, ids, output_within, text};
 
 const SEVEN_DAYS: i64 = 7 * 86_400;
 
@@ -116,7 +110,7 @@ fn unique_events(events: &[Value]) -> BTreeMap<String, Value> {
 async fn a_250_day_catch_up_crosses_dst_in_seven_day_windows_and_finds_every_change_once() {
     let mut w = World::new().await;
     w.file_sink();
-    w.set_poll("interval = \"1s\"\noverlap = \"10m\"\ninitial_lookback = \"250d\"\n");
+    w.set("poll.initial_lookback", "250d");
 
     let now = Utc::now();
     // Whatever today is, the last 249 days hold at least one US DST change
@@ -220,7 +214,7 @@ fn delivered_position(events: &[Value], id: &str) -> usize {
 async fn a_14_day_catch_up_uses_several_windows_none_over_7_days_and_finds_a_change_10_days_back() {
     let mut w = World::new().await;
     w.file_sink();
-    w.set_poll("interval = \"1s\"\noverlap = \"10m\"\ninitial_lookback = \"14d\"\n");
+    w.set("poll.initial_lookback", "14d");
     w.sim.set_status(1, 11, "issued", ago(10 * 86_400));
     w.sim.set_status(2, 12, "pending", ago(13 * 86_400));
     w.sim.set_status(3, 13, "pending", ago(60));
@@ -270,7 +264,7 @@ async fn a_14_day_catch_up_uses_several_windows_none_over_7_days_and_finds_a_cha
 async fn a_catch_up_failing_half_way_keeps_its_finished_windows_and_resumes_after_them() {
     let mut w = World::new().await;
     w.file_sink();
-    w.set_poll("interval = \"1s\"\noverlap = \"10m\"\ninitial_lookback = \"14d\"\n");
+    w.set("poll.initial_lookback", "14d");
     w.sim.set_status(1, 11, "issued", ago(10 * 86_400));
     w.sim.set_status(2, 12, "pending", ago(3 * 86_400));
     w.sim.set_status(3, 13, "pending", ago(60));
@@ -284,12 +278,8 @@ async fn a_catch_up_failing_half_way_keeps_its_finished_windows_and_resumes_afte
     let first = w.sim.queries();
     assert_eq!(first.len(), 2, "{first:#?}");
     let (w1_start, w1_end) = first[0].range.expect("an absolute first window");
-    assert_eq!(ids(&w.stored_events()), vec!["1:issued"]);
-    let cursor = Db::open(&w.store())
-        .expect("store")
-        .cursor()
-        .expect("cursor")
-        .expect("the first window moved the cursor");
+    assert_eq!(w.recorded_ids(), vec!["1:issued"]);
+    let cursor = w.cursor().expect("the first window moved the cursor");
     assert!(
         (cursor - w1_end).num_seconds().abs() <= 1,
         "cursor {cursor} is not the first window's end {w1_end}"
@@ -317,20 +307,13 @@ async fn a_catch_up_failing_half_way_keeps_its_finished_windows_and_resumes_afte
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn absolute_windows_with_edges_around_dst_changes_miss_nothing() {
     let w = World::new().await;
-    let config = Config::load(&w.config).expect("config");
-    let client = Client::new(
-        &config.digicert,
-        Secret::new(common::KEY),
-        Arc::new(Pacer::new(60_000)),
-    )
-    .expect("client");
+    let api = Api::new(&w);
     let utc = |s: &str| {
         DateTime::parse_from_rfc3339(s)
             .expect("time")
             .with_timezone(&Utc)
     };
-    let mut poll = config.poll;
-    poll.initial_lookback = Duration::from_secs(10 * 86_400);
+    let lookback = Duration::from_secs(10 * 86_400);
     let days = TimeDelta::days;
 
     // Plans whose first window starts, or ends, at each probe instant.
@@ -339,14 +322,7 @@ async fn absolute_windows_with_edges_around_dst_changes_miss_nothing() {
         for minutes in [-90, -61, -60, -30, -1, 0, 1, 30, 59, 60, 61, 90] {
             let probe = dst + TimeDelta::minutes(minutes);
             for now in [probe + days(10), probe + days(3)] {
-                let windows: Vec<_> = plan(None, now, &poll, Denver)
-                    .into_iter()
-                    .filter_map(|p| match p.window {
-                        Window::Absolute { start, end } => Some((start, end)),
-                        Window::Relative { .. } => None,
-                    })
-                    .collect();
-                plans.push(windows);
+                plans.push(catch_up_windows(&w, now, lookback));
             }
         }
     }
@@ -363,14 +339,7 @@ async fn absolute_windows_with_edges_around_dst_changes_miss_nothing() {
     for windows in &plans {
         let mut seen = BTreeSet::new();
         for (start, end) in windows {
-            let fetched = client
-                .status_changes(&Window::Absolute {
-                    start: *start,
-                    end: *end,
-                })
-                .await
-                .unwrap_or_else(|e| panic!("window {start}..{end} refused: {e}"));
-            seen.extend(fetched.orders.iter().map(|o| o.order_id));
+            seen.extend(api.absolute_window(*start, *end).await);
         }
         let (first, last) = (windows[0].0, windows[windows.len() - 1].1);
         for (order, at) in &changes {

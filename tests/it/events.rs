@@ -1,11 +1,9 @@
 //! `orderwatch events`: the recorded transitions, as a table or JSON lines,
 //! also while the daemon runs.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{World, ago, eventually, ids, text};
+use crate::support::{World, ago, eventually, ids, text};
 
 async fn world_with_history() -> World {
     let w = World::new().await;
@@ -71,7 +69,7 @@ async fn bad_arguments_exit_2() {
 async fn events_can_be_read_while_the_daemon_runs() {
     let w = World::new().await;
     w.sim.set_status(5, 55, "pending", ago(30));
-    let mut daemon = w.spawn();
+    let mut daemon = w.spawn_ready().await;
     assert!(
         eventually(Duration::from_secs(30), || w.stored_events().len() == 1).await,
         "log:\n{}",

@@ -1,0 +1,237 @@
+//! Living under systemd at run time: the notify protocol (READY only once
+//! the config is valid and the store is open; WATCHDOG pings; STATUS lines;
+//! RELOADING and STOPPING), and what systemd hands the process instead of a
+//! config (`$STATE_DIRECTORY`, `$CREDENTIALS_DIRECTORY`).
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::support::receiver::{Receiver, SECRET};
+use crate::support::{KEY, World, ago, eventually, ids, output_within, text};
+
+/// A stand-in for systemd's notification socket: every datagram received,
+/// split into `KEY=value` lines, with what `on_ready` saw when READY=1 came.
+struct NotifySocket {
+    path: PathBuf,
+    lines: Arc<Mutex<Vec<String>>>,
+    at_ready: Arc<Mutex<Vec<bool>>>,
+}
+
+impl NotifySocket {
+    /// Binds `dir/notify.sock`; `on_ready` runs the moment READY=1 arrives.
+    fn bind(dir: &Path, on_ready: impl Fn() -> bool + Send + 'static) -> NotifySocket {
+        let path = dir.join("notify.sock");
+        let socket = UnixDatagram::bind(&path).expect("bind notify socket");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let at_ready = Arc::new(Mutex::new(Vec::new()));
+        let (l, r) = (Arc::clone(&lines), Arc::clone(&at_ready));
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 4096];
+            // Ends when the test (and with it `lines`) is gone.
+            while Arc::strong_count(&l) > 1 {
+                let Ok(n) = socket.recv(&mut buf) else {
+                    continue;
+                };
+                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if msg.lines().any(|m| m == "READY=1") {
+                    r.lock().unwrap().push(on_ready());
+                }
+                l.lock().unwrap().extend(msg.lines().map(str::to_string));
+            }
+        });
+        NotifySocket {
+            path,
+            lines,
+            at_ready,
+        }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    fn count(&self, line: &str) -> usize {
+        self.lines().iter().filter(|l| *l == line).count()
+    }
+
+    fn statuses(&self) -> Vec<String> {
+        self.lines()
+            .into_iter()
+            .filter_map(|l| l.strip_prefix("STATUS=").map(str::to_string))
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_comes_once_the_store_is_open_then_watchdog_pings_and_status_lines() {
+    let mut w = World::new().await;
+    w.file_sink();
+    w.sim.set_status(10, 110, "pending", ago(60));
+    w.sim.set_status(11, 111, "issued", ago(30));
+    let store = w.store();
+    let lock = PathBuf::from(format!("{}.lock", store.display()));
+    // At READY=1 the store must exist and be locked by the daemon.
+    let notify = NotifySocket::bind(w.dir.path(), move || store.exists() && lock.exists());
+    let mut daemon = w.spawn_with(&["run"], |c| {
+        c.env("NOTIFY_SOCKET", &notify.path)
+            .env("WATCHDOG_USEC", "2000000");
+    });
+
+    let ready = eventually(Duration::from_secs(30), || notify.count("READY=1") >= 1).await;
+    assert!(
+        ready,
+        "no READY=1; got {:?}\nlog:\n{}",
+        notify.lines(),
+        daemon.log_text()
+    );
+    assert_eq!(
+        *notify.at_ready.lock().unwrap(),
+        [true],
+        "READY=1 before the store was open"
+    );
+
+    // WATCHDOG_USEC=2s: a ping about every second, for as long as it runs.
+    let fed = eventually(Duration::from_secs(30), || notify.count("WATCHDOG=1") >= 3).await;
+    assert!(
+        fed,
+        "watchdog not fed: {:?}\nlog:\n{}",
+        notify.lines(),
+        daemon.log_text()
+    );
+
+    let polled = eventually(Duration::from_secs(30), || {
+        notify.statuses().iter().any(|s| {
+            s.starts_with("polling every 1s, cursor lag ") && s.ends_with(" pending deliveries")
+        })
+    })
+    .await;
+    assert!(polled, "no polling STATUS line: {:?}", notify.statuses());
+    assert!(
+        eventually(Duration::from_secs(30), || w.file_events().len() == 2).await,
+        "events not delivered"
+    );
+
+    // systemctl reload: RELOADING=1, then READY=1 again with a new status.
+    daemon.signal("HUP");
+    let reloaded = eventually(Duration::from_secs(30), || {
+        notify.count("RELOADING=1") == 1 && notify.count("READY=1") == 2
+    })
+    .await;
+    assert!(reloaded, "reload not announced: {:?}", notify.lines());
+    assert!(
+        notify
+            .statuses()
+            .iter()
+            .any(|s| s.starts_with("configuration reloaded from ")),
+        "{:?}",
+        notify.statuses()
+    );
+    let after_reload = notify.count("WATCHDOG=1");
+    assert!(
+        eventually(Duration::from_secs(30), || notify.count("WATCHDOG=1")
+            > after_reload + 1)
+        .await,
+        "watchdog not fed after the reload"
+    );
+
+    let status = daemon.terminate(Duration::from_secs(30));
+    assert!(status.success(), "exit {status:?}\n{}", daemon.log_text());
+    assert!(
+        eventually(Duration::from_secs(5), || notify.count("STOPPING=1") == 1).await,
+        "no STOPPING=1: {:?}",
+        notify.lines()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_ready_is_sent_when_the_config_is_invalid_or_the_store_cannot_open() {
+    let mut w = World::new().await;
+    let notify = NotifySocket::bind(w.dir.path(), || true);
+
+    // The API key variable is unset: a config error, exit 2.
+    let mut c = w.command(&["run"]);
+    c.env("NOTIFY_SOCKET", &notify.path)
+        .env_remove("OW_TEST_KEY");
+    let out = output_within(c, Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+
+    // A store in a directory that does not exist: a runtime failure, exit 1.
+    let missing = w.path("missing/dir/orderwatch.db");
+    w.set("store.path", missing.display().to_string());
+    let mut c = w.command(&["run"]);
+    c.env("NOTIFY_SOCKET", &notify.path);
+    let out = output_within(c, Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+
+    // Give stray datagrams time to arrive before asserting there were none.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(notify.count("READY=1"), 0, "{:?}", notify.lines());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_store_path_the_store_lives_in_the_state_directory() {
+    let mut w = World::new().await;
+    w.file_sink();
+    w.sim.set_status(20, 120, "issued", ago(30));
+    w.unset("store.path");
+    let state = w.path("state");
+    std::fs::create_dir(&state).unwrap();
+
+    let mut c = w.command(&["run", "--once"]);
+    c.env("STATE_DIRECTORY", &state);
+    let out = output_within(c, Duration::from_secs(60));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(state.join("orderwatch.db").exists());
+    assert!(!w.store().exists(), "the store went somewhere else");
+    assert_eq!(ids(&w.file_events()), ["20:issued"]);
+
+    // Without the variable there is nowhere to put it: a config error that
+    // says which key and what to do.
+    let out = w.run(&["check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("store.path"), "{stderr}");
+    assert!(stderr.contains("STATE_DIRECTORY"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_come_from_systemd_credentials_when_the_config_names_none() {
+    let mut w = World::new().await;
+    let receiver = Receiver::start().await;
+    // Neither sink nor API key names a secret: both come from credentials.
+    w.add_sink(w.hook("ops-hook", &receiver.url()).without("secret_file"));
+    w.unset("digicert.api_key_env");
+    w.sim.set_status(30, 130, "issued", ago(30));
+    // What LoadCredential= provides: root-owned files in a private directory.
+    let creds = w.path("credentials");
+    std::fs::create_dir(&creds).unwrap();
+    std::fs::write(creds.join("digicert-api-key"), format!("{KEY}\n")).unwrap();
+    std::fs::write(creds.join("webhook-ops-hook"), SECRET).unwrap();
+
+    let mut c = w.command(&["run", "--once"]);
+    c.env("CREDENTIALS_DIRECTORY", &creds)
+        .env_remove("OW_TEST_KEY")
+        .env_remove("DIGICERT_API_KEY");
+    let out = output_within(c, Duration::from_secs(60));
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        w.sim
+            .queries()
+            .iter()
+            .all(|q| q.api_key_sent.as_deref() == Some(KEY)),
+        "the API key from the credential was not sent"
+    );
+    let got = receiver.accepted();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].signature_ok, "signed with the wrong secret");
+    assert!(
+        !stderr.contains(KEY) && !stderr.contains(SECRET),
+        "a secret was logged"
+    );
+}
