@@ -37,6 +37,7 @@ fn main() -> ExitCode {
             Command::Redeliver(args) => cmd::ledger::redeliver(config, args).await,
             Command::Simulate(args) => cmd::simulate::run(args).await,
             Command::Demo(args) => cmd::demo::run(args).await,
+            Command::Completions(args) => cmd::completions::run(args.shell),
         }
     });
     // Background tasks (HTTP pools, the metrics endpoint) need not finish.
