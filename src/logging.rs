@@ -149,7 +149,9 @@ where
         let mut line = String::new();
         self.0.format_event(ctx, Writer::new(&mut line), event)?;
         let n = priority(event.metadata().level());
-        for l in line.lines() {
+        // The level is padded for columns (" INFO"); the journal has none.
+        for (i, l) in line.lines().enumerate() {
+            let l = if i == 0 { l.trim_start() } else { l };
             writeln!(writer, "<{n}>{l}")?;
         }
         Ok(())
