@@ -102,12 +102,11 @@ pub fn init(format: LogFormat, stderr: Stderr) {
     };
 }
 
-/// How a command's final error reaches stderr: after the subscriber is
-/// gone from the picture (the runtime has shut down), in the same shape as
-/// every other line, at error priority.
+/// A command's final error, at error priority like every other error line:
+/// `error: …` in text (what people and scripts look for), an event with the
+/// exit code in JSON (shippers expect every line to be JSON).
 pub fn fatal(format: LogFormat, stderr: Stderr, exit_code: u8, error: &anyhow::Error) {
     match format {
-        // Log shippers expect every stderr line to be JSON.
         LogFormat::Json => tracing::error!(exit_code, "{error:#}"),
         LogFormat::Text => eprint!("{}", prefixed(stderr, &format!("error: {error:#}"))),
     }
