@@ -52,7 +52,18 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Simulator + daemon + stdout sink in one process, no configuration needed.
     Demo(DemoArgs),
+    /// Print a shell completion script for bash, zsh or fish.
+    #[command(after_help = COMPLETIONS_HELP)]
+    Completions(CompletionsArgs),
 }
+
+/// Where each shell looks for completions; the .deb installs them there.
+const COMPLETIONS_HELP: &str = "\
+The .deb package installs all three already. To install one by hand:
+  orderwatch completions bash > /usr/share/bash-completion/completions/orderwatch
+  orderwatch completions zsh > /usr/local/share/zsh/site-functions/_orderwatch
+  orderwatch completions fish > ~/.config/fish/completions/orderwatch.fish
+then start a new shell. For the current bash only: source <(orderwatch completions bash)";
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -164,6 +175,21 @@ pub struct DemoArgs {
     /// Simulated status changes per minute.
     #[arg(long, value_name = "PER_MIN", default_value_t = 60.0)]
     pub rate: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to print the completion script for.
+    #[arg(value_enum)]
+    pub shell: CompletionShell,
+}
+
+/// The shells whose completion directories the package fills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

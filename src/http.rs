@@ -6,8 +6,16 @@
 //! provider (no OpenSSL), a user agent naming orderwatch, a connect timeout,
 //! and redirects refused, since a redirect would carry credentials (the API
 //! key header, webhook signatures) to a host nobody configured.
+//!
+//! Trust roots come from the system's CA store. A host without one (a
+//! minimal container, a debootstrap) used to get "builder error" and exit 2
+//! even for plain http to loopback; now it gets Mozilla's roots bundled in
+//! the binary, and one warning that says what is missing and how to fix it.
 
+use std::sync::OnceLock;
 use std::time::Duration;
+
+use rustls_native_certs::CertificateResult;
 
 /// How much of an unexpected body is kept for an error message.
 const SNIPPET: usize = 200;
@@ -18,14 +26,72 @@ pub fn install_crypto_provider() {
 }
 
 /// A client builder with orderwatch's defaults: `timeout` for a whole
-/// request (answer included), at most 10 s to connect, no redirects.
+/// request (answer included), at most 10 s to connect, no redirects, and
+/// the trust roots of [`trust_roots`].
 pub fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
     install_crypto_provider();
     reqwest::Client::builder()
+        .tls_certs_only(trust_roots().iter().cloned())
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .user_agent(concat!("orderwatch/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())
+}
+
+/// Where the trust roots came from.
+#[derive(Debug)]
+enum Roots {
+    /// The system's CA store (or `SSL_CERT_FILE` / `SSL_CERT_DIR`).
+    System(Vec<reqwest::Certificate>),
+    /// The bundled Mozilla roots, and why the system's were not used.
+    Bundled(Vec<reqwest::Certificate>, String),
+}
+
+/// The roots every client trusts, loaded once per process (a reload does
+/// not read the CA store again; a restart does), so the warning about a
+/// missing store is logged once, not once per client.
+fn trust_roots() -> &'static [reqwest::Certificate] {
+    static ROOTS: OnceLock<Vec<reqwest::Certificate>> = OnceLock::new();
+    ROOTS.get_or_init(|| match choose_roots(rustls_native_certs::load_native_certs()) {
+        Roots::System(certs) => certs,
+        Roots::Bundled(certs, why) => {
+            tracing::warn!(
+                "no CA certificates on this system ({why}); HTTPS uses the {} root certificates built into orderwatch (Mozilla's) instead. \
+                 Install the system's CA store (Debian, Ubuntu: apt install ca-certificates) or point SSL_CERT_FILE at a PEM bundle, \
+                 then restart orderwatch, so CA updates and your own CAs apply",
+                certs.len()
+            );
+            certs
+        }
+    })
+}
+
+/// The system's roots when there are any, else the bundled ones. Files
+/// that cannot be read beside usable ones are not worth a warning.
+fn choose_roots(native: CertificateResult) -> Roots {
+    let system: Vec<reqwest::Certificate> = native
+        .certs
+        .iter()
+        .filter_map(|c| reqwest::Certificate::from_der(c).ok())
+        .collect();
+    if !system.is_empty() {
+        return Roots::System(system);
+    }
+    let why = if native.errors.is_empty() {
+        "none found in /etc/ssl/certs or the other usual places".to_string()
+    } else {
+        native
+            .errors
+            .iter()
+            .map(|e| error_chain(e))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let bundled = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+        .iter()
+        .filter_map(|c| reqwest::Certificate::from_der(c).ok())
+        .collect();
+    Roots::Bundled(bundled, why)
 }
 
 /// Reads up to `limit` bytes of a body, ignoring errors (it is only for messages).
@@ -75,6 +141,41 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn without_a_system_ca_store_the_bundled_roots_are_used_and_the_reason_kept() {
+        let mut native = CertificateResult::default();
+        native.errors.push(rustls_native_certs::Error {
+            context: "failed to read PEM from file",
+            kind: rustls_native_certs::ErrorKind::Io {
+                inner: std::io::Error::from(std::io::ErrorKind::NotFound),
+                path: "/etc/ssl/certs/ca-certificates.crt".into(),
+            },
+        });
+        match choose_roots(native) {
+            Roots::Bundled(certs, why) => {
+                assert!(certs.len() > 100, "only {} bundled roots", certs.len());
+                assert!(why.contains("/etc/ssl/certs/ca-certificates.crt"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+        match choose_roots(CertificateResult::default()) {
+            Roots::Bundled(_, why) => assert!(why.contains("none found"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_system_ca_store_wins_over_the_bundled_roots() {
+        let mut native = CertificateResult::default();
+        native
+            .certs
+            .push(webpki_root_certs::TLS_SERVER_ROOT_CERTS[0].clone());
+        match choose_roots(native) {
+            Roots::System(certs) => assert_eq!(certs.len(), 1),
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn a_snippet_is_one_short_printable_line() {

@@ -13,6 +13,7 @@ pub mod config;
 pub mod daemon;
 pub mod event;
 pub mod http;
+pub mod logging;
 pub mod metrics;
 pub mod pacer;
 pub mod poller;

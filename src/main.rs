@@ -4,16 +4,16 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use orderwatch::cli::{Cli, Command, LogFormat};
-use orderwatch::cmd;
-use tracing_subscriber::EnvFilter;
+use orderwatch::cli::{Cli, Command};
+use orderwatch::{cmd, logging};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
-    init_logging(cli.log_format);
+    let stderr = logging::Stderr::detect();
+    logging::init(cli.log_format, stderr);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -21,7 +21,8 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            let e = anyhow::Error::new(e).context("cannot start the async runtime");
+            logging::fatal(cli.log_format, stderr, 1, &e);
             return ExitCode::from(1);
         }
     };
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
             Command::Redeliver(args) => cmd::ledger::redeliver(config, args).await,
             Command::Simulate(args) => cmd::simulate::run(args).await,
             Command::Demo(args) => cmd::demo::run(args).await,
+            Command::Completions(args) => cmd::completions::run(args.shell),
         }
     });
     // Background tasks (HTTP pools, the metrics endpoint) need not finish.
@@ -43,11 +45,7 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            match cli.log_format {
-                // Log shippers expect every stderr line to be JSON.
-                LogFormat::Json => tracing::error!(exit_code = failure.code, "{:#}", failure.error),
-                LogFormat::Text => eprintln!("error: {:#}", failure.error),
-            }
+            logging::fatal(cli.log_format, stderr, failure.code, &failure.error);
             ExitCode::from(failure.code)
         }
     }
@@ -66,8 +64,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
     ) {
         e.exit();
     }
-    let rendered = e.render().to_string();
-    eprint!("{rendered}");
+    let mut rendered = e.render().to_string();
     if !rendered.contains("Usage:") {
         let mut cmd = Cli::command();
         cmd.build();
@@ -81,18 +78,12 @@ fn usage_error(e: clap::Error) -> ExitCode {
                 Some(u) => u,
                 None => cmd.render_usage(),
             };
-        eprintln!("\n{usage}");
+        rendered.push_str(&format!("\n{usage}\n"));
     }
+    // Under systemd a usage error is an error too (a typo in a drop-in).
+    eprint!(
+        "{}",
+        logging::prefixed(logging::Stderr::detect(), &rendered)
+    );
     ExitCode::from(2)
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
 }

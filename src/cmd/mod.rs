@@ -8,6 +8,7 @@ use crate::store::{self, SharedStore};
 
 pub mod cancel;
 pub mod check;
+pub mod completions;
 pub mod demo;
 pub mod events;
 pub mod ledger;

@@ -84,6 +84,10 @@ const CASES: &[(&[&str], &str)] = &[
     (&["demo", "--rate", "x"], "invalid value 'x'"),
     (&["demo", "--seed", "-1"], "unexpected argument '-1'"),
     (&["demo", "extra"], "unexpected argument 'extra'"),
+    // completions
+    (&["completions"], "required arguments were not provided"),
+    (&["completions", "powershell"], "invalid value 'powershell'"),
+    (&["completions", "bash", "zsh"], "unexpected argument 'zsh'"),
 ];
 
 #[test]
@@ -159,7 +163,8 @@ fn every_command_is_covered_by_the_table() {
             "deliveries",
             "redeliver",
             "simulate",
-            "demo"
+            "demo",
+            "completions"
         ],
         "{help}"
     );

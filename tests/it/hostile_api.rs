@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::hostile_answers::{hostile_world, primed};
 use crate::support::sim::Fault;
-use crate::support::{KEY, World, eventually, failed_cycles, text};
+use crate::support::{KEY, World, ago, eventually, failed_cycles, output_within, text};
 
 /// A base URL answering every request with an endless chunked body of
 /// orders, counting the bytes it managed to send.
@@ -269,4 +269,33 @@ async fn check_refuses_plain_http_to_a_remote_host_unless_allowed() {
         .set("digicert.base_url", simulator);
     let out = w.run(&["check"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_ca_store_plain_http_to_loopback_works_and_the_log_says_what_is_missing() {
+    let (mut w, receiver) = World::with_webhook().await;
+    w.file_sink();
+    w.sim.set_status(5, 55, "issued", ago(30));
+    // A host without /etc/ssl/certs: the variables replace the usual places.
+    let mut c = w.command(&["run", "--once"]);
+    c.env("SSL_CERT_FILE", w.path("no-such-ca.pem"))
+        .env("SSL_CERT_DIR", w.path("no-such-dir"));
+    let out = output_within(c, Duration::from_secs(60));
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(w.file_ids(), ["5:issued"]);
+    assert_eq!(receiver.accepted().len(), 1, "{stderr}");
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("no CA certificates"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "one warning for both clients:\n{stderr}");
+    assert!(warnings[0].contains(" WARN "), "{}", warnings[0]);
+    assert!(warnings[0].contains("no-such-ca.pem"), "{}", warnings[0]);
+    assert!(
+        warnings[0].contains("apt install ca-certificates"),
+        "{}",
+        warnings[0]
+    );
+    assert!(warnings[0].contains("SSL_CERT_FILE"), "{}", warnings[0]);
 }

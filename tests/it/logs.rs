@@ -115,3 +115,86 @@ async fn human_logs_by_default_and_a_failed_poll_names_its_code_and_url_but_not_
     assert!(line.contains(&w.sim.base_url()), "no URL: {line}");
     assert!(!stderr.contains(KEY), "the API key was logged:\n{stderr}");
 }
+
+/// Runs `run --once` with stderr in a file and `JOURNAL_STREAM` naming
+/// `journal` (that file, or another one), colour not suppressed: the exit
+/// code and what went to stderr.
+fn once_with_journal_stream(w: &World, journal: &std::path::Path) -> (Option<i32>, String) {
+    use std::os::unix::fs::MetadataExt;
+    let log = w.path("stderr.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let meta = std::fs::metadata(journal).unwrap();
+    let mut c = w.command(&["run", "--once"]);
+    c.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .env_remove("NO_COLOR")
+        .stderr(file);
+    let status = c.status().unwrap();
+    (status.code(), std::fs::read_to_string(&log).unwrap())
+}
+
+/// Every line starts with an sd-daemon priority and carries neither colour
+/// nor a timestamp of its own (journald stamps each entry).
+fn assert_journal_lines(log: &str) {
+    assert!(!log.contains('\u{1b}'), "colour codes:\n{log}");
+    for line in log.lines() {
+        let (prefix, rest) = line.split_at(3.min(line.len()));
+        assert!(
+            ["<3>", "<4>", "<6>", "<7>"].contains(&prefix),
+            "no priority prefix: {line:?}\n{log}"
+        );
+        assert!(
+            !rest.trim_start().starts_with(|c: char| c.is_ascii_digit()),
+            "a timestamp: {line:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_the_journal_every_line_carries_its_priority_and_no_colour_or_timestamp() {
+    let mut w = World::new().await;
+    w.file_sink();
+    w.sim.set_status(1, 11, "issued", ago(30));
+    let journal = w.path("stderr.log");
+    std::fs::write(&journal, "").unwrap();
+
+    let (code, log) = once_with_journal_stream(&w, &journal);
+    assert_eq!(code, Some(0), "{log}");
+    assert_journal_lines(&log);
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with("<6>") && l.contains("transition")),
+        "{log}"
+    );
+    assert!(
+        log.lines().any(|l| l.starts_with("<7>")),
+        "debug lines (RUST_LOG=orderwatch=debug) at priority 7:\n{log}"
+    );
+
+    // The key is revoked: the failed cycle and the final error (printed
+    // after the runtime is gone) are both at priority err.
+    w.sim.push_fault(Fault::status(401, "invalid_api_key"));
+    let (code, log) = once_with_journal_stream(&w, &journal);
+    assert_eq!(code, Some(1), "{log}");
+    assert_journal_lines(&log);
+    let failed = log
+        .lines()
+        .find(|l| l.contains("poll cycle failed"))
+        .unwrap_or_else(|| panic!("no poll failure:\n{log}"));
+    assert!(failed.starts_with("<3>"), "an error below err: {failed}");
+    assert!(
+        log.lines()
+            .last()
+            .is_some_and(|l| l.starts_with("<3>error: ")),
+        "{log}"
+    );
+
+    // JOURNAL_STREAM inherited, but stderr is another file: plain lines,
+    // and no colour in a file either.
+    let other = w.path("other");
+    std::fs::write(&other, "").unwrap();
+    w.sim.push_fault(Fault::status(401, "invalid_api_key"));
+    let (_, log) = once_with_journal_stream(&w, &other);
+    assert!(!log.contains('\u{1b}'), "colour codes in a file:\n{log}");
+    assert!(log.lines().all(|l| !l.starts_with('<')), "{log}");
+    assert!(log.lines().any(|l| l.contains(" ERROR ")), "{log}");
+}

@@ -15,7 +15,7 @@ use crate::support::config::SHUTDOWN_GRACE;
 use crate::support::{bin, skip, text};
 
 const UNIT_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/orderwatch.service");
-const BINARY: &str = "/usr/local/bin/orderwatch";
+const BINARY: &str = "/usr/bin/orderwatch";
 
 fn unit_text() -> String {
     std::fs::read_to_string(UNIT_PATH).expect("systemd/orderwatch.service exists")
@@ -68,7 +68,11 @@ fn one(key: &str) -> String {
 #[test]
 fn the_unit_is_a_notify_service_with_watchdog_reload_and_restart() {
     assert_eq!(one("Type"), "notify");
-    assert_eq!(one("ExecStartPre"), format!("{BINARY} check"));
+    // check's verdict is logged but ignored ("-"): systemd would restart
+    // after a failed ExecStartPre= whatever RestartPreventExitStatus= says;
+    // `run` refuses a bad config itself with exit 2, which stops restarts.
+    assert_eq!(one("ExecStartPre"), format!("-{BINARY} check"));
+    assert_eq!(one("RestartPreventExitStatus"), "2");
     assert_eq!(one("ExecStart"), format!("{BINARY} run"));
     let reload = one("ExecReload");
     assert!(
