@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::error::ErrorKind;
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 /// Watch a DigiCert CertCentral account for certificate-order status changes
 /// and deliver each new transition as a CloudEvent to webhooks, stdout or files.
@@ -202,6 +203,37 @@ fn non_blank(s: &str) -> Result<String, String> {
     } else {
         Ok(s.to_string())
     }
+}
+
+/// The text of a command-line error, with the usage of the command it
+/// concerns (clap leaves usage out of some errors, such as a malformed
+/// value). `None` for `--help` and `--version`, which are not errors.
+/// `args` are the arguments as given, to find which command was meant.
+pub fn usage_error_text(e: &clap::Error, args: &[String]) -> Option<String> {
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        return None;
+    }
+    let mut rendered = e.render().to_string();
+    if !rendered.contains("Usage:") {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let sub = cmd
+            .get_subcommands()
+            .map(|c| c.get_name().to_string())
+            .find(|name| args.iter().any(|a| a == name));
+        let usage =
+            match sub.and_then(|name| cmd.find_subcommand_mut(&name).map(|c| c.render_usage())) {
+                Some(u) => u,
+                None => cmd.render_usage(),
+            };
+        rendered.push_str(&format!("\n{usage}\n"));
+    }
+    Some(rendered)
 }
 
 #[cfg(test)]

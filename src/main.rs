@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use orderwatch::cli::{Cli, Command};
+use orderwatch::cli::{self, Cli};
 use orderwatch::{cmd, logging};
 
 fn main() -> ExitCode {
@@ -26,20 +26,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let config = cli.config.as_deref();
-    let outcome = runtime.block_on(async {
-        match &cli.command {
-            Command::Run(args) => cmd::run::run(config, args).await,
-            Command::Check => cmd::check::run(config).await,
-            Command::Cancel(args) => cmd::cancel::run(config, args).await,
-            Command::Events(args) => cmd::events::run(config, args).await,
-            Command::Deliveries(args) => cmd::ledger::deliveries(config, args).await,
-            Command::Redeliver(args) => cmd::ledger::redeliver(config, args).await,
-            Command::Simulate(args) => cmd::simulate::run(args).await,
-            Command::Demo(args) => cmd::demo::run(args).await,
-            Command::Completions(args) => cmd::completions::run(args.shell),
-        }
-    });
+    let outcome = runtime.block_on(cmd::dispatch(&cli));
     // Background tasks (HTTP pools, the metrics endpoint) need not finish.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     match outcome {
@@ -51,35 +38,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// Prints a command-line error with the usage of the command it concerns
-/// (clap leaves usage out of some errors, such as a malformed value), exit 2.
+/// Prints a command-line error with the usage of the command it concerns,
+/// exit 2; `--help` and `--version` print and exit 0.
 fn usage_error(e: clap::Error) -> ExitCode {
-    use clap::CommandFactory;
-    use clap::error::ErrorKind;
-    if matches!(
-        e.kind(),
-        ErrorKind::DisplayHelp
-            | ErrorKind::DisplayVersion
-            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-    ) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(rendered) = cli::usage_error_text(&e, &args) else {
         e.exit();
-    }
-    let mut rendered = e.render().to_string();
-    if !rendered.contains("Usage:") {
-        let mut cmd = Cli::command();
-        cmd.build();
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        let sub = cmd
-            .get_subcommands()
-            .map(|c| c.get_name().to_string())
-            .find(|name| args.iter().any(|a| a == name));
-        let usage =
-            match sub.and_then(|name| cmd.find_subcommand_mut(&name).map(|c| c.render_usage())) {
-                Some(u) => u,
-                None => cmd.render_usage(),
-            };
-        rendered.push_str(&format!("\n{usage}\n"));
-    }
+    };
     // Under systemd a usage error is an error too (a typo in a drop-in).
     eprint!(
         "{}",

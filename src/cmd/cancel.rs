@@ -3,12 +3,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{Failure, Outcome, load_config};
+use super::{Failure, load_config};
 use crate::certcentral::{ApiError, Client};
 use crate::cli::CancelArgs;
 use crate::pacer::Pacer;
 
-pub async fn run(config_flag: Option<&Path>, args: &CancelArgs) -> Outcome {
+pub async fn run(config_flag: Option<&Path>, args: &CancelArgs) -> Result<(), Failure> {
     let config = load_config(config_flag)?;
     let key = config.digicert.api_key.load().map_err(|e| {
         Failure::usage(anyhow::anyhow!(

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::{Failure, Outcome, config_path};
+use super::{Failure, config_path};
 use crate::config::{Config, SecretSource, dir_writable, parent_dir};
 use crate::sink;
 use crate::store;
@@ -141,7 +141,7 @@ fn secret_key(table: &str, stem: &str, source: &SecretSource) -> String {
     }
 }
 
-pub async fn run(config_flag: Option<&Path>) -> Outcome {
+pub async fn run(config_flag: Option<&Path>) -> Result<(), Failure> {
     let path = config_path(config_flag);
     let config = Config::load(&path).map_err(Failure::usage)?;
     match inspect(&config).await {

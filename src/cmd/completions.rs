@@ -6,10 +6,10 @@
 use clap::CommandFactory;
 use clap_complete::Shell;
 
-use super::{Failure, Outcome};
+use super::Failure;
 use crate::cli::{Cli, CompletionShell};
 
-pub fn run(shell: CompletionShell) -> Outcome {
+pub fn run(shell: CompletionShell) -> Result<(), Failure> {
     let shell = match shell {
         CompletionShell::Bash => Shell::Bash,
         CompletionShell::Zsh => Shell::Zsh,

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Failure, Outcome};
+use super::Failure;
 use crate::cli::DemoArgs;
 use crate::config::{Config, Secret};
 use crate::daemon::{self, RunOptions};
@@ -45,7 +45,7 @@ give_up_after = "1h"
     Config::parse(&text, Path::new("(demo)"), &|_| None).map_err(Failure::runtime)
 }
 
-pub async fn run(args: &DemoArgs) -> Outcome {
+pub async fn run(args: &DemoArgs) -> Result<(), Failure> {
     if !(args.rate.is_finite() && args.rate >= 0.0) {
         return Err(Failure::usage(anyhow::anyhow!("--rate must be 0 or more")));
     }

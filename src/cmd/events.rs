@@ -3,13 +3,13 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::{Failure, Outcome, load_config, open_store, print_table, show_time};
+use super::{Failure, load_config, open_store, print_table, show_time};
 use crate::cli::EventsArgs;
 use crate::event::EventWriter;
 use crate::store::EventFilter;
 use crate::transition::{event_id, now_ms};
 
-pub async fn run(config_flag: Option<&Path>, args: &EventsArgs) -> Outcome {
+pub async fn run(config_flag: Option<&Path>, args: &EventsArgs) -> Result<(), Failure> {
     let config = load_config(config_flag)?;
     let store = open_store(&config).await?;
     let filter = EventFilter {

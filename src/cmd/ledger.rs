@@ -9,7 +9,7 @@ use std::path::Path;
 
 use anyhow::anyhow;
 
-use super::{Failure, Outcome, load_config, open_store, print_table, show_time};
+use super::{Failure, load_config, open_store, print_table, show_time};
 use crate::cli::{DeliveriesArgs, RedeliverArgs, StateArg};
 use crate::config::Config;
 use crate::sink;
@@ -18,7 +18,7 @@ use crate::store::{
 };
 use crate::transition::{now_ms, parse_event_id};
 
-pub async fn deliveries(config_flag: Option<&Path>, args: &DeliveriesArgs) -> Outcome {
+pub async fn deliveries(config_flag: Option<&Path>, args: &DeliveriesArgs) -> Result<(), Failure> {
     let config = load_config(config_flag)?;
     if let Some(name) = &args.sink {
         known_sink(&config, name)?;
@@ -120,7 +120,7 @@ async fn warn_paused(
     Ok(())
 }
 
-pub async fn redeliver(config_flag: Option<&Path>, args: &RedeliverArgs) -> Outcome {
+pub async fn redeliver(config_flag: Option<&Path>, args: &RedeliverArgs) -> Result<(), Failure> {
     let config = load_config(config_flag)?;
     let sink = known_sink(&config, &args.sink)?.clone();
     let what = if let Some(id) = &args.event {

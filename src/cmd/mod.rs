@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::cli::{Cli, Command};
 use crate::config::{self, Config};
 use crate::store::{self, SharedStore};
 
@@ -14,6 +15,22 @@ pub mod events;
 pub mod ledger;
 pub mod run;
 pub mod simulate;
+
+/// Runs the command `cli` names.
+pub async fn dispatch(cli: &Cli) -> Result<(), Failure> {
+    let config = cli.config.as_deref();
+    match &cli.command {
+        Command::Run(args) => run::run(config, args).await,
+        Command::Check => check::run(config).await,
+        Command::Cancel(args) => cancel::run(config, args).await,
+        Command::Events(args) => events::run(config, args).await,
+        Command::Deliveries(args) => ledger::deliveries(config, args).await,
+        Command::Redeliver(args) => ledger::redeliver(config, args).await,
+        Command::Simulate(args) => simulate::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
+        Command::Completions(args) => completions::run(args.shell),
+    }
+}
 
 /// A command failed: 2 for bad configuration or usage, 1 for everything else.
 #[derive(Debug)]
@@ -36,8 +53,6 @@ impl Failure {
         }
     }
 }
-
-pub type Outcome = Result<(), Failure>;
 
 /// The config file to use for this invocation.
 pub fn config_path(flag: Option<&Path>) -> PathBuf {

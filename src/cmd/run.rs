@@ -4,12 +4,12 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use super::{Failure, Outcome, config_path};
+use super::{Failure, config_path};
 use crate::cli::RunArgs;
 use crate::daemon::{self, Control, Request, RunError, RunOptions};
 use crate::service::Signals;
 
-pub async fn run(config_flag: Option<&Path>, args: &RunArgs) -> Outcome {
+pub async fn run(config_flag: Option<&Path>, args: &RunArgs) -> Result<(), Failure> {
     let path = config_path(config_flag);
     let (config, key) = daemon::load(&path).map_err(into_failure)?;
     let opts = RunOptions {

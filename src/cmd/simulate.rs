@@ -1,10 +1,10 @@
 //! `orderwatch simulate`: the embedded CertCentral stand-in on its own.
 
-use super::{Failure, Outcome};
+use super::Failure;
 use crate::cli::SimulateArgs;
 use crate::simulator::{Simulator, SimulatorConfig};
 
-pub async fn run(args: &SimulateArgs) -> Outcome {
+pub async fn run(args: &SimulateArgs) -> Result<(), Failure> {
     if !(args.rate.is_finite() && args.rate >= 0.0) {
         return Err(Failure::usage(anyhow::anyhow!(
             "--rate {}: expected a number of changes per minute, 0 or more",
