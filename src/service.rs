@@ -54,7 +54,32 @@ pub fn reloading() {
 
 /// How often to ping, if systemd set `WatchdogSec=`: half the timeout.
 pub fn watchdog_interval() -> Option<Duration> {
-    sd_notify::watchdog_enabled().map(|d| d / 2)
+    ping_interval(sd_notify::watchdog_enabled()?)
+}
+
+/// The shortest ping interval: a `WatchdogSec=` below twice this cannot be
+/// honoured without spinning, so it is pinged this often (and said so).
+const MIN_PING: Duration = Duration::from_millis(50);
+
+/// Half the watchdog timeout, within reason: `WATCHDOG_USEC=0` turns the
+/// watchdog off (a zero period would stop the daemon), and an absurdly
+/// short timeout is pinged every [`MIN_PING`] rather than in a busy loop.
+fn ping_interval(timeout: Duration) -> Option<Duration> {
+    if timeout.is_zero() {
+        tracing::warn!("WATCHDOG_USEC=0: no watchdog timeout, so the watchdog is not fed");
+        return None;
+    }
+    let half = timeout / 2;
+    if half < MIN_PING {
+        tracing::warn!(
+            timeout_us = timeout.as_micros() as u64,
+            "WatchdogSec= is shorter than {}ms; pinging every {}ms, which may be too late for systemd",
+            (MIN_PING * 2).as_millis(),
+            MIN_PING.as_millis()
+        );
+        return Some(MIN_PING);
+    }
+    Some(half)
 }
 
 /// SIGTERM, SIGINT and SIGHUP as one stream.
@@ -180,5 +205,21 @@ async fn healthz(State(s): State<Endpoint>) -> impl IntoResponse {
     match s.metrics.health(now_ms()) {
         Ok(reason) => (StatusCode::OK, format!("{reason}\n")),
         Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absurd_watchdog_timeouts_neither_stop_the_daemon_nor_spin_it() {
+        assert_eq!(ping_interval(Duration::ZERO), None);
+        assert_eq!(ping_interval(Duration::from_micros(1)), Some(MIN_PING));
+        assert_eq!(ping_interval(Duration::from_millis(60)), Some(MIN_PING));
+        assert_eq!(
+            ping_interval(Duration::from_secs(120)),
+            Some(Duration::from_secs(60))
+        );
     }
 }

@@ -235,3 +235,43 @@ async fn secrets_come_from_systemd_credentials_when_the_config_names_none() {
         "a secret was logged"
     );
 }
+
+/// CPU time (user + system) of a process so far, from `/proc/PID/stat`.
+fn cpu_time(pid: i32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    // Fields after the command name (which is in parentheses).
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_watchdog_timeouts_neither_kill_the_daemon_nor_spin_it() {
+    for (usec, says) in [
+        ("0", "the watchdog is not fed"),
+        ("1", "pinging every 50ms"),
+    ] {
+        let mut w = World::new().await;
+        w.file_sink();
+        w.sim.set_status(1, 11, "pending", ago(60));
+        let notify = NotifySocket::bind(w.dir.path(), || true);
+        let mut daemon = w.spawn_with(&["run"], |c| {
+            c.env("NOTIFY_SOCKET", &notify.path)
+                .env("WATCHDOG_USEC", usec);
+        });
+        let delivered = eventually(Duration::from_secs(30), || w.file_events().len() == 1).await;
+        assert!(delivered, "WATCHDOG_USEC={usec}:\n{}", daemon.log_text());
+        let before = cpu_time(daemon.pid());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let used = cpu_time(daemon.pid()) - before;
+        assert!(
+            used < Duration::from_millis(500),
+            "WATCHDOG_USEC={usec}: {used:?} of CPU in 2 s"
+        );
+        assert!(daemon.log_text().contains(says), "{}", daemon.log_text());
+        assert!(daemon.terminate(Duration::from_secs(20)).success());
+    }
+}
