@@ -193,8 +193,17 @@ pub enum CompletionShell {
     Fish,
 }
 
+/// The longest span a flag takes, like any duration in the config: longer
+/// is a typo, and would not fit the store's clock arithmetic.
+const MAX_SPAN: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{e}; expected e.g. \"30s\", \"10m\", \"7d\""))
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("{e}; expected e.g. \"30s\", \"10m\", \"7d\""))?;
+    if d > MAX_SPAN {
+        return Err("longer than 100 years; expected e.g. \"2h\", \"7d\"".to_string());
+    }
+    Ok(d)
 }
 
 fn non_blank(s: &str) -> Result<String, String> {

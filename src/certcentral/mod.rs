@@ -302,11 +302,35 @@ impl Client {
                 .await;
             match sent {
                 Err(e) => Err(self.transport_error(&url, e)),
-                Ok(resp) if resp.status().is_success() => Ok(()),
+                Ok(resp) if resp.status().is_success() => self.cancel_answer(&url, resp).await,
                 Ok(resp) => Err(self.error_answer(&url, resp).await),
             }
         })
         .await
+    }
+
+    /// A 2xx to a cancel is a success unless its body says otherwise: an
+    /// answer carrying `{"errors": [...]}` failed, whatever its status,
+    /// exactly as polling reads it.
+    async fn cancel_answer(&self, url: &str, resp: reqwest::Response) -> Result<(), ApiError> {
+        let status = resp.status().as_u16();
+        let body = read_prefix(resp, 64 * 1024).await;
+        match serde_json::from_slice::<ErrorBody>(&body) {
+            Ok(e) if !e.errors.is_empty() => {
+                let first = &e.errors[0];
+                Err(ApiError::Api {
+                    url: url.to_string(),
+                    status,
+                    code: first
+                        .code
+                        .clone()
+                        .unwrap_or_else(|| format!("http_{status}")),
+                    message: first.message.clone().unwrap_or_default(),
+                    retry_after: None,
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     fn key_header(&self) -> HeaderValue {

@@ -15,7 +15,9 @@ pub async fn run(config_flag: Option<&Path>, args: &EventsArgs) -> Result<(), Fa
     let filter = EventFilter {
         order_id: args.order,
         status: args.status.as_ref().map(|s| s.to_ascii_lowercase()),
-        since: args.since.map(|d| now_ms() - d.as_millis() as i64),
+        since: args
+            .since
+            .map(|d| now_ms().saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))),
         limit: args.limit as usize,
     };
     let rows = store.events(&filter).await.map_err(Failure::runtime)?;

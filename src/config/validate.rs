@@ -267,11 +267,24 @@ impl Validator {
     }
 
     fn poll(&mut self, raw: raw::RawPoll) -> PollConfig {
-        let interval = self.positive(
+        let mut interval = self.positive(
             "poll.interval",
             raw.interval.as_deref(),
             Duration::from_secs(60),
         );
+        // Requests are paced (at most 180 a minute), so a faster schedule
+        // only queues cycles behind the pacer, and health ("the last good
+        // poll is at most 3 intervals old") could never hold.
+        if interval < Duration::from_secs(1) {
+            self.problem(
+                "poll.interval",
+                format!(
+                    "must be at least 1s, got {}; CertCentral is paced to at most {MAX_REQUESTS_PER_MINUTE} requests a minute",
+                    humantime::format_duration(interval)
+                ),
+            );
+            interval = Duration::from_secs(1);
+        }
         let overlap = self.duration(
             "poll.overlap",
             raw.overlap.as_deref(),

@@ -7,12 +7,16 @@ use tokio_util::sync::CancellationToken;
 use super::generation::Prepared;
 use super::{Control, Daemon, RunError};
 use crate::sink::Mode;
+use crate::store::SinkRoute;
 
 impl Daemon {
     pub(super) async fn run_once(&self, p: Prepared, control: &Control) -> Result<(), RunError> {
         let token = CancellationToken::new();
         let recorded = CancellationToken::new();
         let routes = p.routes();
+        // Deliveries that go dead during this run fail it (exit 1), so cron
+        // and scripts learn that something was given up.
+        let dead_before = self.dead_by_sink(&routes).await?;
         let mut loops = self.start_loops(p.sinks.clone(), &token, Mode::Drain, recorded.clone());
         let poller = self.poller(&p, loops.wake.clone());
         let cycle = tokio::select! {
@@ -77,7 +81,43 @@ impl Daemon {
                 )));
             }
         }
-        cycle.map_err(|e| RunError::Runtime(e.into()))
+        cycle.map_err(|e| RunError::Runtime(e.into()))?;
+        self.no_new_dead(&routes, &dead_before).await
+    }
+
+    async fn dead_by_sink(&self, routes: &[SinkRoute]) -> Result<Vec<(String, u64)>, RunError> {
+        let stats = self
+            .store
+            .sink_stats(routes)
+            .await
+            .map_err(|e| RunError::Runtime(e.into()))?;
+        Ok(stats.into_iter().map(|s| (s.sink, s.dead)).collect())
+    }
+
+    /// Fails if a sink has more dead deliveries than `before`.
+    async fn no_new_dead(
+        &self,
+        routes: &[SinkRoute],
+        before: &[(String, u64)],
+    ) -> Result<(), RunError> {
+        let after = self.dead_by_sink(routes).await?;
+        let grew: Vec<String> = after
+            .iter()
+            .filter_map(|(sink, dead)| {
+                let was = before
+                    .iter()
+                    .find(|(s, _)| s == sink)
+                    .map_or(0, |(_, d)| *d);
+                (*dead > was).then(|| format!("{} for sink {sink}", dead - was))
+            })
+            .collect();
+        if grew.is_empty() {
+            return Ok(());
+        }
+        Err(RunError::Runtime(anyhow::anyhow!(
+            "deliveries went dead during this run ({}); see `orderwatch deliveries --state dead`, resend with `orderwatch redeliver --sink NAME --dead`",
+            grew.join(", ")
+        )))
     }
 }
 

@@ -143,3 +143,26 @@ async fn a_rate_limited_cancel_is_retried_but_a_5xx_is_not() {
     );
     assert_eq!(w.sim.cancels().len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_200_that_carries_errors_is_a_failure_not_a_cancel() {
+    let w = World::new().await;
+    w.sim.set_status(264, 112232, "pending", ago(60));
+    w.sim.push_cancel_fault(Fault::Respond {
+        status: 200,
+        headers: vec![("Content-Type".into(), "application/json".into())],
+        body:
+            r#"{"errors":[{"code":"invalid_order_status","message":"Order cannot be canceled."}]}"#
+                .into(),
+    });
+    let out = w.run(&["cancel", "264", "--note", "dup"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("invalid_order_status"), "{err}");
+    assert!(err.contains("Order cannot be canceled."), "{err}");
+    assert!(
+        !text(&out.stdout).contains("canceled"),
+        "{}",
+        text(&out.stdout)
+    );
+}

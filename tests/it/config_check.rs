@@ -242,6 +242,10 @@ refused! {
         edit: [("interval = \"1m\"", "interval = \"0s\"")],
         expect: ["poll.interval", "\"0s\"", "greater than zero"],
     }
+    a_sub_second_interval_is_refused {
+        edit: [("interval = \"1m\"", "interval = \"1ms\"")],
+        expect: ["poll.interval", "at least 1s", "1ms"],
+    }
     a_bad_poll_duration_names_key_and_value {
         edit: [("overlap = \"10m\"", "overlap = \"ten minutes\"")],
         expect: ["poll.overlap", "\"ten minutes\"", "duration"],

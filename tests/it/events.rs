@@ -49,6 +49,8 @@ async fn filters_narrow_the_list() {
     assert_eq!(json(&["--status", "issued"]), vec!["1:issued", "2:issued"]);
     assert_eq!(json(&["--limit", "1"]), vec!["1:issued"]);
     assert_eq!(json(&["--since", "1h"]).len(), 3);
+    assert_eq!(json(&["--since", "99y"]).len(), 3);
+    assert_eq!(json(&["--since", "1ms"]).len(), 0);
     assert_eq!(json(&["--order", "3"]), Vec::<String>::new());
 }
 
@@ -63,6 +65,15 @@ async fn bad_arguments_exit_2() {
         let out = w.run(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
     }
+    // A span that would wrap around the clock is refused like any absurd
+    // duration in the config.
+    let out = w.run(&["events", "--since", "10000000000y"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("longer than 100 years"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

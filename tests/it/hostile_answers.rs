@@ -24,7 +24,7 @@ pub(crate) async fn hostile_world(max_size: &str) -> World {
         .set("digicert.retry_max", "300ms")
         .set("digicert.timeout", "3s")
         .set("digicert.max_response_size", max_size)
-        .set("poll.interval", "250ms");
+        .set("poll.interval", "1s");
     w
 }
 

@@ -160,8 +160,16 @@ async fn deliveries_failing_past_give_up_after_are_dead() {
     for order in 1..=5 {
         w.sim.set_status(order, 100 + order, "issued", ago(30));
     }
-    // `run --once` delivers until nothing is pending: here, until given up.
-    w.once();
+    // `run --once` delivers until nothing is pending: here, until given
+    // up; what went dead fails the run, so cron and scripts notice.
+    let out = w.run(&["run", "--once"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("deliveries went dead during this run (5 for sink hook)"),
+        "{err}"
+    );
+    assert!(err.contains("orderwatch deliveries --state dead"), "{err}");
     assert!(rx.arrivals() >= 1);
     assert!(w.deliveries(&["--state", "pending"]).is_empty());
     let dead = w.deliveries(&["--sink", "hook", "--state", "dead"]);
@@ -172,6 +180,8 @@ async fn deliveries_failing_past_give_up_after_are_dead() {
         assert!(err.contains("HTTP 503") || row["attempts"] == 0, "{row}");
         assert!(row["done_at"].is_string() && row["next_attempt_at"].is_null());
     }
+    // A run that kills nothing new succeeds, dead rows or not.
+    w.once();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
