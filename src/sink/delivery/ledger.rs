@@ -92,8 +92,13 @@ impl DeliveryLoop {
                 let reason = format!("event {id}: {error}");
                 self.ctx.store.pause(name, &reason, now).await?;
             }
-            (Mark::Dead { error }, _) => {
-                round.failed += 1;
+            (Mark::Dead { error }, outcome) => {
+                // A receiver that rejects one event (a 4xx) is answering:
+                // that event's problem is not the receiver's health, so it
+                // does not hold the sink. Retries given up are failures.
+                if matches!(outcome, Outcome::Retry { .. }) {
+                    round.failed += 1;
+                }
                 self.ctx.metrics.delivery(name, "dead", 1);
                 tracing::error!(sink = %name, event = %id, attempt, error = %error,
                     "delivery is dead; see `orderwatch deliveries --state dead`, resend with `orderwatch redeliver --sink {name} --dead`");

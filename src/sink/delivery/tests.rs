@@ -502,3 +502,31 @@ async fn a_draining_loop_gives_up_when_the_store_keeps_failing() {
     assert!(matches!(ended, Err(StoreError::Full { .. })), "{ended:?}");
     assert_eq!(w.stats().await.pending, 2, "nothing was lost");
 }
+
+#[tokio::test(start_paused = true)]
+async fn events_the_receiver_rejects_do_not_hold_the_others() {
+    let w = World::new().await;
+    w.record(1..101, "issued").await;
+    // One event in ten is refused with a 400; the rest are taken.
+    let sink = Scripted::new(8, Duration::from_millis(100), |_, event| {
+        if event.starts_with('9') || event.starts_with("10:") {
+            Outcome::Dead {
+                error: "HTTP 400 Bad Request".into(),
+            }
+        } else {
+            Outcome::Delivered
+        }
+    });
+    let running = w.start(sink.clone(), Mode::Daemon);
+    w.until(Duration::from_secs(60), async || sink.calls().len() == 100)
+        .await;
+    let last = sink.calls().iter().map(|c| c.at).max().unwrap();
+    // 100 requests of 100 ms at concurrency 8 take about 1.3 s; a single
+    // hold (5 s backoff, then one probe at a time) would take far longer.
+    assert!(last < Duration::from_secs(3), "held: {last:?}");
+    assert!(sink.calls().iter().all(|c| c.inflight <= 8));
+    let st = w.stats().await;
+    assert_eq!((st.pending, st.dead), (0, 12));
+    w.shutdown.cancel();
+    running.await.unwrap().unwrap();
+}
