@@ -105,8 +105,10 @@ async fn store(config: &Config, found: &mut Findings) {
     }
 }
 
-/// Every sink builds, with the same code as `run` (nothing is sent).
+/// Every sink builds, with the same code as `run` (nothing is sent), and
+/// no two writers share a file.
 fn sinks(config: &Config, found: &mut Findings) {
+    found.problems.extend(sink::file_conflicts(config));
     if config.sinks.is_empty() {
         found.lines.push(
             "sinks: none configured; transitions are recorded but delivered nowhere".to_string(),

@@ -59,6 +59,12 @@ pub(super) fn prepare(
 ) -> Result<Prepared, RunError> {
     let source = (opts.source)(&config, api_key, Arc::clone(pacer), Arc::clone(metrics))
         .map_err(RunError::Config)?;
+    if let Some(conflict) = sink::file_conflicts(&config).into_iter().next() {
+        return Err(RunError::Config(anyhow::anyhow!(
+            "{}: {conflict}",
+            config.source.display()
+        )));
+    }
     let mut sinks = Vec::new();
     for (i, s) in config.sinks.iter().enumerate() {
         let built = sink::build(s, &config.digicert.base_url).map_err(|e| {

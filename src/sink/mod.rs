@@ -6,6 +6,7 @@
 //! ([`route`]), building it ([`build`], the same code for `run` and
 //! `check`), and starting its delivery loop ([`start`]).
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::task::JoinSet;
@@ -83,5 +84,58 @@ pub fn start(
     SinkHandle {
         name: cfg.name.clone(),
         sink,
+    }
+}
+
+/// Sink files that another writer owns too: another sink's file, or the
+/// store or one of the files SQLite keeps beside it, compared after
+/// symlinks. Each is a problem naming both keys; `check` lists them and
+/// `run` refuses to start with them, since two writers on one file lose
+/// lines and a sink appending to the store destroys it.
+pub fn file_conflicts(config: &crate::config::Config) -> Vec<String> {
+    let store = &config.store.path;
+    let mut owners: Vec<(PathBuf, String)> = ["", "-wal", "-shm", "-journal", ".lock"]
+        .iter()
+        .map(|suffix| {
+            let mut p = store.as_os_str().to_owned();
+            p.push(suffix);
+            (resolved(Path::new(&p)), "store.path".to_string())
+        })
+        .collect();
+    let mut problems = Vec::new();
+    for (i, s) in config.sinks.iter().enumerate() {
+        for file in s.settings.files() {
+            let key = crate::config::sink_key(i, Some(&s.name), "path");
+            let real = resolved(file);
+            match owners.iter().find(|(p, _)| *p == real) {
+                Some((_, other)) => problems.push(format!(
+                    "{key}: {} is the same file as {other}; give every sink its own file, away from the store",
+                    file.display()
+                )),
+                None => owners.push((real, key)),
+            }
+        }
+    }
+    problems
+}
+
+/// `path` with symlinks resolved, as far as the file system has it: an
+/// existing file, else its existing directory plus the file name.
+fn resolved(path: &Path) -> PathBuf {
+    if let Ok(real) = std::fs::canonicalize(path) {
+        return real;
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) => {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            std::fs::canonicalize(dir)
+                .map(|d| d.join(name))
+                .unwrap_or_else(|_| path.to_path_buf())
+        }
+        _ => path.to_path_buf(),
     }
 }

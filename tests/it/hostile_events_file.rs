@@ -258,3 +258,46 @@ async fn the_store_its_wal_and_shm_and_the_events_file_are_never_world_readable(
     assert_eq!(mode(&events), 0o640, "{events}: {:o}", mode(&events));
     assert!(daemon.terminate(Duration::from_secs(20)).success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_on_one_file_or_a_sink_on_the_store_are_refused_before_anything_is_written() {
+    // Two sinks on one file, the second through a symlink.
+    let (mut w, events) = world_with_events_dir().await;
+    w.sim.set_status(1, 11, "pending", ago(60));
+    std::fs::write(&events, "").expect("events file");
+    let link = w.path("link.jsonl");
+    std::os::unix::fs::symlink(&events, &link).expect("symlink");
+    w.add_sink(Sink::file("copy", &link));
+    for args in [&["check"][..], &["run", "--once"][..]] {
+        let out = w.run(args);
+        let err = crate::support::text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("sinks[1] (\"copy\").path"), "{err}");
+        assert!(
+            err.contains("the same file as sinks[0] (\"archive\").path"),
+            "{err}"
+        );
+    }
+    assert!(w.sim.queries().is_empty(), "nothing was polled");
+    assert_eq!(std::fs::read(&events).expect("events"), b"");
+
+    // A sink writing into the store, or into the WAL beside it.
+    for suffix in ["", "-wal"] {
+        let mut w = World::new().await;
+        w.file_sink();
+        w.sim.set_status(1, 11, "pending", ago(60));
+        w.once();
+        let store = w.store();
+        let before = std::fs::read(&store).expect("store");
+        let target = PathBuf::from(format!("{}{suffix}", store.display()));
+        w.add_sink(Sink::file("oops", &target));
+        for args in [&["check"][..], &["run", "--once"][..]] {
+            let out = w.run(args);
+            let err = crate::support::text(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{suffix} {args:?}: {err}");
+            assert!(err.contains("sinks[1] (\"oops\").path"), "{err}");
+            assert!(err.contains("the same file as store.path"), "{err}");
+        }
+        assert_eq!(std::fs::read(&store).expect("store"), before);
+    }
+}

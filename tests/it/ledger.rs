@@ -206,7 +206,13 @@ async fn redeliver_ends_a_long_failure_hold_at_once() {
     w.sim.set_status(1, 101, "issued", ago(30));
     w.sim.set_status(2, 102, "issued", ago(30));
     let daemon = w.spawn_ready().await;
-    assert!(eventually(WAIT, || rx.arrivals() >= 1).await);
+    // Both first attempts failed and are written down: the sink holds.
+    let held = eventually(WAIT, || {
+        let pending = w.deliveries(&["--state", "pending"]);
+        pending.len() == 2 && pending.iter().all(|r| r["attempts"] == 1)
+    })
+    .await;
+    assert!(held, "log:\n{}", daemon.log_text());
     rx.set_default(Reply::Status(200));
     // The operator fixed the receiver and asks for the events again.
     let out = w.run(&["redeliver", "--sink", "hook", "--since", "1h"]);
