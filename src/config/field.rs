@@ -188,3 +188,30 @@ pub fn dir_writable(dir: &std::path::Path) -> Result<(), String> {
         Err(e) => Err(format!("directory {} is not writable: {e}", dir.display())),
     }
 }
+
+/// Reads a small text file the config names (the config itself, a secret),
+/// refusing what would eat memory or block: a file over `limit` bytes
+/// (`/dev/zero`), or anything that is not a regular file (a FIFO would
+/// block `check`, and with it `ExecStartPre=`, forever).
+pub fn read_small_file(path: &std::path::Path, limit: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other(
+            "not a regular file (a FIFO, device or directory)",
+        ));
+    }
+    let mut text = String::new();
+    let read = file.take(limit + 1).read_to_string(&mut text)?;
+    if read as u64 > limit {
+        return Err(std::io::Error::other(format!(
+            "larger than {limit} bytes, which no such file needs"
+        )));
+    }
+    Ok(text)
+}

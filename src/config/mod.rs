@@ -34,6 +34,8 @@ use validate::parse_size;
 
 /// Where `--config` falls back to when neither the flag nor `$ORDERWATCH_CONFIG` is set.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/orderwatch/orderwatch.toml";
+/// The largest config file read: a real one is a few KiB.
+const MAX_CONFIG_SIZE: u64 = 1 << 20;
 /// DigiCert's US instance, the default.
 pub const US_BASE_URL: &str = "https://www.digicert.com/services/v2";
 /// DigiCert's European instance (`instance = "eu"`).
@@ -182,10 +184,11 @@ pub fn process_env(name: &str) -> Option<String> {
 impl Config {
     /// Reads and validates `path` against the process environment.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
-            path: path.to_path_buf(),
-            error,
-        })?;
+        let text =
+            field::read_small_file(path, MAX_CONFIG_SIZE).map_err(|error| ConfigError::Read {
+                path: path.to_path_buf(),
+                error,
+            })?;
         Config::parse(&text, path, &process_env)
     }
 

@@ -94,16 +94,36 @@ impl SecretSource {
     }
 }
 
+/// The largest secret file read: keys and secrets are well under 1 KiB.
+const MAX_SECRET_SIZE: u64 = 64 * 1024;
+
 fn read_file(path: &Path) -> Result<Secret, SecretError> {
-    let text = std::fs::read_to_string(path).map_err(|error| SecretError::FileUnreadable {
-        path: path.to_path_buf(),
-        error,
+    let text = super::field::read_small_file(path, MAX_SECRET_SIZE).map_err(|error| {
+        SecretError::FileUnreadable {
+            path: path.to_path_buf(),
+            error,
+        }
     })?;
+    warn_if_shared(path);
     let value = text.trim();
     if value.is_empty() {
         return Err(SecretError::FileEmpty(path.to_path_buf()));
     }
     Ok(Secret(value.to_string()))
+}
+
+/// Says so when a secret file is readable by every user: the secret is
+/// only as safe as the file. systemd credentials are private by design.
+fn warn_if_shared(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o004 != 0
+    {
+        tracing::warn!(
+            file = %path.display(),
+            "a secret file is readable by every user on this machine; make it private: chmod 600 (or use a systemd credential)"
+        );
+    }
 }
 
 impl fmt::Display for SecretSource {
@@ -148,6 +168,36 @@ mod tests {
             SecretSource::Env("NOPE".into()).load_with(&env),
             Err(SecretError::EnvMissing(_))
         ));
+    }
+
+    #[test]
+    fn huge_and_non_regular_secret_files_are_refused_without_hanging() {
+        let err = SecretSource::File("/dev/zero".into())
+            .load_with(&|_| None)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("/dev/zero") && err.contains("not a regular file"),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'k'; 100_000]).unwrap();
+        let err = SecretSource::File(big)
+            .load_with(&|_| None)
+            .err()
+            .map(|e| e.to_string());
+        assert!(err.unwrap_or_default().contains("larger than 65536 bytes"));
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid C string; mkfifo has no other preconditions.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let err = SecretSource::File(fifo)
+            .load_with(&|_| None)
+            .err()
+            .map(|e| e.to_string());
+        assert!(err.unwrap_or_default().contains("not a regular file"));
     }
 
     #[test]

@@ -530,3 +530,37 @@ fn debug_of_a_loaded_config_shows_no_secret_or_url_password() {
     assert!(shown.contains("hooks.example.net"), "{shown}");
     assert!(shown.contains(&key_file.display().to_string()), "{shown}");
 }
+
+#[test]
+fn huge_or_blocking_config_and_secret_files_are_refused_at_once() {
+    let s = Setup::new();
+    let fifo = s.path("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string; mkfifo has no other preconditions.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    // The config itself: /dev/zero would eat memory, a FIFO would block.
+    for config in ["/dev/zero", fifo.to_str().unwrap()] {
+        let c = s.command(&["--config", config, "check"]);
+        let out = output_within(c, Duration::from_secs(20));
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{config}: {err}");
+        assert!(err.contains("not a regular file"), "{err}");
+    }
+    // A secret file, and a file sink's path.
+    for (from, to) in [
+        (
+            "api_key_env = \"OW_CHECK_KEY\"",
+            "api_key_file = \"/dev/zero\"".to_string(),
+        ),
+        (
+            "path = \"{dir}/events.jsonl\"",
+            format!("path = {:?}", fifo.display().to_string()),
+        ),
+    ] {
+        let toml = s.good().replace(&s.expand(from), &to);
+        let out = s.check(&toml);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{to}: {err}");
+        assert!(err.contains("not a regular file"), "{to}: {err}");
+    }
+}
