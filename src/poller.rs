@@ -92,12 +92,13 @@ impl Poller {
     /// once; a cycle that overruns the interval is followed at once by the
     /// next, and missed ticks do not pile up. Returns when `stop` is cancelled, abandoning a cycle in
     /// progress (what it committed stays; the rest is repeated next time).
-    /// Each cycle's end is published on `last`.
+    /// Each cycle's end is published on `last`. Returns an error only when
+    /// the store can no longer be used at all ([`StoreError::is_fatal`]).
     pub async fn run_until_stopped(
         &self,
         stop: CancellationToken,
         last: watch::Sender<Option<LastCycle>>,
-    ) {
+    ) -> Result<(), StoreError> {
         let mut ticker = tokio::time::interval(self.poll.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut cycles = 0u64;
@@ -107,12 +108,12 @@ impl Poller {
                 tokio::select! {
                     _ = ticker.tick() => break,
                     _ = tokio::time::sleep(IDLE_BEAT) => {}
-                    _ = stop.cancelled() => return,
+                    _ = stop.cancelled() => return Ok(()),
                 }
             }
             let result = tokio::select! {
                 r = self.cycle() => r,
-                _ = stop.cancelled() => return,
+                _ = stop.cancelled() => return Ok(()),
             };
             cycles += 1;
             let outcome = match result {
@@ -120,6 +121,7 @@ impl Poller {
                     self.metrics.poll_ok(now_ms());
                     LastCycle::Ok { cycles, report }
                 }
+                Err(CycleError::Store(e)) if e.is_fatal() => return Err(e),
                 Err(e) => {
                     self.metrics.poll_failed();
                     tracing::error!(code = %e.code(), error = %e, "poll cycle failed; the cursor stays, retrying at the next interval");

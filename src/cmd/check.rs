@@ -69,8 +69,15 @@ fn digicert(config: &Config, found: &mut Findings) {
 async fn store(config: &Config, found: &mut Findings) {
     // Damage in a page the daemon would only read later (or a file cut
     // short) shows up here, before the service starts.
-    let report = match store::open(&config.store).await {
-        Ok(s) => s.report(true).await,
+    let report = match store::open_for_check(&config.store).await {
+        Ok(Some(s)) => s.report(true).await,
+        Ok(None) => {
+            found.lines.push(format!(
+                "store: {} (not there yet; the daemon creates it at its first start)",
+                config.store.path.display()
+            ));
+            return check_store_dir(config, found);
+        }
         Err(e) => Err(e),
     };
     match report {
@@ -81,8 +88,13 @@ async fn store(config: &Config, found: &mut Findings) {
                     report.location
                 ));
             }
+            let upgrade = if report.schema_version < store::SCHEMA_VERSION {
+                format!(", upgraded to {} at the next start", store::SCHEMA_VERSION)
+            } else {
+                String::new()
+            };
             found.lines.push(format!(
-                "store: {} (schema {}, {} transitions, cursor {})",
+                "store: {} (schema {}{upgrade}, {} transitions, cursor {})",
                 report.location,
                 report.schema_version,
                 report.transitions,
@@ -94,14 +106,31 @@ async fn store(config: &Config, found: &mut Findings) {
         }
         Err(e) => found.problems.push(format!("store.path: {e}")),
     }
+    check_store_dir(config, found);
+}
+
+/// The store's directory takes the files the daemon creates beside it.
+fn check_store_dir(config: &Config, found: &mut Findings) {
     // The daemon creates `<db>.lock`, `<db>-wal` and `<db>-shm` beside the
     // database: a store that opens but sits in a read-only directory fails
     // at start (or at the first checkpoint) with SQLite's vaguest message.
     let store_dir = parent_dir(&config.store.path);
-    if let (true, Err(e)) = (store_dir.is_dir(), dir_writable(store_dir)) {
-        found.problems.push(format!(
-            "store.path: {e}; the store needs to create its lock, -wal and -shm files there"
-        ));
+    match (store_dir.is_dir(), dir_writable(store_dir)) {
+        (true, Err(e)) => found.problems.push(format!(
+            "store.path: {}: {e}; the store needs to create its lock, -wal and -shm files there: make the directory writable by the orderwatch user",
+            config.store.path.display()
+        )),
+        (false, _) if !config.store.path.exists() => {
+            let why = std::fs::read_dir(store_dir)
+                .err()
+                .map_or_else(|| "not a directory".to_string(), |e| e.to_string());
+            found.problems.push(format!(
+                "store.path: {}: cannot use directory {}: {why}; create it (writable by the orderwatch user) or point [store] path elsewhere",
+                config.store.path.display(),
+                store_dir.display()
+            ));
+        }
+        _ => {}
     }
 }
 

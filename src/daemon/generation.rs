@@ -41,8 +41,9 @@ pub(super) struct Generation {
     token: CancellationToken,
     pub loops: Loops,
     pub routes: Vec<SinkRoute>,
-    /// Returns only when cancelled; finishing otherwise means it panicked.
-    pub poll: tokio::task::JoinHandle<()>,
+    /// Returns only when cancelled, or with a fatal store error; finishing
+    /// otherwise means it panicked.
+    pub poll: tokio::task::JoinHandle<Result<(), StoreError>>,
     /// How the last cycle ended, for `STATUS=`.
     pub last: watch::Receiver<Option<LastCycle>>,
     /// The running configuration (its timeouts set the watchdog's limit).

@@ -246,6 +246,7 @@ impl Daemon {
                 }
                 joined = &mut generation.poll => {
                     break Some(match joined {
+                        Ok(Err(e)) => anyhow::Error::new(e).context("polling stopped"),
                         Err(e) if e.is_panic() => anyhow::anyhow!("the poller panicked: {e}"),
                         _ => anyhow::anyhow!("the poller stopped unexpectedly"),
                     });

@@ -54,6 +54,33 @@ pub enum StoreError {
         context: &'static str,
         error: String,
     },
+    #[error(
+        "store {path} does not exist; check [store] in the config (the daemon creates the store at its first start)"
+    )]
+    Missing { path: PathBuf },
+    #[error(
+        "{path} is not an orderwatch store ({detail}); orderwatch will not change another application's database: point [store] at a file of its own"
+    )]
+    Foreign { path: PathBuf, detail: String },
+    #[error(
+        "store {path} has schema version {found}, older than the {current} this orderwatch uses; start the daemon once (it upgrades the store), then run this command again"
+    )]
+    Outdated {
+        path: PathBuf,
+        found: u32,
+        current: u32,
+    },
+    #[error(
+        "store {path} was deleted or replaced while orderwatch had it open; what it records now would go to a file nobody reads, so it stops: restart it (a new store starts again from initial_lookback)"
+    )]
+    Replaced { path: PathBuf },
     #[error("store task failed: {0}")]
     Task(String),
+}
+
+impl StoreError {
+    /// Errors no retry can fix while the process runs: the daemon stops.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, StoreError::Replaced { .. })
+    }
 }

@@ -165,11 +165,31 @@ pub async fn open_writer(config: &StoreConfig) -> Result<(SharedStore, WriterLoc
     Ok((Arc::new(opened.0), opened.1))
 }
 
-/// Opens (creating and migrating if needed) the configured store.
+/// Opens the configured store for a command beside the daemon (`events`,
+/// `deliveries`, `redeliver`): it must exist, be orderwatch's and be at this
+/// build's schema. Nothing is created, migrated or adopted: a mistyped path
+/// or another application's database is refused with what to do.
 pub async fn open(config: &StoreConfig) -> Result<SharedStore, StoreError> {
     let path = config.path.clone();
-    let store = tokio::task::spawn_blocking(move || sqlite::SqliteStore::open(&path))
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))??;
+    let store =
+        tokio::task::spawn_blocking(move || sqlite::SqliteStore::open_existing(&path, false))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))??;
     Ok(Arc::new(store))
+}
+
+/// Opens the configured store for `check`: like [`open`], but a store at an
+/// older schema is fine (the daemon upgrades it at start), and a missing
+/// one is `None` (the daemon creates it).
+pub async fn open_for_check(config: &StoreConfig) -> Result<Option<SharedStore>, StoreError> {
+    let path = config.path.clone();
+    let opened =
+        tokio::task::spawn_blocking(move || sqlite::SqliteStore::open_existing(&path, true))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?;
+    match opened {
+        Ok(store) => Ok(Some(Arc::new(store))),
+        Err(StoreError::Missing { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
 }

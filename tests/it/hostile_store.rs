@@ -124,7 +124,12 @@ async fn a_store_turning_unwritable_at_run_time_fails_cycles_and_loses_nothing()
     w.file_sink();
     w.sim.set_status(1, 11, "pending", ago(60));
     let mut daemon = w.spawn_ready().await;
-    let first = eventually(Duration::from_secs(30), || w.file_events().len() == 1).await;
+    // Delivered and written down: freezing the store now cannot make the
+    // sink send it again (at-least-once would allow that, this test not).
+    let first = eventually(Duration::from_secs(30), || {
+        w.file_events().len() == 1 && w.deliveries(&["--state", "pending"]).is_empty()
+    })
+    .await;
     assert!(first, "{}", daemon.log_text());
     let store = w.store();
     let Some(mut frozen) = Immutable::set(&db_and_wal(&store)) else {
@@ -417,4 +422,93 @@ async fn check_finds_a_damaged_page_the_daemon_would_read_only_later() {
     ] {
         assert!(err.contains(fragment), "{fragment:?} missing: {err}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_never_create_migrate_or_adopt_a_store_that_is_not_theirs() {
+    let mut w = World::new().await;
+    w.file_sink();
+    // A mistyped path: every command says so, and nothing appears there.
+    let typo = w.path("orderwatch.dbb");
+    w.set("store.path", typo.display().to_string());
+    for args in [
+        &["events"][..],
+        &["deliveries"][..],
+        &["redeliver", "--sink", "archive", "--dead"][..],
+    ] {
+        refused(&w.run(args), 1, &["does not exist", "check [store]"]);
+    }
+    let out = w.run(&["check"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("not there yet"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(!typo.exists(), "a command created the store");
+
+    // Another application's database: refused by every command, daemon
+    // included, and left byte for byte as it was (no WAL, no tables).
+    let app = w.path("app.db");
+    let conn = rusqlite::Connection::open(&app).expect("app db");
+    conn.execute_batch(
+        "CREATE TABLE invoices (id INTEGER PRIMARY KEY); INSERT INTO invoices VALUES (7);",
+    )
+    .expect("app table");
+    drop(conn);
+    let before = std::fs::read(&app).expect("app db");
+    w.set("store.path", app.display().to_string());
+    for (args, code) in [
+        (&["events"][..], 1),
+        (&["check"][..], 2),
+        (&["run", "--once"][..], 1),
+    ] {
+        refused(
+            &w.run(args),
+            code,
+            &["is not an orderwatch store", "app.db"],
+        );
+    }
+    assert_eq!(std::fs::read(&app).expect("app db"), before);
+    assert!(!w.path("app.db-wal").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_through_a_symlink_is_refused() {
+    let mut w = World::new().await;
+    w.file_sink();
+    w.sim.set_status(1, 11, "pending", ago(60));
+    let mut first = w.spawn_ready().await;
+    let link = w.path("link.db");
+    std::os::unix::fs::symlink(w.store(), &link).expect("symlink");
+    w.set("store.path", link.display().to_string());
+    let out = output_within(w.command(&["run"]), Duration::from_secs(30));
+    refused(&out, 1, &["in use by another orderwatch daemon"]);
+    assert!(first.terminate(Duration::from_secs(20)).success());
+    assert_eq!(ids(&w.file_events()), ["1:pending"], "nothing twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_deleted_while_the_daemon_runs_stops_it_with_what_happened() {
+    let mut w = World::new().await;
+    w.file_sink();
+    w.sim.set_status(1, 11, "pending", ago(60));
+    let mut daemon = w.spawn_ready().await;
+    assert!(eventually(Duration::from_secs(30), || w.file_events().len() == 1).await);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", w.store().display()));
+    }
+    w.sim.set_status(1, 11, "issued", ago(1));
+    let status = daemon.wait_timeout(Duration::from_secs(30));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(1),
+        "still running:\n{}",
+        daemon.log_text()
+    );
+    assert!(
+        daemon.log_text().contains("deleted or replaced"),
+        "{}",
+        daemon.log_text()
+    );
 }

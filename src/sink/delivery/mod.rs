@@ -133,6 +133,10 @@ impl DeliveryLoop {
             let Err(e) = self.run_once().await else {
                 return Ok(());
             };
+            if e.is_fatal() {
+                tracing::error!(sink = %self.name(), error = %e, "delivery loop stopped");
+                return Err(e);
+            }
             failures = failures.saturating_add(1);
             if self.mode == Mode::Drain && failures >= STORE_RETRIES_ONCE {
                 tracing::error!(sink = %self.name(), error = %e, "delivery loop stopped: the store keeps failing");

@@ -21,6 +21,10 @@ const MIGRATIONS: &[&str] = &[
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
+/// `PRAGMA application_id` of an orderwatch store ("OWCH"): how a command
+/// tells its store from another application's database at the same path.
+pub const APPLICATION_ID: i32 = 0x4f57_4348;
+
 /// Keeps the daemon's exclusive lock for as long as it lives.
 #[derive(Debug)]
 pub struct DaemonLock {
@@ -29,9 +33,12 @@ pub struct DaemonLock {
 }
 
 /// Takes the daemon lock beside the database (`<db>.lock`), so a second
-/// daemon on the same store is refused instead of double-delivering.
+/// daemon on the same store is refused instead of double-delivering. The
+/// lock file sits beside the *real* database, symlinks resolved, so a
+/// second daemon reaching it through another path finds the same lock.
 pub fn lock_for_daemon(db_path: &Path) -> Result<DaemonLock, StoreError> {
-    let mut lock = db_path.as_os_str().to_owned();
+    let real = real_path(db_path);
+    let mut lock = real.as_os_str().to_owned();
     lock.push(".lock");
     let lock = PathBuf::from(lock);
     let file = OpenOptions::new()
@@ -51,6 +58,37 @@ pub fn lock_for_daemon(db_path: &Path) -> Result<DaemonLock, StoreError> {
             lock,
         }),
         Err(std::fs::TryLockError::Error(source)) => Err(open_error(db_path, source)),
+    }
+}
+
+/// `path` with symlinks resolved: the file itself if it exists, else its
+/// directory resolved plus its name.
+fn real_path(path: &Path) -> PathBuf {
+    if let Ok(real) = std::fs::canonicalize(path) {
+        return real;
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) if !dir.as_os_str().is_empty() => std::fs::canonicalize(dir)
+            .map(|d| d.join(name))
+            .unwrap_or_else(|_| path.to_path_buf()),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// Device and inode of the file at `path`: the store's identity.
+pub(super) fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// SQLite would only say "unable to open database file".
+fn is_a_directory(path: &Path) -> StoreError {
+    StoreError::Open {
+        path: path.to_path_buf(),
+        error: std::io::Error::new(
+            std::io::ErrorKind::IsADirectory,
+            "it is a directory; [store] path names the database file, e.g. /var/lib/orderwatch/orderwatch.db",
+        ),
     }
 }
 
@@ -83,14 +121,7 @@ impl Db {
     /// Opens (creating with mode 0600 if needed) and migrates the store.
     pub fn open(path: &Path) -> Result<Db, StoreError> {
         if path.is_dir() {
-            // SQLite would only say "unable to open database file".
-            return Err(StoreError::Open {
-                path: path.to_path_buf(),
-                error: std::io::Error::new(
-                    std::io::ErrorKind::IsADirectory,
-                    "it is a directory; [store] path names the database file, e.g. /var/lib/orderwatch/orderwatch.db",
-                ),
-            });
+            return Err(is_a_directory(path));
         }
         if !path.exists() {
             // Create it ourselves so the database, and the -wal/-shm files
@@ -110,9 +141,91 @@ impl Db {
             conn,
             path: path.to_path_buf(),
         };
+        // Before anything changes the file (WAL, migrations): refuse
+        // another application's database.
+        db.ours()?;
         db.configure()?;
         db.migrate()?;
         Ok(db)
+    }
+
+    /// Opens an existing store for a command beside the daemon: nothing is
+    /// created, migrated or adopted. A missing file, another application's
+    /// database, or (unless `outdated_ok`) a store needing an upgrade is
+    /// refused with what to do.
+    pub fn open_existing(path: &Path, outdated_ok: bool) -> Result<Db, StoreError> {
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::Missing {
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(e) => return Err(open_error(path, e)),
+            Ok(m) if m.is_dir() => return Err(is_a_directory(path)),
+            Ok(_) => {}
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)
+            .map_err(|e| classify(path, "opening the database", e))?;
+        let db = Db {
+            conn,
+            path: path.to_path_buf(),
+        };
+        db.conn
+            .busy_timeout(Duration::from_secs(10))
+            .map_err(|e| db.err("setting the busy timeout", e))?;
+        let found = db.ours()?;
+        if found == 0 {
+            return Err(StoreError::Missing {
+                path: path.to_path_buf(),
+            });
+        }
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: path.to_path_buf(),
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if found < SCHEMA_VERSION && !outdated_ok {
+            return Err(StoreError::Outdated {
+                path: path.to_path_buf(),
+                found,
+                current: SCHEMA_VERSION,
+            });
+        }
+        Ok(db)
+    }
+
+    /// The schema version of an orderwatch store (0: an empty database),
+    /// refusing a database of another application: one with tables but no
+    /// orderwatch schema version, or another application id.
+    fn ours(&self) -> Result<u32, StoreError> {
+        let version: u32 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| self.err("reading the schema version", e))?;
+        let app: i32 = self
+            .conn
+            .pragma_query_value(None, "application_id", |r| r.get(0))
+            .map_err(|e| self.err("reading the application id", e))?;
+        let tables: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .map_err(|e| self.err("reading the schema", e))?;
+        let foreign = |detail: String| StoreError::Foreign {
+            path: self.path.clone(),
+            detail,
+        };
+        if app != 0 && app != APPLICATION_ID {
+            return Err(foreign(format!("its application id is {app:#x}")));
+        }
+        if version == 0 && tables > 0 {
+            return Err(foreign(format!(
+                "it has {tables} tables but no orderwatch schema"
+            )));
+        }
+        Ok(version)
     }
 
     pub fn path(&self) -> &Path {
@@ -165,6 +278,9 @@ impl Db {
         let found: u32 = tx
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(|e| classify(&path, "reading the schema version", e))?;
+        let app: i32 = tx
+            .pragma_query_value(None, "application_id", |r| r.get(0))
+            .map_err(|e| classify(&path, "reading the application id", e))?;
         if found > SCHEMA_VERSION {
             return Err(StoreError::TooNew {
                 path,
@@ -178,6 +294,12 @@ impl Db {
             tx.pragma_update(None, "user_version", (i + 1) as u32)
                 .map_err(|e| classify(&path, "recording the schema version", e))?;
             tracing::info!(store = %path.display(), version = i + 1, "applied store migration");
+        }
+        if app != APPLICATION_ID {
+            // Marks the store as orderwatch's (stores from before the
+            // marker have a schema version, which is as good a sign).
+            tx.pragma_update(None, "application_id", APPLICATION_ID)
+                .map_err(|e| classify(&path, "marking the store", e))?;
         }
         tx.commit()
             .map_err(|e| classify(&path, "committing the migration", e))

@@ -40,30 +40,54 @@ use crate::transition::TransitionRow;
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     path: PathBuf,
+    /// Device and inode of the database when it was opened: a store
+    /// deleted or replaced under the daemon is noticed at the next write.
+    identity: Option<(u64, u64)>,
     writer: Arc<Mutex<Db>>,
     reader: Arc<Mutex<Db>>,
 }
 
 impl SqliteStore {
     /// Opens (creating with mode 0600 and migrating if needed) the store and
-    /// its reading connection. Blocking.
+    /// its reading connection: the daemon's way in. Blocking.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         let writer = Db::open(path)?;
+        SqliteStore::with_writer(path, writer)
+    }
+
+    /// Opens an existing store for a command: nothing is created, migrated
+    /// or adopted (see [`Db::open_existing`]). Blocking.
+    pub fn open_existing(path: &Path, outdated_ok: bool) -> Result<SqliteStore, StoreError> {
+        let writer = Db::open_existing(path, outdated_ok)?;
+        SqliteStore::with_writer(path, writer)
+    }
+
+    fn with_writer(path: &Path, writer: Db) -> Result<SqliteStore, StoreError> {
         let reader = Db::open_reader(path)?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
+            identity: db::identity(path),
             writer: Arc::new(Mutex::new(writer)),
             reader: Arc::new(Mutex::new(reader)),
         })
     }
 
-    /// Runs `f` on the blocking pool with the writing connection.
+    /// Runs `f` on the blocking pool with the writing connection, once
+    /// sure the path still names the database that was opened: writing to
+    /// a deleted (or replaced) file would record into nothing.
     async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Db) -> Result<T, StoreError> + Send + 'static,
     {
-        on(Arc::clone(&self.writer), f).await
+        let (path, identity) = (self.path.clone(), self.identity);
+        on(Arc::clone(&self.writer), move |db| {
+            if db::identity(&path) != identity {
+                return Err(StoreError::Replaced { path });
+            }
+            f(db)
+        })
+        .await
     }
 
     /// Runs a read-only `f` on the blocking pool with the reading

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::*;
+use crate::store::StoreError;
 use crate::store::suite::store_suite;
 use crate::store::{EventFilter, SharedStore};
 use crate::transition::OrderChange;
@@ -151,4 +152,106 @@ fn large_sorted_chunks_dedupe_like_small_ones() {
         v
     };
     assert_eq!(key(&big), key(&small));
+}
+
+#[test]
+fn commands_open_only_existing_current_orderwatch_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ow.db");
+    // Missing: refused, and nothing is created.
+    let err = SqliteStore::open_existing(&path, false).unwrap_err();
+    assert!(matches!(err, StoreError::Missing { .. }), "{err}");
+    assert!(!path.exists());
+    // Outdated: refused unless asked (check), never migrated.
+    drop(Db::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", 1).unwrap();
+    drop(conn);
+    let err = SqliteStore::open_existing(&path, false).unwrap_err();
+    assert!(
+        matches!(err, StoreError::Outdated { found: 1, .. }),
+        "{err}"
+    );
+    SqliteStore::open_existing(&path, true).unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: u32 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 1, "a command never migrates");
+}
+
+#[test]
+fn another_applications_database_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL); INSERT INTO invoices VALUES (1, 9.5);")
+        .unwrap();
+    drop(conn);
+    let before = std::fs::read(&path).unwrap();
+    for err in [
+        Db::open(&path).unwrap_err(),
+        SqliteStore::open_existing(&path, true).unwrap_err(),
+    ] {
+        assert!(matches!(err, StoreError::Foreign { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains("1 tables but no orderwatch schema"),
+            "{err}"
+        );
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), before, "the file changed");
+    assert!(!dir.path().join("app.db-wal").exists(), "switched to WAL");
+    // Another application id is refused even without tables.
+    let other = dir.path().join("other.db");
+    let conn = rusqlite::Connection::open(&other).unwrap();
+    conn.pragma_update(None, "application_id", 0x1234).unwrap();
+    drop(conn);
+    let err = Db::open(&other).unwrap_err();
+    assert!(
+        err.to_string().contains("application id is 0x1234"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_store_is_marked_as_orderwatchs_and_old_stores_are_adopted() {
+    let (_d, db) = open();
+    let app: i32 = db
+        .conn
+        .pragma_query_value(None, "application_id", |r| r.get(0))
+        .unwrap();
+    assert_eq!(app, db::APPLICATION_ID);
+}
+
+#[test]
+fn the_daemon_lock_follows_the_real_file_through_symlinks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ow.db");
+    drop(Db::open(&path).unwrap());
+    let link = dir.path().join("link.db");
+    std::os::unix::fs::symlink(&path, &link).unwrap();
+    let first = lock_for_daemon(&path).unwrap();
+    let err = lock_for_daemon(&link).unwrap_err().to_string();
+    assert!(err.contains("another orderwatch daemon"), "{err}");
+    drop(first);
+    assert!(lock_for_daemon(&link).is_ok());
+}
+
+#[tokio::test]
+async fn writing_to_a_store_deleted_or_replaced_under_it_is_refused() {
+    use crate::store::{Chunk, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ow.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let one = || Chunk::whole(vec![change(1, "pending")], Some(at(0)), at(0));
+    store.record(one(), Arc::from([])).await.unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let err = store.record(one(), Arc::from([])).await.unwrap_err();
+    assert!(matches!(err, StoreError::Replaced { .. }), "{err}");
+    assert!(err.is_fatal());
+    // Replaced by another file (a restored backup) just the same.
+    drop(Db::open(&path).unwrap());
+    let err = store.record(one(), Arc::from([])).await.unwrap_err();
+    assert!(matches!(err, StoreError::Replaced { .. }), "{err}");
 }
