@@ -10,6 +10,7 @@ use chrono_tz::Tz;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::certcentral::orders::OrderList;
 use crate::certcentral::{ApiError, ChangeSource};
 use crate::config::PollConfig;
 use crate::metrics::Metrics;
@@ -243,27 +244,25 @@ impl Poller {
     /// order id (stable, so one order's entries keep their answer order):
     /// sorted chunks are looked up with one range scan and inserted in index
     /// order, and the sinks start delivering after the first chunk. Only the
-    /// last chunk moves the cursor (see `Store::record`).
+    /// last chunk moves the cursor (see `Store::record`). The answer stays
+    /// compact; each chunk becomes [`OrderChange`]s only when it is recorded.
     async fn record(
         &self,
-        mut orders: Vec<OrderChange>,
+        mut orders: OrderList,
         cursor: DateTime<Utc>,
     ) -> Result<RecordSummary, CycleError> {
-        orders.sort_by_key(|o| o.order_id);
-        let orders = Arc::new(orders);
+        orders.sort();
         let seen_at = Utc::now();
         let total = orders.len();
         let chunks = total.div_ceil(CHUNK).max(1);
         let mut summary = RecordSummary::default();
         for c in 0..chunks {
-            let range = c * CHUNK..((c + 1) * CHUNK).min(total);
             let last = c + 1 == chunks;
-            let chunk = Chunk {
-                orders: Arc::clone(&orders),
-                range,
-                cursor: last.then_some(cursor),
+            let chunk = Chunk::whole(
+                orders.changes(c * CHUNK..((c + 1) * CHUNK).min(total)),
+                last.then_some(cursor),
                 seen_at,
-            };
+            );
             let part = self.store.record(chunk, Arc::clone(&self.routes)).await?;
             self.metrics.beat();
             if part.queued > 0 {
