@@ -16,7 +16,7 @@ use crate::config::PollConfig;
 use crate::metrics::Metrics;
 use crate::sink::Wake;
 use crate::store::{Chunk, RecordSummary, Routes, SharedStore, StoreError};
-use crate::transition::{OrderChange, now_ms};
+use crate::transition::now_ms;
 use crate::window::{PlannedWindow, Window, plan};
 
 /// How often one cycle plans its remaining windows again after its
@@ -245,7 +245,8 @@ impl Poller {
     /// sorted chunks are looked up with one range scan and inserted in index
     /// order, and the sinks start delivering after the first chunk. Only the
     /// last chunk moves the cursor (see `Store::record`). The answer stays
-    /// compact; each chunk becomes [`OrderChange`]s only when it is recorded.
+    /// compact; each chunk becomes [`OrderChange`](crate::transition::OrderChange)s
+    /// only when it is recorded.
     async fn record(
         &self,
         mut orders: OrderList,

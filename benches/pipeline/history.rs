@@ -97,7 +97,7 @@ async fn cycle(dir: &Path, server: &AnswerServer) -> Duration {
 
 /// Writes `orders` orders with two transitions each into a new store.
 fn write_history(path: &Path, orders: u64) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    drop(orderwatch::store::Db::open(path)?);
+    drop(orderwatch::store::sqlite::Db::open(path)?);
     let db = rusqlite::Connection::open(path)?;
     // Bulk-loading only: the store goes back to WAL before orderwatch opens it.
     db.pragma_update(None, "journal_mode", "OFF")?;

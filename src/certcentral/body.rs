@@ -14,8 +14,8 @@
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 
-use bytes::{Buf, Bytes};
 use tokio::sync::mpsc;
+use tokio_util::bytes::{Buf, Bytes};
 
 use super::answer::{self, Answer};
 use super::orders::Statuses;

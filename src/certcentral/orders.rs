@@ -151,6 +151,18 @@ impl OrderList {
     }
 }
 
+/// Orders already in the store's vocabulary (fakes of the API in tests).
+impl From<Vec<OrderChange>> for OrderList {
+    fn from(changes: Vec<OrderChange>) -> OrderList {
+        let mut statuses = Statuses::default();
+        let orders = changes
+            .iter()
+            .map(|c| CompactOrder::new(c.order_id, c.certificate_id, statuses.intern(&c.status)))
+            .collect();
+        OrderList { orders, statuses }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,7 +45,9 @@ impl DeliveryLoop {
         // Counted once per batch: settling runs once per delivered event.
         let delivered = round.delivered - delivered_before;
         if delivered > 0 {
-            self.ctx.metrics.delivery(self.name(), "delivered", delivered as u64);
+            self.ctx
+                .metrics
+                .delivery(self.name(), "delivered", delivered as u64);
         }
         if batch.len() != outcomes.len() {
             // A sink must answer for every entry; any it skipped stay pending.
