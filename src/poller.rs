@@ -10,12 +10,13 @@ use chrono_tz::Tz;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::certcentral::orders::OrderList;
 use crate::certcentral::{ApiError, ChangeSource};
 use crate::config::PollConfig;
 use crate::metrics::Metrics;
 use crate::sink::Wake;
 use crate::store::{Chunk, RecordSummary, Routes, SharedStore, StoreError};
-use crate::transition::{OrderChange, now_ms};
+use crate::transition::now_ms;
 use crate::window::{PlannedWindow, Window, plan};
 
 /// How often one cycle plans its remaining windows again after its
@@ -245,27 +246,26 @@ impl Poller {
     /// order id (stable, so one order's entries keep their answer order):
     /// sorted chunks are looked up with one range scan and inserted in index
     /// order, and the sinks start delivering after the first chunk. Only the
-    /// last chunk moves the cursor (see `Store::record`).
+    /// last chunk moves the cursor (see `Store::record`). The answer stays
+    /// compact; each chunk becomes [`OrderChange`](crate::transition::OrderChange)s
+    /// only when it is recorded.
     async fn record(
         &self,
-        mut orders: Vec<OrderChange>,
+        mut orders: OrderList,
         cursor: DateTime<Utc>,
     ) -> Result<RecordSummary, CycleError> {
-        orders.sort_by_key(|o| o.order_id);
-        let orders = Arc::new(orders);
+        orders.sort();
         let seen_at = Utc::now();
         let total = orders.len();
         let chunks = total.div_ceil(CHUNK).max(1);
         let mut summary = RecordSummary::default();
         for c in 0..chunks {
-            let range = c * CHUNK..((c + 1) * CHUNK).min(total);
             let last = c + 1 == chunks;
-            let chunk = Chunk {
-                orders: Arc::clone(&orders),
-                range,
-                cursor: last.then_some(cursor),
+            let chunk = Chunk::whole(
+                orders.changes(c * CHUNK..((c + 1) * CHUNK).min(total)),
+                last.then_some(cursor),
                 seen_at,
-            };
+            );
             let part = self.store.record(chunk, Arc::clone(&self.routes)).await?;
             self.metrics.beat();
             if part.queued > 0 {

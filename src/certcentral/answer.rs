@@ -1,117 +1,33 @@
-//! Parsing `status-changes` answers strictly and cheaply.
+//! Parsing `status-changes` answers strictly, as they stream in.
 //!
-//! An answer can hold hundreds of thousands of orders, so it is parsed in one
-//! pass with borrowed strings and interned statuses, without a JSON tree.
+//! An answer can hold a million orders (tens of megabytes of JSON), so it is
+//! parsed from a reader while it arrives, without a JSON tree and without
+//! ever holding the text: each order is validated and kept as a 24-byte
+//! [`CompactOrder`] whose status is interned in the window's [`Statuses`].
 //! Anything that is not a well-formed answer (a string order id, a missing
-//! status, `{"orders": null}`, an array, an error object with HTTP 200) is an
-//! error naming the offending element: the cycle fails and the cursor stays,
-//! because guessing would risk losing transitions.
+//! status, `{"orders": null}`, an array, an error object with HTTP 200, a
+//! body cut off half-way) is an error naming the offending element: the
+//! cycle fails and the cursor stays, because guessing would risk losing
+//! transitions. Nothing is recorded before the whole answer has parsed.
 
-use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::io::{BufReader, Read};
 
 use serde::Deserializer as _;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use crate::transition::OrderChange;
+use super::orders::{CompactOrder, Statuses};
+pub use super::pages::Page;
 
-/// The `page` object of a paginated answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Page {
-    pub total: u64,
-    pub limit: u64,
-    pub offset: u64,
-}
+/// The parser reads the body through a buffer this large: serde_json reads
+/// a byte at a time, which is only cheap from a buffer.
+const READ_BUFFER: usize = 64 * 1024;
 
-/// Consecutive pages of one window overlap by up to this many orders.
-pub const PAGE_OVERLAP: u64 = 20;
-
-/// What to do after one page of a window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NextPage {
-    /// The window is complete.
-    Done,
-    /// Ask for the page at this offset.
-    At(u64),
-    /// The list shifted more than the overlap: ask again from the first page.
-    Restart,
-}
-
-/// Follows the pages of one window without skipping an order.
-///
-/// Offset pagination is only safe while the list holds still, and a
-/// status-changes list does not: an order that changes again between two page
-/// requests leaves its place (an absolute window drops it, a relative one
-/// moves it to the end), every order after it moves up one place, and with
-/// plain offsets the order just past the page boundary would never be
-/// fetched — lost for good when no later window covers its time. So each page
-/// is asked from a little before where the previous one ended and must
-/// contain one of those already-seen orders with the status it had: every
-/// order the window still holds after it is then on this page or a later one.
-/// When none is there, the list shifted further than the overlap, and the
-/// window starts again from its first page.
-#[derive(Debug, Default)]
-pub struct PageFollower {
-    offset: u64,
-    /// The previous page's last orders, which the next page must reach back to.
-    tail: Vec<(i64, Arc<str>)>,
-}
-
-impl PageFollower {
-    /// The offset to ask for next (0: the first page, sent without `offset`).
-    pub fn offset(&self) -> u64 {
-        self.offset
-    }
-
-    /// Takes one page's answer: its orders go to `into` (those the overlap
-    /// repeats only once), and the answer says what to ask for next.
-    pub fn take(&mut self, answer: Answer, into: &mut Vec<OrderChange>) -> NextPage {
-        let connected = self.tail.is_empty() || answer.orders.iter().any(|o| self.in_tail(o));
-        let got = answer.orders.len() as u64;
-        let more = answer
-            .page
-            .is_some_and(|page| got > 0 && self.offset + got < page.total);
-        let next_tail = if connected && more {
-            let overlap = (got / 4).clamp(1, PAGE_OVERLAP).min(got - 1);
-            answer.orders[(got - overlap) as usize..]
-                .iter()
-                .map(|o| (o.order_id, Arc::clone(&o.status)))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        // Every status listed is one the order really had, so even the
-        // orders of a page that broke the chain are kept.
-        for o in answer.orders {
-            if !self.in_tail(&o) {
-                into.push(o);
-            }
-        }
-        if !connected {
-            *self = PageFollower::default();
-            return NextPage::Restart;
-        }
-        if !more {
-            return NextPage::Done;
-        }
-        self.offset += got - next_tail.len() as u64;
-        self.tail = next_tail;
-        NextPage::At(self.offset)
-    }
-
-    fn in_tail(&self, o: &OrderChange) -> bool {
-        self.tail
-            .iter()
-            .any(|(id, status)| *id == o.order_id && *status == o.status)
-    }
-}
-
-/// One parsed answer.
+/// One parsed answer; its orders' statuses index the [`Statuses`] it was
+/// parsed with.
 #[derive(Debug, Default)]
 pub struct Answer {
-    pub orders: Vec<OrderChange>,
+    pub orders: Vec<CompactOrder>,
     pub page: Option<Page>,
     /// `{"errors":[...]}` in a 2xx answer: (code, message) of the first error.
     pub error: Option<(String, String)>,
@@ -132,22 +48,81 @@ pub struct ErrorBody {
     pub errors: Vec<ErrorEntry>,
 }
 
-/// Parses an answer body.
-pub fn parse(body: &[u8]) -> Result<Answer, String> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err("empty body".to_string());
+/// Parses an answer read from `body`, interning its statuses in `statuses`.
+/// Reads `body` to its end: trailing data is an error too.
+pub fn parse_from<R: Read>(body: R, statuses: &mut Statuses) -> Result<Answer, String> {
+    let mut watched = Watched {
+        inner: body,
+        content: false,
+    };
+    let parsed = {
+        let reader = BufReader::with_capacity(READ_BUFFER, &mut watched);
+        let mut de = serde_json::Deserializer::from_reader(reader);
+        de.deserialize_any(AnswerVisitor { statuses })
+            .and_then(|answer| de.end().map(|()| answer))
+    };
+    match parsed {
+        Ok(answer) => Ok(answer),
+        // serde_json would say "EOF while parsing a value at line 1 column 0".
+        Err(_) if !watched.content => Err("empty body".to_string()),
+        Err(e) => Err(e.to_string()),
     }
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let answer = de
-        .deserialize_any(AnswerVisitor)
-        .map_err(|e| e.to_string())?;
-    de.end().map_err(|e| e.to_string())?;
-    Ok(answer)
 }
 
-struct AnswerVisitor;
+/// Parses a whole answer held in memory (tests, small bodies).
+pub fn parse(body: &[u8], statuses: &mut Statuses) -> Result<Answer, String> {
+    parse_from(body, statuses)
+}
 
-impl<'de> Visitor<'de> for AnswerVisitor {
+/// Notes whether anything but whitespace came through, so that an empty
+/// body is reported as such.
+struct Watched<R> {
+    inner: R,
+    content: bool,
+}
+
+impl<R: Read> Read for Watched<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if !self.content {
+            self.content = buf[..n].iter().any(|b| !b.is_ascii_whitespace());
+        }
+        Ok(n)
+    }
+}
+
+/// Declares a field-name type that serde reads without allocating: `$other`
+/// stands for every name not listed.
+macro_rules! field_names {
+    ($name:ident, $expecting:literal, { $($text:literal => $variant:ident),* }, $other:ident) => {
+        enum $name { $($variant,)* $other }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl Visitor<'_> for V {
+                    type Value = $name;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str($expecting)
+                    }
+                    fn visit_str<E>(self, v: &str) -> Result<$name, E> {
+                        Ok(match v { $($text => $name::$variant,)* _ => $name::$other })
+                    }
+                }
+                d.deserialize_identifier(V)
+            }
+        }
+    };
+}
+
+field_names!(AnswerField, "a field name", { "orders" => Orders, "page" => Page, "errors" => Errors }, Other);
+field_names!(OrderField, "a field name", { "order_id" => OrderId, "certificate_id" => CertificateId, "status" => Status }, Other);
+
+struct AnswerVisitor<'s> {
+    statuses: &'s mut Statuses,
+}
+
+impl<'de> Visitor<'de> for AnswerVisitor<'_> {
     type Value = Answer;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -156,14 +131,18 @@ impl<'de> Visitor<'de> for AnswerVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Answer, A::Error> {
         let mut answer = Answer::default();
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            match key.as_ref() {
-                "orders" => answer.orders = map.next_value_seed(OrdersSeed)?,
+        while let Some(key) = map.next_key::<AnswerField>()? {
+            match key {
+                AnswerField::Orders => {
+                    answer.orders = map.next_value_seed(OrdersSeed {
+                        statuses: &mut *self.statuses,
+                    })?
+                }
                 // `"page": null` says as much as no page object: one page.
-                "page" => {
+                AnswerField::Page => {
                     answer.page = map.next_value::<Option<PageRaw>>()?.map(PageRaw::into_page)
                 }
-                "errors" => {
+                AnswerField::Errors => {
                     let errors: Vec<ErrorEntry> = map.next_value()?;
                     let first = errors.into_iter().next();
                     answer.error = Some(match first {
@@ -174,7 +153,7 @@ impl<'de> Visitor<'de> for AnswerVisitor {
                         None => ("unknown".into(), "empty errors list".into()),
                     });
                 }
-                _ => {
+                AnswerField::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
@@ -203,33 +182,32 @@ impl PageRaw {
     }
 }
 
-struct OrdersSeed;
+struct OrdersSeed<'s> {
+    statuses: &'s mut Statuses,
+}
 
-impl<'de> DeserializeSeed<'de> for OrdersSeed {
-    type Value = Vec<OrderChange>;
+impl<'de> DeserializeSeed<'de> for OrdersSeed<'_> {
+    type Value = Vec<CompactOrder>;
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(OrdersVisitor)
+        d.deserialize_any(self)
     }
 }
 
-struct OrdersVisitor;
-
-impl<'de> Visitor<'de> for OrdersVisitor {
-    type Value = Vec<OrderChange>;
+impl<'de> Visitor<'de> for OrdersSeed<'_> {
+    type Value = Vec<CompactOrder>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("\"orders\" to be a list of orders")
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
-        let mut statuses: HashMap<String, Arc<str>> = HashMap::new();
+        let mut out = Vec::new();
         let mut index = 0usize;
-        while let Some(raw) = seq.next_element_seed(OrderSeed { index })? {
-            let change = raw
-                .validate(index, &mut statuses)
-                .map_err(de::Error::custom)?;
-            out.push(change);
+        while let Some(order) = seq.next_element_seed(OrderSeed {
+            index,
+            statuses: &mut *self.statuses,
+        })? {
+            out.push(order);
             index += 1;
         }
         Ok(out)
@@ -239,108 +217,175 @@ impl<'de> Visitor<'de> for OrdersVisitor {
 /// One element of `orders`, which must be a JSON object: serde would also
 /// read a struct from an array (`[7, 70, "issued"]`), and guessing which
 /// value is which is exactly what this parser refuses to do.
-struct OrderSeed {
+struct OrderSeed<'s> {
     index: usize,
+    statuses: &'s mut Statuses,
 }
 
-impl<'de> DeserializeSeed<'de> for OrderSeed {
-    type Value = RawOrder<'de>;
+impl<'de> DeserializeSeed<'de> for OrderSeed<'_> {
+    type Value = CompactOrder;
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for OrderSeed {
-    type Value = RawOrder<'de>;
+impl<'de> Visitor<'de> for OrderSeed<'_> {
+    type Value = CompactOrder;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "orders[{}] to be an order object", self.index)
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        serde::Deserialize::deserialize(de::value::MapAccessDeserializer::new(map))
+    /// Every field is first taken as any JSON value, so a wrong type is
+    /// reported with the element and field it was found in.
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<CompactOrder, A::Error> {
+        let mut order_id: Option<Scalar> = None;
+        let mut certificate_id: Option<Scalar> = None;
+        let mut status: Option<StatusValue> = None;
+        while let Some(field) = map.next_key::<OrderField>()? {
+            match field {
+                OrderField::OrderId if order_id.is_some() => {
+                    return Err(de::Error::duplicate_field("order_id"));
+                }
+                OrderField::CertificateId if certificate_id.is_some() => {
+                    return Err(de::Error::duplicate_field("certificate_id"));
+                }
+                OrderField::Status if status.is_some() => {
+                    return Err(de::Error::duplicate_field("status"));
+                }
+                OrderField::OrderId => order_id = Some(map.next_value()?),
+                OrderField::CertificateId => certificate_id = Some(map.next_value()?),
+                OrderField::Status => {
+                    status = Some(map.next_value_seed(StatusSeed {
+                        statuses: &mut *self.statuses,
+                    })?)
+                }
+                OrderField::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        validate(
+            self.index,
+            order_id.unwrap_or_default(),
+            certificate_id.unwrap_or_default(),
+            status.unwrap_or(StatusValue::Other(Scalar::Missing)),
+        )
+        .map_err(de::Error::custom)
     }
 }
 
-/// An order with every field accepted as any JSON value, so a wrong type is
-/// reported with the element and field it was found in.
-#[derive(serde::Deserialize)]
-struct RawOrder<'a> {
-    #[serde(borrow, default)]
-    order_id: Scalar<'a>,
-    #[serde(borrow, default)]
-    certificate_id: Scalar<'a>,
-    #[serde(borrow, default)]
-    status: Scalar<'a>,
+fn validate(
+    i: usize,
+    order_id: Scalar,
+    certificate_id: Scalar,
+    status: StatusValue,
+) -> Result<CompactOrder, String> {
+    let order_id = match order_id {
+        Scalar::Int(n) if n > 0 => n,
+        Scalar::Missing => return Err(format!("orders[{i}].order_id is missing")),
+        other => {
+            return Err(format!(
+                "orders[{i}].order_id: expected a positive integer, got {other}"
+            ));
+        }
+    };
+    let certificate_id = match certificate_id {
+        Scalar::Int(n) if n > 0 => Some(n),
+        Scalar::Missing | Scalar::Null => None,
+        other => {
+            return Err(format!(
+                "orders[{i}] (order {order_id}).certificate_id: expected a positive integer, got {other}"
+            ));
+        }
+    };
+    let status = match status {
+        StatusValue::Interned(s) => s,
+        StatusValue::Other(Scalar::Missing) => {
+            return Err(format!("orders[{i}] (order {order_id}).status is missing"));
+        }
+        StatusValue::Other(other) => {
+            return Err(format!(
+                "orders[{i}] (order {order_id}).status: expected a non-empty string, got {other}"
+            ));
+        }
+    };
+    Ok(CompactOrder::new(order_id, certificate_id, status))
 }
 
-impl RawOrder<'_> {
-    fn validate(
-        self,
-        i: usize,
-        statuses: &mut HashMap<String, Arc<str>>,
-    ) -> Result<OrderChange, String> {
-        let order_id = match self.order_id {
-            Scalar::Int(n) if n > 0 => n,
-            Scalar::Missing => return Err(format!("orders[{i}].order_id is missing")),
-            other => {
-                return Err(format!(
-                    "orders[{i}].order_id: expected a positive integer, got {other}"
-                ));
-            }
-        };
-        let certificate_id = match self.certificate_id {
-            Scalar::Int(n) if n > 0 => Some(n),
-            Scalar::Missing | Scalar::Null => None,
-            other => {
-                return Err(format!(
-                    "orders[{i}] (order {order_id}).certificate_id: expected a positive integer, got {other}"
-                ));
-            }
-        };
-        let status = match self.status {
-            Scalar::Str(s) if !s.trim().is_empty() => s,
-            Scalar::Missing => {
-                return Err(format!("orders[{i}] (order {order_id}).status is missing"));
-            }
-            other => {
-                return Err(format!(
-                    "orders[{i}] (order {order_id}).status: expected a non-empty string, got {other}"
-                ));
-            }
-        };
-        // Statuses are few; share one allocation per distinct status.
-        let status = match statuses.get(status.as_ref()) {
-            Some(s) => Arc::clone(s),
-            None => {
-                let normal: Arc<str> = Arc::from(status.trim().to_ascii_lowercase());
-                statuses.insert(status.into_owned(), Arc::clone(&normal));
-                normal
-            }
-        };
-        Ok(OrderChange {
-            order_id,
-            certificate_id,
-            status,
-        })
+/// A `status` value: a usable status, interned as it is read (no string is
+/// allocated per order), or whatever else it was, for the error message.
+enum StatusValue {
+    Interned(u32),
+    Other(Scalar),
+}
+
+struct StatusSeed<'s> {
+    statuses: &'s mut Statuses,
+}
+
+impl<'de> DeserializeSeed<'de> for StatusSeed<'_> {
+    type Value = StatusValue;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// Forwards a visit to [`ScalarVisitor`]: anything but a string is not a status.
+macro_rules! not_a_status {
+    ($($method:ident($t:ty)),*) => {
+        $(fn $method<E: de::Error>(self, v: $t) -> Result<StatusValue, E> {
+            ScalarVisitor.$method(v).map(StatusValue::Other)
+        })*
+    };
+}
+
+impl<'de> Visitor<'de> for StatusSeed<'_> {
+    type Value = StatusValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_str<E>(self, v: &str) -> Result<StatusValue, E> {
+        if v.trim().is_empty() {
+            return Ok(StatusValue::Other(Scalar::Str(v.to_string())));
+        }
+        Ok(StatusValue::Interned(self.statuses.intern(v)))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<StatusValue, E> {
+        ScalarVisitor.visit_unit().map(StatusValue::Other)
+    }
+    not_a_status!(
+        visit_bool(bool),
+        visit_i64(i64),
+        visit_u64(u64),
+        visit_i128(i128),
+        visit_u128(u128),
+        visit_f64(f64)
+    );
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<StatusValue, A::Error> {
+        ScalarVisitor.visit_seq(seq).map(StatusValue::Other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<StatusValue, A::Error> {
+        ScalarVisitor.visit_map(map).map(StatusValue::Other)
     }
 }
 
 /// Any JSON value, kept only as far as validation needs.
 #[derive(Default)]
-enum Scalar<'a> {
+enum Scalar {
     #[default]
     Missing,
     Null,
     Int(i64),
     /// Integers beyond i64, negative zero, floats.
     Number(String),
-    Str(Cow<'a, str>),
+    Str(String),
     Bool(bool),
     Composite(&'static str),
 }
 
-impl fmt::Display for Scalar<'_> {
+impl fmt::Display for Scalar {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Scalar::Missing => f.write_str("nothing"),
@@ -357,7 +402,7 @@ impl fmt::Display for Scalar<'_> {
     }
 }
 
-impl<'de: 'a, 'a> serde::Deserialize<'de> for Scalar<'a> {
+impl<'de> serde::Deserialize<'de> for Scalar {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(ScalarVisitor)
     }
@@ -366,7 +411,7 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for Scalar<'a> {
 struct ScalarVisitor;
 
 impl<'de> Visitor<'de> for ScalarVisitor {
-    type Value = Scalar<'de>;
+    type Value = Scalar;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
@@ -400,14 +445,8 @@ impl<'de> Visitor<'de> for ScalarVisitor {
         }
         Ok(Scalar::Number(v.to_string()))
     }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Scalar::Str(Cow::Borrowed(v)))
-    }
     fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Scalar::Str(Cow::Owned(v.to_string())))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Scalar::Str(Cow::Owned(v)))
+        Ok(Scalar::Str(v.to_string()))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}

@@ -2,11 +2,17 @@
 //! message for each thing that is not.
 
 use super::*;
+use crate::certcentral::orders::OrderList;
+
+fn parse(body: &[u8]) -> Result<Answer, String> {
+    super::parse(body, &mut Statuses::default())
+}
 
 fn orders(body: &str) -> Vec<(i64, Option<i64>, String)> {
-    parse(body.as_bytes())
-        .unwrap()
-        .orders
+    let mut statuses = Statuses::default();
+    let answer = super::parse(body.as_bytes(), &mut statuses).unwrap();
+    let list = OrderList::new(answer.orders, statuses);
+    list.to_changes()
         .into_iter()
         .map(|o| (o.order_id, o.certificate_id, o.status.to_string()))
         .collect()
@@ -171,122 +177,30 @@ fn the_same_order_twice_is_kept_in_answer_order() {
 
 #[test]
 fn statuses_are_interned() {
-    let a =
-        parse(br#"{"orders":[{"order_id":1,"status":"issued"},{"order_id":2,"status":"issued"}]}"#)
-            .unwrap();
-    assert!(Arc::ptr_eq(&a.orders[0].status, &a.orders[1].status));
-}
-
-/// A page of `ids` (all `pending`) at `offset` of a list of `total`.
-fn page(ids: &[i64], offset: u64, total: u64) -> Answer {
-    Answer {
-        orders: ids
-            .iter()
-            .map(|&id| OrderChange {
-                order_id: id,
-                certificate_id: None,
-                status: Arc::from("pending"),
-            })
-            .collect(),
-        page: Some(Page {
-            total,
-            limit: 8,
-            offset,
-        }),
-        error: None,
-    }
-}
-
-fn ids_of(orders: &[OrderChange]) -> Vec<i64> {
-    orders.iter().map(|o| o.order_id).collect()
+    let mut statuses = Statuses::default();
+    let a = super::parse(
+        br#"{"orders":[{"order_id":1,"status":"issued"},{"order_id":2,"status":" Issued"}]}"#,
+        &mut statuses,
+    )
+    .unwrap();
+    assert_eq!(a.orders[0].status, a.orders[1].status);
+    assert_eq!(statuses.len(), 1);
 }
 
 #[test]
-fn pages_overlap_and_the_overlap_is_kept_once() {
-    let list: Vec<i64> = (1..=20).collect();
-    let mut f = PageFollower::default();
-    let mut got = Vec::new();
-    assert_eq!(f.offset(), 0);
-    assert_eq!(f.take(page(&list[0..8], 0, 20), &mut got), NextPage::At(6));
-    assert_eq!(
-        f.take(page(&list[6..14], 6, 20), &mut got),
-        NextPage::At(12)
-    );
-    assert_eq!(
-        f.take(page(&list[12..20], 12, 20), &mut got),
-        NextPage::Done
-    );
-    assert_eq!(ids_of(&got), list);
-}
-
-#[test]
-fn an_order_leaving_the_list_between_pages_hides_no_other() {
-    let mut f = PageFollower::default();
-    let mut got = Vec::new();
-    assert_eq!(
-        f.take(page(&[1, 2, 3, 4, 5, 6, 7, 8], 0, 12), &mut got),
-        NextPage::At(6)
-    );
-    // Order 3 changed and left: 9 moved up to position 7, 10 to 8.
-    assert_eq!(
-        f.take(page(&[8, 9, 10, 11, 12], 6, 11), &mut got),
-        NextPage::Done
-    );
-    assert_eq!(ids_of(&got), vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
-}
-
-#[test]
-fn a_shift_beyond_the_overlap_restarts_the_window() {
-    let mut f = PageFollower::default();
-    let mut got = Vec::new();
-    assert_eq!(
-        f.take(page(&[1, 2, 3, 4, 5, 6, 7, 8], 0, 16), &mut got),
-        NextPage::At(6)
-    );
-    // Three orders left: what is now at offset 6 was never seen.
-    assert_eq!(
-        f.take(page(&[10, 11, 12, 13, 14, 15, 16], 6, 13), &mut got),
-        NextPage::Restart
-    );
-    assert_eq!(f.offset(), 0);
+fn a_blank_or_duplicate_status_names_the_order() {
     assert!(
-        ids_of(&got).contains(&10),
-        "orders of the broken page are kept"
+        error(r#"{"orders":[{"order_id":7,"status":"  "}]}"#).contains("got the string \"  \"")
     );
+    let e = error(r#"{"orders":[{"order_id":7,"status":"x","status":"y"}]}"#);
+    assert!(e.contains("duplicate field `status`"), "{e}");
+    let e =
+        error(r#"{"orders":[{"order_id":7,"certificate_id":1,"certificate_id":1,"status":"y"}]}"#);
+    assert!(e.contains("duplicate field `certificate_id`"), "{e}");
 }
 
 #[test]
-fn an_overlap_order_with_a_new_status_does_not_count_as_seen() {
-    let mut f = PageFollower::default();
-    let mut got = Vec::new();
-    f.take(page(&[1, 2, 3, 4, 5, 6, 7, 8], 0, 16), &mut got);
-    let mut next = page(&[7, 8, 9, 10, 11, 12, 13, 14], 6, 16);
-    for o in &mut next.orders[..2] {
-        o.status = Arc::from("issued");
-    }
-    assert_eq!(f.take(next, &mut got), NextPage::Restart);
-    assert_eq!(got.iter().filter(|o| o.order_id == 7).count(), 2);
-}
-
-#[test]
-fn an_empty_page_where_more_were_promised_restarts() {
-    let mut f = PageFollower::default();
-    let mut got = Vec::new();
-    f.take(page(&[1, 2, 3, 4, 5, 6, 7, 8], 0, 9), &mut got);
-    assert_eq!(f.take(page(&[], 6, 3), &mut got), NextPage::Restart);
-}
-
-#[test]
-fn unpaged_answers_and_single_order_pages_always_advance() {
-    let mut f = PageFollower::default();
-    let mut got = Vec::new();
-    let whole = Answer {
-        orders: page(&[1, 2], 0, 2).orders,
-        page: None,
-        error: None,
-    };
-    assert_eq!(f.take(whole, &mut got), NextPage::Done);
-    let mut f = PageFollower::default();
-    assert_eq!(f.take(page(&[1], 0, 3), &mut got), NextPage::At(1));
-    assert_eq!(f.take(page(&[2], 1, 3), &mut got), NextPage::At(2));
+fn a_whitespace_body_is_empty_but_whitespace_before_garbage_is_not() {
+    assert_eq!(error(" \n\t "), "empty body");
+    assert!(error("  x").contains("expected value"));
 }

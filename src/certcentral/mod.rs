@@ -6,7 +6,7 @@
 //! backoff, honouring `Retry-After`; permanent ones (401, 403,
 //! `time_frame_too_long`, ...) are returned at once with the API's own code.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
@@ -19,12 +19,17 @@ use crate::config::{DigicertConfig, Secret};
 use crate::http::{self, error_chain, read_prefix, snippet};
 use crate::metrics::Metrics;
 use crate::pacer::Pacer;
-use crate::transition::OrderChange;
 use crate::window::{RelativeSpan, Window, filter_value};
 
 pub mod answer;
+mod body;
+pub mod orders;
+pub mod pages;
 
-use answer::{Answer, ErrorBody, NextPage, PageFollower};
+use answer::{Answer, ErrorBody};
+use body::BodyError;
+use orders::{OrderList, Statuses};
+use pages::{NextPage, PageFollower};
 
 /// `request_limit_exceeded` without `Retry-After` backs off from here.
 pub const RATE_LIMIT_BACKOFF: Duration = Duration::from_secs(5);
@@ -38,9 +43,6 @@ const MAX_RESTARTS: u32 = 3;
 /// and honouring, say, `Retry-After: 99999999999` would stall polling for
 /// good — or overflow the clock arithmetic of the pacer.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
-/// The most memory reserved for a body before its bytes arrive: a
-/// `Content-Length` is only a claim, and a server can claim a lot.
-const PREALLOCATE_MAX: u64 = 1 << 20;
 
 /// A failed CertCentral request.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -128,7 +130,8 @@ impl ApiError {
 /// What one window's requests returned.
 #[derive(Debug)]
 pub struct Fetched {
-    pub orders: Vec<OrderChange>,
+    /// In answer order, pages joined (see [`PageFollower`]).
+    pub orders: OrderList,
     /// When the first request of the window was sent: for a relative window,
     /// everything up to here has been asked for.
     pub asked_at: DateTime<Utc>,
@@ -219,11 +222,14 @@ impl Client {
     }
 
     /// Fetches every order of one window, following pages (see
-    /// [`answer::PageFollower`] for why pages overlap).
+    /// [`PageFollower`] for why pages overlap).
     pub async fn status_changes(&self, window: &Window) -> Result<Fetched, ApiError> {
         let url = self.status_changes_url();
         let asked_at = Utc::now();
         let mut orders = Vec::new();
+        // One table for every page (and retry) of the window, so a status
+        // index means the same on all of them.
+        let statuses = Arc::new(Mutex::new(Statuses::default()));
         let mut pages = PageFollower::default();
         let mut requests = 0;
         let mut restarts = 0;
@@ -249,7 +255,7 @@ impl Client {
                     if offset > 0 {
                         query.push(("offset", offset.to_string()));
                     }
-                    self.get_answer(&url, query).await
+                    self.get_answer(&url, query, Arc::clone(&statuses)).await
                 })
                 .await?;
             requests += 1;
@@ -279,8 +285,9 @@ impl Client {
                 });
             }
         }
+        let statuses = std::mem::take(&mut *statuses.lock().unwrap_or_else(|e| e.into_inner()));
         Ok(Fetched {
-            orders,
+            orders: OrderList::new(orders, statuses),
             asked_at,
             requests,
         })
@@ -425,6 +432,7 @@ impl Client {
         &self,
         url: &str,
         query: Vec<(&'static str, String)>,
+        statuses: Arc<Mutex<Statuses>>,
     ) -> Result<Answer, ApiError> {
         // Written by hand, not form-encoded: the values are digits and
         // `yyyy-MM-dd+HH:mm:ss` ranges, and the `+` must reach CertCentral
@@ -443,12 +451,22 @@ impl Client {
         if !status.is_success() {
             return Err(self.error_answer(url, resp).await);
         }
-        let body = self.read_body(url, resp).await?;
-        let answer = answer::parse(&body).map_err(|detail| ApiError::Malformed {
+        let malformed = |detail: String| ApiError::Malformed {
             url: url.to_string(),
             status: status.as_u16(),
             detail,
-        })?;
+        };
+        let answer = body::read_answer(resp, self.max_body, statuses)
+            .await
+            .map_err(|e| match e {
+                BodyError::TooLarge => ApiError::TooLarge {
+                    url: url.to_string(),
+                    limit: self.max_body,
+                },
+                BodyError::Transport(e) => self.transport_error(url, e),
+                BodyError::Malformed(detail) => malformed(detail),
+                BodyError::Parser(detail) => malformed(format!("the parser failed: {detail}")),
+            })?;
         if let Some((code, message)) = answer.error {
             return Err(ApiError::Api {
                 url: url.to_string(),
@@ -459,35 +477,6 @@ impl Client {
             });
         }
         Ok(answer)
-    }
-
-    /// Reads the body, refusing it once it exceeds the configured cap.
-    async fn read_body(&self, url: &str, mut resp: reqwest::Response) -> Result<Vec<u8>, ApiError> {
-        let limit = self.max_body;
-        let too_large = || ApiError::TooLarge {
-            url: url.to_string(),
-            limit,
-        };
-        if resp.content_length().is_some_and(|n| n > limit) {
-            return Err(too_large());
-        }
-        let reserve = resp
-            .content_length()
-            .unwrap_or(16 * 1024)
-            .min(limit)
-            .min(PREALLOCATE_MAX);
-        let mut body = Vec::with_capacity(reserve as usize);
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| self.transport_error(url, e))?
-        {
-            if body.len() as u64 + chunk.len() as u64 > limit {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
     }
 
     async fn error_answer(&self, url: &str, resp: reqwest::Response) -> ApiError {

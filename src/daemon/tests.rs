@@ -72,7 +72,7 @@ impl ChangeSource for Account {
             });
         }
         Ok(Fetched {
-            orders: self.orders.lock().unwrap().clone(),
+            orders: self.orders.lock().unwrap().clone().into(),
             asked_at: Utc::now(),
             requests: 1,
         })

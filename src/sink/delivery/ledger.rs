@@ -29,6 +29,7 @@ impl DeliveryLoop {
         round: &mut Round,
     ) -> Result<(), StoreError> {
         let now = self.now();
+        let delivered_before = round.delivered;
         for (entry, outcome) in batch.iter().zip(outcomes.iter()) {
             let mark = resolve(entry, outcome, &self.policy, now, rand::random());
             if let Outcome::Retry {
@@ -40,6 +41,13 @@ impl DeliveryLoop {
             }
             self.count(entry, &mark, outcome, now, round).await?;
             unflushed.marks.push((entry.seq(), mark));
+        }
+        // Counted once per batch: settling runs once per delivered event.
+        let delivered = round.delivered - delivered_before;
+        if delivered > 0 {
+            self.ctx
+                .metrics
+                .delivery(self.name(), "delivered", delivered as u64);
         }
         if batch.len() != outcomes.len() {
             // A sink must answer for every entry; any it skipped stay pending.
@@ -62,12 +70,11 @@ impl DeliveryLoop {
         round: &mut Round,
     ) -> Result<(), StoreError> {
         let name = self.name();
-        let id = entry.transition.event_id();
+        let id = EventIdOf(entry);
         let attempt = entry.attempts + 1;
         match (mark, outcome) {
             (Mark::Delivered, _) => {
                 round.delivered += 1;
-                self.ctx.metrics.delivery(name, "delivered", 1);
                 tracing::debug!(sink = %name, event = %id, attempt, "delivered");
             }
             (
@@ -145,5 +152,14 @@ impl DeliveryLoop {
                 "gave up deliveries: the receiver has been failing for longer than give_up_after; see `orderwatch deliveries --state dead`");
         }
         Ok(())
+    }
+}
+
+/// An entry's event id for log lines, formatted only if a line is written.
+struct EventIdOf<'a>(&'a OutboxEntry);
+
+impl std::fmt::Display for EventIdOf<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.0.order_id(), self.0.transition.status)
     }
 }

@@ -272,6 +272,15 @@ impl DeliveryLoop {
                 }
             }
         }
+        // A clean round: the freed slots take the next due rows (already
+        // fetched, so already free of earlier pending rows of their orders)
+        // before the outcomes are written, so the receiver is not kept
+        // waiting on the ledger. Each round is still written before
+        // anything is fetched again.
+        if round.failed == 0 && !st.paused && !st.breaker.holding(Instant::now()) {
+            let limit = st.breaker.limit(self.sink.concurrency());
+            self.dispatch(st, limit);
+        }
         self.flush(&mut st.unflushed).await?;
         if round.gone {
             st.paused = true;

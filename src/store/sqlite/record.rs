@@ -224,39 +224,43 @@ impl FreshOrders<'_> {
         if n == 0 {
             return Ok(());
         }
-        let values = vec!["(?, ?, ?, NULL, ?)"; n].join(", ");
-        let mut transitions = tx.prepare_cached(&format!(
-            "INSERT INTO transitions (order_id, status, certificate_id, previous_status, seen_at) VALUES {values}"
+        let mut transitions = tx.prepare_cached(&rows_sql(
+            "INSERT INTO transitions (order_id, status, certificate_id, previous_status, seen_at) VALUES ",
+            "(?, ?, ?, NULL, ?)",
+            n,
         ))?;
-        let mut args: Vec<rusqlite::types::Value> = Vec::with_capacity(n * 4);
-        for c in &self.rows {
-            args.push(c.order_id.into());
-            args.push(c.status.to_string().into());
-            args.push(c.certificate_id.into());
-            args.push(seen_ms.into());
+        // Bound in place: no value or string is allocated per row.
+        for (i, c) in self.rows.iter().enumerate() {
+            transitions.raw_bind_parameter(i * 4 + 1, c.order_id)?;
+            transitions.raw_bind_parameter(i * 4 + 2, &*c.status)?;
+            transitions.raw_bind_parameter(i * 4 + 3, c.certificate_id)?;
+            transitions.raw_bind_parameter(i * 4 + 4, seen_ms)?;
         }
-        transitions.execute(rusqlite::params_from_iter(args.iter()))?;
+        transitions.raw_execute()?;
         // A multi-row insert into a rowid table numbers its rows
         // consecutively; checked, so a surprise can never misattribute.
         let last = tx.last_insert_rowid();
         let first = last - (n as i64 - 1);
-        let consecutive: bool = tx.query_row(
-            "SELECT count(*) = 2 FROM transitions WHERE (seq = ?1 AND order_id = ?2) OR (seq = ?3 AND order_id = ?4)",
-            params![first, self.rows[0].order_id, last, self.rows[n - 1].order_id],
-            |r| r.get(0),
-        )?;
-        let mut orders = tx.prepare_cached(&format!(
-            "INSERT INTO orders (order_id, certificate_id, status, updated_at) VALUES {}",
-            vec!["(?, ?, ?, ?)"; n].join(", ")
+        let consecutive: bool = tx
+            .prepare_cached(
+                "SELECT count(*) = 2 FROM transitions WHERE (seq = ?1 AND order_id = ?2) OR (seq = ?3 AND order_id = ?4)",
+            )?
+            .query_row(
+                params![first, self.rows[0].order_id, last, self.rows[n - 1].order_id],
+                |r| r.get(0),
+            )?;
+        let mut orders = tx.prepare_cached(&rows_sql(
+            "INSERT INTO orders (order_id, certificate_id, status, updated_at) VALUES ",
+            "(?, ?, ?, ?)",
+            n,
         ))?;
-        let mut args: Vec<rusqlite::types::Value> = Vec::with_capacity(n * 4);
-        for c in &self.rows {
-            args.push(c.order_id.into());
-            args.push(c.certificate_id.into());
-            args.push(c.status.to_string().into());
-            args.push(seen_ms.into());
+        for (i, c) in self.rows.iter().enumerate() {
+            orders.raw_bind_parameter(i * 4 + 1, c.order_id)?;
+            orders.raw_bind_parameter(i * 4 + 2, c.certificate_id)?;
+            orders.raw_bind_parameter(i * 4 + 3, &*c.status)?;
+            orders.raw_bind_parameter(i * 4 + 4, seen_ms)?;
         }
-        orders.execute(rusqlite::params_from_iter(args.iter()))?;
+        orders.raw_execute()?;
         for (i, c) in self.rows.iter().enumerate() {
             let seq = if consecutive {
                 first + i as i64
@@ -272,6 +276,20 @@ impl FreshOrders<'_> {
         self.rows.clear();
         Ok(())
     }
+}
+
+/// `head` followed by `n` copies of `row`, comma-separated: the SQL of a
+/// multi-row insert (the statement cache keys on it).
+fn rows_sql(head: &str, row: &str, n: usize) -> String {
+    let mut sql = String::with_capacity(head.len() + n * (row.len() + 2));
+    sql.push_str(head);
+    for i in 0..n {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(row);
+    }
+    sql
 }
 
 /// Makes sure every sink's queue is set up before transitions are added:
