@@ -4,9 +4,10 @@
 use std::path::Path;
 
 use super::{Failure, config_path};
-use crate::config::{Config, SecretSource, dir_writable, parent_dir};
+use crate::config::{Config, PostgresConfig, SecretSource, StoreConfig, dir_writable, parent_dir};
 use crate::sink;
 use crate::store;
+use crate::store::postgres::{Roots, TlsMode};
 
 /// What `check` found: a summary line per item, and every problem.
 #[derive(Debug, Default)]
@@ -64,9 +65,17 @@ fn digicert(config: &Config, found: &mut Findings) {
     ));
 }
 
-/// The store opens, is sound, and its directory takes the files the
-/// daemon creates beside it.
+/// The store is usable: see [`sqlite_store`] and [`postgres_store`].
 async fn store(config: &Config, found: &mut Findings) {
+    match &config.store {
+        StoreConfig::Sqlite { path } => sqlite_store(config, path, found).await,
+        StoreConfig::Postgres(pg) => postgres_store(pg, found),
+    }
+}
+
+/// A SQLite store opens, is sound, and its directory takes the files the
+/// daemon creates beside it.
+async fn sqlite_store(config: &Config, path: &Path, found: &mut Findings) {
     // Damage in a page the daemon would only read later (or a file cut
     // short) shows up here, before the service starts.
     let report = match store::open(&config.store).await {
@@ -97,10 +106,53 @@ async fn store(config: &Config, found: &mut Findings) {
     // The daemon creates `<db>.lock`, `<db>-wal` and `<db>-shm` beside the
     // database: a store that opens but sits in a read-only directory fails
     // at start (or at the first checkpoint) with SQLite's vaguest message.
-    let store_dir = parent_dir(&config.store.path);
+    let store_dir = parent_dir(path);
     if let (true, Err(e)) = (store_dir.is_dir(), dir_writable(store_dir)) {
         found.problems.push(format!(
             "store.path: {e}; the store needs to create its lock, -wal and -shm files there"
+        ));
+    }
+}
+
+/// A PostgreSQL store, checked offline: the URL (parsed with the config),
+/// the password and the TLS roots. `check` is the unit's `ExecStartPre=`:
+/// a database that is down for a moment must not turn into "bad config"
+/// (exit 2); `run` reports it (exit 1) and systemd retries.
+fn postgres_store(pg: &PostgresConfig, found: &mut Findings) {
+    let mut ok = true;
+    if let Some(source) = &pg.password
+        && let Err(e) = source.load()
+    {
+        ok = false;
+        found.problems.push(format!(
+            "{}: cannot read the PostgreSQL password: {e}",
+            secret_key("store", "password", source)
+        ));
+    }
+    if let Err(e) = store::postgres::check_tls(&pg.target) {
+        ok = false;
+        found.problems.push(format!("store.url: {e}"));
+    }
+    if ok {
+        let tls = match (pg.target.tls_mode(), pg.target.roots()) {
+            (TlsMode::Disable, _) => "no TLS".to_string(),
+            (TlsMode::Prefer | TlsMode::Require, _) => format!(
+                "TLS {} (certificate not checked; use sslmode=verify-full)",
+                pg.target.tls_mode().as_str()
+            ),
+            (mode, Some(Roots::File(f))) => {
+                format!("TLS {} against {}", mode.as_str(), f.display())
+            }
+            (mode, _) => format!("TLS {} against the system's CAs", mode.as_str()),
+        };
+        let password = pg
+            .password
+            .as_ref()
+            .map_or("no password".to_string(), |s| format!("password from {s}"));
+        found.lines.push(format!(
+            "store: {} (PostgreSQL, {tls}, {password}, failover {}; not contacted by check)",
+            pg.target,
+            humantime::format_duration(pg.failover)
         ));
     }
 }

@@ -24,13 +24,16 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 mod error;
+mod leader;
 mod model;
+pub mod postgres;
 mod route;
 pub mod sqlite;
 #[cfg(test)]
 mod suite;
 
 pub use error::StoreError;
+pub use leader::{Leader, Leadership, Lease, node_identity};
 pub use model::{
     Chunk, DeliveryFilter, DeliveryRow, DeliveryState, EventFilter, Mark, OutboxEntry, Pause,
     RecordSummary, Redeliver, Routes, SAMPLE, SinkStats, StoreReport,
@@ -151,8 +154,29 @@ impl std::fmt::Debug for WriterLock {
 /// Opens the configured store for the daemon: takes the single-writer lock
 /// (only its holder polls and delivers; refused while another daemon holds
 /// it), then opens, creating and migrating if needed.
+///
+/// On PostgreSQL the lock is the leadership lease, taken only if nobody
+/// leads ([`StoreError::Led`] otherwise); the store returned is fenced by
+/// it. A daemon that waits as a standby uses [`leadership`] instead.
 pub async fn open_writer(config: &StoreConfig) -> Result<(SharedStore, WriterLock), StoreError> {
-    let path = config.path.clone();
+    let path = match config {
+        StoreConfig::Sqlite { path } => path.clone(),
+        StoreConfig::Postgres(pg) => {
+            let leadership = postgres::PgLeadership::open(pg, node_identity()).await?;
+            let Some(lease) = leadership.try_acquire().await? else {
+                let leader = match leadership.leader().await? {
+                    Some(l) => format!("{}, term {}", l.holder, l.term),
+                    None => "unknown".to_string(),
+                };
+                return Err(StoreError::Led {
+                    location: pg.target.location().to_string(),
+                    leader,
+                });
+            };
+            let store = Arc::clone(lease.store());
+            return Ok((store, WriterLock::new(lease.describe().to_string(), lease)));
+        }
+    };
     let opened = tokio::task::spawn_blocking(move || {
         // The lock first: a second daemon must not even migrate.
         let lock = sqlite::lock_for_daemon(&path)?;
@@ -165,11 +189,31 @@ pub async fn open_writer(config: &StoreConfig) -> Result<(SharedStore, WriterLoc
     Ok((Arc::new(opened.0), opened.1))
 }
 
-/// Opens (creating and migrating if needed) the configured store.
+/// Opens (creating and migrating if needed) the configured store, for
+/// commands that run beside a daemon: its writes are not fenced.
 pub async fn open(config: &StoreConfig) -> Result<SharedStore, StoreError> {
-    let path = config.path.clone();
-    let store = tokio::task::spawn_blocking(move || sqlite::SqliteStore::open(&path))
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))??;
-    Ok(Arc::new(store))
+    match config {
+        StoreConfig::Sqlite { path } => {
+            let path = path.clone();
+            let store = tokio::task::spawn_blocking(move || sqlite::SqliteStore::open(&path))
+                .await
+                .map_err(|e| StoreError::Task(e.to_string()))??;
+            Ok(Arc::new(store))
+        }
+        StoreConfig::Postgres(pg) => Ok(Arc::new(postgres::PgStore::open(pg).await?)),
+    }
+}
+
+/// The leadership of the configured store, for a daemon that waits as a
+/// standby until it leads. `identity` names this node (see
+/// [`node_identity`]). Opening migrates a PostgreSQL store; SQLite's is
+/// opened only once its lock is taken.
+pub async fn leadership(
+    config: &StoreConfig,
+    identity: String,
+) -> Result<Arc<dyn Leadership>, StoreError> {
+    Ok(match config {
+        StoreConfig::Sqlite { path } => Arc::new(leader::SqliteLeadership { path: path.clone() }),
+        StoreConfig::Postgres(pg) => Arc::new(postgres::PgLeadership::open(pg, identity).await?),
+    })
 }
