@@ -103,7 +103,7 @@ pub struct PollConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreConfig {
     Sqlite { path: PathBuf },
-    Postgres(PostgresConfig),
+    Postgres(Box<PostgresConfig>),
 }
 
 impl StoreConfig {
@@ -267,9 +267,8 @@ impl Config {
     /// Every secret this config refers to, with a label for messages.
     pub fn secret_sources(&self) -> Vec<(String, &SecretSource)> {
         let mut out = vec![("digicert API key".to_string(), &self.digicert.api_key)];
-        if let StoreConfig::Postgres(PostgresConfig {
-            password: Some(p), ..
-        }) = &self.store
+        if let StoreConfig::Postgres(pg) = &self.store
+            && let Some(p) = &pg.password
         {
             out.push(("PostgreSQL password".to_string(), p));
         }

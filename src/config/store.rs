@@ -116,11 +116,11 @@ impl Validator {
                 ),
             );
         }
-        Some(StoreConfig::Postgres(PostgresConfig {
+        Some(StoreConfig::Postgres(Box::new(PostgresConfig {
             target: target?,
             password: password?,
             failover,
-        }))
+        })))
     }
 }
 

@@ -24,7 +24,7 @@ struct Conn {
 /// Leadership of a PostgreSQL store for the node `identity` (`host:pid`).
 pub struct PgLeadership {
     store: PgStore,
-    connector: Connector,
+    pub(super) connector: Connector,
     identity: String,
     failover: Duration,
     /// The standby's probing connection, reused between probes; it becomes
@@ -120,12 +120,12 @@ impl PgLeadership {
     /// The takeover transaction: lock the row (waiting for the old leader's
     /// write transactions to end), check again, take the liveness lock of
     /// the next term, write it. `None` if someone else leads after all.
-    async fn take_over(
+    pub(super) async fn take_over(
         &self,
         client: &mut tokio_postgres::Client,
     ) -> Result<Option<i64>, StoreError> {
         let wait = format!("{}ms", self.failover.as_millis());
-        let ttl_ms = self.ttl().as_millis() as i64;
+        let ttl_ms = self.ttl().as_millis() as f64;
         let tx = client
             .transaction()
             .await
@@ -168,7 +168,7 @@ impl PgLeadership {
         }
         tx.execute(
             "UPDATE leadership SET term = $1, holder = $2, since = now(),
-                expires_at = now() + $3 * interval '1 millisecond'
+                expires_at = now() + $3::float8 * interval '1 millisecond'
              WHERE id = 1",
             &[&next, &self.identity, &ttl_ms],
         )
@@ -231,7 +231,7 @@ impl Keeper {
         mut deadline: Instant,
     ) {
         let every = self.ttl / 4;
-        let ttl_ms = self.ttl.as_millis() as i64;
+        let ttl_ms = self.ttl.as_millis() as f64;
         loop {
             tokio::select! {
                 // Dropped: returning drops the connection, which frees the
@@ -247,7 +247,7 @@ impl Keeper {
             let renewed = tokio::time::timeout(
                 every,
                 self.client.execute(
-                    "UPDATE leadership SET expires_at = now() + $2 * interval '1 millisecond'
+                    "UPDATE leadership SET expires_at = now() + $2::float8 * interval '1 millisecond'
                      WHERE id = 1 AND term = $1",
                     &[&self.term, &ttl_ms],
                 ),

@@ -70,6 +70,11 @@ mod rows;
 pub mod target;
 mod tls;
 
+#[cfg(test)]
+pub(crate) mod testdb;
+#[cfg(test)]
+mod tests;
+
 pub use db::SCHEMA_VERSION;
 pub use lease::PgLeadership;
 pub use target::{PgTarget, Roots, TlsMode};

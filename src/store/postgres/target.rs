@@ -141,7 +141,8 @@ impl PgTarget {
             url.push('?');
             url.push_str(&rest.join("&"));
         }
-        let mut config = tokio_postgres::Config::from_str(&url).map_err(|e| e.to_string())?;
+        let mut config =
+            tokio_postgres::Config::from_str(&url).map_err(|e| crate::http::error_chain(&e))?;
         if config.get_password().is_some() {
             return Err(password_refused());
         }
