@@ -23,6 +23,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+pub mod copy;
 mod error;
 mod leader;
 mod model;

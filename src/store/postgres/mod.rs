@@ -64,6 +64,7 @@ use tokio_util::sync::CancellationToken;
 mod db;
 mod lease;
 mod outbox;
+mod portable;
 mod query;
 mod record;
 mod rows;
