@@ -234,4 +234,41 @@ mod tests {
             "sinks[0] (\"h\").secret_file"
         );
     }
+
+    #[test]
+    fn a_postgresql_store_is_checked_offline_password_and_roots() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing_ca = dir.path().join("ca.pem");
+        let url = format!(
+            "postgresql://ow@db.example.net/o?sslmode=verify-full&sslrootcert={}",
+            missing_ca.display()
+        );
+        let pg = PostgresConfig::new(
+            crate::config::PgTarget::parse(&url).unwrap(),
+            Some(SecretSource::File(dir.path().join("pw"))),
+        );
+        let mut found = Findings::default();
+        postgres_store(&pg, &mut found);
+        let problems = &found.problems;
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].starts_with("store.password_file"),
+            "{problems:?}"
+        );
+        assert!(problems[1].contains("ca.pem"), "{problems:?}");
+        std::fs::write(dir.path().join("pw"), "secret").unwrap();
+        let plain = PostgresConfig::new(
+            crate::config::PgTarget::parse("postgresql://ow@db.example.net/o").unwrap(),
+            Some(SecretSource::File(dir.path().join("pw"))),
+        );
+        let mut found = Findings::default();
+        postgres_store(&plain, &mut found);
+        let (lines, problems) = (&found.lines, &found.problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(
+            lines[0].contains("not contacted") && lines[0].contains("prefer"),
+            "{lines:?}"
+        );
+        assert!(!lines[0].contains("secret"), "{lines:?}");
+    }
 }

@@ -144,3 +144,108 @@ fn raw_has(raw: &RawStore, key: &str) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn parse_with(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/orderwatch/test.toml"), env)
+    }
+
+    fn errors(text: &str) -> String {
+        match parse_with(text, &|_| None) {
+            Err(e) => e.to_string(),
+            Ok(c) => panic!("expected an error, got {c:?}"),
+        }
+    }
+
+    fn postgres(text: &str, env: &dyn Fn(&str) -> Option<String>) -> PostgresConfig {
+        match parse_with(text, env).map(|c| c.store) {
+            Ok(StoreConfig::Postgres(pg)) => *pg,
+            other => panic!("expected a PostgreSQL store, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_url_selects_postgresql_with_default_failover_and_no_password() {
+        let pg = postgres(
+            "[store]\nurl = \"postgresql://ow@db:5433/orders\"\n",
+            &|_| None,
+        );
+        assert_eq!(pg.target.location(), "postgresql://ow@db:5433/orders");
+        assert_eq!((pg.failover, pg.password), (DEFAULT_FAILOVER, None));
+        let pg = postgres(
+            "[store]\nurl = \"postgresql://ow@db/o\"\npassword_env = \"PGPW\"\nfailover = \"30s\"\n",
+            &|_| None,
+        );
+        assert_eq!(pg.password, Some(SecretSource::Env("PGPW".into())));
+        assert_eq!(pg.failover, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn the_systemd_credential_is_the_default_password() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(POSTGRES_PASSWORD_CREDENTIAL), "pw").unwrap();
+        let creds = dir.path().display().to_string();
+        let env = move |k: &str| (k == "CREDENTIALS_DIRECTORY").then(|| creds.clone());
+        let pg = postgres("[store]\nurl = \"postgresql://ow@db/o\"\n", &env);
+        assert_eq!(
+            pg.password,
+            Some(SecretSource::Credential {
+                dir: dir.path().to_path_buf(),
+                name: POSTGRES_PASSWORD_CREDENTIAL.into()
+            })
+        );
+    }
+
+    #[test]
+    fn path_and_url_together_and_misplaced_keys_are_refused_by_name() {
+        let both = errors("[store]\npath = \"/x.db\"\nurl = \"postgresql://ow@db/o\"\n");
+        assert!(both.contains("store.path and store.url"), "{both}");
+        let sqlite = errors("[store]\npath = \"/x.db\"\npassword_env = \"X\"\nfailover = \"5s\"\n");
+        assert!(
+            sqlite.contains("store.password_env") && sqlite.contains("store.failover"),
+            "{sqlite}"
+        );
+        let two = errors(
+            "[store]\nurl = \"postgresql://ow@db/o\"\npassword_env = \"X\"\npassword_file = \"/p\"\n",
+        );
+        assert!(two.contains("store.password_file"), "{two}");
+        let fast = errors("[store]\nurl = \"postgresql://ow@db/o\"\nfailover = \"1s\"\n");
+        assert!(fast.contains("store.failover"), "{fast}");
+    }
+
+    #[test]
+    fn a_password_in_the_url_is_refused_and_never_shown() {
+        let err = errors("[store]\nurl = \"postgresql://ow:hunter2@db/o?sslmode=verify-full\"\n");
+        assert!(
+            err.contains("store.url") && err.contains("password_env"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+        let err = errors("[store]\nurl = \"postgresql://ow@db/o?sslmode=sometimes\"\n");
+        assert!(
+            err.contains("store.url") && err.contains("sslmode"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn debug_of_a_postgresql_config_shows_where_not_secrets() {
+        let c = parse_with(
+            "[store]\nurl = \"postgresql://ow@db/o?sslmode=require\"\npassword_file = \"/run/pw\"\n",
+            &|_| None,
+        )
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(shown.contains("postgresql://ow@db:5432/o"), "{shown}");
+        assert!(
+            c.secret_sources()
+                .iter()
+                .any(|(label, _)| label == "PostgreSQL password")
+        );
+    }
+}

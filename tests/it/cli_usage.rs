@@ -84,6 +84,7 @@ const CASES: &[(&[&str], &str)] = &[
     (&["demo", "--rate", "x"], "invalid value 'x'"),
     (&["demo", "--seed", "-1"], "unexpected argument '-1'"),
     (&["demo", "extra"], "unexpected argument 'extra'"),
+    "store",
     // completions
     (&["completions"], "required arguments were not provided"),
     (&["completions", "powershell"], "invalid value 'powershell'"),
@@ -164,6 +165,7 @@ fn every_command_is_covered_by_the_table() {
             "redeliver",
             "simulate",
             "demo",
+            "store",
             "completions"
         ],
         "{help}"
