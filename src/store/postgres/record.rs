@@ -84,23 +84,35 @@ impl PgStore {
     }
 }
 
+/// Chunks at least this large, sorted by order id, are looked up by range.
+const SCAN_THRESHOLD: usize = 2048;
+
 /// The last recorded status of each order of the chunk.
 async fn known_statuses(
     tx: &Transaction<'_>,
     changes: &[OrderChange],
 ) -> Result<HashMap<i64, Arc<str>>, tokio_postgres::Error> {
-    let mut ids: Vec<i64> = changes.iter().map(|c| c.order_id).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    if ids.is_empty() {
+    let (Some(first), Some(last)) = (changes.first(), changes.last()) else {
         return Ok(HashMap::new());
-    }
-    let rows = tx
-        .query(
+    };
+    // A large chunk sorted by order id (the poller's) is one range scan of
+    // the primary key; anything else is looked up by its ids.
+    let rows = if changes.len() >= SCAN_THRESHOLD && changes.is_sorted_by_key(|c| c.order_id) {
+        tx.query(
+            "SELECT order_id, status FROM orders WHERE order_id BETWEEN $1 AND $2",
+            &[&first.order_id, &last.order_id],
+        )
+        .await?
+    } else {
+        let mut ids: Vec<i64> = changes.iter().map(|c| c.order_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        tx.query(
             "SELECT order_id, status FROM orders WHERE order_id = ANY($1)",
             &[&ids],
         )
-        .await?;
+        .await?
+    };
     // Statuses are few: share one string per status.
     let mut names: Vec<Arc<str>> = Vec::new();
     let mut known = HashMap::with_capacity(rows.len());
