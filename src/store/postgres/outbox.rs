@@ -207,28 +207,7 @@ async fn apply_marks(
     for (seq, mark) in marks {
         let after_cursor = cursor.is_some_and(|c| *seq > c) && !rows_after.contains(seq);
         if after_cursor {
-            match mark {
-                Mark::Delivered => {}
-                Mark::Retry {
-                    next_attempt_at,
-                    error,
-                } => {
-                    let none: Option<i64> = None;
-                    tx.execute(
-                        &failed_row,
-                        &[&sink, seq, &"pending", next_attempt_at, &now, error, &none],
-                    )
-                    .await?;
-                }
-                Mark::Dead { error } => {
-                    let done = Some(now);
-                    tx.execute(
-                        &failed_row,
-                        &[&sink, seq, &"dead", &now, &now, error, &done],
-                    )
-                    .await?;
-                }
-            }
+            failed_after_cursor(tx, &failed_row, sink, *seq, mark, now).await?;
             moved_to = moved_to.max(Some(*seq));
             continue;
         }
@@ -245,6 +224,41 @@ async fn apply_marks(
         };
     }
     Ok(moved_to)
+}
+
+/// An event after an in-order sink's cursor has no row: a success needs
+/// none, a failure gets its row now (the cursor then moves past it).
+async fn failed_after_cursor(
+    tx: &Transaction<'_>,
+    failed_row: &tokio_postgres::Statement,
+    sink: &str,
+    seq: i64,
+    mark: &Mark,
+    now: i64,
+) -> Result<(), tokio_postgres::Error> {
+    match mark {
+        Mark::Delivered => {}
+        Mark::Retry {
+            next_attempt_at,
+            error,
+        } => {
+            let none: Option<i64> = None;
+            tx.execute(
+                failed_row,
+                &[&sink, &seq, &"pending", next_attempt_at, &now, error, &none],
+            )
+            .await?;
+        }
+        Mark::Dead { error } => {
+            let done = Some(now);
+            tx.execute(
+                failed_row,
+                &[&sink, &seq, &"dead", &now, &now, error, &done],
+            )
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 /// `(seq, order_id, status)` of the events a redelivery concerns.

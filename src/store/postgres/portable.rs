@@ -3,7 +3,7 @@
 //! (see `store/copy.rs`).
 
 use tokio::sync::mpsc;
-use tokio_postgres::Transaction;
+use tokio_postgres::{Row, Transaction};
 
 use super::PgStore;
 use super::rows::transition;
@@ -43,13 +43,10 @@ impl PgStore {
             .start()
             .await
             .map_err(self.err("reading the store to copy"))?;
-        let mut counts = Counts::default();
-        let location = self.location.to_string();
-        let send = |batch: Batch, counts: &mut Counts| {
-            counts.add(&batch);
-            let to = to.clone();
-            let location = location.clone();
-            async move { to.send(batch).await.map_err(|_| aborted(&location)) }
+        let mut out = Exporter {
+            to,
+            counts: Counts::default(),
+            location: self.location.to_string(),
         };
         let err = self.err("reading the store to copy");
         if let Some(r) = tx
@@ -57,45 +54,35 @@ impl PgStore {
             .await
             .map_err(&err)?
         {
-            send(Batch::Cursor(r.get(0)), &mut counts).await?;
+            out.send(Batch::Cursor(r.get(0))).await?;
         }
         let mut after = i64::MIN;
-        loop {
-            let rows = tx
-                .query(
-                    "SELECT order_id, certificate_id, status, updated_at FROM orders
-                     WHERE order_id > $1 ORDER BY order_id LIMIT $2",
-                    &[&after, &(BATCH as i64)],
-                )
-                .await
-                .map_err(&err)?;
-            let Some(last) = rows.last() else { break };
-            after = last.get(0);
-            let batch = rows
-                .iter()
-                .map(|r| OrderRow {
-                    order_id: r.get(0),
-                    certificate_id: r.get(1),
-                    status: r.get(2),
-                    updated_at: r.get(3),
-                })
-                .collect();
-            send(Batch::Orders(batch), &mut counts).await?;
+        while let Some(rows) = page(
+            &tx,
+            "SELECT order_id, certificate_id, status, updated_at FROM orders
+             WHERE order_id > $1 ORDER BY order_id LIMIT $2",
+            &after,
+        )
+        .await
+        .map_err(&err)?
+        {
+            after = rows[rows.len() - 1].get(0);
+            let batch = rows.iter().map(order_row).collect();
+            out.send(Batch::Orders(batch)).await?;
         }
         let mut after = i64::MIN;
-        loop {
-            let rows = tx
-                .query(
-                    "SELECT seq, order_id, status, certificate_id, previous_status, seen_at
-                     FROM transitions WHERE seq > $1 ORDER BY seq LIMIT $2",
-                    &[&after, &(BATCH as i64)],
-                )
-                .await
-                .map_err(&err)?;
-            let Some(last) = rows.last() else { break };
-            after = last.get(0);
+        while let Some(rows) = page(
+            &tx,
+            "SELECT seq, order_id, status, certificate_id, previous_status, seen_at
+             FROM transitions WHERE seq > $1 ORDER BY seq LIMIT $2",
+            &after,
+        )
+        .await
+        .map_err(&err)?
+        {
+            after = rows[rows.len() - 1].get(0);
             let batch = rows.iter().map(|r| transition(r, 0)).collect();
-            send(Batch::Transitions(batch), &mut counts).await?;
+            out.send(Batch::Transitions(batch)).await?;
         }
         let sinks: Vec<SinkRow> = tx
             .query(
@@ -105,16 +92,21 @@ impl PgStore {
             .await
             .map_err(&err)?
             .iter()
-            .map(|r| SinkRow {
-                name: r.get(0),
-                paused_at: r.get(1),
-                paused_reason: r.get(2),
-                delivered_through: r.get(3),
-            })
+            .map(sink_row)
             .collect();
         if !sinks.is_empty() {
-            send(Batch::Sinks(sinks), &mut counts).await?;
+            out.send(Batch::Sinks(sinks)).await?;
         }
+        self.export_outbox(&tx, &mut out).await?;
+        Ok(out.counts)
+    }
+
+    /// The ledger, paged by `(sink, seq)`.
+    async fn export_outbox(
+        &self,
+        tx: &Transaction<'_>,
+        out: &mut Exporter,
+    ) -> Result<(), StoreError> {
         let mut after = (String::new(), i64::MIN);
         loop {
             let rows = tx
@@ -125,27 +117,14 @@ impl PgStore {
                     &[&after.0, &after.1, &(BATCH as i64)],
                 )
                 .await
-                .map_err(&err)?;
-            let Some(last) = rows.last() else { break };
+                .map_err(self.err("reading the store to copy"))?;
+            let Some(last) = rows.last() else {
+                return Ok(());
+            };
             after = (last.get(0), last.get(1));
-            let batch = rows
-                .iter()
-                .map(|r| OutboxRow {
-                    sink: r.get(0),
-                    seq: r.get(1),
-                    order_id: r.get(2),
-                    state: r.get(3),
-                    attempts: i64::from(r.get::<_, i32>(4)),
-                    created_at: r.get(5),
-                    next_attempt_at: r.get(6),
-                    first_failure_at: r.get(7),
-                    last_error: r.get(8),
-                    done_at: r.get(9),
-                })
-                .collect();
-            send(Batch::Outbox(batch), &mut counts).await?;
+            let batch = rows.iter().map(outbox_row).collect();
+            out.send(Batch::Outbox(batch)).await?;
         }
-        Ok(counts)
     }
 
     /// Writes what arrives in one transaction (emptying the store first when
@@ -181,6 +160,67 @@ impl PgStore {
         .map_err(self.err("moving the seq generator"))?;
         tx.commit().await.map_err(self.err("committing the copy"))?;
         Ok(counts)
+    }
+}
+
+/// Sends batches and counts them.
+struct Exporter {
+    to: mpsc::Sender<Batch>,
+    counts: Counts,
+    location: String,
+}
+
+impl Exporter {
+    async fn send(&mut self, batch: Batch) -> Result<(), StoreError> {
+        self.counts.add(&batch);
+        self.to
+            .send(batch)
+            .await
+            .map_err(|_| aborted(&self.location))
+    }
+}
+
+/// One page of a keyset-paged query (`$1`: the last key, `$2`: the page
+/// size); `None` when there is no more.
+async fn page(
+    tx: &Transaction<'_>,
+    sql: &str,
+    after: &i64,
+) -> Result<Option<Vec<Row>>, tokio_postgres::Error> {
+    let rows = tx.query(sql, &[after, &(BATCH as i64)]).await?;
+    Ok((!rows.is_empty()).then_some(rows))
+}
+
+fn order_row(r: &Row) -> OrderRow {
+    OrderRow {
+        order_id: r.get(0),
+        certificate_id: r.get(1),
+        status: r.get(2),
+        updated_at: r.get(3),
+    }
+}
+
+fn sink_row(r: &Row) -> SinkRow {
+    SinkRow {
+        name: r.get(0),
+        paused_at: r.get(1),
+        paused_reason: r.get(2),
+        delivered_through: r.get(3),
+    }
+}
+
+fn outbox_row(r: &Row) -> OutboxRow {
+    OutboxRow {
+        sink: r.get(0),
+        seq: r.get(1),
+        order_id: r.get(2),
+        state: r.get(3),
+        attempts: i64::from(r.get::<_, i32>(4)),
+        created_at: r.get(5),
+        next_attempt_at: r.get(6),
+        first_failure_at: r.get(7),
+        last_error: r.get(8),
+        done_at: r.get(9),
     }
 }
 

@@ -97,45 +97,7 @@ impl PgTarget {
                     .to_string(),
             );
         };
-        let mut tls = TlsMode::Prefer;
-        let mut roots = None;
-        let mut rest = Vec::new();
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let value = percent_decode(value)?;
-            match key {
-                "sslmode" => tls = TlsMode::parse(&value)?,
-                "sslrootcert" if value == "system" => roots = Some(Roots::System),
-                "sslrootcert" if value.is_empty() => {
-                    return Err(
-                        "sslrootcert is empty; name a PEM file of CA certificates, or \"system\""
-                            .to_string(),
-                    );
-                }
-                "sslrootcert" => roots = Some(Roots::File(PathBuf::from(value))),
-                "password" => return Err(password_refused()),
-                "sslcert" | "sslkey" | "sslpassword" | "sslcrl" | "sslcrldir" => {
-                    return Err(format!(
-                        "{key} is not supported (client certificates); authenticate with a password (password_env, password_file or the systemd credential \"postgres-password\")"
-                    ));
-                }
-                _ => rest.push(pair),
-            }
-        }
-        // libpq: a root certificate given with sslmode=require verifies the chain.
-        if tls == TlsMode::Require && matches!(roots, Some(Roots::File(_))) {
-            tls = TlsMode::VerifyCa;
-        }
-        // libpq: sslrootcert=system implies verify-full and refuses weaker modes.
-        if roots == Some(Roots::System) && tls != TlsMode::VerifyFull {
-            if matches!(tls, TlsMode::Disable | TlsMode::Prefer | TlsMode::Require) {
-                return Err(format!(
-                    "sslrootcert=system needs sslmode=verify-full (not {})",
-                    tls.as_str()
-                ));
-            }
-            tls = TlsMode::VerifyFull;
-        }
+        let (tls, roots, rest) = tls_params(query)?;
         let mut url = base.to_string();
         if !rest.is_empty() {
             url.push('?');
@@ -224,6 +186,57 @@ impl PartialEq for PgTarget {
 
 fn password_refused() -> String {
     "must not carry a password (it would sit in the config file); set password_env, password_file or the systemd credential \"postgres-password\"".to_string()
+}
+
+/// Takes libpq's TLS parameters out of a URL's query: the mode (with
+/// libpq's adjustments for `sslrootcert`), the roots, and the other pairs.
+fn tls_params(query: &str) -> Result<(TlsMode, Option<Roots>, Vec<&str>), String> {
+    let mut mode: Option<TlsMode> = None;
+    let mut roots = None;
+    let mut rest = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_decode(value)?;
+        match key {
+            "sslmode" => mode = Some(TlsMode::parse(&value)?),
+            "sslrootcert" if value == "system" => roots = Some(Roots::System),
+            "sslrootcert" if value.is_empty() => {
+                return Err(
+                    "sslrootcert is empty; name a PEM file of CA certificates, or \"system\""
+                        .to_string(),
+                );
+            }
+            "sslrootcert" => roots = Some(Roots::File(PathBuf::from(value))),
+            "password" => return Err(password_refused()),
+            "sslcert" | "sslkey" | "sslpassword" | "sslcrl" | "sslcrldir" => {
+                return Err(format!(
+                    "{key} is not supported (client certificates); authenticate with a password (password_env, password_file or the systemd credential \"postgres-password\")"
+                ));
+            }
+            _ => rest.push(pair),
+        }
+    }
+    // libpq: sslrootcert=system without a mode means verify-full.
+    let mut tls = match (mode, &roots) {
+        (Some(m), _) => m,
+        (None, Some(Roots::System)) => TlsMode::VerifyFull,
+        (None, _) => TlsMode::Prefer,
+    };
+    // libpq: a root certificate given with sslmode=require verifies the chain.
+    if tls == TlsMode::Require && matches!(roots, Some(Roots::File(_))) {
+        tls = TlsMode::VerifyCa;
+    }
+    // libpq: sslrootcert=system implies verify-full and refuses weaker modes.
+    if roots == Some(Roots::System) && tls != TlsMode::VerifyFull {
+        if matches!(tls, TlsMode::Disable | TlsMode::Prefer | TlsMode::Require) {
+            return Err(format!(
+                "sslrootcert=system needs sslmode=verify-full (not {})",
+                tls.as_str()
+            ));
+        }
+        tls = TlsMode::VerifyFull;
+    }
+    Ok((tls, roots, rest))
 }
 
 /// `(everything before '?', the query)` of a `postgresql://` or `postgres://` URL.

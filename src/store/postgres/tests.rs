@@ -116,7 +116,7 @@ async fn tls_verify_full_checks_the_name_and_the_ca() {
     let untrusted = PostgresConfig::new(PgTarget::parse(&system).unwrap(), password.clone());
     assert!(PgStore::open(&untrusted).await.is_err());
     // require encrypts without checking.
-    let require = format!("{system}").replace("verify-full", "require");
+    let require = system.replace("verify-full", "require");
     let require = PostgresConfig::new(PgTarget::parse(&require).unwrap(), password);
     assert!(PgStore::open(&require).await.is_ok());
 }
