@@ -84,7 +84,27 @@ const CASES: &[(&[&str], &str)] = &[
     (&["demo", "--rate", "x"], "invalid value 'x'"),
     (&["demo", "--seed", "-1"], "unexpected argument '-1'"),
     (&["demo", "extra"], "unexpected argument 'extra'"),
-    "store",
+    // store
+    (&["store"], "Usage:"),
+    (&["store", "copy"], "--to <URL|PATH>"),
+    (&["store", "copy", "--to"], "a value is required"),
+    (
+        &[
+            "store",
+            "copy",
+            "--to",
+            "x.db",
+            "--password-env",
+            "A",
+            "--password-file",
+            "b",
+        ],
+        "cannot be used with",
+    ),
+    (
+        &["store", "move", "--to", "x.db"],
+        "unrecognized subcommand 'move'",
+    ),
     // completions
     (&["completions"], "required arguments were not provided"),
     (&["completions", "powershell"], "invalid value 'powershell'"),

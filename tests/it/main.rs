@@ -27,6 +27,7 @@ mod crash;
 mod dedupe;
 mod hostile_events_file;
 mod hostile_store;
+mod store_copy;
 
 // Delivery to sinks and the ledger.
 mod hostile_receivers;

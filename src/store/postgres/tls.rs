@@ -71,9 +71,12 @@ fn roots(which: Option<&Roots>) -> Result<RootCertStore, String> {
             let found = rustls_native_certs::load_native_certs();
             let (added, _) = store.add_parsable_certificates(found.certs);
             if added == 0 {
-                return Err(
-                    "no system CA certificates found (install ca-certificates, or set sslrootcert=/path/ca.pem)"
-                        .to_string(),
+                // As for HTTPS (see `http.rs`): Mozilla's roots, built in.
+                tracing::warn!(
+                    "no CA certificates on this system; PostgreSQL TLS uses the root certificates built into orderwatch (Mozilla's). Install ca-certificates, or set sslrootcert=/path/ca.pem for a private CA"
+                );
+                store.add_parsable_certificates(
+                    webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().cloned(),
                 );
             }
         }

@@ -4,7 +4,7 @@
 //! non-empty target is refused unless `--force`, and a store a daemon holds
 //! is refused. Uses the throwaway server of `src/store/postgres/testdb.rs`.
 
-#[path = "../src/store/postgres/testdb.rs"]
+#[path = "../../src/store/postgres/testdb.rs"]
 mod testdb;
 
 use std::path::Path;
