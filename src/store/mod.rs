@@ -1,7 +1,11 @@
 //! The store: dedupe memory, the polling cursor and the per-sink delivery
 //! ledger, behind one contract ([`Store`]) that the poller, the delivery
 //! loops, the metrics endpoint and the commands use. SQLite
-//! ([`sqlite::SqliteStore`]) is the embedded default.
+//! ([`sqlite::SqliteStore`]) is the embedded default; PostgreSQL
+//! ([`postgres::PgStore`]) is the store several nodes share, one of them
+//! leading ([`Leadership`], [`Lease`]: writes fenced by a term number).
+//! [`open`], [`open_writer`] and [`leadership`] pick the backend from
+//! `[store]`; `copy` moves a store between the two.
 //!
 //! Invariants every backend keeps:
 //! * The cursor never passes what is recorded: a window's new transitions,
