@@ -208,10 +208,14 @@ async fn upsert_orders(
     if last.is_empty() {
         return Ok(());
     }
-    let mut ids = Vec::with_capacity(last.len());
-    let mut certs = Vec::with_capacity(last.len());
-    let mut statuses = Vec::with_capacity(last.len());
-    for (id, (cert, status)) in last {
+    // In key order: the primary key is then filled left to right, not at
+    // random places (a chunk is usually sorted; the map is not).
+    let mut sorted: Vec<(i64, (Option<i64>, &str))> = last.into_iter().collect();
+    sorted.sort_unstable_by_key(|(id, _)| *id);
+    let mut ids = Vec::with_capacity(sorted.len());
+    let mut certs = Vec::with_capacity(sorted.len());
+    let mut statuses = Vec::with_capacity(sorted.len());
+    for (id, (cert, status)) in sorted {
         ids.push(id);
         certs.push(cert);
         statuses.push(status);
