@@ -4,13 +4,11 @@
 //! non-empty target is refused unless `--force`, and a store a daemon holds
 //! is refused. Uses the throwaway server of `src/store/postgres/testdb.rs`.
 
-#[path = "../../src/store/postgres/testdb.rs"]
-mod testdb;
-
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 
+use crate::testdb;
 use chrono::DateTime;
 use orderwatch::config::StoreConfig;
 use orderwatch::store::copy::{Batch, End};
