@@ -53,9 +53,45 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Simulator + daemon + stdout sink in one process, no configuration needed.
     Demo(DemoArgs),
+    /// Manage the store itself (move it between SQLite and PostgreSQL).
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Print a shell completion script for bash, zsh or fish.
     #[command(after_help = COMPLETIONS_HELP)]
     Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy the configured store into another one: transitions, the cursor,
+    /// orders, the delivery ledger, sink pauses and cursors.
+    #[command(after_help = "\
+Switching an install from SQLite to PostgreSQL (or back):
+  1. systemctl stop orderwatch      (the copy refuses a store a daemon holds)
+  2. orderwatch store copy --to postgresql://orderwatch@db.example.net/orderwatch?sslmode=verify-full \\
+         --password-file /etc/orderwatch/postgres-password
+  3. in the config, replace [store] path with url (and password_env / password_file)
+  4. systemctl start orderwatch     (it carries on from the copied cursor and ledger)
+The target must be empty unless --force; it is written in one transaction.")]
+    Copy(CopyArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("password").args(["password_env", "password_file"])))]
+pub struct CopyArgs {
+    /// Where to copy to: a postgresql://ROLE@HOST:PORT/DATABASE URL (libpq's
+    /// sslmode and sslrootcert honoured; no password in it) or a SQLite file path.
+    #[arg(long, value_name = "URL|PATH")]
+    pub to: String,
+    /// Replace whatever the target holds (refused by default if it is not empty).
+    #[arg(long)]
+    pub force: bool,
+    /// PostgreSQL target: read its password from this environment variable.
+    #[arg(long, value_name = "VAR")]
+    pub password_env: Option<String>,
+    /// PostgreSQL target: read its password from this file.
+    #[arg(long, value_name = "PATH")]
+    pub password_file: Option<PathBuf>,
 }
 
 /// Where each shell looks for completions; the .deb installs them there.
@@ -280,6 +316,25 @@ mod tests {
             .is_err()
         );
         assert!(Cli::try_parse_from(["orderwatch", "redeliver", "--sink", "a", "--dead"]).is_ok());
+    }
+
+    #[test]
+    fn store_copy_needs_a_target_and_one_password_source() {
+        assert!(Cli::try_parse_from(["orderwatch", "store"]).is_err());
+        assert!(Cli::try_parse_from(["orderwatch", "store", "copy"]).is_err());
+        let both = [
+            "orderwatch",
+            "store",
+            "copy",
+            "--to",
+            "x.db",
+            "--password-env",
+            "A",
+            "--password-file",
+            "b",
+        ];
+        assert!(Cli::try_parse_from(both).is_err());
+        assert!(Cli::try_parse_from(["orderwatch", "store", "copy", "--to", "x.db"]).is_ok());
     }
 
     #[test]

@@ -4,9 +4,10 @@
 use std::path::Path;
 
 use super::{Failure, config_path};
-use crate::config::{Config, SecretSource, dir_writable, parent_dir};
+use crate::config::{Config, PostgresConfig, SecretSource, StoreConfig, dir_writable, parent_dir};
 use crate::sink;
 use crate::store;
+use crate::store::postgres::{Roots, TlsMode};
 
 /// What `check` found: a summary line per item, and every problem.
 #[derive(Debug, Default)]
@@ -64,19 +65,27 @@ fn digicert(config: &Config, found: &mut Findings) {
     ));
 }
 
-/// The store opens, is sound, and its directory takes the files the
-/// daemon creates beside it.
+/// The store is usable: see [`sqlite_store`] and [`postgres_store`].
 async fn store(config: &Config, found: &mut Findings) {
+    match &config.store {
+        StoreConfig::Sqlite { path } => sqlite_store(path, found).await,
+        StoreConfig::Postgres(pg) => postgres_store(pg, found),
+    }
+}
+
+/// A SQLite store opens, is sound, and its directory takes the files the
+/// daemon creates beside it.
+async fn sqlite_store(path: &Path, found: &mut Findings) {
     // Damage in a page the daemon would only read later (or a file cut
     // short) shows up here, before the service starts.
-    let report = match store::open_for_check(&config.store).await {
+    let report = match store::open_for_check(path).await {
         Ok(Some(s)) => s.report(true).await,
         Ok(None) => {
             found.lines.push(format!(
                 "store: {} (not there yet; the daemon creates it at its first start)",
-                config.store.path.display()
+                path.display()
             ));
-            return check_store_dir(config, found);
+            return check_store_dir(path, found);
         }
         Err(e) => Err(e),
     };
@@ -106,31 +115,74 @@ async fn store(config: &Config, found: &mut Findings) {
         }
         Err(e) => found.problems.push(format!("store.path: {e}")),
     }
-    check_store_dir(config, found);
+    check_store_dir(path, found);
 }
 
 /// The store's directory takes the files the daemon creates beside it.
-fn check_store_dir(config: &Config, found: &mut Findings) {
+fn check_store_dir(path: &Path, found: &mut Findings) {
     // The daemon creates `<db>.lock`, `<db>-wal` and `<db>-shm` beside the
     // database: a store that opens but sits in a read-only directory fails
     // at start (or at the first checkpoint) with SQLite's vaguest message.
-    let store_dir = parent_dir(&config.store.path);
+    let store_dir = parent_dir(path);
     match (store_dir.is_dir(), dir_writable(store_dir)) {
         (true, Err(e)) => found.problems.push(format!(
             "store.path: {}: {e}; the store needs to create its lock, -wal and -shm files there: make the directory writable by the orderwatch user",
-            config.store.path.display()
+            path.display()
         )),
-        (false, _) if !config.store.path.exists() => {
+        (false, _) if !path.exists() => {
             let why = std::fs::read_dir(store_dir)
                 .err()
                 .map_or_else(|| "not a directory".to_string(), |e| e.to_string());
             found.problems.push(format!(
                 "store.path: {}: cannot use directory {}: {why}; create it (writable by the orderwatch user) or point [store] path elsewhere",
-                config.store.path.display(),
+                path.display(),
                 store_dir.display()
             ));
         }
         _ => {}
+    }
+}
+
+/// A PostgreSQL store, checked offline: the URL (parsed with the config),
+/// the password and the TLS roots. `check` is the unit's `ExecStartPre=`:
+/// a database that is down for a moment must not turn into "bad config"
+/// (exit 2); `run` reports it (exit 1) and systemd retries.
+fn postgres_store(pg: &PostgresConfig, found: &mut Findings) {
+    let mut ok = true;
+    if let Some(source) = &pg.password
+        && let Err(e) = source.load()
+    {
+        ok = false;
+        found.problems.push(format!(
+            "{}: cannot read the PostgreSQL password: {e}",
+            secret_key("store", "password", source)
+        ));
+    }
+    if let Err(e) = store::postgres::check_tls(&pg.target) {
+        ok = false;
+        found.problems.push(format!("store.url: {e}"));
+    }
+    if ok {
+        let tls = match (pg.target.tls_mode(), pg.target.roots()) {
+            (TlsMode::Disable, _) => "no TLS".to_string(),
+            (TlsMode::Prefer | TlsMode::Require, _) => format!(
+                "TLS {} (certificate not checked; use sslmode=verify-full)",
+                pg.target.tls_mode().as_str()
+            ),
+            (mode, Some(Roots::File(f))) => {
+                format!("TLS {} against {}", mode.as_str(), f.display())
+            }
+            (mode, _) => format!("TLS {} against the system's CAs", mode.as_str()),
+        };
+        let password = pg
+            .password
+            .as_ref()
+            .map_or("no password".to_string(), |s| format!("password from {s}"));
+        found.lines.push(format!(
+            "store: {} (PostgreSQL, {tls}, {password}, failover {}; not contacted by check)",
+            pg.target,
+            humantime::format_duration(pg.failover)
+        ));
     }
 }
 
@@ -210,5 +262,42 @@ mod tests {
             secret_key("sinks[0] (\"h\")", "secret", &file),
             "sinks[0] (\"h\").secret_file"
         );
+    }
+
+    #[test]
+    fn a_postgresql_store_is_checked_offline_password_and_roots() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing_ca = dir.path().join("ca.pem");
+        let url = format!(
+            "postgresql://ow@db.example.net/o?sslmode=verify-full&sslrootcert={}",
+            missing_ca.display()
+        );
+        let pg = PostgresConfig::new(
+            crate::config::PgTarget::parse(&url).unwrap(),
+            Some(SecretSource::File(dir.path().join("pw"))),
+        );
+        let mut found = Findings::default();
+        postgres_store(&pg, &mut found);
+        let problems = &found.problems;
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].starts_with("store.password_file"),
+            "{problems:?}"
+        );
+        assert!(problems[1].contains("ca.pem"), "{problems:?}");
+        std::fs::write(dir.path().join("pw"), "secret").unwrap();
+        let plain = PostgresConfig::new(
+            crate::config::PgTarget::parse("postgresql://ow@db.example.net/o").unwrap(),
+            Some(SecretSource::File(dir.path().join("pw"))),
+        );
+        let mut found = Findings::default();
+        postgres_store(&plain, &mut found);
+        let (lines, problems) = (&found.lines, &found.problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(
+            lines[0].contains("not contacted") && lines[0].contains("prefer"),
+            "{lines:?}"
+        );
+        assert!(!lines[0].contains("secret"), "{lines:?}");
     }
 }

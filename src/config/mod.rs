@@ -19,12 +19,15 @@ pub mod field;
 mod raw;
 pub mod secret;
 mod sinks;
+mod store;
 pub mod table;
 mod validate;
 
 pub use field::{MAX_DURATION, Problem, RedactedUrl, dir_writable, parent_dir, sink_key};
 pub use secret::{Secret, SecretSource};
 pub use sinks::SinkConfig;
+
+pub use crate::store::postgres::PgTarget;
 
 use raw::RawConfig;
 pub use validate::SizeValue;
@@ -49,6 +52,11 @@ pub const MAX_REQUESTS_PER_MINUTE: u32 = 180;
 pub const API_KEY_CREDENTIAL: &str = "digicert-api-key";
 /// The environment variable the API key is read from by default.
 pub const DEFAULT_API_KEY_ENV: &str = "DIGICERT_API_KEY";
+/// The systemd credential a PostgreSQL store's password is read from when
+/// neither `password_env` nor `password_file` is set.
+pub const POSTGRES_PASSWORD_CREDENTIAL: &str = "postgres-password";
+/// `[store] failover` when not set.
+pub const DEFAULT_FAILOVER: Duration = Duration::from_secs(15);
 
 /// A fully validated configuration.
 #[derive(Debug, Clone)]
@@ -89,10 +97,52 @@ pub struct PollConfig {
     pub max_window: Duration,
 }
 
-/// `[store]`.
-#[derive(Debug, Clone)]
-pub struct StoreConfig {
-    pub path: PathBuf,
+/// `[store]`: which database holds the store. `path` (SQLite, one file on
+/// one host) and `url` (PostgreSQL, shared by several nodes) exclude each
+/// other.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreConfig {
+    Sqlite { path: PathBuf },
+    Postgres(Box<PostgresConfig>),
+}
+
+impl StoreConfig {
+    /// Where the store lives, for messages (a PostgreSQL URL without secrets).
+    pub fn location(&self) -> String {
+        match self {
+            StoreConfig::Sqlite { path } => path.display().to_string(),
+            StoreConfig::Postgres(pg) => pg.target.location().to_string(),
+        }
+    }
+
+    /// The key that chose the backend, for messages: `store.path` or `store.url`.
+    pub fn key(&self) -> &'static str {
+        match self {
+            StoreConfig::Sqlite { .. } => "store.path",
+            StoreConfig::Postgres(_) => "store.url",
+        }
+    }
+}
+
+/// `[store] url = "postgresql://..."` and its companions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostgresConfig {
+    pub target: PgTarget,
+    /// `None`: no password (trust, peer or certificate authentication).
+    pub password: Option<SecretSource>,
+    /// How soon a standby takes over from a leader that stopped answering.
+    pub failover: Duration,
+}
+
+impl PostgresConfig {
+    /// A config for `target` with the defaults (`store copy --to` uses it).
+    pub fn new(target: PgTarget, password: Option<SecretSource>) -> PostgresConfig {
+        PostgresConfig {
+            target,
+            password,
+            failover: DEFAULT_FAILOVER,
+        }
+    }
 }
 
 /// `[metrics]`.
@@ -217,6 +267,11 @@ impl Config {
     /// Every secret this config refers to, with a label for messages.
     pub fn secret_sources(&self) -> Vec<(String, &SecretSource)> {
         let mut out = vec![("digicert API key".to_string(), &self.digicert.api_key)];
+        if let StoreConfig::Postgres(pg) = &self.store
+            && let Some(p) = &pg.password
+        {
+            out.push(("PostgreSQL password".to_string(), p));
+        }
         for s in &self.sinks {
             for (stem, source) in s.settings.secrets() {
                 out.push((format!("{stem} of sink \"{}\"", s.name), source));

@@ -48,6 +48,10 @@ pub(super) struct RawPoll {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStore {
     pub path: Option<PathBuf>,
+    pub url: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub failover: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -38,8 +38,10 @@ fn empty_file_gives_documented_defaults() {
     assert_eq!(c.poll.initial_lookback, Duration::from_secs(3600));
     assert_eq!(c.poll.max_window, API_MAX_WINDOW);
     assert_eq!(
-        c.store.path,
-        PathBuf::from("/var/lib/orderwatch/orderwatch.db")
+        c.store,
+        StoreConfig::Sqlite {
+            path: PathBuf::from("/var/lib/orderwatch/orderwatch.db")
+        }
     );
     assert!(c.sinks.is_empty());
 }
@@ -504,7 +506,11 @@ mod fuzz {
             SecretSource::Credential { dir, .. } => inside(dir),
             SecretSource::Env(_) => true,
         };
-        inside(&c.store.path)
+        let store_inside = match &c.store {
+            StoreConfig::Sqlite { path } => inside(path),
+            StoreConfig::Postgres(pg) => pg.password.as_ref().is_none_or(secret_inside),
+        };
+        store_inside
             && secret_inside(&c.digicert.api_key)
             && c.sinks.iter().all(|s| {
                 s.settings.files().iter().all(|p| inside(p))

@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -20,11 +20,16 @@ pub(super) struct Validator {
 }
 
 impl Validator {
-    fn problem(&mut self, key: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn problem(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.problems.add(key, message);
     }
 
-    fn duration(&mut self, key: &str, value: Option<&str>, default: Duration) -> Duration {
+    pub(super) fn duration(
+        &mut self,
+        key: &str,
+        value: Option<&str>,
+        default: Duration,
+    ) -> Duration {
         self.problems.duration(key, value, default)
     }
 
@@ -337,33 +342,6 @@ impl Validator {
             overlap,
             initial_lookback,
             max_window,
-        }
-    }
-
-    fn store(
-        &mut self,
-        raw: raw::RawStore,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Option<StoreConfig> {
-        if let Some(path) = raw.path {
-            if path.as_os_str().is_empty() {
-                self.problem("store.path", "must not be empty");
-                return None;
-            }
-            return Some(StoreConfig { path });
-        }
-        // systemd may list several directories separated by ':'; ours is the first.
-        match env("STATE_DIRECTORY").and_then(|d| d.split(':').next().map(PathBuf::from)) {
-            Some(dir) if !dir.as_os_str().is_empty() => Some(StoreConfig {
-                path: dir.join("orderwatch.db"),
-            }),
-            _ => {
-                self.problem(
-                    "store.path",
-                    "not set and $STATE_DIRECTORY is not set either; set [store] path = \"/var/lib/orderwatch/orderwatch.db\" (systemd's StateDirectory= sets the variable)",
-                );
-                None
-            }
         }
     }
 }

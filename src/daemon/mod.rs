@@ -315,8 +315,8 @@ impl Daemon {
             return (current, "files reopened".to_string());
         };
         let next = load(path).and_then(|(config, key)| {
-            if config.store.path != self.store_config.path {
-                tracing::warn!(old = %self.store_config.path.display(), new = %config.store.path.display(), "store.path changed; keeping the open store until a restart");
+            if config.store != self.store_config {
+                tracing::warn!(old = %self.store_config.location(), new = %config.store.location(), "{} changed; keeping the open store until a restart", config.store.key());
             }
             if config.metrics.as_ref().map(|m| m.listen) != self.metrics_addr {
                 tracing::warn!("metrics.listen changed; it takes effect at the next restart");

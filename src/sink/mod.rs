@@ -93,15 +93,18 @@ pub fn start(
 /// `run` refuses to start with them, since two writers on one file lose
 /// lines and a sink appending to the store destroys it.
 pub fn file_conflicts(config: &crate::config::Config) -> Vec<String> {
-    let store = &config.store.path;
-    let mut owners: Vec<(PathBuf, String)> = ["", "-wal", "-shm", "-journal", ".lock"]
-        .iter()
-        .map(|suffix| {
-            let mut p = store.as_os_str().to_owned();
-            p.push(suffix);
-            (resolved(Path::new(&p)), "store.path".to_string())
-        })
-        .collect();
+    let mut owners: Vec<(PathBuf, String)> = match &config.store {
+        crate::config::StoreConfig::Sqlite { path } => ["", "-wal", "-shm", "-journal", ".lock"]
+            .iter()
+            .map(|suffix| {
+                let mut p = path.as_os_str().to_owned();
+                p.push(suffix);
+                (resolved(Path::new(&p)), "store.path".to_string())
+            })
+            .collect(),
+        // A PostgreSQL store has no file here for a sink to collide with.
+        crate::config::StoreConfig::Postgres(_) => Vec::new(),
+    };
     let mut problems = Vec::new();
     for (i, s) in config.sinks.iter().enumerate() {
         for file in s.settings.files() {

@@ -76,6 +76,52 @@ pub enum StoreError {
     Replaced { path: PathBuf },
     #[error("store task failed: {0}")]
     Task(String),
+    /// PostgreSQL could not be reached or refused the login. `location`
+    /// names the host (never a password).
+    #[error(
+        "cannot connect to store {location}: {error}; check that PostgreSQL runs there and accepts this node, and the role, password and sslmode in [store]"
+    )]
+    Unreachable { location: String, error: String },
+    /// A PostgreSQL statement failed; `hint` says what to do when the cause
+    /// is known (a missing privilege, a read-only server).
+    #[error("store {location}: {context}: {error}{hint}")]
+    Postgres {
+        location: String,
+        context: &'static str,
+        error: String,
+        hint: &'static str,
+    },
+    /// Another node leads: only the leader polls and delivers.
+    #[error(
+        "store {location} is led by another orderwatch ({leader}); stop it, or wait: a standby takes over when the leader stops or its lease runs out"
+    )]
+    Led { location: String, leader: String },
+    /// This node's leadership ended (another node took over, term `current`)
+    /// before the transaction could commit: nothing of it was written.
+    #[error(
+        "store {location}: this node no longer leads (its term {term} was taken over by {leader}, term {current}); nothing was committed"
+    )]
+    Fenced {
+        location: String,
+        term: i64,
+        current: i64,
+        leader: String,
+    },
+    /// This node gave up its leadership (term `term`) before the
+    /// transaction began: its lease could not be kept.
+    #[error(
+        "store {location}: this node no longer leads (term {term}: {why}); nothing was committed"
+    )]
+    LeaseLost {
+        location: String,
+        term: i64,
+        why: String,
+    },
+    /// `orderwatch store copy` refuses a target that already holds data.
+    #[error(
+        "store {location} is not empty ({what}); copying would mix two histories; pass --force to replace its contents"
+    )]
+    NotEmpty { location: String, what: String },
 }
 
 impl StoreError {

@@ -1,7 +1,11 @@
 //! The store: dedupe memory, the polling cursor and the per-sink delivery
 //! ledger, behind one contract ([`Store`]) that the poller, the delivery
 //! loops, the metrics endpoint and the commands use. SQLite
-//! ([`sqlite::SqliteStore`]) is the embedded default.
+//! ([`sqlite::SqliteStore`]) is the embedded default; PostgreSQL
+//! ([`postgres::PgStore`]) is the store several nodes share, one of them
+//! leading ([`Leadership`], [`Lease`]: writes fenced by a term number).
+//! [`open`], [`open_writer`] and [`leadership`] pick the backend from
+//! `[store]`; `copy` moves a store between the two.
 //!
 //! Invariants every backend keeps:
 //! * The cursor never passes what is recorded: a window's new transitions,
@@ -18,19 +22,24 @@
 //!
 //! The behaviour is pinned by one suite (`suite.rs`) that every backend runs.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+pub mod copy;
 mod error;
+mod leader;
 mod model;
+pub mod postgres;
 mod route;
 pub mod sqlite;
 #[cfg(test)]
 mod suite;
 
 pub use error::StoreError;
+pub use leader::{Leader, Leadership, Lease, node_identity};
 pub use model::{
     Chunk, DeliveryFilter, DeliveryRow, DeliveryState, EventFilter, Mark, OutboxEntry, Pause,
     RecordSummary, Redeliver, Routes, SAMPLE, SinkStats, StoreReport,
@@ -151,8 +160,29 @@ impl std::fmt::Debug for WriterLock {
 /// Opens the configured store for the daemon: takes the single-writer lock
 /// (only its holder polls and delivers; refused while another daemon holds
 /// it), then opens, creating and migrating if needed.
+///
+/// On PostgreSQL the lock is the leadership lease, taken only if nobody
+/// leads ([`StoreError::Led`] otherwise); the store returned is fenced by
+/// it. A daemon that waits as a standby uses [`leadership`] instead.
 pub async fn open_writer(config: &StoreConfig) -> Result<(SharedStore, WriterLock), StoreError> {
-    let path = config.path.clone();
+    let path = match config {
+        StoreConfig::Sqlite { path } => path.clone(),
+        StoreConfig::Postgres(pg) => {
+            let leadership = postgres::PgLeadership::open(pg, node_identity()).await?;
+            let Some(lease) = leadership.try_acquire().await? else {
+                let leader = match leadership.leader().await? {
+                    Some(l) => format!("{}, term {}", l.holder, l.term),
+                    None => "unknown".to_string(),
+                };
+                return Err(StoreError::Led {
+                    location: pg.target.location().to_string(),
+                    leader,
+                });
+            };
+            let store = Arc::clone(lease.store());
+            return Ok((store, WriterLock::new(lease.describe().to_string(), lease)));
+        }
+    };
     let opened = tokio::task::spawn_blocking(move || {
         // The lock first: a second daemon must not even migrate.
         let lock = sqlite::lock_for_daemon(&path)?;
@@ -168,21 +198,42 @@ pub async fn open_writer(config: &StoreConfig) -> Result<(SharedStore, WriterLoc
 /// Opens the configured store for a command beside the daemon (`events`,
 /// `deliveries`, `redeliver`): it must exist, be orderwatch's and be at this
 /// build's schema. Nothing is created, migrated or adopted: a mistyped path
-/// or another application's database is refused with what to do.
+/// or another application's database is refused with what to do. Its
+/// writes are not fenced (they are an operator's, beside the leader's).
 pub async fn open(config: &StoreConfig) -> Result<SharedStore, StoreError> {
-    let path = config.path.clone();
-    let store =
-        tokio::task::spawn_blocking(move || sqlite::SqliteStore::open_existing(&path, false))
+    match config {
+        StoreConfig::Sqlite { path } => {
+            let path = path.clone();
+            let store = tokio::task::spawn_blocking(move || {
+                sqlite::SqliteStore::open_existing(&path, false)
+            })
             .await
             .map_err(|e| StoreError::Task(e.to_string()))??;
-    Ok(Arc::new(store))
+            Ok(Arc::new(store))
+        }
+        StoreConfig::Postgres(pg) => Ok(Arc::new(postgres::PgStore::open(pg).await?)),
+    }
 }
 
-/// Opens the configured store for `check`: like [`open`], but a store at an
-/// older schema is fine (the daemon upgrades it at start), and a missing
-/// one is `None` (the daemon creates it).
-pub async fn open_for_check(config: &StoreConfig) -> Result<Option<SharedStore>, StoreError> {
-    let path = config.path.clone();
+/// The leadership of the configured store, for a daemon that waits as a
+/// standby until it leads. `identity` names this node (see
+/// [`node_identity`]). Opening migrates a PostgreSQL store; SQLite's is
+/// opened only once its lock is taken.
+pub async fn leadership(
+    config: &StoreConfig,
+    identity: String,
+) -> Result<Arc<dyn Leadership>, StoreError> {
+    Ok(match config {
+        StoreConfig::Sqlite { path } => Arc::new(leader::SqliteLeadership { path: path.clone() }),
+        StoreConfig::Postgres(pg) => Arc::new(postgres::PgLeadership::open(pg, identity).await?),
+    })
+}
+
+/// Opens a SQLite store for `check`: like [`open`], but a store at an older
+/// schema is fine (the daemon upgrades it at start), and a missing one is
+/// `None` (the daemon creates it). (`check` does not contact PostgreSQL.)
+pub async fn open_for_check(path: &Path) -> Result<Option<SharedStore>, StoreError> {
+    let path = path.to_path_buf();
     let opened =
         tokio::task::spawn_blocking(move || sqlite::SqliteStore::open_existing(&path, true))
             .await

@@ -84,6 +84,27 @@ const CASES: &[(&[&str], &str)] = &[
     (&["demo", "--rate", "x"], "invalid value 'x'"),
     (&["demo", "--seed", "-1"], "unexpected argument '-1'"),
     (&["demo", "extra"], "unexpected argument 'extra'"),
+    // store
+    (&["store"], "Usage:"),
+    (&["store", "copy"], "--to <URL|PATH>"),
+    (&["store", "copy", "--to"], "a value is required"),
+    (
+        &[
+            "store",
+            "copy",
+            "--to",
+            "x.db",
+            "--password-env",
+            "A",
+            "--password-file",
+            "b",
+        ],
+        "cannot be used with",
+    ),
+    (
+        &["store", "move", "--to", "x.db"],
+        "unrecognized subcommand 'move'",
+    ),
     // completions
     (&["completions"], "required arguments were not provided"),
     (&["completions", "powershell"], "invalid value 'powershell'"),
@@ -164,6 +185,7 @@ fn every_command_is_covered_by_the_table() {
             "redeliver",
             "simulate",
             "demo",
+            "store",
             "completions"
         ],
         "{help}"

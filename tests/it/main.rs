@@ -13,6 +13,10 @@
 //! [`support::skip`].
 
 mod support;
+/// The throwaway PostgreSQL server (one per test binary) of the store's own
+/// tests, for the tests of the daemon and commands on a PostgreSQL store.
+#[path = "../../src/store/postgres/testdb.rs"]
+mod testdb;
 
 // The API and its faults.
 mod api_faults;
@@ -27,6 +31,8 @@ mod crash;
 mod dedupe;
 mod hostile_events_file;
 mod hostile_store;
+mod postgres_daemon;
+mod store_copy;
 
 // Delivery to sinks and the ledger.
 mod hostile_receivers;

@@ -21,6 +21,7 @@ use chrono::{DateTime, Utc};
 
 mod db;
 mod outbox;
+mod portable;
 mod query;
 mod record;
 mod route;

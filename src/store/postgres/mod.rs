@@ -1,0 +1,339 @@
+//! The PostgreSQL store: one database shared by several orderwatch nodes,
+//! exactly one of which leads (polls and delivers) while the others wait as
+//! hot standbys. Same tables and the same rules as SQLite (the shared suite
+//! runs against both); what is new is leadership and fencing.
+//!
+//! # Leadership
+//!
+//! The `leadership` row holds a `term`, the `holder` (`host:pid`) and an
+//! expiry. The leader renews the expiry every `ttl / 4` (`ttl` is two thirds
+//! of `[store] failover`) on a connection of its own, on which it also holds
+//! the session advisory lock `(NAMESPACE, term)`. A standby probes every
+//! `failover / 15` (at most 1 s) and takes over when the lease has expired
+//! (a stopped, partitioned or hung leader) or the advisory lock is free (the
+//! leader's session is gone: process killed, connection dropped, clean
+//! stop), whichever comes first. Taking over is one transaction: lock the
+//! row `FOR UPDATE`, check again, take the advisory lock of the next term,
+//! write `term + 1`. See `lease.rs`.
+//!
+//! # Fencing
+//!
+//! Every write of a leader (record a chunk, mark deliveries, expire, retry
+//! now, pause) runs in a transaction whose first statement reads the term
+//! with `SELECT ... FOR KEY SHARE` and fails with [`StoreError::Fenced`]
+//! unless it is the lease's own. A takeover's `FOR UPDATE` conflicts with
+//! that lock, and in READ COMMITTED a locking read that waited sees the
+//! newest row. So every write transaction is wholly before the takeover
+//! (it commits, the takeover waits for it) or wholly after it (it reads the
+//! new term and aborts): the old leader cannot commit anything once the new
+//! term exists. (The renewal only updates `expires_at`, a lock that does not
+//! conflict with `FOR KEY SHARE`, so renewing never waits for a long write.)
+//! A leader paused inside a transaction cannot hold up a takeover for long:
+//! fenced transactions set `idle_in_transaction_session_timeout` and
+//! `statement_timeout`, so the server ends them on its own.
+//!
+//! # Why no transition is lost or recorded twice across a failover
+//!
+//! * *Recorded twice*: `UNIQUE (order_id, status)` makes a second row for a
+//!   pair impossible whoever writes it, and a chunk's dedupe, its
+//!   transitions, outbox rows and cursor commit together or not at all.
+//! * *Lost*: a transition is lost only if the cursor passed it before it was
+//!   committed. The cursor moves only in the transaction that commits the
+//!   window's last chunk, so whatever the old leader committed is complete,
+//!   and whatever it did not commit left the cursor behind it: the new
+//!   leader, starting from the cursor it reads after taking over, polls that
+//!   window again (the overlap covers it) and records what is missing.
+//! * *Deliveries*: an outbox row (or an in-order sink's cursor) leaves
+//!   `pending` only by a committed mark. The old leader's marks either
+//!   committed before the takeover (the new leader sees them) or abort; an
+//!   event it sent but could not mark is pending, so the new leader sends it
+//!   again: the duplicates at a sink are at most what was in flight.
+//!
+//! Both guarantees hold even if two nodes believed they led at once; the
+//! lease only keeps that rare and short.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Object, Pool, Transaction};
+use tokio_postgres::types::ToSql;
+use tokio_util::sync::CancellationToken;
+
+mod db;
+mod lease;
+mod outbox;
+mod portable;
+mod query;
+mod record;
+mod rows;
+pub mod target;
+mod tls;
+
+#[cfg(test)]
+pub(crate) mod testdb;
+#[cfg(test)]
+mod tests;
+
+pub use db::SCHEMA_VERSION;
+pub use lease::PgLeadership;
+pub use target::{PgTarget, Roots, TlsMode};
+
+use crate::config::PostgresConfig;
+use crate::store::{
+    Chunk, DeliveryFilter, DeliveryRow, EventFilter, Mark, OutboxEntry, Pause, RecordSummary,
+    Redeliver, Routes, SinkRoute, SinkStats, Store, StoreError, StoreReport,
+};
+use crate::transition::TransitionRow;
+
+/// Whether the TLS setup of `target` can be built (its `sslrootcert` is
+/// readable and holds CA certificates), without connecting.
+pub fn check_tls(target: &PgTarget) -> Result<(), String> {
+    tls::connector(target).map(|_| ())
+}
+
+/// Connections kept open per node: the poller, a few sinks, metrics.
+const POOL_SIZE: usize = 8;
+
+/// The PostgreSQL backend of [`Store`]. A plain handle (commands, standby
+/// reads) writes unfenced; the one a [`crate::store::Lease`] hands out
+/// checks its term in every write transaction.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+    location: Arc<str>,
+    fence: Option<Fence>,
+    /// How long a fenced transaction may sit idle or run one statement.
+    stall_limit: Duration,
+}
+
+/// The term a leader's writes must still hold, and its local view of it.
+#[derive(Clone)]
+struct Fence {
+    term: i64,
+    lost: CancellationToken,
+    why: Arc<Mutex<Option<String>>>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("location", &self.location)
+            .field("term", &self.fence.as_ref().map(|f| f.term))
+            .finish()
+    }
+}
+
+impl PgStore {
+    /// Connects, migrates (under the migration lock) and returns an
+    /// unfenced handle.
+    pub async fn open(config: &PostgresConfig) -> Result<PgStore, StoreError> {
+        let connector = db::Connector::new(config)?;
+        PgStore::open_with(&connector, config.failover).await
+    }
+
+    async fn open_with(
+        connector: &db::Connector,
+        failover: Duration,
+    ) -> Result<PgStore, StoreError> {
+        let (mut client, _closed) = connector.connect().await?;
+        db::migrate(&mut client, &connector.location).await?;
+        drop(client);
+        Ok(PgStore {
+            pool: connector.pool(POOL_SIZE)?,
+            location: Arc::from(connector.location.as_str()),
+            fence: None,
+            stall_limit: failover / 3,
+        })
+    }
+
+    /// This handle with writes fenced by `term`.
+    fn fenced(
+        &self,
+        term: i64,
+        lost: CancellationToken,
+        why: Arc<Mutex<Option<String>>>,
+    ) -> PgStore {
+        PgStore {
+            fence: Some(Fence { term, lost, why }),
+            ..self.clone()
+        }
+    }
+
+    async fn client(&self) -> Result<Object, StoreError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| db::pool_error(&self.location, e))
+    }
+
+    fn err(&self, context: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError + '_ {
+        move |e| db::classify(&self.location, context, &e)
+    }
+
+    /// The fencing check, first in every leader write transaction (see the
+    /// module comment).
+    async fn fence(&self, tx: &Transaction<'_>) -> Result<(), StoreError> {
+        let Some(fence) = &self.fence else {
+            return Ok(());
+        };
+        if fence.lost.is_cancelled() {
+            let why = fence.why.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            return Err(StoreError::LeaseLost {
+                location: self.location.to_string(),
+                term: fence.term,
+                why: why.unwrap_or_else(|| "leadership ended".to_string()),
+            });
+        }
+        let limit = format!("{}ms", self.stall_limit.as_millis().max(1000));
+        let row = tx
+            .query_one(
+                "SELECT term, holder,
+                        set_config('idle_in_transaction_session_timeout', $1, true),
+                        set_config('statement_timeout', $1, true)
+                 FROM leadership WHERE id = 1 FOR KEY SHARE",
+                &[&limit],
+            )
+            .await
+            .map_err(self.err("checking this node's leadership"))?;
+        let current: i64 = row.get(0);
+        if current != fence.term {
+            return Err(StoreError::Fenced {
+                location: self.location.to_string(),
+                term: fence.term,
+                current,
+                leader: row.get(1),
+            });
+        }
+        Ok(())
+    }
+
+    /// One fenced statement in its own transaction; returns rows affected.
+    async fn fenced_execute(
+        &self,
+        context: &'static str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<usize, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(self.err(context))?;
+        self.fence(&tx).await?;
+        let n = tx.execute(sql, params).await.map_err(self.err(context))?;
+        tx.commit().await.map_err(self.err(context))?;
+        Ok(n as usize)
+    }
+
+    async fn read_cursor(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt("SELECT position FROM cursor WHERE id = 1", &[])
+            .await
+            .map_err(self.err("reading the cursor"))?;
+        Ok(row.and_then(|r| DateTime::from_timestamp_millis(r.get(0))))
+    }
+
+    async fn make_report(&self) -> Result<StoreReport, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT (SELECT max(version) FROM schema_version), (SELECT count(*) FROM transitions)",
+                &[],
+            )
+            .await
+            .map_err(self.err("reading the store's figures"))?;
+        drop(client);
+        Ok(StoreReport {
+            location: self.location.to_string(),
+            schema_version: row.get::<_, Option<i32>>(0).unwrap_or(0).max(0) as u32,
+            transitions: row.get::<_, i64>(1).max(0) as u64,
+            cursor: self.read_cursor().await?,
+            // PostgreSQL checks its own pages (data checksums, amcheck):
+            // that is the database administrator's tool, not orderwatch's.
+            damage: None,
+        })
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn location(&self) -> String {
+        self.location.to_string()
+    }
+
+    async fn cursor(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.read_cursor().await
+    }
+
+    async fn record(&self, chunk: Chunk, routes: Routes) -> Result<RecordSummary, StoreError> {
+        self.record_chunk(&chunk, &routes).await
+    }
+
+    async fn due(
+        &self,
+        route: &SinkRoute,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.due_for(route, now, limit).await
+    }
+
+    async fn next_due(&self, route: &SinkRoute) -> Result<Option<i64>, StoreError> {
+        self.next_due_for(route).await
+    }
+
+    async fn mark(&self, sink: &str, marks: Vec<(i64, Mark)>, now: i64) -> Result<(), StoreError> {
+        self.mark_all(sink, &marks, now).await
+    }
+
+    async fn expire(
+        &self,
+        sink: &str,
+        cutoff: i64,
+        error: &str,
+        now: i64,
+    ) -> Result<usize, StoreError> {
+        self.expire_old(sink, cutoff, error, now).await
+    }
+
+    async fn retry_now(&self, sink: &str, now: i64) -> Result<usize, StoreError> {
+        self.retry_all_now(sink, now).await
+    }
+
+    async fn requeued_since(&self, sink: &str, since: i64) -> Result<bool, StoreError> {
+        self.requeued(sink, since).await
+    }
+
+    async fn pause(&self, sink: &str, reason: &str, now: i64) -> Result<(), StoreError> {
+        self.pause_sink(sink, reason, now).await
+    }
+
+    async fn pause_of(&self, sink: &str) -> Result<Option<Pause>, StoreError> {
+        self.paused_since(sink).await
+    }
+
+    async fn redeliver(
+        &self,
+        route: &SinkRoute,
+        what: &Redeliver,
+        now: i64,
+    ) -> Result<usize, StoreError> {
+        self.requeue(route, what, now).await
+    }
+
+    async fn events(&self, filter: &EventFilter) -> Result<Vec<TransitionRow>, StoreError> {
+        self.list_events(filter).await
+    }
+
+    async fn deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<DeliveryRow>, StoreError> {
+        self.list_deliveries(filter).await
+    }
+
+    async fn sink_stats(&self, routes: &[SinkRoute]) -> Result<Vec<SinkStats>, StoreError> {
+        self.stats(routes).await
+    }
+
+    async fn report(&self, _deep: bool) -> Result<StoreReport, StoreError> {
+        self.make_report().await
+    }
+}

@@ -1,0 +1,334 @@
+//! Recording one chunk of a window: dedupe, transitions, outbox rows and the
+//! cursor, in one fenced transaction, with the same outcome as SQLite's
+//! `record_chunk` (the shared suite checks it).
+//!
+//! SQLite pays per statement little and per row little, so it walks the
+//! chunk order by order. Here every statement is a round trip, so a chunk
+//! costs a fixed handful of them whatever its size: one lookup of the
+//! chunk's known orders, then the new transitions, the orders and the
+//! outbox rows each as one `INSERT ... SELECT FROM unnest(arrays)`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio_postgres::Transaction;
+
+use super::PgStore;
+use crate::store::{Chunk, RecordSummary, SAMPLE, SinkRoute, StoreError};
+use crate::transition::{OrderChange, TransitionRow};
+
+/// A change that is a transition unless its `(order, status)` was recorded
+/// before (an A → B → A return).
+struct Candidate<'a> {
+    change: &'a OrderChange,
+    previous: Option<Arc<str>>,
+}
+
+impl PgStore {
+    pub(super) async fn record_chunk(
+        &self,
+        chunk: &Chunk,
+        routes: &[SinkRoute],
+    ) -> Result<RecordSummary, StoreError> {
+        let changes = chunk.changes();
+        let seen_ms = chunk.seen_at.timestamp_millis();
+        let mut client = self.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(self.err("starting the cycle transaction"))?;
+        self.fence(&tx).await?;
+        prepare_routes(&tx, routes, seen_ms)
+            .await
+            .map_err(self.err("setting up the sinks' queues"))?;
+        let known = known_statuses(&tx, changes)
+            .await
+            .map_err(self.err("looking up orders"))?;
+        let candidates = plan(changes, &known);
+        let mut seqs = insert_transitions(&tx, &candidates, seen_ms)
+            .await
+            .map_err(self.err("recording transitions"))?;
+        upsert_orders(&tx, &candidates, seen_ms)
+            .await
+            .map_err(self.err("updating orders"))?;
+        let mut summary = RecordSummary {
+            seen: changes.len(),
+            ..RecordSummary::default()
+        };
+        let mut outbox = Outbox::default();
+        for c in &candidates {
+            // The first candidate of a key got the row; a later one of the
+            // same key in this chunk (A → B → A) is no transition.
+            let key = (c.change.order_id, Arc::clone(&c.change.status));
+            if let Some(seq) = seqs.remove(&key) {
+                count(&mut summary, &mut outbox, routes, seq, c, seen_ms);
+            }
+        }
+        outbox
+            .insert(&tx, seen_ms)
+            .await
+            .map_err(self.err("queueing deliveries"))?;
+        if let Some(cursor) = chunk.cursor {
+            tx.execute(
+                "INSERT INTO cursor (id, position) VALUES (1, $1)
+                 ON CONFLICT (id) DO UPDATE SET position = greatest(cursor.position, excluded.position)",
+                &[&cursor.timestamp_millis()],
+            )
+            .await
+            .map_err(self.err("moving the cursor"))?;
+        }
+        tx.commit()
+            .await
+            .map_err(self.err("committing the cycle"))?;
+        Ok(summary)
+    }
+}
+
+/// Chunks at least this large, sorted by order id, are looked up by range.
+const SCAN_THRESHOLD: usize = 2048;
+
+/// The last recorded status of each order of the chunk.
+async fn known_statuses(
+    tx: &Transaction<'_>,
+    changes: &[OrderChange],
+) -> Result<HashMap<i64, Arc<str>>, tokio_postgres::Error> {
+    let (Some(first), Some(last)) = (changes.first(), changes.last()) else {
+        return Ok(HashMap::new());
+    };
+    // A large chunk sorted by order id (the poller's) is one range scan of
+    // the primary key; anything else is looked up by its ids.
+    let rows = if changes.len() >= SCAN_THRESHOLD && changes.is_sorted_by_key(|c| c.order_id) {
+        tx.query(
+            "SELECT order_id, status FROM orders WHERE order_id BETWEEN $1 AND $2",
+            &[&first.order_id, &last.order_id],
+        )
+        .await?
+    } else {
+        let mut ids: Vec<i64> = changes.iter().map(|c| c.order_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        tx.query(
+            "SELECT order_id, status FROM orders WHERE order_id = ANY($1)",
+            &[&ids],
+        )
+        .await?
+    };
+    // Statuses are few: share one string per status.
+    let mut names: Vec<Arc<str>> = Vec::new();
+    let mut known = HashMap::with_capacity(rows.len());
+    for r in rows {
+        let status: &str = r.get(1);
+        let name = match names.iter().find(|n| &***n == status) {
+            Some(n) => Arc::clone(n),
+            None => {
+                names.push(Arc::from(status));
+                Arc::clone(&names[names.len() - 1])
+            }
+        };
+        known.insert(r.get::<_, i64>(0), name);
+    }
+    Ok(known)
+}
+
+/// The changes that differ from their order's last status, in answer
+/// order, each with that previous status (counting earlier ones of the chunk).
+fn plan<'a>(changes: &'a [OrderChange], known: &HashMap<i64, Arc<str>>) -> Vec<Candidate<'a>> {
+    let mut last: HashMap<i64, Arc<str>> = HashMap::new();
+    let mut out = Vec::new();
+    for change in changes {
+        let previous = last
+            .get(&change.order_id)
+            .or_else(|| known.get(&change.order_id))
+            .cloned();
+        if previous.as_deref() == Some(&*change.status) {
+            // The common re-poll case: nothing changed since last time.
+            continue;
+        }
+        last.insert(change.order_id, Arc::clone(&change.status));
+        out.push(Candidate { change, previous });
+    }
+    out
+}
+
+/// Inserts the candidates in answer order (so `seq` follows it); returns
+/// the seq of each one that was new, by `(order, status)`.
+async fn insert_transitions(
+    tx: &Transaction<'_>,
+    candidates: &[Candidate<'_>],
+    seen_ms: i64,
+) -> Result<HashMap<(i64, Arc<str>), i64>, tokio_postgres::Error> {
+    if candidates.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let orders: Vec<i64> = candidates.iter().map(|c| c.change.order_id).collect();
+    let statuses: Vec<&str> = candidates.iter().map(|c| &*c.change.status).collect();
+    let certs: Vec<Option<i64>> = candidates.iter().map(|c| c.change.certificate_id).collect();
+    let previous: Vec<Option<&str>> = candidates.iter().map(|c| c.previous.as_deref()).collect();
+    let rows = tx
+        .query(
+            "INSERT INTO transitions (order_id, status, certificate_id, previous_status, seen_at)
+             SELECT o, s, c, p, $5
+             FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[]) WITH ORDINALITY AS u (o, s, c, p, n)
+             ORDER BY n
+             ON CONFLICT (order_id, status) DO NOTHING
+             RETURNING seq, order_id, status",
+            &[&orders, &statuses, &certs, &previous, &seen_ms],
+        )
+        .await?;
+    let by_name: HashMap<&str, &Arc<str>> = candidates
+        .iter()
+        .map(|c| (&*c.change.status, &c.change.status))
+        .collect();
+    let mut out = HashMap::with_capacity(rows.len());
+    for r in rows {
+        let status: &str = r.get(2);
+        let name = by_name
+            .get(status)
+            .map(|n| Arc::clone(n))
+            .unwrap_or_else(|| Arc::from(status));
+        out.insert((r.get::<_, i64>(1), name), r.get::<_, i64>(0));
+    }
+    Ok(out)
+}
+
+/// Sets each order's last status (and a certificate id once known).
+async fn upsert_orders(
+    tx: &Transaction<'_>,
+    candidates: &[Candidate<'_>],
+    seen_ms: i64,
+) -> Result<(), tokio_postgres::Error> {
+    // One row per order (an upsert may touch a row once per statement): its
+    // last status, and its last certificate id given in the chunk.
+    let mut last: HashMap<i64, (Option<i64>, &str)> = HashMap::new();
+    for c in candidates {
+        let entry = last.entry(c.change.order_id).or_insert((None, ""));
+        entry.0 = c.change.certificate_id.or(entry.0);
+        entry.1 = &c.change.status;
+    }
+    if last.is_empty() {
+        return Ok(());
+    }
+    // In key order: the primary key is then filled left to right, not at
+    // random places (a chunk is usually sorted; the map is not).
+    let mut sorted: Vec<(i64, (Option<i64>, &str))> = last.into_iter().collect();
+    sorted.sort_unstable_by_key(|(id, _)| *id);
+    let mut ids = Vec::with_capacity(sorted.len());
+    let mut certs = Vec::with_capacity(sorted.len());
+    let mut statuses = Vec::with_capacity(sorted.len());
+    for (id, (cert, status)) in sorted {
+        ids.push(id);
+        certs.push(cert);
+        statuses.push(status);
+    }
+    tx.execute(
+        "INSERT INTO orders (order_id, certificate_id, status, updated_at)
+         SELECT o, c, s, $4 FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS u (o, c, s)
+         ON CONFLICT (order_id) DO UPDATE SET
+            certificate_id = coalesce(excluded.certificate_id, orders.certificate_id),
+            status = excluded.status, updated_at = excluded.updated_at",
+        &[&ids, &certs, &statuses, &seen_ms],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Outbox rows of row-per-event sinks, written in one statement.
+#[derive(Default)]
+struct Outbox {
+    sinks: Vec<String>,
+    seqs: Vec<i64>,
+    orders: Vec<i64>,
+}
+
+impl Outbox {
+    async fn insert(
+        &self,
+        tx: &Transaction<'_>,
+        seen_ms: i64,
+    ) -> Result<(), tokio_postgres::Error> {
+        if self.seqs.is_empty() {
+            return Ok(());
+        }
+        tx.execute(
+            "INSERT INTO outbox (sink, seq, order_id, created_at, next_attempt_at)
+             SELECT k, s, o, $4, $4 FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u (k, s, o)",
+            &[&self.sinks, &self.seqs, &self.orders, &seen_ms],
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// Queues a new transition for every sink that takes it (a row for
+/// row-per-event sinks; in-order sinks find it after their cursor) and
+/// counts it in the summary.
+fn count(
+    summary: &mut RecordSummary,
+    outbox: &mut Outbox,
+    routes: &[SinkRoute],
+    seq: i64,
+    c: &Candidate<'_>,
+    seen_ms: i64,
+) {
+    let status: &str = &c.change.status;
+    for route in routes.iter().filter(|r| r.wants(status)) {
+        summary.queued += 1;
+        if !route.by_cursor {
+            outbox.sinks.push(route.name.clone());
+            outbox.seqs.push(seq);
+            outbox.orders.push(c.change.order_id);
+        }
+    }
+    *summary.new_by_status.entry(status.to_string()).or_default() += 1;
+    if summary.sample.len() < SAMPLE {
+        summary.sample.push(TransitionRow {
+            seq,
+            order_id: c.change.order_id,
+            status: status.to_string(),
+            certificate_id: c.change.certificate_id,
+            previous_status: c.previous.as_deref().map(str::to_string),
+            seen_at: seen_ms,
+        });
+    }
+}
+
+/// Sets up every sink's queue before transitions are added, as SQLite's
+/// `prepare_routes` does: a new in-order sink starts after the newest
+/// transition; a sink that was in-order and now keeps rows gets rows for
+/// what was still after its cursor.
+async fn prepare_routes(
+    tx: &Transaction<'_>,
+    routes: &[SinkRoute],
+    now: i64,
+) -> Result<(), tokio_postgres::Error> {
+    for route in routes {
+        if route.by_cursor {
+            tx.execute(
+                "INSERT INTO sinks (name, delivered_through)
+                 VALUES ($1, (SELECT coalesce(max(seq), 0) FROM transitions))
+                 ON CONFLICT (name) DO UPDATE SET
+                    delivered_through = coalesce(sinks.delivered_through, excluded.delivered_through)",
+                &[&route.name],
+            )
+            .await?;
+            continue;
+        }
+        let Some(cursor) = super::rows::cursor_of(tx, &route.name).await? else {
+            continue;
+        };
+        tx.execute(
+            "INSERT INTO outbox (sink, seq, order_id, created_at, next_attempt_at)
+             SELECT $1, seq, order_id, $2, $2 FROM transitions
+             WHERE seq > $3 AND ($4::text[] IS NULL OR status = ANY($4))
+             ON CONFLICT (sink, seq) DO NOTHING",
+            &[&route.name, &now, &cursor, &route.statuses],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE sinks SET delivered_through = NULL WHERE name = $1",
+            &[&route.name],
+        )
+        .await?;
+    }
+    Ok(())
+}
