@@ -31,6 +31,7 @@ mod hostile_store;
 // Delivery to sinks and the ledger.
 mod hostile_receivers;
 mod ledger;
+mod secret_rotation;
 mod webhook;
 mod webhook_failures;
 

@@ -31,7 +31,7 @@ use crate::http::{self, error_chain, read_prefix, snippet};
 use crate::store::OutboxEntry;
 use crate::transition::event_id;
 use redact::{credentials, endpoint};
-use signature::SigningKey;
+use signature::SigningKeys;
 
 /// How much of a receiver's answer is read (for the ledger's last error).
 const ANSWER_PREFIX: usize = 4 * 1024;
@@ -116,12 +116,12 @@ impl SinkSettings for Settings {
                 format!("cannot read the signing secret: {e}"),
             )
         })?;
-        let key = SigningKey::from_secret(secret.expose()).map_err(|e| {
+        let keys = SigningKeys::from_secrets(secret.expose()).map_err(|e| {
             let source = &self.secret;
             BuildError::secret(
                 "secret",
                 source,
-                format!("{source} does not hold a Standard Webhooks secret: {e}"),
+                format!("{source} does not hold Standard Webhooks secrets (one or more \"whsec_...\", separated by spaces or newlines): {e}"),
             )
         })?;
         let client = http::client_builder(self.timeout)
@@ -138,7 +138,7 @@ impl SinkSettings for Settings {
             endpoint: endpoint(self.url.expose()),
             hidden: credentials(self.url.expose()),
             url: self.url.clone(),
-            key,
+            keys,
             source: ctx.source.to_string(),
             concurrency: self.concurrency,
             max_retry_after: ctx.give_up_after,
@@ -153,7 +153,8 @@ struct WebhookSink {
     endpoint: String,
     /// Credential strings of the URL, blanked out of every message.
     hidden: Vec<String>,
-    key: SigningKey,
+    /// Every listed secret signs (rotation: old and new at once).
+    keys: SigningKeys,
     source: String,
     concurrency: usize,
     /// A receiver's `Retry-After` is honoured up to here: waiting longer
@@ -170,7 +171,7 @@ impl WebhookSink {
         write_event(&mut body, t, &self.source);
         // The timestamp is the attempt's, so receivers can refuse replays.
         let timestamp = chrono::Utc::now().timestamp();
-        let signature = self.key.sign(&id, timestamp, &body);
+        let signature = self.keys.sign(&id, timestamp, &body);
         let sent = self
             .client
             .post(self.url.expose().clone())
