@@ -16,6 +16,7 @@ pub mod kind;
 pub mod registry;
 pub mod retry;
 
+mod exec;
 mod file;
 mod stdout;
 mod webhook;

@@ -29,6 +29,7 @@ mod hostile_events_file;
 mod hostile_store;
 
 // Delivery to sinks and the ledger.
+mod exec;
 mod hostile_receivers;
 mod ledger;
 mod secret_rotation;

@@ -256,7 +256,7 @@ mod tests {
             SigningKeys::from_secrets(" \n").unwrap_err(),
             SecretListError::Empty
         );
-        let many = vec![OLD; MAX_SECRETS + 1].join(" ");
+        let many = [OLD; MAX_SECRETS + 1].join(" ");
         assert_eq!(
             SigningKeys::from_secrets(&many).unwrap_err(),
             SecretListError::TooMany(MAX_SECRETS + 1)
