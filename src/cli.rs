@@ -49,6 +49,10 @@ pub enum Command {
     Deliveries(DeliveriesArgs),
     /// Queue events again for one sink (and lift a pause after 410 Gone).
     Redeliver(RedeliverArgs),
+    /// Send one test event through a sink (signed, as real events are);
+    /// print what the receiver answered. Records nothing.
+    #[command(after_help = TEST_SINK_HELP)]
+    TestSink(TestSinkArgs),
     /// Serve a stand-in for the CertCentral endpoints, for demos and tests.
     Simulate(SimulateArgs),
     /// Simulator + daemon + stdout sink in one process, no configuration needed.
@@ -144,6 +148,20 @@ pub struct RedeliverArgs {
     /// Every event first seen within this long (e.g. "2h").
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub since: Option<Duration>,
+}
+
+/// What a receiver gets from `test-sink`.
+const TEST_SINK_HELP: &str = "\
+The test event is a CloudEvent of type \"orderwatch.test\" whose id starts with
+\"test:\" (no transition's id does), sent the way real events are: signed
+webhook headers, the exec command with ORDERWATCH_* variables (no order or
+status), a line in the file. It is not recorded and not retried.
+Exit codes: 0 delivered, 1 not delivered, 2 unknown sink or bad configuration.";
+
+#[derive(Debug, Args)]
+pub struct TestSinkArgs {
+    /// The sink to test, by its name in the configuration.
+    pub name: String,
 }
 
 #[derive(Debug, Args)]

@@ -174,7 +174,8 @@ pub async fn redeliver(config_flag: Option<&Path>, args: &RedeliverArgs) -> Resu
     Ok(())
 }
 
-fn known_sink<'a>(
+/// The configured sink `name`, or a usage error listing the sinks there are.
+pub(super) fn known_sink<'a>(
     config: &'a Config,
     name: &str,
 ) -> Result<&'a crate::config::SinkConfig, Failure> {

@@ -15,6 +15,7 @@ pub mod events;
 pub mod ledger;
 pub mod run;
 pub mod simulate;
+pub mod test_sink;
 
 /// Runs the command `cli` names.
 pub async fn dispatch(cli: &Cli) -> Result<(), Failure> {
@@ -28,6 +29,7 @@ pub async fn dispatch(cli: &Cli) -> Result<(), Failure> {
         Command::Redeliver(args) => ledger::redeliver(config, args).await,
         Command::Simulate(args) => simulate::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::TestSink(args) => test_sink::run(config, args).await,
         Command::Completions(args) => completions::run(args.shell),
     }
 }

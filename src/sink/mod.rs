@@ -22,7 +22,7 @@ mod stdout;
 mod webhook;
 
 pub use delivery::{LoopContext, Mode, Wake};
-pub use kind::{Outcome, Sink};
+pub use kind::{Message, Outcome, Sent, Sink};
 pub use retry::DeliveryPolicy;
 
 use crate::config::SinkConfig;

@@ -84,6 +84,12 @@ const CASES: &[(&[&str], &str)] = &[
     (&["demo", "--rate", "x"], "invalid value 'x'"),
     (&["demo", "--seed", "-1"], "unexpected argument '-1'"),
     (&["demo", "extra"], "unexpected argument 'extra'"),
+    // test-sink
+    (&["test-sink"], "required arguments were not provided"),
+    (
+        &["test-sink", "hook", "extra"],
+        "unexpected argument 'extra'",
+    ),
     // completions
     (&["completions"], "required arguments were not provided"),
     (&["completions", "powershell"], "invalid value 'powershell'"),
@@ -162,6 +168,7 @@ fn every_command_is_covered_by_the_table() {
             "events",
             "deliveries",
             "redeliver",
+            "test-sink",
             "simulate",
             "demo",
             "completions"

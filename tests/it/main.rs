@@ -33,6 +33,7 @@ mod exec;
 mod hostile_receivers;
 mod ledger;
 mod secret_rotation;
+mod test_sink;
 mod webhook;
 mod webhook_failures;
 

@@ -97,6 +97,15 @@ impl Sink for Scripted {
         out
     }
 
+    /// The loop never sends single messages; answered like a delivery.
+    async fn send(&self, message: &crate::sink::kind::Message<'_>) -> crate::sink::kind::Sent {
+        let n = self.calls.lock().unwrap().len();
+        crate::sink::kind::Sent {
+            outcome: (self.answer)(n, message.id),
+            answer: String::new(),
+        }
+    }
+
     fn batch_size(&self) -> usize {
         1
     }

@@ -22,7 +22,7 @@ use serde::Deserialize;
 
 mod run;
 
-use super::kind::{BuildContext, BuildError, Kind, Outcome, Sink, SinkSettings};
+use super::kind::{BuildContext, BuildError, Kind, Message, Outcome, Sent, Sink, SinkSettings};
 use crate::config::table::SinkTable;
 use crate::event::write_event;
 use crate::store::OutboxEntry;
@@ -211,21 +211,22 @@ struct ExecSink {
     source: String,
 }
 
-/// The `ORDERWATCH_*` variables of one event. An unknown previous status
-/// is an empty string, so `set -u` scripts can read it.
-fn event_env(entry: &OutboxEntry, sink: &str) -> Vec<(String, String)> {
-    let t = &entry.transition;
+/// The `ORDERWATCH_*` variables of one event. A missing value (no previous
+/// status; no order for a test event) is an empty string, so `set -u`
+/// scripts can read every one.
+fn event_env(message: &Message<'_>, sink: &str) -> Vec<(String, String)> {
+    let text = |v: Option<&str>| v.unwrap_or_default().to_string();
     vec![
-        ("ORDERWATCH_EVENT_ID".into(), t.event_id()),
+        ("ORDERWATCH_EVENT_ID".into(), message.id.to_string()),
+        ("ORDERWATCH_EVENT_TYPE".into(), message.kind.to_string()),
         (
-            "ORDERWATCH_EVENT_TYPE".into(),
-            crate::event::EVENT_TYPE.into(),
+            "ORDERWATCH_ORDER_ID".into(),
+            message.order_id.map(|o| o.to_string()).unwrap_or_default(),
         ),
-        ("ORDERWATCH_ORDER_ID".into(), t.order_id.to_string()),
-        ("ORDERWATCH_STATUS".into(), t.status.clone()),
+        ("ORDERWATCH_STATUS".into(), text(message.status)),
         (
             "ORDERWATCH_PREVIOUS_STATUS".into(),
-            t.previous_status.clone().unwrap_or_default(),
+            text(message.previous_status),
         ),
         ("ORDERWATCH_SINK".into(), sink.to_string()),
     ]
@@ -235,22 +236,47 @@ impl ExecSink {
     async fn run_one(&self, entry: &OutboxEntry) -> Outcome {
         let mut body = Vec::with_capacity(320);
         write_event(&mut body, &entry.transition, &self.source);
-        body.push(b'\n');
+        let t = &entry.transition;
+        let id = t.event_id();
+        let message = Message {
+            id: &id,
+            kind: crate::event::EVENT_TYPE,
+            body: &body,
+            order_id: Some(t.order_id),
+            status: Some(&t.status),
+            previous_status: t.previous_status.as_deref(),
+        };
+        self.run_message(&message).await.outcome
+    }
+
+    /// Runs the command for one message; the answer is its exit and output.
+    async fn run_message(&self, message: &Message<'_>) -> Sent {
+        let mut stdin = Vec::with_capacity(message.body.len() + 1);
+        stdin.extend_from_slice(message.body);
+        stdin.push(b'\n');
         let mut env = self.base_env.clone();
-        env.extend(event_env(entry, &self.name));
+        env.extend(event_env(message, &self.name));
         let ran = run::run(&Invocation {
             program: &self.program,
             args: &self.args,
             env,
-            stdin: &body,
+            stdin: &stdin,
             timeout: self.timeout,
         })
         .await;
         let outcome = judge(&ran, &self.dead_exit_codes, &self.program, self.timeout);
-        if outcome == Outcome::Delivered && ran.output_len > 0 {
-            tracing::info!(sink = %self.name, event = %entry.transition.event_id(), output = %ran.output_line(), "command output");
-        }
-        outcome
+        let answer = match &outcome {
+            Outcome::Delivered => {
+                if ran.output_len > 0 {
+                    tracing::info!(sink = %self.name, event = %message.id, output = %ran.output_line(), "command output");
+                }
+                format!("exit 0; output: {}", ran.output_line())
+            }
+            Outcome::Retry { error, .. } | Outcome::Dead { error } | Outcome::Gone { error } => {
+                error.clone()
+            }
+        };
+        Sent { outcome, answer }
     }
 }
 
@@ -297,6 +323,10 @@ impl Sink for ExecSink {
             out.push(self.run_one(e).await);
         }
         out
+    }
+
+    async fn send(&self, message: &Message<'_>) -> Sent {
+        self.run_message(message).await
     }
 
     fn batch_size(&self) -> usize {

@@ -115,26 +115,30 @@ fn the_environment_holds_path_the_locale_and_passed_variables_only() {
 }
 
 #[test]
-fn every_event_variable_is_set_and_an_unknown_previous_status_is_empty() {
-    let entry = OutboxEntry {
-        attempts: 0,
-        created_at: 0,
-        first_failure_at: None,
-        transition: crate::transition::TransitionRow {
-            seq: 1,
-            order_id: 264,
-            status: "issued".into(),
-            certificate_id: None,
-            previous_status: None,
-            seen_at: 0,
-        },
+fn every_event_variable_is_set_and_a_missing_value_is_empty() {
+    let message = Message {
+        id: "264:issued",
+        kind: crate::event::EVENT_TYPE,
+        body: b"{}",
+        order_id: Some(264),
+        status: Some("issued"),
+        previous_status: None,
     };
     let env: std::collections::HashMap<String, String> =
-        event_env(&entry, "hook").into_iter().collect();
+        event_env(&message, "hook").into_iter().collect();
     assert_eq!(env["ORDERWATCH_EVENT_ID"], "264:issued");
     assert_eq!(env["ORDERWATCH_ORDER_ID"], "264");
     assert_eq!(env["ORDERWATCH_STATUS"], "issued");
     assert_eq!(env["ORDERWATCH_PREVIOUS_STATUS"], "");
     assert_eq!(env["ORDERWATCH_SINK"], "hook");
     assert_eq!(env["ORDERWATCH_EVENT_TYPE"], crate::event::EVENT_TYPE);
+    let test = Message {
+        order_id: None,
+        status: None,
+        ..message
+    };
+    let env: std::collections::HashMap<String, String> =
+        event_env(&test, "hook").into_iter().collect();
+    assert_eq!(env["ORDERWATCH_ORDER_ID"], "");
+    assert_eq!(env["ORDERWATCH_STATUS"], "");
 }

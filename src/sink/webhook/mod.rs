@@ -21,7 +21,7 @@ use serde::Deserialize;
 mod redact;
 pub mod signature;
 
-use super::kind::{BuildContext, BuildError, Kind, Outcome, Sink, SinkSettings};
+use super::kind::{BuildContext, BuildError, Kind, Message, Outcome, Sent, Sink, SinkSettings};
 use crate::backoff::parse_retry_after;
 use crate::config::field::RedactedUrl;
 use crate::config::secret::SecretSource;
@@ -169,14 +169,20 @@ impl WebhookSink {
         let id = event_id(t.order_id, &t.status);
         let mut body = Vec::with_capacity(320);
         write_event(&mut body, t, &self.source);
+        self.post_body(&id, body).await.outcome
+    }
+
+    /// Signs and posts one event; what the receiver answered goes with the
+    /// outcome (`orderwatch test-sink` shows it).
+    async fn post_body(&self, id: &str, body: Vec<u8>) -> Sent {
         // The timestamp is the attempt's, so receivers can refuse replays.
         let timestamp = chrono::Utc::now().timestamp();
-        let signature = self.keys.sign(&id, timestamp, &body);
+        let signature = self.keys.sign(id, timestamp, &body);
         let sent = self
             .client
             .post(self.url.expose().clone())
             .header(CONTENT_TYPE, HeaderValue::from_static(CLOUDEVENTS_JSON))
-            .header("webhook-id", id.as_str())
+            .header("webhook-id", id)
             .header("webhook-timestamp", timestamp.to_string())
             .header("webhook-signature", signature)
             .body(body)
@@ -192,21 +198,33 @@ impl WebhookSink {
                 } else {
                     "failed"
                 };
-                return Outcome::Retry {
-                    error: self.scrub(format!(
-                        "POST {} {what}: {}",
-                        self.endpoint,
-                        error_chain(&e)
-                    )),
-                    retry_after: None,
+                let error = self.scrub(format!(
+                    "POST {} {what}: {}",
+                    self.endpoint,
+                    error_chain(&e)
+                ));
+                return Sent {
+                    answer: error.clone(),
+                    outcome: Outcome::Retry {
+                        error,
+                        retry_after: None,
+                    },
                 };
             }
         };
         let status = resp.status();
+        let code = status.as_u16();
+        let line = match status.canonical_reason() {
+            Some(reason) => format!("HTTP {code} {reason}"),
+            None => format!("HTTP {code}"),
+        };
         if status.is_success() {
             // Read (a little of) the answer so the connection can be reused.
-            let _ = read_prefix(resp, ANSWER_PREFIX).await;
-            return Outcome::Delivered;
+            let answer = snippet(&read_prefix(resp, ANSWER_PREFIX).await);
+            return Sent {
+                outcome: Outcome::Delivered,
+                answer: self.scrub(format!("{line}: {answer}")),
+            };
         }
         let retry_after = resp
             .headers()
@@ -223,18 +241,16 @@ impl WebhookSink {
                 Err(_) => "(an invalid Location)".to_string(),
             });
         let answer = snippet(&read_prefix(resp, ANSWER_PREFIX).await);
-        let code = status.as_u16();
-        let line = match status.canonical_reason() {
-            Some(reason) => format!("HTTP {code} {reason}"),
-            None => format!("HTTP {code}"),
-        };
         let error = self.scrub(match location {
             Some(l) if status.is_redirection() => {
                 format!("{line}: redirect to {l} not followed; fix the sink's url")
             }
             _ => format!("{line}: {answer}"),
         });
-        classify(code, error, retry_after)
+        Sent {
+            answer: error.clone(),
+            outcome: classify(code, error, retry_after),
+        }
     }
 
     /// Blanks any credential of the URL that a message might echo.
@@ -265,6 +281,10 @@ impl Sink for WebhookSink {
             out.push(self.post(e).await);
         }
         out
+    }
+
+    async fn send(&self, message: &Message<'_>) -> Sent {
+        self.post_body(message.id, message.body.to_vec()).await
     }
 
     fn batch_size(&self) -> usize {
