@@ -40,7 +40,7 @@ pub enum Command {
     /// Run the daemon: poll CertCentral on schedule and deliver to every sink.
     Run(RunArgs),
     /// Validate the configuration, secrets, sinks and store; print a summary.
-    Check,
+    Check(CheckArgs),
     /// Cancel a pending (or waiting_pickup) order through the API.
     Cancel(CancelArgs),
     /// List the transitions recorded in the store (works while the daemon runs).
@@ -79,6 +79,15 @@ pub struct RunArgs {
     /// undelivered events stay pending for the next run and the exit code is 1.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "once")]
     pub drain_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Also send one authenticated request to CertCentral and connect to
+    /// every sink's destination (TCP and TLS; nothing is delivered).
+    /// Failures there exit 1. Without it, check sends nothing.
+    #[arg(long)]
+    pub online: bool,
 }
 
 #[derive(Debug, Args)]

@@ -22,7 +22,7 @@ pub async fn dispatch(cli: &Cli) -> Result<(), Failure> {
     let config = cli.config.as_deref();
     match &cli.command {
         Command::Run(args) => run::run(config, args).await,
-        Command::Check => check::run(config).await,
+        Command::Check(args) => check::run(config, args.online).await,
         Command::Cancel(args) => cancel::run(config, args).await,
         Command::Events(args) => events::run(config, args).await,
         Command::Deliveries(args) => ledger::deliveries(config, args).await,

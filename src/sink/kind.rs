@@ -88,6 +88,13 @@ pub trait Sink: Send + Sync + 'static {
     /// the file's lock), and reports the destination's answer. Nothing is
     /// recorded and nothing is retried: the caller shows the result.
     async fn send(&self, message: &Message<'_>) -> Sent;
+    /// Connects to the destination without delivering anything (`orderwatch
+    /// check --online`): a webhook's TCP and TLS handshake, say. `Ok(None)`
+    /// when there is nothing to connect to beyond what `build` checked (a
+    /// file, stdout, a command); `Ok(Some(what))` says what was reached.
+    async fn reach(&self) -> Result<Option<String>, String> {
+        Ok(None)
+    }
     /// Entries per `deliver` call.
     fn batch_size(&self) -> usize;
     /// `deliver` calls in flight at once.

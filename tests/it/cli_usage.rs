@@ -29,6 +29,7 @@ const CASES: &[(&[&str], &str)] = &[
     // check
     (&["check", "extra"], "unexpected argument 'extra'"),
     (&["check", "--strict"], "unexpected argument '--strict'"),
+    (&["check", "--online=yes"], "unexpected value 'yes'"),
     // cancel
     (&["cancel"], "ORDER_ID"),
     (&["cancel", "264"], "--note <NOTE>"),

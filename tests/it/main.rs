@@ -38,6 +38,7 @@ mod webhook;
 mod webhook_failures;
 
 // Operating it: commands, config, logs, metrics, signals, systemd.
+mod check_online;
 mod cli_usage;
 mod config_check;
 mod demo;

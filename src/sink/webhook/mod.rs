@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use serde::Deserialize;
 
+mod reach;
 mod redact;
 pub mod signature;
 
@@ -141,6 +142,7 @@ impl SinkSettings for Settings {
             keys,
             source: ctx.source.to_string(),
             concurrency: self.concurrency,
+            timeout: self.timeout,
             max_retry_after: ctx.give_up_after,
         }))
     }
@@ -157,6 +159,8 @@ struct WebhookSink {
     keys: SigningKeys,
     source: String,
     concurrency: usize,
+    /// Per request; also bounds each step of [`Sink::reach`].
+    timeout: Duration,
     /// A receiver's `Retry-After` is honoured up to here: waiting longer
     /// than the sink keeps trying is pointless, and an absurd value
     /// (`Retry-After: 18446744073709551615`) must not overflow a clock.
@@ -285,6 +289,12 @@ impl Sink for WebhookSink {
 
     async fn send(&self, message: &Message<'_>) -> Sent {
         self.post_body(message.id, message.body.to_vec()).await
+    }
+
+    async fn reach(&self) -> Result<Option<String>, String> {
+        reach::handshake(self.url.expose(), &self.endpoint, self.timeout)
+            .await
+            .map(Some)
     }
 
     fn batch_size(&self) -> usize {
