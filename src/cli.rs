@@ -140,6 +140,14 @@ pub struct DeliveriesArgs {
     /// One JSON object per line instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Delete dead deliveries given up more than --older-than ago (of
+    /// --sink, or of every sink) instead of listing. File and stdout sinks
+    /// keep theirs until redelivered.
+    #[arg(long, requires = "older_than", conflicts_with_all = ["state", "json"])]
+    pub purge_dead: bool,
+    /// With --purge-dead: how old a dead delivery must be (e.g. "30d").
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "purge_dead")]
+    pub older_than: Option<Duration>,
 }
 
 #[derive(Debug, Args)]

@@ -93,7 +93,14 @@ pub struct PollConfig {
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     pub path: PathBuf,
+    /// Delivered ledger rows older than this are deleted (`keep_delivered`).
+    pub keep_delivered: Duration,
 }
+
+/// `[store] keep_delivered` unless set: long enough to answer "was this
+/// delivered?" for a quarter, short enough that a busy webhook sink's
+/// ledger stays small.
+pub const DEFAULT_KEEP_DELIVERED: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// `[metrics]`.
 #[derive(Debug, Clone)]

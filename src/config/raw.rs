@@ -48,6 +48,7 @@ pub(super) struct RawPoll {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStore {
     pub path: Option<PathBuf>,
+    pub keep_delivered: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -345,17 +345,26 @@ impl Validator {
         raw: raw::RawStore,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Option<StoreConfig> {
+        let keep_delivered = self.positive(
+            "store.keep_delivered",
+            raw.keep_delivered.as_deref(),
+            super::DEFAULT_KEEP_DELIVERED,
+        );
         if let Some(path) = raw.path {
             if path.as_os_str().is_empty() {
                 self.problem("store.path", "must not be empty");
                 return None;
             }
-            return Some(StoreConfig { path });
+            return Some(StoreConfig {
+                path,
+                keep_delivered,
+            });
         }
         // systemd may list several directories separated by ':'; ours is the first.
         match env("STATE_DIRECTORY").and_then(|d| d.split(':').next().map(PathBuf::from)) {
             Some(dir) if !dir.as_os_str().is_empty() => Some(StoreConfig {
                 path: dir.join("orderwatch.db"),
+                keep_delivered,
             }),
             _ => {
                 self.problem(

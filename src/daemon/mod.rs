@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 mod control;
 mod generation;
 mod once;
+mod retention;
 #[cfg(test)]
 mod tests;
 mod watchdog;
@@ -158,6 +159,12 @@ pub async fn run(
         "orderwatch started"
     );
     let generation = daemon.start(prepared);
+    tokio::spawn(retention::run(
+        daemon.store.clone(),
+        daemon.store_config.keep_delivered,
+        daemon.opts.clock,
+        daemon.root.clone(),
+    ));
     // The store is open and the config valid: systemd may consider us up.
     service::ready("started; first poll under way");
     daemon.supervise(generation, &control).await

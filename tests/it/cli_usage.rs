@@ -56,6 +56,24 @@ const CASES: &[(&[&str], &str)] = &[
     ),
     (&["deliveries", "--limit", "0"], "invalid value '0'"),
     (&["deliveries", "--sink"], "a value is required"),
+    (
+        &["deliveries", "--purge-dead"],
+        "required arguments were not provided",
+    ),
+    (
+        &["deliveries", "--older-than", "30d"],
+        "required arguments were not provided",
+    ),
+    (
+        &[
+            "deliveries",
+            "--purge-dead",
+            "--older-than",
+            "30d",
+            "--json",
+        ],
+        "cannot be used with",
+    ),
     // redeliver
     (&["redeliver"], "--sink <NAME>"),
     (&["redeliver", "--sink", "hook"], "--event <ID>"),

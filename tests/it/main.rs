@@ -32,6 +32,7 @@ mod hostile_store;
 mod exec;
 mod hostile_receivers;
 mod ledger;
+mod retention;
 mod secret_rotation;
 mod test_sink;
 mod webhook;
