@@ -40,7 +40,7 @@ pub enum Command {
     /// Run the daemon: poll CertCentral on schedule and deliver to every sink.
     Run(RunArgs),
     /// Validate the configuration, secrets, sinks and store; print a summary.
-    Check,
+    Check(CheckArgs),
     /// Cancel a pending (or waiting_pickup) order through the API.
     Cancel(CancelArgs),
     /// List the transitions recorded in the store (works while the daemon runs).
@@ -49,6 +49,10 @@ pub enum Command {
     Deliveries(DeliveriesArgs),
     /// Queue events again for one sink (and lift a pause after 410 Gone).
     Redeliver(RedeliverArgs),
+    /// Send one test event through a sink (signed, as real events are);
+    /// print what the receiver answered. Records nothing.
+    #[command(after_help = TEST_SINK_HELP)]
+    TestSink(TestSinkArgs),
     /// Serve a stand-in for the CertCentral endpoints, for demos and tests.
     Simulate(SimulateArgs),
     /// Simulator + daemon + stdout sink in one process, no configuration needed.
@@ -114,6 +118,15 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Also send one authenticated request to CertCentral and connect to
+    /// every sink's destination (TCP and TLS; nothing is delivered).
+    /// Failures there exit 1. Without it, check sends nothing.
+    #[arg(long)]
+    pub online: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct CancelArgs {
     /// The order to cancel (a positive number).
     #[arg(value_parser = clap::value_parser!(u64).range(1..))]
@@ -163,6 +176,14 @@ pub struct DeliveriesArgs {
     /// One JSON object per line instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Delete dead deliveries given up more than --older-than ago (of
+    /// --sink, or of every sink) instead of listing. File and stdout sinks
+    /// keep theirs until redelivered.
+    #[arg(long, requires = "older_than", conflicts_with_all = ["state", "json"])]
+    pub purge_dead: bool,
+    /// With --purge-dead: how old a dead delivery must be (e.g. "30d").
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "purge_dead")]
+    pub older_than: Option<Duration>,
 }
 
 #[derive(Debug, Args)]
@@ -180,6 +201,20 @@ pub struct RedeliverArgs {
     /// Every event first seen within this long (e.g. "2h").
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub since: Option<Duration>,
+}
+
+/// What a receiver gets from `test-sink`.
+const TEST_SINK_HELP: &str = "\
+The test event is a CloudEvent of type \"orderwatch.test\" whose id starts with
+\"test:\" (no transition's id does), sent the way real events are: signed
+webhook headers, the exec command with ORDERWATCH_* variables (no order or
+status), a line in the file. It is not recorded and not retried.
+Exit codes: 0 delivered, 1 not delivered, 2 unknown sink or bad configuration.";
+
+#[derive(Debug, Args)]
+pub struct TestSinkArgs {
+    /// The sink to test, by its name in the configuration.
+    pub name: String,
 }
 
 #[derive(Debug, Args)]

@@ -12,9 +12,10 @@
 //! even for plain http to loopback; now it gets Mozilla's roots bundled in
 //! the binary, and one warning that says what is missing and how to fix it.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use rustls::pki_types::CertificateDer;
 use rustls_native_certs::CertificateResult;
 
 /// How much of an unexpected body is kept for an error message.
@@ -31,27 +32,46 @@ pub fn install_crypto_provider() {
 pub fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
     install_crypto_provider();
     reqwest::Client::builder()
-        .tls_certs_only(trust_roots().iter().cloned())
+        .tls_certs_only(
+            trust_roots()
+                .iter()
+                .filter_map(|c| reqwest::Certificate::from_der(c).ok()),
+        )
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .user_agent(concat!("orderwatch/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())
 }
 
+/// A TLS client configuration with the same roots and provider as every
+/// HTTP client, for a bare handshake (`orderwatch check --online` reaching
+/// a webhook receiver without sending it a request).
+pub fn tls_config() -> Arc<rustls::ClientConfig> {
+    install_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    // A root the store cannot use is skipped, as reqwest skips it.
+    let _ = roots.add_parsable_certificates(trust_roots().iter().cloned());
+    Arc::new(
+        rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
 /// Where the trust roots came from.
 #[derive(Debug)]
 enum Roots {
     /// The system's CA store (or `SSL_CERT_FILE` / `SSL_CERT_DIR`).
-    System(Vec<reqwest::Certificate>),
+    System(Vec<CertificateDer<'static>>),
     /// The bundled Mozilla roots, and why the system's were not used.
-    Bundled(Vec<reqwest::Certificate>, String),
+    Bundled(Vec<CertificateDer<'static>>, String),
 }
 
 /// The roots every client trusts, loaded once per process (a reload does
 /// not read the CA store again; a restart does), so the warning about a
 /// missing store is logged once, not once per client.
-fn trust_roots() -> &'static [reqwest::Certificate] {
-    static ROOTS: OnceLock<Vec<reqwest::Certificate>> = OnceLock::new();
+fn trust_roots() -> &'static [CertificateDer<'static>] {
+    static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
     ROOTS.get_or_init(|| match choose_roots(rustls_native_certs::load_native_certs()) {
         Roots::System(certs) => certs,
         Roots::Bundled(certs, why) => {
@@ -69,10 +89,10 @@ fn trust_roots() -> &'static [reqwest::Certificate] {
 /// The system's roots when there are any, else the bundled ones. Files
 /// that cannot be read beside usable ones are not worth a warning.
 fn choose_roots(native: CertificateResult) -> Roots {
-    let system: Vec<reqwest::Certificate> = native
+    let system: Vec<CertificateDer<'static>> = native
         .certs
-        .iter()
-        .filter_map(|c| reqwest::Certificate::from_der(c).ok())
+        .into_iter()
+        .filter(|c| reqwest::Certificate::from_der(c).is_ok())
         .collect();
     if !system.is_empty() {
         return Roots::System(system);
@@ -87,10 +107,7 @@ fn choose_roots(native: CertificateResult) -> Roots {
             .collect::<Vec<_>>()
             .join("; ")
     };
-    let bundled = webpki_root_certs::TLS_SERVER_ROOT_CERTS
-        .iter()
-        .filter_map(|c| reqwest::Certificate::from_der(c).ok())
-        .collect();
+    let bundled = webpki_root_certs::TLS_SERVER_ROOT_CERTS.to_vec();
     Roots::Bundled(bundled, why)
 }
 

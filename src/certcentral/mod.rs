@@ -295,6 +295,21 @@ impl Client {
 
     /// Cancels a pending order. Not retried except after 429, so a cancel that
     /// may have been applied is never sent twice.
+    /// One cheap authenticated request (the status changes of the last
+    /// minute), sent once: `orderwatch check --online` wants the first
+    /// answer, not a retried one, to say whether key and instance are right.
+    pub async fn probe(&self) -> Result<usize, ApiError> {
+        self.pacer.acquire().await;
+        let answer = self
+            .get_answer(
+                &self.status_changes_url(),
+                vec![("minutes", "1".to_string())],
+                Arc::new(Mutex::new(Statuses::default())),
+            )
+            .await?;
+        Ok(answer.orders.len())
+    }
+
     pub async fn cancel(&self, order_id: u64, note: &str) -> Result<(), ApiError> {
         let url = format!("{}/order/certificate/{order_id}/status", self.base_url);
         let body = serde_json::json!({ "status": "CANCELED", "note": note }).to_string();

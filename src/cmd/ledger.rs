@@ -24,6 +24,9 @@ pub async fn deliveries(config_flag: Option<&Path>, args: &DeliveriesArgs) -> Re
         known_sink(&config, name)?;
     }
     let store = open_store(&config).await?;
+    if let (true, Some(age)) = (args.purge_dead, args.older_than) {
+        return purge_dead(&store, args.sink.as_deref(), age).await;
+    }
     let filter = DeliveryFilter {
         sink: args.sink.clone(),
         state: args.state.map(|s| match s {
@@ -68,6 +71,35 @@ pub async fn deliveries(config_flag: Option<&Path>, args: &DeliveriesArgs) -> Re
     print_table(
         &["SINK", "EVENT", "STATE", "ATTEMPTS", "WHEN", "LAST ERROR"],
         &table,
+    );
+    Ok(())
+}
+
+/// `deliveries --purge-dead --older-than AGE`: deletes old dead rows in
+/// batches (short transactions beside a running daemon).
+async fn purge_dead(
+    store: &SharedStore,
+    sink: Option<&str>,
+    age: std::time::Duration,
+) -> Result<(), Failure> {
+    const BATCH: usize = 1_000;
+    let age_ms = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+    let before = now_ms().saturating_sub(age_ms);
+    let mut total = 0;
+    loop {
+        let n = store
+            .purge_dead(sink, before, BATCH)
+            .await
+            .map_err(Failure::runtime)?;
+        total += n;
+        if n < BATCH {
+            break;
+        }
+    }
+    println!(
+        "deleted {total} dead deliveries {} given up more than {} ago",
+        sink.map_or("of every sink".to_string(), |s| format!("of sink {s}")),
+        humantime::format_duration(age)
     );
     Ok(())
 }
@@ -174,7 +206,8 @@ pub async fn redeliver(config_flag: Option<&Path>, args: &RedeliverArgs) -> Resu
     Ok(())
 }
 
-fn known_sink<'a>(
+/// The configured sink `name`, or a usage error listing the sinks there are.
+pub(super) fn known_sink<'a>(
     config: &'a Config,
     name: &str,
 ) -> Result<&'a crate::config::SinkConfig, Failure> {

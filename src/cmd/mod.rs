@@ -16,13 +16,14 @@ pub mod ledger;
 pub mod run;
 pub mod simulate;
 pub mod store_copy;
+pub mod test_sink;
 
 /// Runs the command `cli` names.
 pub async fn dispatch(cli: &Cli) -> Result<(), Failure> {
     let config = cli.config.as_deref();
     match &cli.command {
         Command::Run(args) => run::run(config, args).await,
-        Command::Check => check::run(config).await,
+        Command::Check(args) => check::run(config, args.online).await,
         Command::Cancel(args) => cancel::run(config, args).await,
         Command::Events(args) => events::run(config, args).await,
         Command::Deliveries(args) => ledger::deliveries(config, args).await,
@@ -30,6 +31,7 @@ pub async fn dispatch(cli: &Cli) -> Result<(), Failure> {
         Command::Simulate(args) => simulate::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Store(command) => store_copy::run(config, command).await,
+        Command::TestSink(args) => test_sink::run(config, args).await,
         Command::Completions(args) => completions::run(args.shell),
     }
 }

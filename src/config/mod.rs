@@ -66,6 +66,9 @@ pub struct Config {
     pub digicert: DigicertConfig,
     pub poll: PollConfig,
     pub store: StoreConfig,
+    /// `[store] keep_delivered`: delivered ledger rows older than this are
+    /// deleted, whichever backend holds them.
+    pub keep_delivered: Duration,
     pub metrics: Option<MetricsConfig>,
     pub sinks: Vec<SinkConfig>,
 }
@@ -144,6 +147,11 @@ impl PostgresConfig {
         }
     }
 }
+
+/// `[store] keep_delivered` unless set: long enough to answer "was this
+/// delivered?" for a quarter, short enough that a busy webhook sink's
+/// ledger stays small.
+pub const DEFAULT_KEEP_DELIVERED: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// `[metrics]`.
 #[derive(Debug, Clone)]

@@ -52,6 +52,7 @@ pub(super) struct RawStore {
     pub password_env: Option<String>,
     pub password_file: Option<PathBuf>,
     pub failover: Option<String>,
+    pub keep_delivered: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -45,7 +45,13 @@ impl Validator {
     ) -> Option<Config> {
         let digicert = self.digicert(raw.digicert.unwrap_or_default(), env);
         let poll = self.poll(raw.poll.unwrap_or_default());
-        let store = self.store(raw.store.unwrap_or_default(), env);
+        let raw_store = raw.store.unwrap_or_default();
+        let keep_delivered = self.positive(
+            "store.keep_delivered",
+            raw_store.keep_delivered.as_deref(),
+            super::DEFAULT_KEEP_DELIVERED,
+        );
+        let store = self.store(raw_store, env);
         let metrics = raw.metrics.and_then(|m| {
             let listen = m.listen?;
             match SocketAddr::from_str(&listen) {
@@ -65,6 +71,7 @@ impl Validator {
             digicert: digicert?,
             poll,
             store: store?,
+            keep_delivered,
             metrics,
             sinks,
         })

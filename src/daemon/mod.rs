@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 mod control;
 mod generation;
 mod once;
+mod retention;
 #[cfg(test)]
 mod tests;
 mod watchdog;
@@ -157,7 +158,14 @@ pub async fn run(
         interval = %humantime::format_duration(prepared.config.poll.interval),
         "orderwatch started"
     );
+    let keep_delivered = prepared.config.keep_delivered;
     let generation = daemon.start(prepared);
+    tokio::spawn(retention::run(
+        daemon.store.clone(),
+        keep_delivered,
+        daemon.opts.clock,
+        daemon.root.clone(),
+    ));
     // The store is open and the config valid: systemd may consider us up.
     service::ready("started; first poll under way");
     daemon.supervise(generation, &control).await

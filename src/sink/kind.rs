@@ -54,11 +54,47 @@ pub fn written(result: Result<std::io::Result<()>, tokio::task::JoinError>, what
     }
 }
 
+/// One event that is not a recorded transition (`orderwatch test-sink`'s
+/// test event), already rendered, with what a sink may need besides its
+/// JSON (an exec sink's variables).
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    pub id: &'a str,
+    /// The CloudEvents `type`.
+    pub kind: &'a str,
+    /// The CloudEvent JSON, without a trailing newline.
+    pub body: &'a [u8],
+    /// The order it is about, if any.
+    pub order_id: Option<i64>,
+    pub status: Option<&'a str>,
+    pub previous_status: Option<&'a str>,
+}
+
+/// What sending one [`Message`] did, and what the destination answered
+/// ("HTTP 200 OK: thanks", "exit 0: deployed"), for a person to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    pub outcome: Outcome,
+    pub answer: String,
+}
+
 /// A built sink: delivers batches of events.
 #[async_trait]
 pub trait Sink: Send + Sync + 'static {
     /// Delivers a batch; returns one outcome per entry, in order.
     async fn deliver(&self, batch: Vec<OutboxEntry>) -> Vec<Outcome>;
+    /// Sends one message outside the outbox, through the same path
+    /// `deliver` takes for each event (signing and headers, the command,
+    /// the file's lock), and reports the destination's answer. Nothing is
+    /// recorded and nothing is retried: the caller shows the result.
+    async fn send(&self, message: &Message<'_>) -> Sent;
+    /// Connects to the destination without delivering anything (`orderwatch
+    /// check --online`): a webhook's TCP and TLS handshake, say. `Ok(None)`
+    /// when there is nothing to connect to beyond what `build` checked (a
+    /// file, stdout, a command); `Ok(Some(what))` says what was reached.
+    async fn reach(&self) -> Result<Option<String>, String> {
+        Ok(None)
+    }
     /// Entries per `deliver` call.
     fn batch_size(&self) -> usize;
     /// `deliver` calls in flight at once.

@@ -16,12 +16,13 @@ pub mod kind;
 pub mod registry;
 pub mod retry;
 
+mod exec;
 mod file;
 mod stdout;
 mod webhook;
 
 pub use delivery::{LoopContext, Mode, Wake};
-pub use kind::{Outcome, Sink};
+pub use kind::{Message, Outcome, Sent, Sink};
 pub use retry::DeliveryPolicy;
 
 use crate::config::SinkConfig;

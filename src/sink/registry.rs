@@ -2,10 +2,10 @@
 //! own file implementing `kind.rs` and a line here.
 
 use super::kind::Kind;
-use super::{file, stdout, webhook};
+use super::{exec, file, stdout, webhook};
 
 /// The kinds, in the order `--help` and error messages list them.
-pub static KINDS: &[&Kind] = &[&webhook::KIND, &stdout::KIND, &file::KIND];
+pub static KINDS: &[&Kind] = &[&webhook::KIND, &stdout::KIND, &file::KIND, &exec::KIND];
 
 /// The kind called `name` (as in `type = "..."`).
 pub fn find(name: &str) -> Option<&'static Kind> {
@@ -32,6 +32,6 @@ mod tests {
             assert_eq!(find(k.name).map(|f| f.name), Some(k.name));
         }
         assert!(find("carrier-pigeon").is_none());
-        assert_eq!(names(), "\"webhook\", \"stdout\" or \"file\"");
+        assert_eq!(names(), "\"webhook\", \"stdout\", \"file\" or \"exec\"");
     }
 }

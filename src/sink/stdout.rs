@@ -6,7 +6,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::kind::{BuildContext, BuildError, Kind, Outcome, Sink, SinkSettings, written};
+use super::kind::{
+    BuildContext, BuildError, Kind, Message, Outcome, Sent, Sink, SinkSettings, written,
+};
 use crate::config::table::SinkTable;
 use crate::event::EventWriter;
 use crate::store::OutboxEntry;
@@ -70,6 +72,24 @@ impl Sink for StdoutSink {
         })
         .await;
         vec![written(result, "write to stdout"); n]
+    }
+
+    async fn send(&self, message: &Message<'_>) -> Sent {
+        let mut line = message.body.to_vec();
+        line.push(b'\n');
+        let result = tokio::task::spawn_blocking(move || {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&line).and_then(|()| out.flush())
+        })
+        .await;
+        let outcome = written(result, "write to stdout");
+        let answer = match &outcome {
+            Outcome::Delivered => "written to stdout".to_string(),
+            Outcome::Retry { error, .. } | Outcome::Dead { error } | Outcome::Gone { error } => {
+                error.clone()
+            }
+        };
+        Sent { outcome, answer }
     }
 
     fn batch_size(&self) -> usize {

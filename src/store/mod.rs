@@ -102,6 +102,23 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Whether `orderwatch redeliver` queued deliveries of `sink` since `since`.
     async fn requeued_since(&self, sink: &str, since: i64) -> Result<bool, StoreError>;
 
+    // --- retention ---
+
+    /// Deletes at most `limit` delivered ledger rows done before `before`,
+    /// in one short transaction; returns how many (fewer than `limit`: no
+    /// more are due). Rows an in-order sink still needs are kept.
+    async fn prune_delivered(&self, before: i64, limit: usize) -> Result<usize, StoreError>;
+
+    /// Deletes at most `limit` dead ledger rows given up before `before`,
+    /// of `sink` or every sink; dead rows of in-order sinks are kept (their
+    /// cursor would make the event look delivered). Returns how many.
+    async fn purge_dead(
+        &self,
+        sink: Option<&str>,
+        before: i64,
+        limit: usize,
+    ) -> Result<usize, StoreError>;
+
     /// Pauses `sink` until `redeliver` (its receiver answered 410 Gone).
     async fn pause(&self, sink: &str, reason: &str, now: i64) -> Result<(), StoreError>;
 

@@ -29,6 +29,7 @@ const CASES: &[(&[&str], &str)] = &[
     // check
     (&["check", "extra"], "unexpected argument 'extra'"),
     (&["check", "--strict"], "unexpected argument '--strict'"),
+    (&["check", "--online=yes"], "unexpected value 'yes'"),
     // cancel
     (&["cancel"], "ORDER_ID"),
     (&["cancel", "264"], "--note <NOTE>"),
@@ -55,6 +56,24 @@ const CASES: &[(&[&str], &str)] = &[
     ),
     (&["deliveries", "--limit", "0"], "invalid value '0'"),
     (&["deliveries", "--sink"], "a value is required"),
+    (
+        &["deliveries", "--purge-dead"],
+        "required arguments were not provided",
+    ),
+    (
+        &["deliveries", "--older-than", "30d"],
+        "required arguments were not provided",
+    ),
+    (
+        &[
+            "deliveries",
+            "--purge-dead",
+            "--older-than",
+            "30d",
+            "--json",
+        ],
+        "cannot be used with",
+    ),
     // redeliver
     (&["redeliver"], "--sink <NAME>"),
     (&["redeliver", "--sink", "hook"], "--event <ID>"),
@@ -104,6 +123,12 @@ const CASES: &[(&[&str], &str)] = &[
     (
         &["store", "move", "--to", "x.db"],
         "unrecognized subcommand 'move'",
+    ),
+    // test-sink
+    (&["test-sink"], "required arguments were not provided"),
+    (
+        &["test-sink", "hook", "extra"],
+        "unexpected argument 'extra'",
     ),
     // completions
     (&["completions"], "required arguments were not provided"),
@@ -183,6 +208,7 @@ fn every_command_is_covered_by_the_table() {
             "events",
             "deliveries",
             "redeliver",
+            "test-sink",
             "simulate",
             "demo",
             "store",

@@ -35,12 +35,17 @@ mod postgres_daemon;
 mod store_copy;
 
 // Delivery to sinks and the ledger.
+mod exec;
 mod hostile_receivers;
 mod ledger;
+mod retention;
+mod secret_rotation;
+mod test_sink;
 mod webhook;
 mod webhook_failures;
 
 // Operating it: commands, config, logs, metrics, signals, systemd.
+mod check_online;
 mod cli_usage;
 mod config_check;
 mod demo;

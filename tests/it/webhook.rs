@@ -4,15 +4,13 @@
 //! and without ever showing the URL's credentials or the secret.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::support::receiver::{Delivery, Reply, SECRET};
-use crate::support::{World, ago, eventually, free_port, skip, store, text};
+use crate::support::receiver::{Reply, SECRET};
+use crate::support::{World, ago, eventually, free_port, skip, standard_webhooks, store, text};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -20,56 +18,6 @@ const WAIT: Duration = Duration::from_secs(60);
 /// while the daemon has not created it yet.
 fn recorded(w: &World) -> u64 {
     store::try_transition_count(&w.store()).unwrap_or(0)
-}
-
-/// Verifies deliveries with the official Standard Webhooks Python library,
-/// if python3 and `standardwebhooks` are installed; returns how many it
-/// verified (`None` when the library is not available).
-fn verify_with_python(deliveries: &[Delivery]) -> Option<usize> {
-    let probe = Command::new("python3")
-        .args(["-c", "import standardwebhooks"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    if !matches!(probe, Ok(s) if s.success()) {
-        return None;
-    }
-    const SCRIPT: &str = r#"
-import base64, json, sys
-from standardwebhooks.webhooks import Webhook
-wh = Webhook(sys.argv[1])
-n = 0
-for line in sys.stdin:
-    d = json.loads(line)
-    body = base64.b64decode(d["body"])
-    wh.verify(body, {"webhook-id": d["id"], "webhook-timestamp": d["ts"], "webhook-signature": d["sig"]})
-    n += 1
-print(n)
-"#;
-    let mut child = Command::new("python3")
-        .args(["-c", SCRIPT, SECRET])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    {
-        let mut stdin = child.stdin.take().expect("stdin");
-        for d in deliveries {
-            let line = serde_json::json!({
-                "id": d.id, "ts": d.timestamp.to_string(), "sig": d.signature,
-                "body": STANDARD.encode(&d.raw_body),
-            });
-            writeln!(stdin, "{line}").expect("write to python3");
-        }
-    }
-    let out = child.wait_with_output().expect("python3 finishes");
-    assert!(
-        out.status.success(),
-        "the official Standard Webhooks library refused a signature:\n{}",
-        text(&out.stderr)
-    );
-    Some(text(&out.stdout).trim().parse().expect("a count"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,7 +144,7 @@ async fn every_event_is_accepted_once_signed_and_in_per_order_order_after_503s_a
     let ledger = w.deliveries(&["--sink", "hook", "--state", "delivered"]);
     assert_eq!(ledger.len(), total);
 
-    match verify_with_python(&rx.accepted()) {
+    match standard_webhooks::verify(&rx.accepted(), SECRET) {
         Some(n) => {
             assert_eq!(n, total);
             println!("the official Python library verified all {n} signatures");

@@ -97,6 +97,15 @@ impl Sink for Scripted {
         out
     }
 
+    /// The loop never sends single messages; answered like a delivery.
+    async fn send(&self, message: &crate::sink::kind::Message<'_>) -> crate::sink::kind::Sent {
+        let n = self.calls.lock().unwrap().len();
+        crate::sink::kind::Sent {
+            outcome: (self.answer)(n, message.id),
+            answer: String::new(),
+        }
+    }
+
     fn batch_size(&self) -> usize {
         1
     }
@@ -427,6 +436,17 @@ impl Store for FlakyMarks {
     }
     async fn retry_now(&self, s: &str, now: i64) -> Result<usize, StoreError> {
         self.inner.retry_now(s, now).await
+    }
+    async fn prune_delivered(&self, before: i64, limit: usize) -> Result<usize, StoreError> {
+        self.inner.prune_delivered(before, limit).await
+    }
+    async fn purge_dead(
+        &self,
+        sink: Option<&str>,
+        before: i64,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        self.inner.purge_dead(sink, before, limit).await
     }
     async fn requeued_since(&self, s: &str, since: i64) -> Result<bool, StoreError> {
         self.inner.requeued_since(s, since).await

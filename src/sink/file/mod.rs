@@ -20,7 +20,9 @@ mod tests;
 
 use appender::Appender;
 
-use super::kind::{BuildContext, BuildError, Kind, Outcome, Sink, SinkSettings, written};
+use super::kind::{
+    BuildContext, BuildError, Kind, Message, Outcome, Sent, Sink, SinkSettings, written,
+};
 use crate::config::field::{dir_writable, parent_dir};
 use crate::config::table::SinkTable;
 use crate::event::EventWriter;
@@ -128,6 +130,27 @@ impl Sink for FileSink {
         })
         .await;
         vec![written(result, &format!("append to {}", self.path.display())); n]
+    }
+
+    /// Appends the message as one line, under the same lock as batches.
+    async fn send(&self, message: &Message<'_>) -> Sent {
+        let file = Arc::clone(&self.file);
+        let reopen = self.reopen.swap(false, Ordering::SeqCst);
+        let mut line = message.body.to_vec();
+        line.push(b'\n');
+        let result = tokio::task::spawn_blocking(move || {
+            let mut appender = file.lock().unwrap_or_else(|e| e.into_inner());
+            appender.append(&line, reopen)
+        })
+        .await;
+        let outcome = written(result, &format!("append to {}", self.path.display()));
+        let answer = match &outcome {
+            Outcome::Delivered => format!("appended to {} and synced", self.path.display()),
+            Outcome::Retry { error, .. } | Outcome::Dead { error } | Outcome::Gone { error } => {
+                error.clone()
+            }
+        };
+        Sent { outcome, answer }
     }
 
     /// Large batches: one write and one fsync per batch is what makes a

@@ -18,10 +18,11 @@ use async_trait::async_trait;
 use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use serde::Deserialize;
 
+mod reach;
 mod redact;
 pub mod signature;
 
-use super::kind::{BuildContext, BuildError, Kind, Outcome, Sink, SinkSettings};
+use super::kind::{BuildContext, BuildError, Kind, Message, Outcome, Sent, Sink, SinkSettings};
 use crate::backoff::parse_retry_after;
 use crate::config::field::RedactedUrl;
 use crate::config::secret::SecretSource;
@@ -31,7 +32,7 @@ use crate::http::{self, error_chain, read_prefix, snippet};
 use crate::store::OutboxEntry;
 use crate::transition::event_id;
 use redact::{credentials, endpoint};
-use signature::SigningKey;
+use signature::SigningKeys;
 
 /// How much of a receiver's answer is read (for the ledger's last error).
 const ANSWER_PREFIX: usize = 4 * 1024;
@@ -116,12 +117,12 @@ impl SinkSettings for Settings {
                 format!("cannot read the signing secret: {e}"),
             )
         })?;
-        let key = SigningKey::from_secret(secret.expose()).map_err(|e| {
+        let keys = SigningKeys::from_secrets(secret.expose()).map_err(|e| {
             let source = &self.secret;
             BuildError::secret(
                 "secret",
                 source,
-                format!("{source} does not hold a Standard Webhooks secret: {e}"),
+                format!("{source} does not hold Standard Webhooks secrets (one or more \"whsec_...\", separated by spaces or newlines): {e}"),
             )
         })?;
         let client = http::client_builder(self.timeout)
@@ -138,9 +139,10 @@ impl SinkSettings for Settings {
             endpoint: endpoint(self.url.expose()),
             hidden: credentials(self.url.expose()),
             url: self.url.clone(),
-            key,
+            keys,
             source: ctx.source.to_string(),
             concurrency: self.concurrency,
+            timeout: self.timeout,
             max_retry_after: ctx.give_up_after,
         }))
     }
@@ -153,9 +155,12 @@ struct WebhookSink {
     endpoint: String,
     /// Credential strings of the URL, blanked out of every message.
     hidden: Vec<String>,
-    key: SigningKey,
+    /// Every listed secret signs (rotation: old and new at once).
+    keys: SigningKeys,
     source: String,
     concurrency: usize,
+    /// Per request; also bounds each step of [`Sink::reach`].
+    timeout: Duration,
     /// A receiver's `Retry-After` is honoured up to here: waiting longer
     /// than the sink keeps trying is pointless, and an absurd value
     /// (`Retry-After: 18446744073709551615`) must not overflow a clock.
@@ -168,14 +173,20 @@ impl WebhookSink {
         let id = event_id(t.order_id, &t.status);
         let mut body = Vec::with_capacity(320);
         write_event(&mut body, t, &self.source);
+        self.post_body(&id, body).await.outcome
+    }
+
+    /// Signs and posts one event; what the receiver answered goes with the
+    /// outcome (`orderwatch test-sink` shows it).
+    async fn post_body(&self, id: &str, body: Vec<u8>) -> Sent {
         // The timestamp is the attempt's, so receivers can refuse replays.
         let timestamp = chrono::Utc::now().timestamp();
-        let signature = self.key.sign(&id, timestamp, &body);
+        let signature = self.keys.sign(id, timestamp, &body);
         let sent = self
             .client
             .post(self.url.expose().clone())
             .header(CONTENT_TYPE, HeaderValue::from_static(CLOUDEVENTS_JSON))
-            .header("webhook-id", id.as_str())
+            .header("webhook-id", id)
             .header("webhook-timestamp", timestamp.to_string())
             .header("webhook-signature", signature)
             .body(body)
@@ -191,21 +202,33 @@ impl WebhookSink {
                 } else {
                     "failed"
                 };
-                return Outcome::Retry {
-                    error: self.scrub(format!(
-                        "POST {} {what}: {}",
-                        self.endpoint,
-                        error_chain(&e)
-                    )),
-                    retry_after: None,
+                let error = self.scrub(format!(
+                    "POST {} {what}: {}",
+                    self.endpoint,
+                    error_chain(&e)
+                ));
+                return Sent {
+                    answer: error.clone(),
+                    outcome: Outcome::Retry {
+                        error,
+                        retry_after: None,
+                    },
                 };
             }
         };
         let status = resp.status();
+        let code = status.as_u16();
+        let line = match status.canonical_reason() {
+            Some(reason) => format!("HTTP {code} {reason}"),
+            None => format!("HTTP {code}"),
+        };
         if status.is_success() {
             // Read (a little of) the answer so the connection can be reused.
-            let _ = read_prefix(resp, ANSWER_PREFIX).await;
-            return Outcome::Delivered;
+            let answer = snippet(&read_prefix(resp, ANSWER_PREFIX).await);
+            return Sent {
+                outcome: Outcome::Delivered,
+                answer: self.scrub(format!("{line}: {answer}")),
+            };
         }
         let retry_after = resp
             .headers()
@@ -222,18 +245,16 @@ impl WebhookSink {
                 Err(_) => "(an invalid Location)".to_string(),
             });
         let answer = snippet(&read_prefix(resp, ANSWER_PREFIX).await);
-        let code = status.as_u16();
-        let line = match status.canonical_reason() {
-            Some(reason) => format!("HTTP {code} {reason}"),
-            None => format!("HTTP {code}"),
-        };
         let error = self.scrub(match location {
             Some(l) if status.is_redirection() => {
                 format!("{line}: redirect to {l} not followed; fix the sink's url")
             }
             _ => format!("{line}: {answer}"),
         });
-        classify(code, error, retry_after)
+        Sent {
+            answer: error.clone(),
+            outcome: classify(code, error, retry_after),
+        }
     }
 
     /// Blanks any credential of the URL that a message might echo.
@@ -264,6 +285,16 @@ impl Sink for WebhookSink {
             out.push(self.post(e).await);
         }
         out
+    }
+
+    async fn send(&self, message: &Message<'_>) -> Sent {
+        self.post_body(message.id, message.body.to_vec()).await
+    }
+
+    async fn reach(&self) -> Result<Option<String>, String> {
+        reach::handshake(self.url.expose(), &self.endpoint, self.timeout)
+            .await
+            .map(Some)
     }
 
     fn batch_size(&self) -> usize {

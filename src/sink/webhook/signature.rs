@@ -1,6 +1,11 @@
 //! Standard Webhooks signatures (<https://www.standardwebhooks.com/>):
 //! `v1,` + base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}")), where the key
 //! is the base64 part of a `whsec_...` secret.
+//!
+//! A sink may hold several secrets at once ([`SigningKeys`]), so a secret can
+//! be rotated without a moment in which receivers refuse events: the spec
+//! makes `webhook-signature` a space-separated list for exactly this, and a
+//! receiver accepts a message when any one signature verifies with its key.
 
 use base64::Engine;
 use base64::engine::DecodePaddingMode;
@@ -70,6 +75,80 @@ impl SigningKey {
     }
 }
 
+/// The most secrets one sink signs with: rotation needs two; a long list
+/// is a mistake (a pasted file), and every secret costs an HMAC per request.
+pub const MAX_SECRETS: usize = 10;
+
+/// Every key a sink signs with, in the order the secret source lists them.
+#[derive(Debug, Clone)]
+pub struct SigningKeys(Vec<SigningKey>);
+
+/// Why a secret source does not hold a usable list of secrets. Names a bad
+/// secret by its position only, never by its value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretListError {
+    #[error("holds no secret")]
+    Empty,
+    #[error("holds {0} secrets; at most {MAX_SECRETS} are allowed (two are enough to rotate one)")]
+    TooMany(usize),
+    /// `position` counts from 1; `of` is how many the source holds.
+    #[error("{}: {error}", ordinal(*position, *of))]
+    Bad {
+        position: usize,
+        of: usize,
+        error: SecretFormatError,
+    },
+}
+
+/// "the secret" when there is one, else "secret 2 of 3".
+fn ordinal(position: usize, of: usize) -> String {
+    if of == 1 {
+        "the secret".to_string()
+    } else {
+        format!("secret {position} of {of}")
+    }
+}
+
+impl SigningKeys {
+    /// Parses one or more `whsec_` secrets separated by whitespace (spaces
+    /// or newlines: one per line in a file reads naturally). Every one must
+    /// be valid: a typo in the new secret must stop `check` and the reload,
+    /// not go out as a signature no receiver can verify.
+    pub fn from_secrets(text: &str) -> Result<SigningKeys, SecretListError> {
+        let secrets: Vec<&str> = text.split_whitespace().collect();
+        let of = secrets.len();
+        if of == 0 {
+            return Err(SecretListError::Empty);
+        }
+        if of > MAX_SECRETS {
+            return Err(SecretListError::TooMany(of));
+        }
+        let keys = secrets
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                SigningKey::from_secret(s).map_err(|error| SecretListError::Bad {
+                    position: i + 1,
+                    of,
+                    error,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(SigningKeys(keys))
+    }
+
+    /// The `webhook-signature` header value: one `v1,<sig>` per secret,
+    /// separated by spaces, in the order the secrets are listed.
+    pub fn sign(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
+        let all: Vec<String> = self
+            .0
+            .iter()
+            .map(|k| k.sign(msg_id, timestamp, body))
+            .collect();
+        all.join(" ")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +202,65 @@ mod tests {
         assert_ne!(base, key.sign("id", 2, b"body"));
         assert_ne!(base, key.sign("ie", 1, b"body"));
         assert_ne!(base, key.sign("id", 1, b"bodz"));
+    }
+
+    const OLD: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const NEW: &str = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    #[test]
+    fn several_secrets_give_one_signature_each_in_their_order() {
+        let body = br#"{"a":1}"#;
+        let old = SigningKey::from_secret(OLD)
+            .unwrap()
+            .sign("1:issued", 7, body);
+        let new = SigningKey::from_secret(NEW)
+            .unwrap()
+            .sign("1:issued", 7, body);
+        for text in [
+            format!("{OLD} {NEW}"),
+            format!("{OLD}\n{NEW}\n"),
+            format!("  {OLD}\t{NEW}  "),
+        ] {
+            let keys = SigningKeys::from_secrets(&text).unwrap();
+            assert_eq!(keys.sign("1:issued", 7, body), format!("{old} {new}"));
+        }
+        // One secret: exactly the single signature, as before rotation.
+        let one = SigningKeys::from_secrets(&format!("{OLD}\n")).unwrap();
+        assert_eq!(one.sign("1:issued", 7, body), old);
+    }
+
+    #[test]
+    fn one_bad_secret_among_good_ones_is_named_by_position_not_value() {
+        let err = SigningKeys::from_secrets(&format!("{OLD} whsec_c2hvcnQ= {NEW}")).unwrap_err();
+        assert_eq!(
+            err,
+            SecretListError::Bad {
+                position: 2,
+                of: 3,
+                error: SecretFormatError::TooShort
+            }
+        );
+        let shown = err.to_string();
+        assert!(shown.starts_with("secret 2 of 3: "), "{shown}");
+        assert!(!shown.contains("c2hvcnQ"), "{shown}");
+        let err = SigningKeys::from_secrets(&format!("{OLD} hunter2")).unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let single = SigningKeys::from_secrets("hunter2")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            single.starts_with("the secret: does not start with"),
+            "{single}"
+        );
+        assert_eq!(
+            SigningKeys::from_secrets(" \n").unwrap_err(),
+            SecretListError::Empty
+        );
+        let many = [OLD; MAX_SECRETS + 1].join(" ");
+        assert_eq!(
+            SigningKeys::from_secrets(&many).unwrap_err(),
+            SecretListError::TooMany(MAX_SECRETS + 1)
+        );
     }
 
     #[test]

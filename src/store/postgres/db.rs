@@ -18,6 +18,7 @@ use crate::store::StoreError;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0001_init.sql"),
     include_str!("../../../migrations/postgres/0002_sink_cursor.sql"),
+    include_str!("../../../migrations/postgres/0003_retention.sql"),
 ];
 
 /// The schema version this build writes; the same as SQLite's.

@@ -67,6 +67,7 @@ mod outbox;
 mod portable;
 mod query;
 mod record;
+mod retention;
 mod rows;
 pub mod target;
 mod tls;
@@ -298,6 +299,19 @@ impl Store for PgStore {
 
     async fn retry_now(&self, sink: &str, now: i64) -> Result<usize, StoreError> {
         self.retry_all_now(sink, now).await
+    }
+
+    async fn prune_delivered(&self, before: i64, limit: usize) -> Result<usize, StoreError> {
+        self.prune_old_delivered(before, limit).await
+    }
+
+    async fn purge_dead(
+        &self,
+        sink: Option<&str>,
+        before: i64,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        self.purge_old_dead(sink, before, limit).await
     }
 
     async fn requeued_since(&self, sink: &str, since: i64) -> Result<bool, StoreError> {

@@ -16,6 +16,7 @@ use crate::store::StoreError;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/0001_init.sql"),
     include_str!("../../../migrations/0002_sink_cursor.sql"),
+    include_str!("../../../migrations/0003_retention.sql"),
 ];
 
 /// The schema version this build writes.

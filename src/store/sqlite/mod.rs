@@ -24,6 +24,7 @@ mod outbox;
 mod portable;
 mod query;
 mod record;
+mod retention;
 mod route;
 mod rows;
 #[cfg(test)]
@@ -144,6 +145,22 @@ impl Store for SqliteStore {
     async fn next_due(&self, route: &SinkRoute) -> Result<Option<i64>, StoreError> {
         let route = route.clone();
         self.read(move |db| db.next_due_for(&route)).await
+    }
+
+    async fn prune_delivered(&self, before: i64, limit: usize) -> Result<usize, StoreError> {
+        self.write(move |db| db.prune_delivered(before, limit))
+            .await
+    }
+
+    async fn purge_dead(
+        &self,
+        sink: Option<&str>,
+        before: i64,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let sink = sink.map(str::to_string);
+        self.write(move |db| db.purge_dead(sink.as_deref(), before, limit))
+            .await
     }
 
     async fn mark(&self, sink: &str, marks: Vec<(i64, Mark)>, now: i64) -> Result<(), StoreError> {

@@ -21,6 +21,7 @@ pub mod disk;
 pub mod receiver;
 pub mod sim;
 mod skip;
+pub mod standard_webhooks;
 pub mod store;
 mod world;
 

@@ -9,6 +9,8 @@ use crate::sink;
 use crate::store;
 use crate::store::postgres::{Roots, TlsMode};
 
+mod online;
+
 /// What `check` found: a summary line per item, and every problem.
 #[derive(Debug, Default)]
 pub struct Findings {
@@ -224,26 +226,51 @@ fn secret_key(table: &str, stem: &str, source: &SecretSource) -> String {
     }
 }
 
-pub async fn run(config_flag: Option<&Path>) -> Result<(), Failure> {
+pub async fn run(config_flag: Option<&Path>, online: bool) -> Result<(), Failure> {
     let path = config_path(config_flag);
     let config = Config::load(&path).map_err(Failure::usage)?;
-    match inspect(&config).await {
-        Ok(lines) => {
-            println!("{}: ok", path.display());
-            for l in lines {
-                println!("  {l}");
-            }
-            Ok(())
-        }
+    let lines = match inspect(&config).await {
+        Ok(lines) => lines,
         Err(problems) => {
-            let mut msg = format!("{}: {} problem(s):", path.display(), problems.len());
-            for p in problems {
-                msg.push_str("\n  - ");
-                msg.push_str(&p);
-            }
-            Err(Failure::usage(anyhow::anyhow!(msg)))
+            return Err(Failure::usage(anyhow::anyhow!(listed(
+                &format!("{}: {} problem(s):", path.display(), problems.len()),
+                &problems
+            ))));
         }
+    };
+    println!("{}: ok", path.display());
+    for l in lines {
+        println!("  {l}");
     }
+    if !online {
+        return Ok(());
+    }
+    let found = online::reach(&config).await;
+    println!("online:");
+    for l in &found.lines {
+        println!("  {l}");
+    }
+    if found.problems.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::runtime(anyhow::anyhow!(listed(
+        &format!(
+            "{}: {} failure(s) online:",
+            path.display(),
+            found.problems.len()
+        ),
+        &found.problems
+    ))))
+}
+
+/// A heading and one `  - ` line per item.
+fn listed(heading: &str, items: &[String]) -> String {
+    let mut msg = heading.to_string();
+    for p in items {
+        msg.push_str("\n  - ");
+        msg.push_str(p);
+    }
+    msg
 }
 
 #[cfg(test)]
