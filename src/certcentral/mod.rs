@@ -22,11 +22,13 @@ use crate::pacer::Pacer;
 use crate::window::{RelativeSpan, Window, filter_value};
 
 pub mod answer;
+mod api_clock;
 mod body;
 pub mod orders;
 pub mod pages;
 
 use answer::{Answer, ErrorBody};
+pub use api_clock::ApiClock;
 use body::BodyError;
 use orders::{OrderList, Statuses};
 use pages::{NextPage, PageFollower};
@@ -132,10 +134,16 @@ impl ApiError {
 pub struct Fetched {
     /// In answer order, pages joined (see [`PageFollower`]).
     pub orders: OrderList,
-    /// When the first request of the window was sent: for a relative window,
-    /// everything up to here has been asked for.
+    /// When the first request of the window was sent, by this machine's
+    /// clock: for a relative window, everything up to here has been asked for.
     pub asked_at: DateTime<Utc>,
     pub requests: u32,
+    /// CertCentral's own clock (its `Date` header) when it answered the
+    /// first request, if it said.
+    pub api_time: Option<DateTime<Utc>>,
+    /// For a relative window, where its first request began by CertCentral's
+    /// clock (`api_time` minus the span asked for): what it really covered.
+    pub covered_from: Option<DateTime<Utc>>,
 }
 
 /// Where the poller gets order changes: the CertCentral client, or in
@@ -145,12 +153,31 @@ pub struct Fetched {
 pub trait ChangeSource: Send + Sync {
     /// Every order of one window, all pages.
     async fn status_changes(&self, window: &Window) -> Result<Fetched, ApiError>;
+
+    /// CertCentral's now, as well as the source knows its clock (see
+    /// [`ApiClock`]); this machine's clock before the first answer.
+    fn api_now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+
+    /// The offset of CertCentral's clock from ours, once an answer said.
+    fn api_offset(&self) -> Option<chrono::TimeDelta> {
+        None
+    }
 }
 
 #[async_trait::async_trait]
 impl ChangeSource for Client {
     async fn status_changes(&self, window: &Window) -> Result<Fetched, ApiError> {
         Client::status_changes(self, window).await
+    }
+
+    fn api_now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    fn api_offset(&self) -> Option<chrono::TimeDelta> {
+        self.clock.offset()
     }
 }
 
@@ -168,6 +195,8 @@ pub struct Client {
     retry_initial: Duration,
     retry_max: Duration,
     metrics: Option<Arc<Metrics>>,
+    /// CertCentral's clock, learned from the `Date` of every answer.
+    clock: Arc<ApiClock>,
 }
 
 impl std::fmt::Debug for Client {
@@ -204,6 +233,7 @@ impl Client {
             retry_initial: cfg.retry_initial,
             retry_max: cfg.retry_max,
             metrics: None,
+            clock: Arc::default(),
         })
     }
 
@@ -233,17 +263,21 @@ impl Client {
         let mut pages = PageFollower::default();
         let mut requests = 0;
         let mut restarts = 0;
+        // The span the answered first request asked for, and its `Date`.
+        let sent_span = Mutex::new(None::<RelativeSpan>);
+        let mut first_answer: Option<(Option<RelativeSpan>, Option<DateTime<Utc>>)> = None;
         loop {
             let offset = pages.offset();
-            let answer = self
+            let (answer, date) = self
                 .with_retries(ApiError::is_transient, || async {
                     let mut query: Vec<(&'static str, String)> = match window {
                         // Measured at send time, from a fixed start: later pages
                         // and retries still reach back to `since`.
                         Window::Relative { since } => {
-                            RelativeSpan::checked_between(*since, Utc::now())
-                                .ok_or(ApiError::Expired { since: *since })?
-                                .query()
+                            let span = RelativeSpan::checked_between(*since, self.clock.now())
+                                .ok_or(ApiError::Expired { since: *since })?;
+                            *sent_span.lock().unwrap_or_else(|e| e.into_inner()) = Some(span);
+                            span.query()
                         }
                         Window::Absolute { start, end } => {
                             vec![(
@@ -259,6 +293,10 @@ impl Client {
                 })
                 .await?;
             requests += 1;
+            if first_answer.is_none() {
+                let span = *sent_span.lock().unwrap_or_else(|e| e.into_inner());
+                first_answer = Some((span, date));
+            }
             let total = answer.page.map(|p| p.total);
             match pages.take(answer, &mut orders) {
                 NextPage::Done => break,
@@ -286,21 +324,29 @@ impl Client {
             }
         }
         let statuses = std::mem::take(&mut *statuses.lock().unwrap_or_else(|e| e.into_inner()));
+        let (span, api_time) = first_answer.unwrap_or((None, None));
+        let covered_from = match (span, api_time) {
+            (Some(span), Some(t)) => {
+                let secs = i64::try_from(span.total_seconds()).unwrap_or(i64::MAX);
+                t.checked_sub_signed(chrono::TimeDelta::seconds(secs))
+            }
+            _ => None,
+        };
         Ok(Fetched {
             orders: OrderList::new(orders, statuses),
             asked_at,
             requests,
+            api_time,
+            covered_from,
         })
     }
 
-    /// Cancels a pending order. Not retried except after 429, so a cancel that
-    /// may have been applied is never sent twice.
     /// One cheap authenticated request (the status changes of the last
     /// minute), sent once: `orderwatch check --online` wants the first
     /// answer, not a retried one, to say whether key and instance are right.
     pub async fn probe(&self) -> Result<usize, ApiError> {
         self.pacer.acquire().await;
-        let answer = self
+        let (answer, _) = self
             .get_answer(
                 &self.status_changes_url(),
                 vec![("minutes", "1".to_string())],
@@ -310,6 +356,8 @@ impl Client {
         Ok(answer.orders.len())
     }
 
+    /// Cancels a pending order. Not retried except after 429, so a cancel that
+    /// may have been applied is never sent twice.
     pub async fn cancel(&self, order_id: u64, note: &str) -> Result<(), ApiError> {
         let url = format!("{}/order/certificate/{order_id}/status", self.base_url);
         let body = serde_json::json!({ "status": "CANCELED", "note": note }).to_string();
@@ -448,12 +496,13 @@ impl Client {
         url: &str,
         query: Vec<(&'static str, String)>,
         statuses: Arc<Mutex<Statuses>>,
-    ) -> Result<Answer, ApiError> {
+    ) -> Result<(Answer, Option<DateTime<Utc>>), ApiError> {
         // Written by hand, not form-encoded: the values are digits and
         // `yyyy-MM-dd+HH:mm:ss` ranges, and the `+` must reach CertCentral
         // exactly as its documentation writes it.
         let query: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let full = format!("{url}?{}", query.join("&"));
+        let sent = Utc::now();
         let resp = self
             .http
             .get(&full)
@@ -465,6 +514,15 @@ impl Client {
         let status = resp.status();
         if !status.is_success() {
             return Err(self.error_answer(url, resp).await);
+        }
+        let date = resp
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+            .map(DateTime::<Utc>::from);
+        if let Some(api) = date {
+            self.clock.learn(sent, api);
         }
         let malformed = |detail: String| ApiError::Malformed {
             url: url.to_string(),
@@ -491,7 +549,7 @@ impl Client {
                 retry_after: None,
             });
         }
-        Ok(answer)
+        Ok((answer, date))
     }
 
     async fn error_answer(&self, url: &str, resp: reqwest::Response) -> ApiError {

@@ -72,6 +72,8 @@ impl ChangeSource for Account {
             });
         }
         Ok(Fetched {
+            api_time: None,
+            covered_from: None,
             orders: self.orders.lock().unwrap().clone().into(),
             asked_at: Utc::now(),
             requests: 1,

@@ -64,6 +64,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Every change up to this instant has been seen.
     async fn cursor(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
 
+    /// Sets the cursor back to `to`: the one way it moves backwards, for a
+    /// cursor found in the future (this machine's clock was ahead and was
+    /// stepped back), so the next windows reach back far enough again.
+    async fn rewind_cursor(&self, to: DateTime<Utc>) -> Result<(), StoreError>;
+
     /// Records one chunk of a window in one transaction: new transitions,
     /// queued for each route that takes them, and the chunk's cursor (which
     /// never moves back).

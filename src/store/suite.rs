@@ -21,6 +21,7 @@ macro_rules! store_suite {
             repeated_sightings_are_not_transitions_and_previous_status_is_kept,
             a_status_seen_before_is_not_a_transition_but_updates_the_last_status,
             the_cursor_never_moves_back,
+            a_cursor_in_the_future_can_be_rewound,
             only_the_last_chunk_moves_the_cursor,
             outbox_rows_follow_each_sinks_status_filter,
             only_the_oldest_pending_event_of_an_order_is_due,
@@ -166,6 +167,15 @@ pub async fn the_cursor_never_moves_back(s: SharedStore) {
     window(&s, &[], at(100), at(100), &[]).await;
     window(&s, &[], at(50), at(100), &[]).await;
     assert_eq!(s.cursor().await.unwrap(), Some(at(100)));
+}
+
+pub async fn a_cursor_in_the_future_can_be_rewound(s: SharedStore) {
+    window(&s, &[], at(100), at(100), &[]).await;
+    s.rewind_cursor(at(40)).await.unwrap();
+    assert_eq!(s.cursor().await.unwrap(), Some(at(40)));
+    // Recording moves it forward again as usual, never back.
+    window(&s, &[], at(30), at(30), &[]).await;
+    assert_eq!(s.cursor().await.unwrap(), Some(at(40)));
 }
 
 pub async fn only_the_last_chunk_moves_the_cursor(s: SharedStore) {

@@ -3,7 +3,8 @@
 //! below is property-tested.
 //!
 //! * A gap that fits in one window is asked for relative to the API's own clock
-//!   (`minutes` + `seconds`): no time zone, no clock-skew problem.
+//!   (`minutes` + `seconds`): no time zone involved. `now` and the cursor
+//!   are in CertCentral's time (the poller learns its clock from `Date`).
 //! * A longer gap is caught up oldest first in absolute
 //!   `filters[status_last_updated]` windows written in the account's time zone,
 //!   each starting `overlap` before the previous one ended, and finished by one

@@ -358,3 +358,21 @@ async fn absolute_windows_with_edges_around_dst_changes_miss_nothing() {
         assert!((end - start).num_seconds() <= SEVEN_DAYS, "{q:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_a_fast_clock_left_in_the_future_misses_no_change_of_the_outage() {
+    let mut w = World::new().await;
+    w.file_sink();
+    w.sim.set_status(1, 11, "pending", ago(50 * 60));
+    w.once();
+    // The daemon ran with a clock an hour fast, then NTP set it right; it
+    // was stopped for the last 40 minutes, while order 2 changed.
+    crate::support::store::set_cursor(&w.store(), Utc::now() + TimeDelta::hours(1));
+    w.sim.set_status(2, 12, "issued", ago(30 * 60));
+    let out = w.once();
+    let log = text(&out.stderr);
+    assert!(log.contains("the cursor is in the future"), "{log}");
+    assert_eq!(ids(&w.file_events()), ["1:pending", "2:issued"]);
+    let cursor = w.cursor().expect("cursor");
+    assert!(cursor <= Utc::now() + TimeDelta::seconds(5), "{cursor}");
+}

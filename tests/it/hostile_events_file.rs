@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use crate::support::disk::{FullDisk, Immutable, fill, prefill};
 use crate::support::{
-    Daemon, Sink, World, ago, event_ids, eventually, ids, is_root, read_jsonl, skip, store, unique,
+    Daemon, Sink, World, ago, event_ids, eventually, ids, is_root, read_jsonl, read_jsonl_so_far,
+    skip, store, unique,
 };
 
 /// A file sink `archive` writing to `events`, retrying every 100-500 ms.
@@ -52,7 +53,11 @@ async fn an_events_directory_removed_at_run_time_keeps_events_pending_until_it_i
     let (w, events) = world_with_events_dir().await;
     w.sim.set_status(1, 11, "pending", ago(60));
     let mut daemon = w.spawn_ready().await;
-    assert!(eventually(Duration::from_secs(30), || read_jsonl(&events).len() == 1).await);
+    assert!(
+        eventually(Duration::from_secs(30), || read_jsonl_so_far(&events).len()
+            == 1)
+        .await
+    );
 
     std::fs::remove_dir_all(events.parent().expect("dir")).expect("remove");
     w.sim.set_status(1, 11, "issued", ago(1));
@@ -68,7 +73,10 @@ async fn an_events_directory_removed_at_run_time_keeps_events_pending_until_it_i
     assert_eq!(pending.len(), 2, "{pending:#?}");
 
     std::fs::create_dir(events.parent().expect("dir")).expect("recreate");
-    let back = eventually(Duration::from_secs(30), || read_jsonl(&events).len() == 2).await;
+    let back = eventually(Duration::from_secs(30), || {
+        read_jsonl_so_far(&events).len() == 2
+    })
+    .await;
     assert!(back, "{}", daemon.log_text());
     assert!(daemon.terminate(Duration::from_secs(20)).success());
     assert_eq!(ids(&read_jsonl(&events)), ["1:issued", "2:pending"]);
@@ -79,7 +87,11 @@ async fn an_unwritable_events_file_keeps_events_pending_until_it_is_writable() {
     let (w, events) = world_with_events_dir().await;
     w.sim.set_status(1, 11, "pending", ago(60));
     let mut daemon = w.spawn_ready().await;
-    assert!(eventually(Duration::from_secs(30), || read_jsonl(&events).len() == 1).await);
+    assert!(
+        eventually(Duration::from_secs(30), || read_jsonl_so_far(&events).len()
+            == 1)
+        .await
+    );
 
     // Root writes through any mode: make the file immutable. Elsewhere a
     // read-only file takes the old one's place.
@@ -111,7 +123,10 @@ async fn an_unwritable_events_file_keeps_events_pending_until_it_is_writable() {
         None => std::fs::set_permissions(&events, std::fs::Permissions::from_mode(0o640))
             .expect("chmod"),
     }
-    let written = eventually(Duration::from_secs(30), || read_jsonl(&events).len() == 2).await;
+    let written = eventually(Duration::from_secs(30), || {
+        read_jsonl_so_far(&events).len() == 2
+    })
+    .await;
     assert!(written, "{}", daemon.log_text());
     assert!(daemon.terminate(Duration::from_secs(20)).success());
     assert_eq!(ids(&read_jsonl(&events)), ["1:pending", "1:issued"]);
@@ -196,7 +211,7 @@ async fn a_full_disk_under_the_events_file_keeps_events_pending_without_a_torn_l
         disk.grow(&daemon);
     }
     let written = eventually(Duration::from_secs(30), || {
-        read_jsonl(&events).len() as i64 == before as i64 + ORDERS
+        read_jsonl_so_far(&events).len() as i64 == before as i64 + ORDERS
     })
     .await;
     assert!(written, "{}", daemon.log_text());
@@ -210,7 +225,11 @@ async fn logrotate_create_without_sighup_sends_new_events_to_the_new_file() {
     let (w, events) = world_with_events_dir().await;
     w.sim.set_status(1, 11, "pending", ago(60));
     let mut daemon = w.spawn_ready().await;
-    assert!(eventually(Duration::from_secs(30), || read_jsonl(&events).len() == 1).await);
+    assert!(
+        eventually(Duration::from_secs(30), || read_jsonl_so_far(&events).len()
+            == 1)
+        .await
+    );
 
     // logrotate's `create`: move the file away, create an empty one.
     let rotated = events.with_extension("jsonl.1");
@@ -218,7 +237,10 @@ async fn logrotate_create_without_sighup_sends_new_events_to_the_new_file() {
     std::fs::File::create(&events).expect("create");
     w.sim.set_status(1, 11, "issued", ago(1));
     w.sim.set_status(2, 12, "pending", ago(1));
-    let moved_on = eventually(Duration::from_secs(30), || read_jsonl(&events).len() == 2).await;
+    let moved_on = eventually(Duration::from_secs(30), || {
+        read_jsonl_so_far(&events).len() == 2
+    })
+    .await;
     assert!(moved_on, "{}", daemon.log_text());
     assert!(daemon.terminate(Duration::from_secs(20)).success());
     assert_eq!(ids(&read_jsonl(&rotated)), ["1:pending"]);

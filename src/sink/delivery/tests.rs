@@ -411,6 +411,9 @@ impl Store for FlakyMarks {
     async fn cursor(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.inner.cursor().await
     }
+    async fn rewind_cursor(&self, to: DateTime<Utc>) -> Result<(), StoreError> {
+        self.inner.rewind_cursor(to).await
+    }
     async fn record(&self, chunk: Chunk, routes: Routes) -> Result<RecordSummary, StoreError> {
         self.inner.record(chunk, routes).await
     }

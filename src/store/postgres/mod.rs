@@ -266,6 +266,17 @@ impl Store for PgStore {
         self.read_cursor().await
     }
 
+    async fn rewind_cursor(&self, to: DateTime<Utc>) -> Result<(), StoreError> {
+        self.fenced_execute(
+            "setting the cursor back",
+            "INSERT INTO cursor (id, position) VALUES (1, $1)
+             ON CONFLICT (id) DO UPDATE SET position = excluded.position",
+            &[&to.timestamp_millis()],
+        )
+        .await
+        .map(|_| ())
+    }
+
     async fn record(&self, chunk: Chunk, routes: Routes) -> Result<RecordSummary, StoreError> {
         self.record_chunk(&chunk, &routes).await
     }

@@ -127,6 +127,10 @@ impl Store for SqliteStore {
         self.write(|db| db.cursor()).await
     }
 
+    async fn rewind_cursor(&self, to: DateTime<Utc>) -> Result<(), StoreError> {
+        self.write(move |db| db.rewind_cursor(to)).await
+    }
+
     async fn record(&self, chunk: Chunk, routes: Routes) -> Result<RecordSummary, StoreError> {
         self.write(move |db| db.record_chunk(chunk.changes(), chunk.cursor, chunk.seen_at, &routes))
             .await

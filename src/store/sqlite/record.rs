@@ -25,6 +25,18 @@ impl Db {
         Ok(ms.and_then(DateTime::from_timestamp_millis))
     }
 
+    /// Sets the cursor to `to`, even backwards (see `Store::rewind_cursor`).
+    pub fn rewind_cursor(&mut self, to: DateTime<Utc>) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO cursor (id, position) VALUES (1, ?1)
+                 ON CONFLICT (id) DO UPDATE SET position = excluded.position",
+                [to.timestamp_millis()],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err("setting the cursor back", e))
+    }
+
     /// Records a window's orders. New `(order_id, status)` pairs become
     /// transitions queued for every sink that wants them; the cursor moves
     /// to `cursor` (never backwards). All or nothing.

@@ -64,6 +64,26 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// The complete lines of a JSON-lines file a daemon may be appending to
+/// right now: a last line without its newline yet is not an event yet.
+/// For waiting while the daemon runs; settled checks use [`read_jsonl`].
+pub fn read_jsonl_so_far(path: &Path) -> Vec<Value> {
+    let Ok(content) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    let complete = match content.rfind('\n') {
+        Some(i) => &content[..=i],
+        None => "",
+    };
+    complete
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("bad line in {}: {e}: {l:?}", path.display()))
+        })
+        .collect()
+}
+
 /// Reads a JSON-lines file; a torn or non-JSON line fails the test. A
 /// missing file reads as no lines.
 pub fn read_jsonl(path: &Path) -> Vec<Value> {

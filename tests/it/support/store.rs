@@ -85,3 +85,14 @@ pub fn set_user_version(path: &Path, version: u32) {
         .and_then(|c| c.pragma_update(None, "user_version", version))
         .expect("set user_version");
 }
+
+/// Sets the store's cursor, as a daemon with a wrong clock would have.
+pub fn set_cursor(path: &Path, at: DateTime<Utc>) {
+    let conn = rusqlite::Connection::open(path).expect("open store");
+    conn.execute(
+        "INSERT INTO cursor (id, position) VALUES (1, ?1)
+         ON CONFLICT (id) DO UPDATE SET position = excluded.position",
+        [at.timestamp_millis()],
+    )
+    .expect("set cursor");
+}

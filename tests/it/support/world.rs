@@ -16,7 +16,7 @@ use toml::{Table, Value as Toml};
 use super::daemon::Daemon;
 use super::receiver::{self, Receiver};
 use super::sim::{Simulator, SimulatorConfig, SimulatorHandle};
-use super::{KEY, ago, bin, ids, output_within, read_jsonl, store, text};
+use super::{KEY, ago, bin, ids, output_within, read_jsonl_so_far, store, text};
 
 /// The environment variable the config names for the API key.
 const KEY_VAR: &str = "OW_TEST_KEY";
@@ -287,9 +287,9 @@ impl World {
         self.sim.set_status(2, 12, "pending", ago(1));
     }
 
-    /// Events in the file sink's output.
+    /// Events in the file sink's output (complete lines; see [`read_jsonl_so_far`]).
     pub fn file_events(&self) -> Vec<Value> {
-        read_jsonl(&self.events_file())
+        read_jsonl_so_far(&self.events_file())
     }
 
     /// Ids of the events in the file sink's output, in file order.

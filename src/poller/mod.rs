@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -22,6 +22,9 @@ use crate::window::{PlannedWindow, Window, plan};
 /// How often one cycle plans its remaining windows again after its
 /// relative window outgrew the API's 7 days.
 const MAX_REPLANS: u32 = 3;
+/// A cursor this far past CertCentral's now still counts as now: the
+/// offset learned from `Date` is only good to a second or two.
+const FUTURE_SLACK: i64 = 60;
 /// Orders recorded per transaction.
 const CHUNK: usize = 10_000;
 /// While waiting for the next cycle, tell the watchdog this often that the
@@ -88,6 +91,16 @@ pub struct Poller {
     pub wake: Wake,
 }
 
+/// How a window went.
+enum Fetch {
+    /// Recorded, with the cursor where the plan said.
+    Recorded,
+    /// Recorded, but it began later than planned by CertCentral's clock (a
+    /// local clock behind it): the cursor stays, and the rest is planned
+    /// again in CertCentral's time.
+    Short,
+}
+
 impl Poller {
     /// The schedule: a cycle every `interval`, start to start, never two at
     /// once; a cycle that overruns the interval is followed at once by the
@@ -148,9 +161,12 @@ impl Poller {
         let mut report = CycleReport::default();
         let mut done = 0;
         let mut replans = 0;
+        // Before CertCentral's first answer its clock is unknown: a cursor
+        // that turns out to be in the future is only seen after a window.
+        let knew_clock = self.source.api_offset().is_some();
         loop {
-            let cursor = self.store.cursor().await?;
-            let now = Utc::now();
+            let now = self.source.api_now();
+            let cursor = self.checked_cursor(now).await?;
             let windows = plan(cursor, now, &self.poll, self.tz);
             let Some(next) = windows.first().copied() else {
                 return Ok(report);
@@ -161,7 +177,17 @@ impl Poller {
             }
             report.windows = total;
             match self.window(done, total, &next, &mut report).await {
-                Ok(()) => {}
+                Ok(Fetch::Recorded) => {}
+                Ok(Fetch::Short) if replans < MAX_REPLANS => {
+                    replans += 1;
+                    continue;
+                }
+                Ok(Fetch::Short) => {
+                    tracing::warn!(
+                        "CertCentral's clock kept moving away from ours during the cycle; the cursor stays, the next cycle asks again"
+                    );
+                    return Ok(report);
+                }
                 Err(CycleError::Api(e @ ApiError::Expired { .. })) if replans < MAX_REPLANS => {
                     replans += 1;
                     tracing::warn!(error = %e, "planning the rest of the cycle again");
@@ -170,6 +196,14 @@ impl Poller {
                 Err(e) => return Err(e),
             }
             done += 1;
+            if next.cursor_after.is_none()
+                && !knew_clock
+                && replans < MAX_REPLANS
+                && self.cursor_in_future(self.source.api_now()).await?
+            {
+                replans += 1;
+                continue;
+            }
             if next.cursor_after.is_none() {
                 tracing::debug!(
                     windows = report.windows,
@@ -181,6 +215,49 @@ impl Poller {
                 return Ok(report);
             }
         }
+    }
+
+    /// The stored cursor, unless it lies in the future by CertCentral's
+    /// clock: this machine's clock was ahead when it was taken (by an older
+    /// orderwatch, or before the first answer of this run) and has been
+    /// stepped back since. How long polling then really stopped cannot be
+    /// known, so the cursor is set back as on a first start, by
+    /// `initial_lookback`: transitions already recorded are not repeated.
+    async fn checked_cursor(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, CycleError> {
+        let cursor = self.store.cursor().await?;
+        let Some(c) = cursor else {
+            return Ok(None);
+        };
+        if !self.in_future(c, now) {
+            return Ok(cursor);
+        }
+        let back = now
+            .checked_sub_signed(delta(self.poll.initial_lookback))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        tracing::warn!(
+            cursor = %c.format("%Y-%m-%dT%H:%M:%SZ"),
+            ahead_s = (c - now).num_seconds(),
+            "the cursor is in the future by CertCentral's clock: this machine's clock was ahead and has been set back; looking back initial_lookback ({}) again so nothing is missed",
+            humantime::format_duration(self.poll.initial_lookback)
+        );
+        self.store.rewind_cursor(back).await?;
+        Ok(Some(back))
+    }
+
+    /// Whether the stored cursor lies in the future by CertCentral's clock.
+    async fn cursor_in_future(&self, now: DateTime<Utc>) -> Result<bool, CycleError> {
+        Ok(self
+            .store
+            .cursor()
+            .await?
+            .is_some_and(|c| self.in_future(c, now)))
+    }
+
+    fn in_future(&self, cursor: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        self.source.api_offset().is_some() && cursor > now + TimeDelta::seconds(FUTURE_SLACK)
     }
 
     fn announce_catch_up(&self, next: &PlannedWindow, total: usize, now: DateTime<Utc>) {
@@ -203,7 +280,7 @@ impl Poller {
         total: usize,
         planned: &PlannedWindow,
         report: &mut CycleReport,
-    ) -> Result<(), CycleError> {
+    ) -> Result<Fetch, CycleError> {
         if total > 1 {
             match planned.window {
                 Window::Absolute { start, end } => tracing::info!(
@@ -221,12 +298,23 @@ impl Poller {
         }
         let fetched = self.source.status_changes(&planned.window).await?;
         self.metrics.beat();
-        let cursor = planned.cursor_after.unwrap_or(fetched.asked_at);
+        let short = match (planned.window, fetched.covered_from) {
+            (Window::Relative { since }, Some(from)) => from > since + TimeDelta::seconds(2),
+            _ => false,
+        };
+        let cursor = match planned.cursor_after {
+            _ if short => None,
+            Some(end) => Some(end),
+            // Where the first request ended, by CertCentral's clock.
+            None => Some(fetched.api_time.unwrap_or_else(|| {
+                fetched.asked_at + self.source.api_offset().unwrap_or_default()
+            })),
+        };
         let summary = self.record(fetched.orders, cursor).await?;
         report.requests += fetched.requests;
         report.orders_seen += summary.seen;
         report.new_transitions += summary.new_transitions();
-        report.cursor = Some(cursor);
+        report.cursor = cursor.or(report.cursor);
         for (status, n) in &summary.new_by_status {
             self.metrics.transitions(status, *n);
         }
@@ -239,7 +327,14 @@ impl Poller {
             queued = summary.queued,
             "window recorded"
         );
-        Ok(())
+        if short {
+            tracing::info!(
+                since = %fetched.covered_from.map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_default(),
+                "by CertCentral's clock the window began later than planned (this machine's clock is behind); asking again from the cursor"
+            );
+            return Ok(Fetch::Short);
+        }
+        Ok(Fetch::Recorded)
     }
 
     /// Records a window's answer in chunks of [`CHUNK`] orders, sorted by
@@ -252,7 +347,7 @@ impl Poller {
     async fn record(
         &self,
         mut orders: OrderList,
-        cursor: DateTime<Utc>,
+        cursor: Option<DateTime<Utc>>,
     ) -> Result<RecordSummary, CycleError> {
         orders.sort();
         let seen_at = Utc::now();
@@ -263,7 +358,7 @@ impl Poller {
             let last = c + 1 == chunks;
             let chunk = Chunk::whole(
                 orders.changes(c * CHUNK..((c + 1) * CHUNK).min(total)),
-                last.then_some(cursor),
+                cursor.filter(|_| last),
                 seen_at,
             );
             let part = self.store.record(chunk, Arc::clone(&self.routes)).await?;
@@ -299,3 +394,12 @@ fn log_transitions(summary: &RecordSummary) {
         );
     }
 }
+
+/// A config duration as a chrono delta (config durations are capped at 100
+/// years, so this never saturates in practice).
+fn delta(d: Duration) -> TimeDelta {
+    TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
+}
+
+#[cfg(test)]
+mod tests;
