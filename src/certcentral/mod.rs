@@ -35,8 +35,6 @@ use pages::{NextPage, PageFollower};
 
 /// `request_limit_exceeded` without `Retry-After` backs off from here.
 pub const RATE_LIMIT_BACKOFF: Duration = Duration::from_secs(5);
-/// Pages of one window beyond this are refused as a runaway answer.
-const MAX_PAGES: u32 = 10_000;
 /// A window whose pages keep shifting under concurrent changes is fetched
 /// again from its first page at most this often before the cycle gives up.
 const MAX_RESTARTS: u32 = 3;
@@ -303,6 +301,13 @@ impl Client {
                 NextPage::At(offset) => {
                     tracing::debug!(offset, total, "fetching the next page");
                 }
+                NextPage::Refuse(detail) => {
+                    return Err(ApiError::Malformed {
+                        url,
+                        status: 200,
+                        detail,
+                    });
+                }
                 NextPage::Restart => {
                     restarts += 1;
                     if restarts > MAX_RESTARTS {
@@ -315,11 +320,11 @@ impl Client {
                     );
                 }
             }
-            if requests >= MAX_PAGES {
+            if u64::from(requests) >= pages::MAX_PAGES {
                 return Err(ApiError::Malformed {
                     url,
                     status: 200,
-                    detail: format!("more than {MAX_PAGES} pages for one window"),
+                    detail: format!("more than {} pages for one window", pages::MAX_PAGES),
                 });
             }
         }

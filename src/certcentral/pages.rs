@@ -18,7 +18,7 @@ pub struct Page {
 pub const PAGE_OVERLAP: u64 = 20;
 
 /// What to do after one page of a window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NextPage {
     /// The window is complete.
     Done,
@@ -26,7 +26,17 @@ pub enum NextPage {
     At(u64),
     /// The list shifted more than the overlap: ask again from the first page.
     Restart,
+    /// The pages cannot be believed (see [`PageFollower`]): fail the window.
+    Refuse(String),
 }
+
+/// A window may take at most this many pages (at CertCentral's largest
+/// page of 1000 orders, ten million orders).
+pub const MAX_PAGES: u64 = 10_000;
+/// `page.total` may grow this much beyond the first page's while a window
+/// is read: a relative window ends "now" at every request, so changes made
+/// meanwhile join it. More than that is a server that keeps raising it.
+const TOTAL_SLACK: u64 = 100;
 
 /// Follows the pages of one window without skipping an order.
 ///
@@ -41,11 +51,22 @@ pub enum NextPage {
 /// order the window still holds after it is then on this page or a later one.
 /// When none is there, the list shifted further than the overlap, and the
 /// window starts again from its first page.
+///
+/// The pages are also held to what the first one promised, so a server that
+/// lies cannot keep a window paging forever (spending the request budget,
+/// growing memory, recording nothing): a `page.total` that would need more
+/// than [`MAX_PAGES`] pages, one that keeps growing past what changes made
+/// meanwhile explain, a page that adds no order while more are promised,
+/// or more pages than twice the first page's estimate, fail the window.
 #[derive(Debug, Default)]
 pub struct PageFollower {
     offset: u64,
     /// The previous page's last orders, which the next page must reach back to.
     tail: Vec<(i64, u32)>,
+    /// `page.total` of the first page, and the pages it takes at its size.
+    promised: Option<(u64, u64)>,
+    /// Pages taken since the first page.
+    pages: u64,
 }
 
 impl PageFollower {
@@ -57,6 +78,9 @@ impl PageFollower {
     /// Takes one page's answer: its orders go to `into` (those the overlap
     /// repeats only once), and the answer says what to ask for next.
     pub fn take(&mut self, answer: Answer, into: &mut Vec<CompactOrder>) -> NextPage {
+        if let Some(refused) = self.believable(&answer) {
+            return NextPage::Refuse(refused);
+        }
         let connected = self.tail.is_empty() || answer.orders.iter().any(|o| self.in_tail(o));
         let got = answer.orders.len() as u64;
         let more = answer
@@ -81,15 +105,72 @@ impl PageFollower {
             into.extend(answer.orders.into_iter().filter(|o| !self.in_tail(o)));
         }
         if !connected {
+            let promised = self.promised;
             *self = PageFollower::default();
+            self.promised = promised;
             return NextPage::Restart;
         }
         if !more {
             return NextPage::Done;
         }
+        if !self.tail.is_empty() && got <= self.tail.len() as u64 {
+            return NextPage::Refuse(format!(
+                "page {} at offset {} added no order while page.total still promises more; the pages are not believable",
+                self.pages + 1,
+                self.offset
+            ));
+        }
         self.offset += got - next_tail.len() as u64;
         self.tail = next_tail;
         NextPage::At(self.offset)
+    }
+
+    /// Why this page breaks what the first one promised, if it does.
+    fn believable(&mut self, answer: &Answer) -> Option<String> {
+        let page = answer.page?;
+        let got = answer.orders.len() as u64;
+        self.pages += 1;
+        let Some((total, estimate)) = self.promised else {
+            let estimate = page.total.div_ceil(got.max(1));
+            if got > 0 && estimate > MAX_PAGES {
+                return Some(format!(
+                    "page.total says {} orders, {estimate} pages of {got}: more than the {MAX_PAGES} pages a window may take",
+                    page.total
+                ));
+            }
+            self.promised = Some((page.total, estimate.max(1)));
+            if estimate > 10 {
+                tracing::info!(
+                    orders = page.total,
+                    pages = estimate,
+                    "a window of {} orders in about {estimate} pages",
+                    page.total
+                );
+            }
+            return None;
+        };
+        if page.total > total.saturating_add(TOTAL_SLACK.max(total / 100)) {
+            return Some(format!(
+                "page.total grew from {total} to {} while the window was read, more than changes made meanwhile explain",
+                page.total
+            ));
+        }
+        if self.pages > estimate.saturating_mul(2).saturating_add(10) {
+            return Some(format!(
+                "{} pages and still more promised, where the first page's total of {total} needs about {estimate}",
+                self.pages
+            ));
+        }
+        if self.pages % 10 == 0 {
+            tracing::info!(
+                page = self.pages,
+                of = estimate,
+                offset = self.offset,
+                "paging: page {} of about {estimate}",
+                self.pages
+            );
+        }
+        None
     }
 
     fn in_tail(&self, o: &CompactOrder) -> bool {

@@ -112,3 +112,75 @@ fn unpaged_answers_and_single_order_pages_always_advance() {
     assert_eq!(f.take(page(&[1], 0, 3), &mut got), NextPage::At(1));
     assert_eq!(f.take(page(&[2], 1, 3), &mut got), NextPage::At(2));
 }
+
+#[test]
+fn an_absurd_total_is_refused_at_the_first_page() {
+    let mut f = PageFollower::default();
+    let mut got = Vec::new();
+    let ids: Vec<i64> = (1..=8).collect();
+    let next = f.take(page(&ids, 0, 1_000_000_000_000_000_000), &mut got);
+    assert!(
+        matches!(&next, NextPage::Refuse(why) if why.contains("more than the 10000 pages")),
+        "{next:?}"
+    );
+}
+
+#[test]
+fn a_total_that_keeps_growing_is_refused() {
+    let mut f = PageFollower::default();
+    let mut got = Vec::new();
+    let mut next = f.take(page(&(1..=8).collect::<Vec<_>>(), 0, 16), &mut got);
+    let mut total = 16;
+    // Each page repeats the overlap, adds new orders and raises the total.
+    for round in 0..50 {
+        let NextPage::At(offset) = next else {
+            assert!(
+                matches!(&next, NextPage::Refuse(why) if why.contains("page.total grew")),
+                "{next:?}"
+            );
+            assert!(round > 0);
+            return;
+        };
+        total += 40;
+        let ids: Vec<i64> = (offset as i64 + 1..=offset as i64 + 8).collect();
+        next = f.take(page(&ids, offset, total), &mut got);
+    }
+    panic!("still paging after 50 pages: {next:?}");
+}
+
+#[test]
+fn a_page_that_adds_nothing_while_more_is_promised_is_refused() {
+    let list: Vec<i64> = (1..=20).collect();
+    let mut f = PageFollower::default();
+    let mut got = Vec::new();
+    assert_eq!(f.take(page(&list[0..8], 0, 20), &mut got), NextPage::At(6));
+    // The next page only repeats what the overlap already holds.
+    let next = f.take(page(&list[6..8], 6, 20), &mut got);
+    assert!(
+        matches!(&next, NextPage::Refuse(why) if why.contains("added no order")),
+        "{next:?}"
+    );
+}
+
+#[test]
+fn far_more_pages_than_the_first_total_needs_are_refused() {
+    let mut f = PageFollower::default();
+    let mut got = Vec::new();
+    // A total of 16 that never shrinks while pages keep coming, each with
+    // new orders: 2 pages promised, refused well before 50.
+    let mut next = f.take(page(&(1..=8).collect::<Vec<_>>(), 0, 16), &mut got);
+    for n in 0..50 {
+        let NextPage::At(offset) = next else {
+            assert!(
+                matches!(&next, NextPage::Refuse(why) if why.contains("needs about 2")),
+                "{next:?}"
+            );
+            assert!(n >= 10, "refused too early, after {n} pages");
+            return;
+        };
+        let ids: Vec<i64> = (offset as i64 + 1..=offset as i64 + 8).collect();
+        // An offset past the total would end it: keep claiming more.
+        next = f.take(page(&ids, offset, offset + 16), &mut got);
+    }
+    panic!("still paging: {next:?}");
+}
