@@ -140,6 +140,27 @@ pub fn snippet(body: &[u8]) -> String {
     }
 }
 
+/// Text a server chose, fit for a log line, a status line or a ledger
+/// column: at most `limit` characters (then `…`), and every control
+/// character (newlines, escape sequences, NUL) and bidi control written as
+/// `\u{..}`, so it can neither forge a line nor reorder what follows.
+pub fn printable(text: &str, limit: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(limit + 8));
+    for (n, c) in text.chars().enumerate() {
+        if n == limit {
+            out.push('…');
+            break;
+        }
+        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || bidi {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// An error and its causes on one line ("error sending request: connection refused").
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
@@ -192,6 +213,19 @@ mod tests {
             Roots::System(certs) => assert_eq!(certs.len(), 1),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn server_text_cannot_forge_log_lines_or_reorder_them() {
+        assert_eq!(printable("bad key", 100), "bad key");
+        assert_eq!(
+            printable("x\nERROR forged\u{1b}[2J\u{202e}", 100),
+            "x\\u{a}ERROR forged\\u{1b}[2J\\u{202e}"
+        );
+        assert_eq!(
+            printable(&"m".repeat(500), 10),
+            format!("{}…", "m".repeat(10))
+        );
     }
 
     #[test]

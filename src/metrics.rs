@@ -5,6 +5,7 @@
 //! cost nothing between scrapes. Metric names follow one pattern for every
 //! sink (`orderwatch_deliveries_total{sink=...,outcome=...}`), as vector does.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
@@ -39,6 +40,34 @@ pub struct Metrics {
     /// Unix ms of the poller's last sign of progress (watchdog).
     beat_ms: AtomicI64,
     render_lock: std::sync::Mutex<()>,
+    /// Label values used so far for statuses and API error codes: a
+    /// hostile API could otherwise mint a metric series per answer.
+    statuses_seen: std::sync::Mutex<HashSet<String>>,
+    api_error_codes: std::sync::Mutex<HashSet<String>>,
+}
+
+/// Distinct label values one family may take; later ones count as `other`.
+const MAX_LABEL_VALUES: usize = 64;
+
+/// `value` as a label: as it is when it is a plain word (`[a-z0-9_]`, as
+/// every DigiCert status and error code is) and one of the first
+/// [`MAX_LABEL_VALUES`] seen, else `other`.
+fn bounded_label(seen: &std::sync::Mutex<HashSet<String>>, value: &str) -> String {
+    let plain = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !plain {
+        return "other".to_string();
+    }
+    let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+    if seen.contains(value) || seen.len() < MAX_LABEL_VALUES {
+        seen.insert(value.to_string());
+        value.to_string()
+    } else {
+        "other".to_string()
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -123,6 +152,8 @@ impl Metrics {
             interval_ms: AtomicI64::new(interval.as_millis() as i64),
             beat_ms: AtomicI64::new(crate::transition::now_ms()),
             render_lock: std::sync::Mutex::new(()),
+            statuses_seen: std::sync::Mutex::default(),
+            api_error_codes: std::sync::Mutex::default(),
         }
     }
 
@@ -159,14 +190,14 @@ impl Metrics {
     }
 
     pub fn api_error(&self, code: &str) {
-        self.api_errors
-            .get_or_create(&vec![("code", code.to_string())])
-            .inc();
+        let label = bounded_label(&self.api_error_codes, code);
+        self.api_errors.get_or_create(&vec![("code", label)]).inc();
     }
 
     pub fn transitions(&self, status: &str, n: u64) {
+        let label = bounded_label(&self.statuses_seen, status);
         self.transitions
-            .get_or_create(&vec![("status", status.to_string())])
+            .get_or_create(&vec![("status", label)])
             .inc_by(n);
     }
 
@@ -250,6 +281,26 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hostile_statuses_and_codes_cannot_mint_metric_series() {
+        let m = Metrics::new(Duration::from_secs(60));
+        m.transitions("issued", 1);
+        m.transitions("a%0Ab", 1);
+        for i in 0..10_000 {
+            m.transitions(&format!("s{i}"), 1);
+            m.api_error(&format!("code_{i}"));
+        }
+        let text = m.render(&[], None, 0);
+        assert!(text.contains("orderwatch_transitions_total{status=\"issued\"} 1"));
+        assert!(text.contains("status=\"other\""), "{text}");
+        assert!(text.contains("code=\"other\""), "{text}");
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("orderwatch_"))
+            .count();
+        assert!(series < 200, "{series} series");
+    }
 
     #[test]
     fn health_turns_bad_after_three_intervals_without_success() {

@@ -393,16 +393,13 @@ impl Client {
         match serde_json::from_slice::<ErrorBody>(&body) {
             Ok(e) if !e.errors.is_empty() => {
                 let first = &e.errors[0];
-                Err(ApiError::Api {
-                    url: url.to_string(),
+                Err(api_error(
+                    url,
                     status,
-                    code: first
-                        .code
-                        .clone()
-                        .unwrap_or_else(|| format!("http_{status}")),
-                    message: first.message.clone().unwrap_or_default(),
-                    retry_after: None,
-                })
+                    first.code.as_deref().unwrap_or(&format!("http_{status}")),
+                    first.message.as_deref().unwrap_or_default(),
+                    None,
+                ))
             }
             _ => Ok(()),
         }
@@ -546,13 +543,7 @@ impl Client {
                 BodyError::Parser(detail) => malformed(format!("the parser failed: {detail}")),
             })?;
         if let Some((code, message)) = answer.error {
-            return Err(ApiError::Api {
-                url: url.to_string(),
-                status: status.as_u16(),
-                code,
-                message,
-                retry_after: None,
-            });
+            return Err(api_error(url, status.as_u16(), &code, &message, None));
         }
         Ok((answer, date))
     }
@@ -584,13 +575,13 @@ impl Client {
         match serde_json::from_slice::<ErrorBody>(&body) {
             Ok(e) if !e.errors.is_empty() => {
                 let first = &e.errors[0];
-                ApiError::Api {
-                    url: url.to_string(),
-                    status: status.as_u16(),
-                    code: first.code.clone().unwrap_or_else(|| http_code(status)),
-                    message: first.message.clone().unwrap_or_default(),
+                api_error(
+                    url,
+                    status.as_u16(),
+                    first.code.as_deref().unwrap_or(&http_code(status)),
+                    first.message.as_deref().unwrap_or_default(),
                     retry_after,
-                }
+                )
             }
             _ => ApiError::Api {
                 url: url.to_string(),
@@ -620,6 +611,25 @@ impl Client {
             url: url.to_string(),
             detail: error_chain(&e),
         }
+    }
+}
+
+/// An error answer as CertCentral gave it, its text made safe to show: the
+/// code as a plain word (see `transition::status_name`), the message
+/// printable and short. Both reach logs, `STATUS=` and metric labels.
+fn api_error(
+    url: &str,
+    status: u16,
+    code: &str,
+    message: &str,
+    retry_after: Option<Duration>,
+) -> ApiError {
+    ApiError::Api {
+        url: url.to_string(),
+        status,
+        code: crate::transition::status_name(code),
+        message: http::printable(message, 300),
+        retry_after,
     }
 }
 

@@ -44,7 +44,8 @@ impl CompactOrder {
 /// strings is cheaper than hashing one, a million times per catch-up.
 const SCANNED_SPELLINGS: usize = 32;
 
-/// The statuses of one window, each normalized (trimmed, lower-cased) once
+/// The statuses of one window, each normalized once (trimmed, lower-cased,
+/// anything outside `[a-z0-9_]` escaped: see `transition::status_name`)
 /// and shared by every order that has it.
 #[derive(Debug, Default, Clone)]
 pub struct Statuses {
@@ -65,7 +66,7 @@ impl Statuses {
         if let Some(i) = self.more.get(raw) {
             return *i;
         }
-        let normal = raw.trim().to_ascii_lowercase();
+        let normal = crate::transition::status_name(raw);
         let index = match self.names.iter().position(|n| **n == *normal) {
             Some(i) => i as u32,
             None => {

@@ -161,7 +161,7 @@ impl PageFollower {
                 self.pages
             ));
         }
-        if self.pages % 10 == 0 {
+        if self.pages.is_multiple_of(10) {
             tracing::info!(
                 page = self.pages,
                 of = estimate,

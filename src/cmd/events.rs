@@ -14,7 +14,7 @@ pub async fn run(config_flag: Option<&Path>, args: &EventsArgs) -> Result<(), Fa
     let store = open_store(&config).await?;
     let filter = EventFilter {
         order_id: args.order,
-        status: args.status.as_ref().map(|s| s.to_ascii_lowercase()),
+        status: args.status.as_deref().map(crate::transition::status_name),
         since: args
             .since
             .map(|d| now_ms().saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))),

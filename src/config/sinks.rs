@@ -179,7 +179,12 @@ fn statuses(key: &str, raw: Option<Vec<String>>, problems: &mut Problems) -> Opt
     if list.iter().any(|s| s.trim().is_empty()) {
         problems.add(key, "contains an empty status");
     }
-    Some(list.iter().map(|s| s.trim().to_ascii_lowercase()).collect())
+    // Spelled as recorded statuses are, so a filter always matches them.
+    Some(
+        list.iter()
+            .map(|s| crate::transition::status_name(s))
+            .collect(),
+    )
 }
 
 fn valid_sink_name(name: &str) -> bool {

@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use crate::support::sim::Fault;
-use crate::support::{World, eventually, failed_cycles, ids};
+use crate::support::{World, eventually, failed_cycles, ids, text};
 
 /// A world for hostile answers: no retries within a cycle (one fault, one
 /// failed cycle), a short timeout, a small answer cap (`max_size`) and fast
@@ -328,4 +328,51 @@ async fn unknown_statuses_extra_fields_and_an_order_twice_are_recorded_as_they_c
         serde_json::Value::Null
     );
     assert_eq!(w.recorded_ids(), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_statuses_are_escaped_everywhere_and_cannot_forge_a_log_line() {
+    let (mut w, rx) = World::with_webhook().await;
+    w.file_sink();
+    let forged = "evil\n2026-01-01T00:00:00Z ERROR forged line\u{1b}[31m\u{202e}é";
+    let huge = "x".repeat(2_000_000);
+    let answer = serde_json::json!({"orders": [
+        {"order_id": 1, "certificate_id": 10, "status": forged},
+        {"order_id": 2, "certificate_id": 20, "status": huge},
+    ]})
+    .to_string();
+    w.set("digicert.max_response_size", "8MiB");
+    w.sim.push_fault(json(200, &answer));
+    let out = w.once();
+    let log = text(&out.stderr);
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("ERROR forged line") && !l.contains("evil")),
+        "a forged line:\n{log}"
+    );
+    assert!(
+        !log.contains('\u{1b}') && !log.contains('\u{202e}'),
+        "{log}"
+    );
+    // Lower-cased, every other byte %-escaped, long ones cut and tagged.
+    let ids = w.file_ids();
+    assert!(
+        ids[0].starts_with("1:evil%0A2026%2D01%2D01t00%3A00"),
+        "{ids:?}"
+    );
+    assert!(ids[1].starts_with("2:xxxx"), "{ids:?}");
+    for id in &ids {
+        assert_eq!(id.len(), 2 + 48 + 1 + 12, "{id}");
+        assert!(id.bytes().all(|b| b.is_ascii_graphic()), "{id}");
+    }
+    // The webhook took both, headers and all, and they verify.
+    assert_eq!(rx.accepted().len(), 2);
+    for d in rx.accepted() {
+        assert!(
+            d.id.is_ascii() && !d.id.contains(char::is_whitespace),
+            "{}",
+            d.id
+        );
+        assert!(d.signature_ok, "{}", d.id);
+    }
 }
