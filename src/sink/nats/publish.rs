@@ -36,8 +36,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// After a failed connect, concurrent deliveries get the same answer for
 /// this long instead of each trying again.
 const CONNECT_FAILURE_MEMORY: Duration = Duration::from_secs(1);
-/// Events per `deliver` call at most.
-const BATCH: usize = 64;
+/// Events per `deliver` call at most. Each call costs the loop a task, a
+/// ledger transaction and a read of what is due, so larger calls publish
+/// faster (on 2 cores, 256 in flight as 4 x 64 made about 16-24k acked
+/// publishes/s, as 2 x 128 about 21-39k/s); two calls rather than one keep
+/// publishes flowing while the loop records the other's outcomes.
+const BATCH: usize = 128;
 /// What `{status}` becomes for a message without one (`orderwatch
 /// test-sink`'s test event), and `{order_id}` is 0: the test lands where
 /// events do, under a status no order has.
@@ -400,9 +404,8 @@ fn error_of(outcome: &Outcome) -> String {
 }
 
 /// `max_in_flight` as `(calls, events per call)`: calls of at most
-/// [`BATCH`] events whose product is at most `max_in_flight`. Several calls
-/// rather than one big one keep publishes flowing while the loop records
-/// the outcomes of a finished call, and keep a breaker probe small.
+/// [`BATCH`] events whose product is at most `max_in_flight`, so a publish
+/// never waits for JetStream's own in-flight limit (the same number).
 pub(super) fn split(max_in_flight: usize) -> (usize, usize) {
     let calls = max_in_flight.div_ceil(BATCH).max(1);
     (calls, (max_in_flight / calls).max(1))

@@ -184,14 +184,15 @@ fn mixed_or_incomplete_authentication_is_refused() {
 fn max_in_flight_is_bounded_and_split_into_calls() {
     assert!(problem(&format!("{URL}max_in_flight = 0\n")).contains(".max_in_flight: "));
     assert!(problem(&format!("{URL}max_in_flight = 5000\n")).contains("between 1 and 4096"));
-    assert_eq!(split(256), (4, 64));
+    assert_eq!(split(256), (2, 128));
     assert_eq!(split(1), (1, 1));
-    assert_eq!(split(100), (2, 50));
+    assert_eq!(split(100), (1, 100));
+    assert_eq!(split(300), (3, 100));
     for n in 1..=4096 {
         let (calls, batch) = split(n);
         assert!(calls * batch <= n, "{n}: {calls} x {batch}");
         assert!(calls * batch * 2 > n, "{n}: {calls} x {batch} wastes half");
-        assert!(batch <= 64);
+        assert!(batch <= 128);
     }
 }
 
@@ -271,7 +272,7 @@ async fn build_connects_to_nothing() {
     let addr = listener.local_addr().unwrap();
     let s = ok(&format!("url = \"nats://{addr}\"\n"));
     let sink = s.build(&ctx()).unwrap();
-    assert_eq!((sink.concurrency(), sink.batch_size()), (4, 64));
+    assert_eq!((sink.concurrency(), sink.batch_size()), (2, 128));
     let accepted = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
     assert!(accepted.is_err(), "build connected to {addr}");
 }
