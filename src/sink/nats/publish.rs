@@ -122,13 +122,13 @@ impl NatsSink {
     }
 
     fn options(&self) -> Result<ConnectOptions, Outcome> {
-        let name = self.name.clone();
+        let (name, servers) = (self.name.clone(), self.hints.servers.clone());
         let options = ConnectOptions::new()
             .name(format!("orderwatch sink {}", self.name))
             .connection_timeout(CONNECT_TIMEOUT)
             .event_callback(move |event| {
-                let name = name.clone();
-                async move { log_event(&name, event) }
+                let (name, servers) = (name.clone(), servers.clone());
+                async move { log_event(&name, &servers, event) }
             });
         Ok(match &self.login {
             Login::None => options,
@@ -162,7 +162,6 @@ impl NatsSink {
                 return Err(outcome);
             }
         };
-        tracing::info!(sink = %self.name, servers = %self.hints.servers, "connected to NATS");
         let js = jetstream::ContextBuilder::new()
             .timeout(ACK_TIMEOUT)
             .max_ack_inflight(self.max_in_flight)
@@ -203,21 +202,23 @@ impl NatsSink {
     }
 }
 
-/// The sink's connection events, in orderwatch's log.
-fn log_event(sink: &str, event: Event) {
+/// The sink's connection events, in orderwatch's log. A failed reconnect
+/// attempt (a client error, every few seconds while a server is down) is
+/// only debug: the lost connection was said once, and every delivery that
+/// waits for it says so in the ledger.
+fn log_event(sink: &str, servers: &str, event: Event) {
     match event {
-        Event::Connected => tracing::info!(sink, "connected to NATS"),
-        Event::Disconnected => {
-            tracing::warn!(
-                sink,
-                "lost the connection to NATS; reconnecting (deliveries wait)"
-            )
-        }
+        Event::Connected => tracing::info!(sink, servers, "connected to NATS"),
+        Event::Disconnected => tracing::warn!(
+            sink,
+            servers,
+            "lost the connection to NATS; reconnecting (deliveries wait)"
+        ),
         Event::LameDuckMode => {
             tracing::info!(sink, "the NATS server is shutting down (lame duck mode)")
         }
         Event::ServerError(e) => tracing::warn!(sink, error = %e, "NATS server error"),
-        Event::ClientError(e) => tracing::warn!(sink, error = %e, "NATS client error"),
+        Event::ClientError(e) => tracing::debug!(sink, error = %e, "NATS client error"),
         Event::SlowConsumer(_) | Event::Draining | Event::Closed => {}
     }
 }
