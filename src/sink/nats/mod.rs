@@ -21,6 +21,7 @@ use async_nats::ServerAddr;
 use serde::Deserialize;
 
 use super::kind::{BuildContext, BuildError, Kind, Sink, SinkSettings};
+use crate::config::field::read_small_file;
 use crate::config::secret::{Secret, SecretSource};
 use crate::config::table::SinkTable;
 
@@ -245,8 +246,12 @@ impl Settings {
     }
 }
 
+/// The largest `.creds` file read: a user JWT and a seed are about 1 KiB.
+const MAX_CREDS_SIZE: u64 = 64 * 1024;
+
 /// Reads and parses a `.creds` file (without trimming: the parser wants
-/// the line break after its last marker). Sends nothing.
+/// the line break after its last marker), bounded and only if it is a
+/// regular file, like every secret file. Sends nothing.
 fn read_creds(source: &SecretSource) -> Result<Secret, BuildError> {
     let path = match source {
         SecretSource::File(p) => p.as_path(),
@@ -259,7 +264,7 @@ fn read_creds(source: &SecretSource) -> Result<Secret, BuildError> {
             ));
         }
     };
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = read_small_file(path, MAX_CREDS_SIZE).map_err(|e| {
         BuildError::secret(
             "credentials",
             source,

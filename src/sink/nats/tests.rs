@@ -243,6 +243,11 @@ fn build_reads_secrets_and_names_the_key_of_one_it_cannot_read() {
     assert_eq!(err.at, ".credentials_file");
     assert!(err.message.contains("/nonexistent/ow.creds"), "{err}");
 
+    // A device or a FIFO in its place is refused at once, never read forever.
+    let zero = ok(&format!("{URL}credentials_file = \"/dev/zero\"\n"));
+    let err = zero.build(&ctx()).err().unwrap();
+    assert!(err.message.contains("not a regular file"), "{err}");
+
     let s = ok(&format!("{URL}token_env = \"OW_NATS_TEST_UNSET_TOKEN\"\n"));
     let err = s.build(&ctx()).err().unwrap();
     assert_eq!(err.at, ".token_env");
