@@ -214,7 +214,7 @@ fn auth(table: &mut SinkTable<'_>, keys: &Keys) -> Option<Auth> {
         return Some(Auth::User { user, password });
     }
     // No key: the systemd credential, if any, is a token; else the server
-    // takes anyone (a local server, or one that authenticates by TLS).
+    // takes anyone (a local server, or one open to its network).
     Some(
         table
             .credential(&credential)
