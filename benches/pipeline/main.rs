@@ -4,7 +4,7 @@
 //! cargo bench --bench pipeline                # every target (about 15 minutes)
 //! cargo bench --bench pipeline -- --quick     # small sizes, one run (CI)
 //! options: --sizes 50000,200000 --runs R --history N --webhook-events N
-//!          --idle-seconds S --only ingest,history,webhook,daemon,idle
+//!          --idle-seconds S --only ingest,history,webhook,nats,daemon,idle
 //!          --picture PATH (also write the SVG there)
 //!          --serve ORDERS (only serve that answer, for profiling by hand)
 //! ```
@@ -28,6 +28,7 @@ mod daemon;
 mod floor;
 mod history;
 mod ingest;
+mod nats;
 mod plot;
 mod report;
 mod webhook;
@@ -129,8 +130,13 @@ async fn run(a: &Args, report: &mut Report) {
     if a.wants("history") {
         history::rows(a.runs, a.history, report).await;
     }
-    if a.wants("webhook") {
-        webhook::rows(a.runs, a.webhook_events, report).await;
+    let webhook = if a.wants("webhook") {
+        Some(webhook::rows(a.runs, a.webhook_events, report).await)
+    } else {
+        None
+    };
+    if a.wants("nats") {
+        nats::rows(a.runs, a.webhook_events, webhook, report).await;
     }
     if a.wants("daemon") {
         daemon::start_rows(a.runs, report).await;

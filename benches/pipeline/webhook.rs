@@ -113,7 +113,8 @@ async fn bare_rate(events: usize) -> f64 {
     counter.rate()
 }
 
-pub async fn rows(runs: usize, events: usize, report: &mut Report) {
+/// The row; returns the signed rate, for rows that compare with it.
+pub async fn rows(runs: usize, events: usize, report: &mut Report) -> f64 {
     let (mut signed, mut bare) = (0.0f64, 0.0f64);
     for _ in 0..runs {
         bare = bare.max(bare_rate(events).await);
@@ -127,6 +128,7 @@ pub async fn rows(runs: usize, events: usize, report: &mut Report) {
         )
         .at_least(signed / bare, 0.7),
     );
+    signed
 }
 
 /// `--bare-post URL EVENTS`: POSTs one event `EVENTS` times, `CONCURRENCY`

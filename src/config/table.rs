@@ -134,19 +134,28 @@ impl<'a> SinkTable<'a> {
             }
             (Some(var), None) => Some(SecretSource::Env(var)),
             (None, Some(file)) => Some(SecretSource::File(file)),
-            (None, None) => match (self.env)("CREDENTIALS_DIRECTORY") {
-                Some(dir) if Path::new(&dir).join(credential).exists() => {
-                    Some(SecretSource::Credential {
-                        dir: PathBuf::from(dir),
-                        name: credential.to_string(),
-                    })
-                }
-                _ => {
+            (None, None) => match self.credential(credential) {
+                Some(source) => Some(source),
+                None => {
                     self.problem(&format!("{stem}_env"), missing);
                     None
                 }
             },
         }
+    }
+
+    /// The systemd credential `name`, if the service manager provided it
+    /// (in `$CREDENTIALS_DIRECTORY`). For secrets that are optional, such
+    /// as a NATS token: their absence is no problem.
+    pub fn credential(&self, name: &str) -> Option<SecretSource> {
+        let dir = (self.env)("CREDENTIALS_DIRECTORY")?;
+        Path::new(&dir)
+            .join(name)
+            .exists()
+            .then(|| SecretSource::Credential {
+                dir: PathBuf::from(dir),
+                name: name.to_string(),
+            })
     }
 
     /// An `http(s)` URL, its credentials hidden in every message. Plain

@@ -38,6 +38,7 @@ mod store_copy;
 mod exec;
 mod hostile_receivers;
 mod ledger;
+mod nats;
 mod retention;
 mod secret_rotation;
 mod test_sink;

@@ -18,6 +18,7 @@ pub mod client;
 pub mod config;
 mod daemon;
 pub mod disk;
+pub mod nats;
 pub mod receiver;
 pub mod sim;
 mod skip;
