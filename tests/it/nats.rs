@@ -104,7 +104,7 @@ async fn subjects_follow_the_template_and_messages_carry_the_file_sinks_bytes() 
     w.file_sink();
     w.sim.set_status(1, 101, "pending", ago(60));
     w.sim.set_status(2, 102, "issued", ago(60));
-    // Not a status CertCentral sends today; recorded as "reissue pending".
+    // Not a status CertCentral sends today; recorded as "reissue%20pending".
     w.sim.set_status(3, 103, " Reissue Pending ", ago(60));
     w.once();
     w.sim.set_status(1, 101, "issued", ago(1));
@@ -119,8 +119,8 @@ async fn subjects_follow_the_template_and_messages_carry_the_file_sinks_bytes() 
         ("1:pending", "certcentral.orders.pending.1"),
         ("2:issued", "certcentral.orders.issued.2"),
         (
-            "3:reissue pending",
-            "certcentral.orders.reissue-20pending.3",
+            "3:reissue%20pending",
+            "certcentral.orders.reissue%20pending.3",
         ),
         ("1:issued", "certcentral.orders.issued.1"),
     ]

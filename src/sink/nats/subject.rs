@@ -141,14 +141,16 @@ impl SubjectTemplate {
     }
 }
 
-/// A status as a piece of a subject. CertCentral's statuses are lower-case
-/// `[a-z_]` and pass unchanged (digits too). Anything else (a space, a dot,
-/// a wildcard, a non-ASCII letter) would break the subject, so each such
-/// byte is written `-` plus two hex digits: `"reissue pending"` becomes
-/// `reissue-20pending`. `-` never occurs unescaped, so no two statuses map
-/// to the same token, and the token stays one token.
+/// A status as a piece of a subject. Recorded statuses are lower-case
+/// `[a-z0-9_]`, or escaped into `%XX` with a `~` tag when cut (see
+/// `transition::status_name`): all of that is a valid token and passes
+/// unchanged. A status recorded by an older orderwatch may hold anything
+/// (a space, a dot, a wildcard), which would break the subject, so each
+/// other byte is written `-` plus two hex digits (`"a b"` -> `a-20b`); `-`
+/// never occurs unescaped, so no two statuses map to the same token.
 pub fn status_token(status: &str) -> Cow<'_, str> {
-    let plain = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_';
+    let plain =
+        |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'%' | b'~');
     if !status.is_empty() && status.bytes().all(plain) {
         return Cow::Borrowed(status);
     }
@@ -168,17 +170,18 @@ pub fn status_token(status: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// The `Nats-Msg-Id` of an event: its id, with control characters (which
-/// a NATS header cannot carry) and `%` written `%XX`. Ids of real statuses
-/// (`264:issued`) pass unchanged; the mapping is the same on every
+/// The `Nats-Msg-Id` of an event: its id. Ids of recorded statuses are
+/// printable ASCII and pass unchanged; only a status recorded raw by an
+/// older orderwatch can hold control characters, which a NATS header
+/// cannot carry: those are written `%XX`. The mapping is the same on every
 /// attempt, which is all JetStream's deduplication needs.
 pub fn message_id(event_id: &str) -> Cow<'_, str> {
-    if !event_id.chars().any(|c| c.is_control() || c == '%') {
+    if !event_id.chars().any(|c| c.is_control()) {
         return Cow::Borrowed(event_id);
     }
     let mut out = String::with_capacity(event_id.len() + 8);
     for c in event_id.chars() {
-        if c.is_control() || c == '%' {
+        if c.is_control() {
             let mut buf = [0u8; 4];
             for b in c.encode_utf8(&mut buf).bytes() {
                 out.push_str(&format!("%{b:02X}"));
@@ -273,11 +276,11 @@ mod tests {
             Some(CLOUDEVENTS_JSON)
         );
         // A status with a line break cannot break the header block.
-        let h = headers("9:a\r\nb%");
+        let h = headers("9:a\r\nb");
         assert_eq!(
             h.get(async_nats::header::NATS_MESSAGE_ID)
                 .map(|v| v.as_str()),
-            Some("9:a%0D%0Ab%25")
+            Some("9:a%0D%0Ab")
         );
     }
 
