@@ -194,22 +194,38 @@ fn end_local(end: DateTime<Utc>, tz: Tz) -> NaiveDateTime {
     }
 }
 
+/// DigiCert documents its absolute ranges as "MDT". Read as
+/// `America/Denver` that is MST (UTC-7) in winter; read literally it is a
+/// fixed UTC-6 all year. Which one CertCentral does is not documented, so in
+/// Mountain time every local time has both readings, and windows are written
+/// to cover their range, and stay within 7 days, under either.
+const MDT_OFFSET_HOURS: i64 = -6;
+
+/// The fixed-"MDT" reading of `local`, when `tz` is Mountain time.
+fn literal_mdt(local: NaiveDateTime, tz: Tz) -> Option<DateTime<Utc>> {
+    (tz == chrono_tz::America::Denver)
+        .then(|| local.and_utc() - TimeDelta::hours(MDT_OFFSET_HOURS))
+}
+
 /// Earliest instant a local time may denote (times in a DST gap are read as
-/// the instant just after the gap, the only sensible reading).
+/// the instant just after the gap, the only sensible reading; in Mountain
+/// time the literal "MDT" reading counts too).
 fn earliest(local: NaiveDateTime, tz: Tz) -> DateTime<Utc> {
-    match tz.from_local_datetime(&local) {
+    let zoned = match tz.from_local_datetime(&local) {
         LocalResult::Single(t) => t.with_timezone(&Utc),
         LocalResult::Ambiguous(a, b) => a.with_timezone(&Utc).min(b.with_timezone(&Utc)),
         LocalResult::None => after_gap(local, tz),
-    }
+    };
+    literal_mdt(local, tz).map_or(zoned, |m| m.min(zoned))
 }
 
 fn latest(local: NaiveDateTime, tz: Tz) -> DateTime<Utc> {
-    match tz.from_local_datetime(&local) {
+    let zoned = match tz.from_local_datetime(&local) {
         LocalResult::Single(t) => t.with_timezone(&Utc),
         LocalResult::Ambiguous(a, b) => a.with_timezone(&Utc).max(b.with_timezone(&Utc)),
         LocalResult::None => after_gap(local, tz),
-    }
+    };
+    literal_mdt(local, tz).map_or(zoned, |m| m.max(zoned))
 }
 
 fn after_gap(local: NaiveDateTime, tz: Tz) -> DateTime<Utc> {

@@ -33,13 +33,38 @@ fn readings(
     let (a, b) = filter.split_once("...").unwrap();
     let parse = |s: &str| NaiveDateTime::parse_from_str(s, "%Y-%m-%d+%H:%M:%S").unwrap();
     let (a, b) = (parse(a), parse(b));
+    let (a_all, b_all) = (every_reading(a), every_reading(b));
     (
-        earliest(a, DENVER),
-        latest(a, DENVER),
-        earliest(b, DENVER),
-        latest(b, DENVER),
+        *a_all.iter().min().unwrap(),
+        *a_all.iter().max().unwrap(),
+        *b_all.iter().min().unwrap(),
+        *b_all.iter().max().unwrap(),
         b - a,
     )
+}
+
+/// Every instant CertCentral could take a Mountain-time local time for,
+/// worked out independently of the planner: `America/Denver` (both
+/// readings of a fall-back hour; a spring-forward gap read as the instant
+/// after it) and the literal "MDT", a fixed UTC-6.
+fn every_reading(local: NaiveDateTime) -> Vec<DateTime<Utc>> {
+    let mut all: Vec<DateTime<Utc>> = match DENVER.from_local_datetime(&local) {
+        chrono::LocalResult::Single(t) => vec![t.with_timezone(&Utc)],
+        chrono::LocalResult::Ambiguous(a, b) => {
+            vec![a.with_timezone(&Utc), b.with_timezone(&Utc)]
+        }
+        chrono::LocalResult::None => {
+            let mut probe = local;
+            loop {
+                probe += TimeDelta::minutes(1);
+                if let Some(t) = DENVER.from_local_datetime(&probe).earliest() {
+                    break vec![t.with_timezone(&Utc)];
+                }
+            }
+        }
+    };
+    all.push(local.and_utc() + TimeDelta::hours(6));
+    all
 }
 
 #[test]
@@ -135,12 +160,42 @@ fn filter_is_written_in_mountain_time() {
         DENVER,
     );
     assert_eq!(f, "2026-07-01+00:00:00...2026-07-01+23:59:59");
+    // In winter the literal "MDT" reading (UTC-6) of 01:00 is 07:00Z, an
+    // hour before the range ends: the end is written an hour later, so
+    // either reading covers the whole range.
     let f = filter_value(
         utc("2026-01-15T07:00:00Z"),
         utc("2026-01-15T08:00:00Z"),
         DENVER,
     );
-    assert_eq!(f, "2026-01-15+00:00:00...2026-01-15+01:00:00");
+    assert_eq!(f, "2026-01-15+00:00:00...2026-01-15+02:00:00");
+}
+
+#[test]
+fn a_winter_week_is_covered_and_within_seven_days_under_either_mdt_reading() {
+    let now = utc("2026-01-20T12:00:00Z");
+    let cursor = now - TimeDelta::days(20);
+    let windows = plan(Some(cursor), now, &geometry(600, 7 * 86400, 3600), DENVER);
+    let mut reach = cursor - TimeDelta::minutes(10);
+    for w in &windows[..windows.len() - 1] {
+        let Window::Absolute { start, end } = w.window else {
+            panic!("{w:?}");
+        };
+        let (s_early, s_late, e_early, e_late, _) = readings(&filter_value(start, end, DENVER));
+        assert!(start <= reach);
+        assert!(s_late <= start && e_early >= end, "{w:?} not covered");
+        assert!(e_late - s_early <= TimeDelta::days(7), "{w:?} over 7 days");
+        // Under fixed UTC-6 alone, too.
+        let filter = filter_value(start, end, DENVER);
+        let (a, b) = filter.split_once("...").unwrap();
+        let fixed = |s: &str| {
+            NaiveDateTime::parse_from_str(s, "%Y-%m-%d+%H:%M:%S").unwrap().and_utc()
+                + TimeDelta::hours(6)
+        };
+        assert!(fixed(a) <= start && fixed(b) >= end, "{filter}");
+        assert!(fixed(b) - fixed(a) <= TimeDelta::days(7), "{filter}");
+        reach = end;
+    }
 }
 
 #[test]
