@@ -46,11 +46,15 @@ impl EventWriter {
         let mut ints = itoa::Buffer::new();
         let order = ints.format(t.order_id).to_string();
         out.extend_from_slice(b"{\"specversion\":\"1.0\",\"id\":");
-        // The id is "{order_id}:{status}", escaped as one string.
-        let mut id = String::with_capacity(order.len() + 1 + t.status.len());
+        // The id is "{order_id}:{status}[:{k}]", escaped as one string.
+        let mut id = String::with_capacity(order.len() + 12 + t.status.len());
         id.push_str(&order);
         id.push(':');
         id.push_str(&t.status);
+        if t.occurrence > 0 {
+            id.push(':');
+            id.push_str(ints.format(t.occurrence));
+        }
         json_str(out, &id);
         // `middle` starts by closing the id's quote; drop ours.
         out.pop();
@@ -143,7 +147,7 @@ mod tests {
         }
         serde_json::to_string(&CloudEvent {
             specversion: "1.0",
-            id: event_id(t.order_id, &t.status),
+            id: event_id(t.order_id, &t.status, t.occurrence),
             source,
             kind: EVENT_TYPE,
             subject: format!("orders/{}", t.order_id),
@@ -166,10 +170,11 @@ mod tests {
             certificate_id in proptest::option::of(any::<i64>()),
             status in "\\PC{0,12}",
             previous in proptest::option::of("\\PC{0,12}"),
+            occurrence in prop_oneof![Just(0u32), any::<u32>()],
             seen in 0i64..4_000_000_000_000,
             source in "\\PC{0,30}",
         ) {
-            let t = TransitionRow { seq: 1, order_id, status, certificate_id, previous_status: previous, seen_at: seen };
+            let t = TransitionRow { seq: 1, order_id, status, occurrence, certificate_id, previous_status: previous, seen_at: seen };
             let mut w = EventWriter::new(&source);
             let mut out = Vec::new();
             w.write(&mut out, &t);
@@ -187,6 +192,7 @@ mod tests {
             seq: 7,
             order_id: 264,
             status: "canceled".into(),
+            occurrence: 0,
             certificate_id: Some(112232),
             previous_status: Some("pending".into()),
             seen_at: 1_795_514_523_000, // 2026-11-24T10:02:03Z
@@ -199,11 +205,31 @@ mod tests {
     }
 
     #[test]
+    fn a_return_carries_its_count_in_the_id_and_the_status_it_left() {
+        let t = TransitionRow {
+            seq: 9,
+            order_id: 264,
+            status: "issued".into(),
+            occurrence: 1,
+            certificate_id: Some(112240),
+            previous_status: Some("reissue_pending".into()),
+            seen_at: 1_795_514_523_000,
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&to_json(&t, "https://www.digicert.com/services/v2")).unwrap();
+        assert_eq!(v["id"], "264:issued:1");
+        assert_eq!(v["data"]["status"], "issued");
+        assert_eq!(v["data"]["previous_status"], "reissue_pending");
+        assert_eq!(v["data"]["certificate_id"], 112240);
+    }
+
+    #[test]
     fn first_sighting_has_null_previous_status_and_json_escaping() {
         let t = TransitionRow {
             seq: 1,
             order_id: 1,
             status: "we\"ird".into(),
+            occurrence: 0,
             certificate_id: None,
             previous_status: None,
             seen_at: 0,

@@ -16,7 +16,7 @@ use crate::config::PollConfig;
 use crate::metrics::Metrics;
 use crate::sink::Wake;
 use crate::store::{Chunk, RecordSummary, Routes, SharedStore, StoreError};
-use crate::transition::now_ms;
+use crate::transition::{Dedupe, now_ms};
 use crate::window::{PlannedWindow, Window, plan};
 
 /// How often one cycle plans its remaining windows again after its
@@ -83,6 +83,8 @@ pub struct Poller {
     pub tz: Tz,
     /// Where new transitions go: the sinks of this configuration generation.
     pub routes: Routes,
+    /// Which sightings are transitions (`[events] dedupe`).
+    pub dedupe: Dedupe,
     pub metrics: Arc<Metrics>,
     /// Notified after every commit that queued deliveries.
     pub wake: Wake,
@@ -261,11 +263,12 @@ impl Poller {
         let mut summary = RecordSummary::default();
         for c in 0..chunks {
             let last = c + 1 == chunks;
-            let chunk = Chunk::whole(
+            let mut chunk = Chunk::whole(
                 orders.changes(c * CHUNK..((c + 1) * CHUNK).min(total)),
                 last.then_some(cursor),
                 seen_at,
             );
+            chunk.dedupe = self.dedupe;
             let part = self.store.record(chunk, Arc::clone(&self.routes)).await?;
             self.metrics.beat();
             if part.queued > 0 {

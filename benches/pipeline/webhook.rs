@@ -145,6 +145,7 @@ pub fn bare_post_main(url: &str, events: usize) {
             seq: 1,
             order_id: 1,
             status: "issued".into(),
+            occurrence: 0,
             certificate_id: Some(100_000_001),
             previous_status: None,
             seen_at: 1_795_514_523_000,

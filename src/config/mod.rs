@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod events;
 pub mod field;
 mod raw;
 pub mod secret;
@@ -23,6 +24,7 @@ mod store;
 pub mod table;
 mod validate;
 
+pub use events::EventsConfig;
 pub use field::{MAX_DURATION, Problem, RedactedUrl, dir_writable, parent_dir, sink_key};
 pub use secret::{Secret, SecretSource};
 pub use sinks::SinkConfig;
@@ -70,6 +72,7 @@ pub struct Config {
     /// deleted, whichever backend holds them.
     pub keep_delivered: Duration,
     pub metrics: Option<MetricsConfig>,
+    pub events: EventsConfig,
     pub sinks: Vec<SinkConfig>,
 }
 

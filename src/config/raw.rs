@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::SizeValue;
+use super::events::RawEvents;
 use super::sinks::RawSink;
 
 #[derive(Debug, Default, Deserialize)]
@@ -14,6 +15,7 @@ pub(super) struct RawConfig {
     pub poll: Option<RawPoll>,
     pub store: Option<RawStore>,
     pub metrics: Option<RawMetrics>,
+    pub events: Option<RawEvents>,
     #[serde(default)]
     pub sinks: Vec<RawSink>,
 }

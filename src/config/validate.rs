@@ -65,6 +65,7 @@ impl Validator {
                 }
             }
         });
+        let events = events::parse(raw.events.unwrap_or_default(), &mut self.problems);
         let sinks = sinks::parse_all(raw.sinks, &mut self.problems, env);
         Some(Config {
             source: path.to_path_buf(),
@@ -73,6 +74,7 @@ impl Validator {
             store: store?,
             keep_delivered,
             metrics,
+            events,
             sinks,
         })
     }

@@ -131,6 +131,7 @@ impl Daemon {
             poll: p.config.poll,
             tz: p.config.digicert.timezone,
             routes: p.routes().into(),
+            dedupe: p.config.events.dedupe,
             metrics: Arc::clone(&self.metrics),
             wake,
         }

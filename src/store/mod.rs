@@ -12,8 +12,10 @@
 //!   and what each sink needs to deliver them, are committed before (or in
 //!   the same transaction as) the cursor move that covers them. A crash at
 //!   any point repeats work; it never loses a transition.
-//! * A transition is recorded once: the first sighting of `(order_id,
-//!   status)` is a transition, later sightings are not.
+//! * A transition is recorded once: a sighting is compared with the order's
+//!   current status and certificate, and only a difference is a transition
+//!   (in first-sighting mode, only the first sighting of `(order_id,
+//!   status)`); `(order_id, status, occurrence)` is unique.
 //! * One order's events reach a sink in the order they were recorded: a
 //!   delivery is due only while no earlier delivery of its order to that
 //!   sink is pending.
@@ -34,6 +36,7 @@ mod leader;
 mod model;
 pub mod postgres;
 mod route;
+mod sighting;
 pub mod sqlite;
 #[cfg(test)]
 mod suite;

@@ -34,9 +34,13 @@
 //!
 //! # Why no transition is lost or recorded twice across a failover
 //!
-//! * *Recorded twice*: `UNIQUE (order_id, status)` makes a second row for a
-//!   pair impossible whoever writes it, and a chunk's dedupe, its
-//!   transitions, outbox rows and cursor commit together or not at all.
+//! * *Recorded twice*: a sighting is a transition only if it differs from
+//!   the order's current status as committed, its occurrence is counted
+//!   from the committed transitions in the same transaction, and `UNIQUE
+//!   (order_id, status, occurrence)` makes a second row for the same
+//!   transition impossible whoever writes it; a chunk's dedupe, its
+//!   transitions, orders, outbox rows and cursor commit together or not at
+//!   all.
 //! * *Lost*: a transition is lost only if the cursor passed it before it was
 //!   committed. The cursor moves only in the transaction that commits the
 //!   window's last chunk, so whatever the old leader committed is complete,

@@ -73,7 +73,7 @@ impl PgStore {
         let mut after = i64::MIN;
         while let Some(rows) = page(
             &tx,
-            "SELECT seq, order_id, status, certificate_id, previous_status, seen_at
+            "SELECT seq, order_id, status, occurrence, certificate_id, previous_status, seen_at
              FROM transitions WHERE seq > $1 ORDER BY seq LIMIT $2",
             &after,
         )
@@ -246,14 +246,19 @@ async fn write(tx: &Transaction<'_>, batch: Batch) -> Result<(), tokio_postgres:
             let seqs: Vec<i64> = rows.iter().map(|t| t.seq).collect();
             let ids: Vec<i64> = rows.iter().map(|t| t.order_id).collect();
             let statuses: Vec<&str> = rows.iter().map(|t| t.status.as_str()).collect();
+            let occurrences: Vec<i32> = rows
+                .iter()
+                .map(|t| i32::try_from(t.occurrence).unwrap_or(i32::MAX))
+                .collect();
             let certs: Vec<Option<i64>> = rows.iter().map(|t| t.certificate_id).collect();
             let previous: Vec<Option<&str>> =
                 rows.iter().map(|t| t.previous_status.as_deref()).collect();
             let seen: Vec<i64> = rows.iter().map(|t| t.seen_at).collect();
             tx.execute(
-                "INSERT INTO transitions (seq, order_id, status, certificate_id, previous_status, seen_at)
-                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::bigint[])",
-                &[&seqs, &ids, &statuses, &certs, &previous, &seen],
+                "INSERT INTO transitions (seq, order_id, status, occurrence, certificate_id, previous_status, seen_at)
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::integer[], $5::bigint[],
+                                      $6::text[], $7::bigint[])",
+                &[&seqs, &ids, &statuses, &occurrences, &certs, &previous, &seen],
             )
             .await?;
         }

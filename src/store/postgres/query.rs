@@ -5,7 +5,9 @@
 use tokio_postgres::types::ToSql;
 
 use super::PgStore;
-use super::rows::{ENTRY_COLUMNS, TRANSITION_COLUMNS, cursor_of, entry, transition};
+use super::rows::{
+    ENTRY_COLUMNS, T_TRANSITION_COLUMNS, TRANSITION_COLUMNS, cursor_of, entry, transition,
+};
 use crate::store::{
     DeliveryFilter, DeliveryRow, DeliveryState, EventFilter, OutboxEntry, Pause, SinkRoute,
     SinkStats, StoreError,
@@ -190,7 +192,7 @@ impl PgStore {
         let mut all: Vec<DeliveryRow> = client
             .query(
                 "SELECT o.sink, t.order_id, t.status, o.state, o.attempts, o.created_at, o.next_attempt_at,
-                        o.done_at, o.last_error, o.seq
+                        o.done_at, o.last_error, o.seq, t.occurrence
                  FROM outbox o JOIN transitions t ON t.seq = o.seq
                  WHERE ($1::text IS NULL OR o.sink = $1) AND ($2::text IS NULL OR o.state = $2)
                  ORDER BY o.seq DESC, o.sink LIMIT $3",
@@ -210,6 +212,7 @@ impl PgStore {
                 done_at: r.get(7),
                 last_error: r.get(8),
                 seq: r.get(9),
+                occurrence: r.get::<_, i32>(10).max(0) as u32,
             })
             .collect();
         drop(client);
@@ -230,6 +233,7 @@ impl PgStore {
                         seq: t.seq,
                         order_id: t.order_id,
                         status: t.status,
+                        occurrence: t.occurrence,
                         state,
                         attempts: u32::from(!pending),
                         created_at: t.seen_at,
@@ -262,7 +266,7 @@ impl PgStore {
         };
         let side = if pending { "t.seq > $1" } else { "t.seq <= $1" };
         let sql = format!(
-            "SELECT t.seq, t.order_id, t.status, t.certificate_id, t.previous_status, t.seen_at
+            "SELECT {T_TRANSITION_COLUMNS}
              FROM transitions t WHERE {side} AND ($2::text[] IS NULL OR t.status = ANY($2))
                AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.sink = $3 AND o.seq = t.seq)
              ORDER BY t.seq DESC LIMIT $4"

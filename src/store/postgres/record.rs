@@ -5,8 +5,9 @@
 //! SQLite pays per statement little and per row little, so it walks the
 //! chunk order by order. Here every statement is a round trip, so a chunk
 //! costs a fixed handful of them whatever its size: one lookup of the
-//! chunk's known orders, then the new transitions, the orders and the
-//! outbox rows each as one `INSERT ... SELECT FROM unnest(arrays)`.
+//! chunk's known orders (and, for returns, of how often they had each
+//! status), then the new transitions, the orders and the outbox rows each
+//! as one `INSERT ... SELECT FROM unnest(arrays)`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,15 +15,23 @@ use std::sync::Arc;
 use tokio_postgres::Transaction;
 
 use super::PgStore;
+use crate::store::sighting::{Current, Sighting};
 use crate::store::{Chunk, RecordSummary, SAMPLE, SinkRoute, StoreError};
-use crate::transition::{OrderChange, TransitionRow};
+use crate::transition::{Dedupe, OrderChange, TransitionRow};
 
-/// A change that is a transition unless its `(order, status)` was recorded
-/// before (an A → B → A return).
+/// A sighting that changes what the store knows of an order: a transition
+/// (unless first-sighting mode finds its status recorded before), or only
+/// a certificate to remember.
 struct Candidate<'a> {
     change: &'a OrderChange,
     previous: Option<Arc<str>>,
+    transition: bool,
+    /// The order's earlier transitions to this status (set by `number`).
+    occurrence: u32,
 }
+
+/// A recorded transition's key: order, status, occurrence.
+type Key = (i64, Arc<str>, u32);
 
 impl PgStore {
     pub(super) async fn record_chunk(
@@ -41,10 +50,15 @@ impl PgStore {
         prepare_routes(&tx, routes, seen_ms)
             .await
             .map_err(self.err("setting up the sinks' queues"))?;
-        let known = known_statuses(&tx, changes)
+        let known = known_orders(&tx, changes)
             .await
             .map_err(self.err("looking up orders"))?;
-        let candidates = plan(changes, &known);
+        let mut candidates = plan(changes, &known, chunk.dedupe);
+        if chunk.dedupe == Dedupe::Change {
+            number(&tx, &mut candidates)
+                .await
+                .map_err(self.err("counting returns"))?;
+        }
         let mut seqs = insert_transitions(&tx, &candidates, seen_ms)
             .await
             .map_err(self.err("recording transitions"))?;
@@ -56,10 +70,14 @@ impl PgStore {
             ..RecordSummary::default()
         };
         let mut outbox = Outbox::default();
-        for c in &candidates {
-            // The first candidate of a key got the row; a later one of the
-            // same key in this chunk (A → B → A) is no transition.
-            let key = (c.change.order_id, Arc::clone(&c.change.status));
+        for c in candidates.iter().filter(|c| c.transition) {
+            // In first-sighting mode a key recorded before (or earlier in
+            // this chunk, A → B → A) got no row: no transition.
+            let key = (
+                c.change.order_id,
+                Arc::clone(&c.change.status),
+                c.occurrence,
+            );
             if let Some(seq) = seqs.remove(&key) {
                 count(&mut summary, &mut outbox, routes, seq, c, seen_ms);
             }
@@ -87,11 +105,11 @@ impl PgStore {
 /// Chunks at least this large, sorted by order id, are looked up by range.
 const SCAN_THRESHOLD: usize = 2048;
 
-/// The last recorded status of each order of the chunk.
-async fn known_statuses(
+/// The current status and certificate of each order of the chunk.
+async fn known_orders(
     tx: &Transaction<'_>,
     changes: &[OrderChange],
-) -> Result<HashMap<i64, Arc<str>>, tokio_postgres::Error> {
+) -> Result<HashMap<i64, Current>, tokio_postgres::Error> {
     let (Some(first), Some(last)) = (changes.first(), changes.last()) else {
         return Ok(HashMap::new());
     };
@@ -99,7 +117,7 @@ async fn known_statuses(
     // the primary key; anything else is looked up by its ids.
     let rows = if changes.len() >= SCAN_THRESHOLD && changes.is_sorted_by_key(|c| c.order_id) {
         tx.query(
-            "SELECT order_id, status FROM orders WHERE order_id BETWEEN $1 AND $2",
+            "SELECT order_id, status, certificate_id FROM orders WHERE order_id BETWEEN $1 AND $2",
             &[&first.order_id, &last.order_id],
         )
         .await?
@@ -108,7 +126,7 @@ async fn known_statuses(
         ids.sort_unstable();
         ids.dedup();
         tx.query(
-            "SELECT order_id, status FROM orders WHERE order_id = ANY($1)",
+            "SELECT order_id, status, certificate_id FROM orders WHERE order_id = ANY($1)",
             &[&ids],
         )
         .await?
@@ -125,57 +143,114 @@ async fn known_statuses(
                 Arc::clone(&names[names.len() - 1])
             }
         };
-        known.insert(r.get::<_, i64>(0), name);
+        known.insert(r.get::<_, i64>(0), Current::new(name, r.get(2)));
     }
     Ok(known)
 }
 
-/// The changes that differ from their order's last status, in answer
-/// order, each with that previous status (counting earlier ones of the chunk).
-fn plan<'a>(changes: &'a [OrderChange], known: &HashMap<i64, Arc<str>>) -> Vec<Candidate<'a>> {
-    let mut last: HashMap<i64, Arc<str>> = HashMap::new();
+/// The sightings that change what is known of their order, in answer
+/// order, each with the status the order had before (counting earlier
+/// ones of the chunk).
+fn plan<'a>(
+    changes: &'a [OrderChange],
+    known: &HashMap<i64, Current>,
+    dedupe: Dedupe,
+) -> Vec<Candidate<'a>> {
+    let mut last: HashMap<i64, Current> = HashMap::new();
     let mut out = Vec::new();
     for change in changes {
-        let previous = last
+        let current = last
             .get(&change.order_id)
-            .or_else(|| known.get(&change.order_id))
-            .cloned();
-        if previous.as_deref() == Some(&*change.status) {
+            .or_else(|| known.get(&change.order_id));
+        let transition = match current.map(|c| c.compare(change, dedupe)) {
             // The common re-poll case: nothing changed since last time.
-            continue;
-        }
-        last.insert(change.order_id, Arc::clone(&change.status));
-        out.push(Candidate { change, previous });
+            Some(Sighting::Repeat) => continue,
+            Some(Sighting::Refresh) => false,
+            Some(Sighting::Transition) | None => true,
+        };
+        let previous = current.map(|c| Arc::clone(&c.status));
+        let next = Current::after(current, change);
+        last.insert(change.order_id, next);
+        out.push(Candidate {
+            change,
+            previous,
+            transition,
+            occurrence: 0,
+        });
     }
     out
 }
 
-/// Inserts the candidates in answer order (so `seq` follows it); returns
-/// the seq of each one that was new, by `(order, status)`.
+/// Numbers the transitions of known orders: the k-th return of an order
+/// to a status gets occurrence k, counting what is recorded and what came
+/// earlier in the chunk.
+async fn number(
+    tx: &Transaction<'_>,
+    candidates: &mut [Candidate<'_>],
+) -> Result<(), tokio_postgres::Error> {
+    let (orders, statuses): (Vec<i64>, Vec<&str>) = candidates
+        .iter()
+        .filter(|c| c.transition && c.previous.is_some())
+        .map(|c| (c.change.order_id, &*c.change.status))
+        .unzip();
+    let mut next: HashMap<(i64, String), u32> = HashMap::new();
+    if !orders.is_empty() {
+        let rows = tx
+            .query(
+                "SELECT t.order_id, t.status, max(t.occurrence) FROM transitions t
+                 JOIN (SELECT DISTINCT o, s FROM unnest($1::bigint[], $2::text[]) AS u (o, s)) u
+                   ON t.order_id = u.o AND t.status = u.s
+                 GROUP BY t.order_id, t.status",
+                &[&orders, &statuses],
+            )
+            .await?;
+        for r in rows {
+            let max: i32 = r.get(2);
+            next.insert((r.get(0), r.get(1)), max.max(0) as u32 + 1);
+        }
+    }
+    for c in candidates.iter_mut().filter(|c| c.transition) {
+        let slot = next
+            .entry((c.change.order_id, c.change.status.to_string()))
+            .or_insert(0);
+        c.occurrence = *slot;
+        *slot += 1;
+    }
+    Ok(())
+}
+
+/// Inserts the transitions in answer order (so `seq` follows it); returns
+/// the seq of each one that was new, by key.
 async fn insert_transitions(
     tx: &Transaction<'_>,
     candidates: &[Candidate<'_>],
     seen_ms: i64,
-) -> Result<HashMap<(i64, Arc<str>), i64>, tokio_postgres::Error> {
-    if candidates.is_empty() {
+) -> Result<HashMap<Key, i64>, tokio_postgres::Error> {
+    let new: Vec<&Candidate<'_>> = candidates.iter().filter(|c| c.transition).collect();
+    if new.is_empty() {
         return Ok(HashMap::new());
     }
-    let orders: Vec<i64> = candidates.iter().map(|c| c.change.order_id).collect();
-    let statuses: Vec<&str> = candidates.iter().map(|c| &*c.change.status).collect();
-    let certs: Vec<Option<i64>> = candidates.iter().map(|c| c.change.certificate_id).collect();
-    let previous: Vec<Option<&str>> = candidates.iter().map(|c| c.previous.as_deref()).collect();
+    let orders: Vec<i64> = new.iter().map(|c| c.change.order_id).collect();
+    let statuses: Vec<&str> = new.iter().map(|c| &*c.change.status).collect();
+    let occurrences: Vec<i32> = new
+        .iter()
+        .map(|c| i32::try_from(c.occurrence).unwrap_or(i32::MAX))
+        .collect();
+    let certs: Vec<Option<i64>> = new.iter().map(|c| c.change.certificate_id).collect();
+    let previous: Vec<Option<&str>> = new.iter().map(|c| c.previous.as_deref()).collect();
     let rows = tx
         .query(
-            "INSERT INTO transitions (order_id, status, certificate_id, previous_status, seen_at)
-             SELECT o, s, c, p, $5
-             FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[]) WITH ORDINALITY AS u (o, s, c, p, n)
+            "INSERT INTO transitions (order_id, status, occurrence, certificate_id, previous_status, seen_at)
+             SELECT o, s, k, c, p, $6
+             FROM unnest($1::bigint[], $2::text[], $3::integer[], $4::bigint[], $5::text[])
+                  WITH ORDINALITY AS u (o, s, k, c, p, n)
              ORDER BY n
-             ON CONFLICT (order_id, status) DO NOTHING
-             RETURNING seq, order_id, status",
-            &[&orders, &statuses, &certs, &previous, &seen_ms],
+             ON CONFLICT (order_id, status, occurrence) DO NOTHING
+             RETURNING seq, order_id, status, occurrence",
+            &[&orders, &statuses, &occurrences, &certs, &previous, &seen_ms],
         )
         .await?;
-    let by_name: HashMap<&str, &Arc<str>> = candidates
+    let by_name: HashMap<&str, &Arc<str>> = new
         .iter()
         .map(|c| (&*c.change.status, &c.change.status))
         .collect();
@@ -186,7 +261,8 @@ async fn insert_transitions(
             .get(status)
             .map(|n| Arc::clone(n))
             .unwrap_or_else(|| Arc::from(status));
-        out.insert((r.get::<_, i64>(1), name), r.get::<_, i64>(0));
+        let occurrence = r.get::<_, i32>(3).max(0) as u32;
+        out.insert((r.get::<_, i64>(1), name, occurrence), r.get::<_, i64>(0));
     }
     Ok(out)
 }
@@ -285,6 +361,7 @@ fn count(
             seq,
             order_id: c.change.order_id,
             status: status.to_string(),
+            occurrence: c.occurrence,
             certificate_id: c.change.certificate_id,
             previous_status: c.previous.as_deref().map(str::to_string),
             seen_at: seen_ms,

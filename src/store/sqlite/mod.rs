@@ -20,6 +20,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 mod db;
+mod known;
 mod outbox;
 mod portable;
 mod query;
@@ -128,8 +129,16 @@ impl Store for SqliteStore {
     }
 
     async fn record(&self, chunk: Chunk, routes: Routes) -> Result<RecordSummary, StoreError> {
-        self.write(move |db| db.record_chunk(chunk.changes(), chunk.cursor, chunk.seen_at, &routes))
-            .await
+        self.write(move |db| {
+            db.record_chunk(
+                chunk.changes(),
+                chunk.cursor,
+                chunk.seen_at,
+                chunk.dedupe,
+                &routes,
+            )
+        })
+        .await
     }
 
     async fn due(

@@ -209,7 +209,7 @@ impl Db {
             }
             // An explicit --event is the operator's call; bulk requeues
             // respect the sink's status filter.
-            if matches!(what, Redeliver::Event { .. }) || sink.wants(&status) {
+            if matches!(what, Redeliver::Event(_)) || sink.wants(&status) {
                 tx.prepare_cached(
                     "INSERT INTO outbox (sink, seq, order_id, created_at, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?4)
                      ON CONFLICT (sink, seq) DO UPDATE SET state = 'pending', attempts = 0,
@@ -320,11 +320,12 @@ fn redelivery_candidates(
 ) -> rusqlite::Result<Vec<(i64, i64, String)>> {
     let row = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?));
     match what {
-        Redeliver::Event { order_id, status } => tx
+        Redeliver::Event(id) => tx
             .prepare_cached(
-                "SELECT seq, order_id, status FROM transitions WHERE order_id = ?1 AND status = ?2",
+                "SELECT seq, order_id, status FROM transitions
+                 WHERE order_id = ?1 AND status = ?2 AND occurrence = ?3",
             )?
-            .query_map(params![order_id, status], row)?
+            .query_map(params![id.order_id, id.status, id.occurrence], row)?
             .collect(),
         Redeliver::Dead => tx
             .prepare_cached(

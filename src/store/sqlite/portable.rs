@@ -152,8 +152,8 @@ fn export_transitions(
     send: &mut Send<'_>,
 ) -> rusqlite::Result<Result<(), StoreError>> {
     let mut q = conn.prepare(
-        "SELECT seq, order_id, status, certificate_id, previous_status, seen_at FROM transitions
-         WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        "SELECT seq, order_id, status, occurrence, certificate_id, previous_status, seen_at
+         FROM transitions WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     )?;
     let mut after = i64::MIN;
     loop {
@@ -163,9 +163,10 @@ fn export_transitions(
                     seq: r.get(0)?,
                     order_id: r.get(1)?,
                     status: r.get(2)?,
-                    certificate_id: r.get(3)?,
-                    previous_status: r.get(4)?,
-                    seen_at: r.get(5)?,
+                    occurrence: r.get(3)?,
+                    certificate_id: r.get(4)?,
+                    previous_status: r.get(5)?,
+                    seen_at: r.get(6)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -236,14 +237,15 @@ fn write(tx: &rusqlite::Transaction<'_>, batch: Batch) -> rusqlite::Result<()> {
         }
         Batch::Transitions(rows) => {
             let mut q = tx.prepare_cached(
-                "INSERT INTO transitions (seq, order_id, status, certificate_id, previous_status, seen_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO transitions (seq, order_id, status, occurrence, certificate_id, previous_status, seen_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
             for t in rows {
                 q.execute(params![
                     t.seq,
                     t.order_id,
                     t.status,
+                    t.occurrence,
                     t.certificate_id,
                     t.previous_status,
                     t.seen_at

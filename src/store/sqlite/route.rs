@@ -15,7 +15,7 @@ use rusqlite::params_from_iter;
 use rusqlite::types::Value;
 
 use super::Db;
-use super::rows::{TRANSITION_COLUMNS, cursor_of, status_clause, transition};
+use super::rows::{T_TRANSITION_COLUMNS, TRANSITION_COLUMNS, cursor_of, status_clause, transition};
 use crate::store::{OutboxEntry, SinkRoute, StoreError};
 use crate::transition::TransitionRow;
 
@@ -137,7 +137,7 @@ impl Db {
         args.push(Value::Integer(limit as i64));
         let side = if pending { "t.seq > ?" } else { "t.seq <= ?" };
         let sql = format!(
-            "SELECT t.seq, t.order_id, t.status, t.certificate_id, t.previous_status, t.seen_at
+            "SELECT {T_TRANSITION_COLUMNS}
              FROM transitions t WHERE {side}{filter}
                AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.sink = ? AND o.seq = t.seq)
              ORDER BY t.seq DESC LIMIT ?"
