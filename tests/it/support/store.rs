@@ -85,3 +85,16 @@ pub fn set_user_version(path: &Path, version: u32) {
         .and_then(|c| c.pragma_update(None, "user_version", version))
         .expect("set user_version");
 }
+
+/// Moves the cursor back to `to`, as if the daemon had been away since:
+/// the next cycle catches up from there.
+pub fn rewind_cursor(path: &Path, to: DateTime<Utc>) {
+    rusqlite::Connection::open(path)
+        .and_then(|c| {
+            c.execute(
+                "UPDATE cursor SET position = ?1 WHERE id = 1",
+                [to.timestamp_millis()],
+            )
+        })
+        .expect("rewind the cursor");
+}
