@@ -22,4 +22,5 @@ pub mod simulator;
 pub mod sink;
 pub mod store;
 pub mod transition;
+pub mod wake;
 pub mod window;

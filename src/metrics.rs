@@ -30,6 +30,7 @@ pub struct Metrics {
     outbox_dead: Family<Labels, Gauge>,
     outbox_oldest: Family<Labels, FloatGauge>,
     sink_paused: Family<Labels, Gauge>,
+    wakes: Family<Labels, Counter>,
     cursor_lag: FloatGauge,
     last_success: FloatGauge,
     /// Unix ms of the last successful poll cycle (0: none yet).
@@ -94,6 +95,12 @@ impl Metrics {
             "1 while a sink is paused after 410 Gone",
             sink_paused.clone(),
         );
+        let wakes = Family::<Labels, Counter>::default();
+        registry.register(
+            "wakes",
+            "POST /wake requests by outcome (accepted, rejected: wrong or missing key) and accepted wakes coalesced into a cycle already due",
+            wakes.clone(),
+        );
         let cursor_lag = FloatGauge::default();
         registry.register(
             "cursor_lag_seconds",
@@ -116,6 +123,7 @@ impl Metrics {
             outbox_dead,
             outbox_oldest,
             sink_paused,
+            wakes,
             cursor_lag,
             last_success,
             last_success_ms: AtomicI64::new(0),
@@ -177,6 +185,13 @@ impl Metrics {
                 ("outcome", outcome.to_string()),
             ])
             .inc_by(n);
+    }
+
+    /// A wake request: `accepted`, `rejected` or `coalesced`.
+    pub fn wake(&self, outcome: &'static str) {
+        self.wakes
+            .get_or_create(&vec![("outcome", outcome.to_string())])
+            .inc();
     }
 
     /// Unix ms of the last successful poll, if any.

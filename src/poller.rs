@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::certcentral::orders::OrderList;
@@ -17,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::sink::Wake;
 use crate::store::{Chunk, RecordSummary, Routes, SharedStore, StoreError};
 use crate::transition::{Dedupe, now_ms};
+use crate::wake::PollWake;
 use crate::window::{PlannedWindow, Window, plan};
 
 /// How often one cycle plans its remaining windows again after its
@@ -88,15 +90,28 @@ pub struct Poller {
     pub metrics: Arc<Metrics>,
     /// Notified after every commit that queued deliveries.
     pub wake: Wake,
+    /// Wakes for an early cycle (`[wake]`), if the endpoint is on.
+    pub wakeups: Option<WakeSchedule>,
+}
+
+/// How wakes reach a poller: the doorbell, and how soon after the last
+/// cycle's start a wake may start the next.
+#[derive(Debug, Clone)]
+pub struct WakeSchedule {
+    pub bell: Arc<PollWake>,
+    pub min_gap: Duration,
 }
 
 impl Poller {
     /// The schedule: a cycle every `interval`, start to start, never two at
     /// once; a cycle that overruns the interval is followed at once by the
-    /// next, and missed ticks do not pile up. Returns when `stop` is cancelled, abandoning a cycle in
-    /// progress (what it committed stays; the rest is repeated next time).
-    /// Each cycle's end is published on `last`. Returns an error only when
-    /// the store can no longer be used at all ([`StoreError::is_fatal`]).
+    /// next, and missed ticks do not pile up. A wake ([`PollWake`]) starts a
+    /// cycle early, but never sooner than `min_gap` after the last one
+    /// started, and the schedule then counts from it. Returns when `stop` is
+    /// cancelled, abandoning a cycle in progress (what it committed stays;
+    /// the rest is repeated next time). Each cycle's end is published on
+    /// `last`. Returns an error only when the store can no longer be used at
+    /// all ([`StoreError::is_fatal`]).
     pub async fn run_until_stopped(
         &self,
         stop: CancellationToken,
@@ -105,15 +120,30 @@ impl Poller {
         let mut ticker = tokio::time::interval(self.poll.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut cycles = 0u64;
+        let mut last_start: Option<Instant> = None;
         loop {
-            loop {
+            let woken = loop {
                 self.metrics.beat();
                 tokio::select! {
-                    _ = ticker.tick() => break,
+                    _ = ticker.tick() => break false,
+                    _ = rung(self.wakeups.as_ref()) => break true,
                     _ = tokio::time::sleep(IDLE_BEAT) => {}
                     _ = stop.cancelled() => return Ok(()),
                 }
+            };
+            if let (true, Some(w)) = (woken, &self.wakeups) {
+                let earliest = last_start.map(|t| t + w.min_gap);
+                tokio::select! {
+                    _ = self.sleep_beating(earliest) => {}
+                    _ = stop.cancelled() => return Ok(()),
+                }
+                tracing::debug!("woken: polling now");
+                ticker.reset();
             }
+            if let Some(w) = &self.wakeups {
+                w.bell.take();
+            }
+            last_start = Some(Instant::now());
             let result = tokio::select! {
                 r = self.cycle() => r,
                 _ = stop.cancelled() => return Ok(()),
@@ -135,6 +165,18 @@ impl Poller {
                 }
             };
             last.send_replace(Some(outcome));
+        }
+    }
+
+    /// Sleeps until `at` (not at all for `None`), telling the watchdog that
+    /// the wait is deliberate.
+    async fn sleep_beating(&self, at: Option<Instant>) {
+        let Some(at) = at else {
+            return;
+        };
+        while Instant::now() < at {
+            self.metrics.beat();
+            tokio::time::sleep_until(at.min(Instant::now() + IDLE_BEAT)).await;
         }
     }
 
@@ -277,6 +319,14 @@ impl Poller {
             summary.absorb(part);
         }
         Ok(summary)
+    }
+}
+
+/// Resolves when a wake asks for a cycle; never without a wake endpoint.
+async fn rung(wakeups: Option<&WakeSchedule>) {
+    match wakeups {
+        Some(w) => w.bell.rung().await,
+        None => std::future::pending().await,
     }
 }
 

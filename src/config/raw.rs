@@ -7,6 +7,7 @@ use serde::Deserialize;
 use super::SizeValue;
 use super::events::RawEvents;
 use super::sinks::RawSink;
+use super::wake::RawWake;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,6 +17,7 @@ pub(super) struct RawConfig {
     pub store: Option<RawStore>,
     pub metrics: Option<RawMetrics>,
     pub events: Option<RawEvents>,
+    pub wake: Option<RawWake>,
     #[serde(default)]
     pub sinks: Vec<RawSink>,
 }

@@ -66,6 +66,7 @@ impl Validator {
             }
         });
         let events = events::parse(raw.events.unwrap_or_default(), &mut self.problems);
+        let wake = wake::parse(raw.wake, &mut self.problems, env);
         let sinks = sinks::parse_all(raw.sinks, &mut self.problems, env);
         Some(Config {
             source: path.to_path_buf(),
@@ -75,6 +76,7 @@ impl Validator {
             keep_delivered,
             metrics,
             events,
+            wake,
             sinks,
         })
     }

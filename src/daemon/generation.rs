@@ -13,7 +13,7 @@ use crate::certcentral::ChangeSource;
 use crate::config::{Config, Secret, SinkConfig};
 use crate::metrics::Metrics;
 use crate::pacer::Pacer;
-use crate::poller::{LastCycle, Poller};
+use crate::poller::{LastCycle, Poller, WakeSchedule};
 use crate::sink::{self, LoopContext, Mode, Sink, SinkHandle, Wake};
 use crate::store::{SinkRoute, StoreError};
 
@@ -22,6 +22,8 @@ pub(super) struct Prepared {
     pub config: Config,
     pub source: Arc<dyn ChangeSource>,
     pub sinks: Vec<(SinkConfig, Arc<dyn Sink>)>,
+    /// `[wake]`'s key, read and checked.
+    pub wake_key: Option<Secret>,
 }
 
 impl Prepared {
@@ -78,10 +80,12 @@ pub(super) fn prepare(
         })?;
         sinks.push((s.clone(), built));
     }
+    let wake_key = crate::wake::load_key(&config).map_err(RunError::Config)?;
     Ok(Prepared {
         config,
         source,
         sinks,
+        wake_key,
     })
 }
 
@@ -134,6 +138,10 @@ impl Daemon {
             dedupe: p.config.events.dedupe,
             metrics: Arc::clone(&self.metrics),
             wake,
+            wakeups: p.config.wake.as_ref().map(|w| WakeSchedule {
+                bell: Arc::clone(&self.poll_wake),
+                min_gap: w.min_gap,
+            }),
         }
     }
 
@@ -147,6 +155,8 @@ impl Daemon {
         let sinks = p.sinks.clone();
         let loops = self.start_loops(sinks, &token, Mode::Daemon, recorded);
         self.metrics.set_interval(p.config.poll.interval);
+        self.wake_auth
+            .set(crate::wake::required(&p.config, p.wake_key.as_ref()));
         let poller = self.poller(&p, loops.wake.clone());
         let (tx, last) = watch::channel(None);
         let stop = token.clone();
