@@ -304,7 +304,10 @@ async fn cancel(State(sim): State<Simulator>, req: Request) -> Response {
         return fault::deliver(fault, 0, Vec::new(), conn).await;
     }
     let (status, answer) = match sim.apply_cancel(&order_id, &body, key.as_deref()) {
-        Ok(()) => (204, Vec::new()),
+        Ok(()) => {
+            sim.announce(order_id.parse().unwrap_or_default());
+            (204, Vec::new())
+        }
         Err(e) => (e.status, e.body()),
     };
     match fault {

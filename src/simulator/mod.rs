@@ -37,6 +37,7 @@
 //! changes, `http` has the axum handlers, `fault` the injected misbehaviour
 //! and `server` the listener, `serve`/`start` and [`SimulatorHandle`].
 
+mod announce;
 mod book;
 mod error;
 mod fault;
@@ -148,6 +149,8 @@ struct State {
     cancel_faults: VecDeque<Fault>,
     queries: Vec<RecordedQuery>,
     cancels: Vec<CancelRequest>,
+    /// Where changes are announced, if anywhere.
+    wake: Option<announce::WakeTarget>,
 }
 
 #[derive(Debug)]
@@ -192,6 +195,7 @@ impl Simulator {
             cancel_faults: VecDeque::new(),
             queries: Vec::new(),
             cancels: Vec::new(),
+            wake: None,
         };
         Simulator {
             inner: Arc::new(Inner {
@@ -224,6 +228,7 @@ impl Simulator {
         self.lock()
             .book
             .set_status(order_id, certificate_id, Status::parse(status), at);
+        self.announce(order_id);
     }
 
     /// Loads `count` orders `first_order_id..first_order_id+count`, each with
@@ -241,12 +246,18 @@ impl Simulator {
         let now = self.now();
         let mut guard = self.lock();
         let state = &mut *guard;
-        (0..n)
+        let changes: Vec<(i64, String)> = (0..n)
             .map(|_| {
                 let (id, status) = schedule::random_change(&mut state.book, &mut state.rng, now);
                 (id, status.as_str().to_owned())
             })
-            .collect()
+            .collect();
+        drop(guard);
+        if let Some((id, _)) = changes.last() {
+            // One announcement per batch: a wake is a wake.
+            self.announce(*id);
+        }
+        changes
     }
 
     /// The current status of an order.

@@ -55,6 +55,7 @@ mod metrics;
 mod signals;
 mod systemd_runtime;
 mod systemd_unit;
+mod wake;
 
 // The simulator every other test relies on.
 mod simulator_cancel;
