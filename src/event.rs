@@ -1,8 +1,9 @@
 //! CloudEvents 1.0 (structured JSON mode) for transitions.
 //!
-//! An event is a pure function of its stored transition and the API's base
-//! URL, so every redelivery of a transition is byte-for-byte the same event
-//! and receivers can dedupe on `id`.
+//! An event is a pure function of its stored transition (order details
+//! included, when `[enrich]` looked them up) and the API's base URL, so
+//! every redelivery of a transition is byte-for-byte the same event and
+//! receivers can dedupe on `id`.
 
 use chrono::DateTime;
 
@@ -86,6 +87,12 @@ impl EventWriter {
             Some(p) => json_str(out, p),
             None => out.extend_from_slice(b"null"),
         }
+        if let Some(order) = &t.details {
+            // Stored as compact JSON by the enrichment stage: copied as is,
+            // so every sink and redelivery carries the same bytes.
+            out.extend_from_slice(b",\"order\":");
+            out.extend_from_slice(order.as_bytes());
+        }
         out.extend_from_slice(b"}}");
     }
 }
@@ -144,6 +151,8 @@ mod tests {
             certificate_id: Option<i64>,
             status: &'a str,
             previous_status: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            order: Option<serde_json::Value>,
         }
         serde_json::to_string(&CloudEvent {
             specversion: "1.0",
@@ -158,9 +167,28 @@ mod tests {
                 certificate_id: t.certificate_id,
                 status: &t.status,
                 previous_status: t.previous_status.as_deref(),
+                order: t
+                    .details
+                    .as_deref()
+                    .map(|d| serde_json::from_str(d).unwrap()),
             },
         })
         .unwrap()
+    }
+
+    /// `data.order` as the enrichment stage stores it: `null`, or compact
+    /// JSON of an object with text, lists and nested objects.
+    fn order_details() -> impl Strategy<Value = String> {
+        let text = "\\PC{0,16}".prop_map(serde_json::Value::String);
+        let list = proptest::collection::vec("\\PC{0,8}", 0..3).prop_map(serde_json::Value::from);
+        let named = (any::<i64>(), "\\PC{0,8}")
+            .prop_map(|(id, name)| serde_json::json!({"id": id, "name": name}));
+        let field = prop_oneof![text, list, named];
+        prop_oneof![
+            1 => Just("null".to_string()),
+            4 => proptest::collection::btree_map("[a-z_]{1,12}", field, 0..6)
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect()).to_string()),
+        ]
     }
 
     proptest! {
@@ -171,10 +199,11 @@ mod tests {
             status in "\\PC{0,12}",
             previous in proptest::option::of("\\PC{0,12}"),
             occurrence in prop_oneof![Just(0u32), any::<u32>()],
+            details in proptest::option::of(order_details()),
             seen in 0i64..4_000_000_000_000,
             source in "\\PC{0,30}",
         ) {
-            let t = TransitionRow { seq: 1, order_id, status, occurrence, certificate_id, previous_status: previous, seen_at: seen };
+            let t = TransitionRow { seq: 1, order_id, status, occurrence, certificate_id, previous_status: previous, seen_at: seen, details };
             let mut w = EventWriter::new(&source);
             let mut out = Vec::new();
             w.write(&mut out, &t);
@@ -196,6 +225,7 @@ mod tests {
             certificate_id: Some(112232),
             previous_status: Some("pending".into()),
             seen_at: 1_795_514_523_000, // 2026-11-24T10:02:03Z
+            details: None,
         };
         let json = to_json(&t, "https://www.digicert.com/services/v2");
         assert_eq!(
@@ -214,6 +244,7 @@ mod tests {
             certificate_id: Some(112240),
             previous_status: Some("reissue_pending".into()),
             seen_at: 1_795_514_523_000,
+            details: None,
         };
         let v: serde_json::Value =
             serde_json::from_str(&to_json(&t, "https://www.digicert.com/services/v2")).unwrap();
@@ -221,6 +252,32 @@ mod tests {
         assert_eq!(v["data"]["status"], "issued");
         assert_eq!(v["data"]["previous_status"], "reissue_pending");
         assert_eq!(v["data"]["certificate_id"], 112240);
+    }
+
+    #[test]
+    fn order_details_are_data_order_and_absent_when_none_were_asked_for() {
+        let mut t = TransitionRow {
+            seq: 9,
+            order_id: 264,
+            status: "issued".into(),
+            occurrence: 0,
+            certificate_id: Some(112232),
+            previous_status: Some("pending".into()),
+            seen_at: 1_795_514_523_000,
+            details: Some(r#"{"common_name":"example.com","serial_number":"0669"}"#.into()),
+        };
+        let json = to_json(&t, "https://www.digicert.com/services/v2");
+        assert!(
+            json.ends_with(r#""previous_status":"pending","order":{"common_name":"example.com","serial_number":"0669"}}}"#),
+            "{json}"
+        );
+        t.details = Some("null".into());
+        let v: serde_json::Value = serde_json::from_str(&to_json(&t, "s")).unwrap();
+        assert_eq!(v["data"]["order"], serde_json::Value::Null);
+        assert!(v["data"].as_object().unwrap().contains_key("order"));
+        t.details = None;
+        let v: serde_json::Value = serde_json::from_str(&to_json(&t, "s")).unwrap();
+        assert!(!v["data"].as_object().unwrap().contains_key("order"));
     }
 
     #[test]
@@ -233,6 +290,7 @@ mod tests {
             certificate_id: None,
             previous_status: None,
             seen_at: 0,
+            details: None,
         };
         let v: serde_json::Value = serde_json::from_str(&to_json(&t, "s")).unwrap();
         assert_eq!(v["data"]["previous_status"], serde_json::Value::Null);

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod daemon;
+pub mod enrich;
 pub mod event;
 pub mod http;
 pub mod logging;

@@ -31,6 +31,8 @@ pub struct Metrics {
     outbox_oldest: Family<Labels, FloatGauge>,
     sink_paused: Family<Labels, Gauge>,
     wakes: Family<Labels, Counter>,
+    enrich_lookups: Family<Labels, Counter>,
+    enrich_backlog: Gauge,
     cursor_lag: FloatGauge,
     last_success: FloatGauge,
     /// Unix ms of the last successful poll cycle (0: none yet).
@@ -101,6 +103,18 @@ impl Metrics {
             "POST /wake requests by outcome (accepted, rejected: wrong or missing key) and accepted wakes coalesced into a cycle already due",
             wakes.clone(),
         );
+        let enrich_lookups = Family::<Labels, Counter>::default();
+        registry.register(
+            "enrich_lookups",
+            "Order info lookups by outcome (ok, not_found, retry, given_up)",
+            enrich_lookups.clone(),
+        );
+        let enrich_backlog = Gauge::default();
+        registry.register(
+            "enrich_backlog",
+            "Events held until their order's details are looked up",
+            enrich_backlog.clone(),
+        );
         let cursor_lag = FloatGauge::default();
         registry.register(
             "cursor_lag_seconds",
@@ -124,6 +138,8 @@ impl Metrics {
             outbox_oldest,
             sink_paused,
             wakes,
+            enrich_lookups,
+            enrich_backlog,
             cursor_lag,
             last_success,
             last_success_ms: AtomicI64::new(0),
@@ -192,6 +208,18 @@ impl Metrics {
         self.wakes
             .get_or_create(&vec![("outcome", outcome.to_string())])
             .inc();
+    }
+
+    /// An order info lookup: `ok`, `not_found`, `retry` or `given_up`.
+    pub fn enrich_lookup(&self, outcome: &'static str) {
+        self.enrich_lookups
+            .get_or_create(&vec![("outcome", outcome.to_string())])
+            .inc();
+    }
+
+    /// Events waiting for their order's details.
+    pub fn enrich_backlog(&self, held: u64) {
+        self.enrich_backlog.set(held as i64);
     }
 
     /// Unix ms of the last successful poll, if any.

@@ -16,7 +16,7 @@ use crate::certcentral::{ApiError, ChangeSource};
 use crate::config::PollConfig;
 use crate::metrics::Metrics;
 use crate::sink::Wake;
-use crate::store::{Chunk, RecordSummary, Routes, SharedStore, StoreError};
+use crate::store::{Chunk, Hold, RecordSummary, Routes, SharedStore, StoreError};
 use crate::transition::{Dedupe, now_ms};
 use crate::wake::PollWake;
 use crate::window::{PlannedWindow, Window, plan};
@@ -87,8 +87,11 @@ pub struct Poller {
     pub routes: Routes,
     /// Which sightings are transitions (`[events] dedupe`).
     pub dedupe: Dedupe,
+    /// Which new transitions wait for their order's details (`[enrich]`).
+    pub hold: Hold,
     pub metrics: Arc<Metrics>,
-    /// Notified after every commit that queued deliveries.
+    /// Notified after every commit that queued deliveries or held
+    /// transitions (the enricher listens too).
     pub wake: Wake,
     /// Wakes for an early cycle (`[wake]`), if the endpoint is on.
     pub wakeups: Option<WakeSchedule>,
@@ -311,9 +314,10 @@ impl Poller {
                 seen_at,
             );
             chunk.dedupe = self.dedupe;
+            chunk.hold = self.hold.clone();
             let part = self.store.record(chunk, Arc::clone(&self.routes)).await?;
             self.metrics.beat();
-            if part.queued > 0 {
+            if part.queued > 0 || part.held > 0 {
                 self.wake.all();
             }
             summary.absorb(part);

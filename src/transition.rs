@@ -32,6 +32,9 @@ pub struct TransitionRow {
     pub previous_status: Option<String>,
     /// When orderwatch first saw it, unix ms.
     pub seen_at: i64,
+    /// The event's `data.order` as JSON text (an object, or `null` when the
+    /// lookup found nothing or gave up); `None` when none was asked for.
+    pub details: Option<String>,
 }
 
 impl TransitionRow {

@@ -87,6 +87,7 @@ fn append(path: &Path, orders: &[Order], source: &str, seen_at: i64) -> std::io:
         certificate_id: None,
         previous_status: None,
         seen_at,
+        details: None,
     };
     for (i, (id, status)) in orders.iter().enumerate() {
         row.seq = i as i64 + 1;

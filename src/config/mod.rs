@@ -25,7 +25,7 @@ pub mod table;
 mod validate;
 mod wake;
 
-pub use events::EventsConfig;
+pub use events::{EnrichConfig, EventsConfig};
 pub use field::{MAX_DURATION, Problem, RedactedUrl, dir_writable, parent_dir, sink_key};
 pub use secret::{Secret, SecretSource};
 pub use sinks::SinkConfig;
@@ -75,6 +75,8 @@ pub struct Config {
     pub keep_delivered: Duration,
     pub metrics: Option<MetricsConfig>,
     pub events: EventsConfig,
+    /// Order details in events (`[enrich] order_details = true`).
+    pub enrich: Option<EnrichConfig>,
     pub wake: Option<WakeConfig>,
     pub sinks: Vec<SinkConfig>,
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::SizeValue;
-use super::events::RawEvents;
+use super::events::{RawEnrich, RawEvents};
 use super::sinks::RawSink;
 use super::wake::RawWake;
 
@@ -17,6 +17,7 @@ pub(super) struct RawConfig {
     pub store: Option<RawStore>,
     pub metrics: Option<RawMetrics>,
     pub events: Option<RawEvents>,
+    pub enrich: Option<RawEnrich>,
     pub wake: Option<RawWake>,
     #[serde(default)]
     pub sinks: Vec<RawSink>,

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Daemon, RunError, RunOptions, SHUTDOWN_GRACE};
 use crate::certcentral::ChangeSource;
 use crate::config::{Config, Secret, SinkConfig};
+use crate::enrich::Enricher;
 use crate::metrics::Metrics;
 use crate::pacer::Pacer;
 use crate::poller::{LastCycle, Poller, WakeSchedule};
@@ -136,6 +137,7 @@ impl Daemon {
             tz: p.config.digicert.timezone,
             routes: p.routes().into(),
             dedupe: p.config.events.dedupe,
+            hold: crate::enrich::hold(p.config.enrich.as_ref()),
             metrics: Arc::clone(&self.metrics),
             wake,
             wakeups: p.config.wake.as_ref().map(|w| WakeSchedule {
@@ -143,6 +145,50 @@ impl Daemon {
                 min_gap: w.min_gap,
             }),
         }
+    }
+
+    /// The enrichment stage of a prepared generation (`None` when `[enrich]`
+    /// is off), waking `sinks` when it releases transitions and woken by
+    /// `held`.
+    pub(super) fn enricher(
+        &self,
+        p: &Prepared,
+        sinks: Wake,
+        held: Arc<Notify>,
+    ) -> Option<Enricher> {
+        let config = p.config.enrich.clone()?;
+        let per_minute = config.lookups_per_minute(p.config.digicert.max_requests_per_minute);
+        Some(Enricher {
+            source: Arc::clone(&p.source),
+            store: Arc::clone(&self.store),
+            config,
+            budget: Arc::new(Pacer::new(per_minute)),
+            per_minute,
+            metrics: Arc::clone(&self.metrics),
+            sinks,
+            held,
+            clock: self.opts.clock,
+        })
+    }
+
+    /// Starts the enrichment stage among `loops` (or, with `[enrich]` off,
+    /// a task releasing what an earlier configuration held) and returns the
+    /// wake-ups the poller pokes: the delivery loops and the stage.
+    pub(super) fn start_enricher(
+        &self,
+        p: &Prepared,
+        loops: &mut Loops,
+        stop: &CancellationToken,
+    ) -> Wake {
+        let held = Arc::new(Notify::new());
+        match self.enricher(p, loops.wake.clone(), Arc::clone(&held)) {
+            Some(e) => loops.tasks.spawn(e.run_until_stopped(stop.clone())),
+            None => loops.tasks.spawn(crate::enrich::release_held(
+                Arc::clone(&self.store),
+                loops.wake.clone(),
+            )),
+        };
+        loops.wake.with(held)
     }
 
     /// Starts a generation: its delivery loops, then its poll schedule.
@@ -153,11 +199,12 @@ impl Daemon {
         let recorded = CancellationToken::new();
         recorded.cancel();
         let sinks = p.sinks.clone();
-        let loops = self.start_loops(sinks, &token, Mode::Daemon, recorded);
+        let mut loops = self.start_loops(sinks, &token, Mode::Daemon, recorded);
+        let wake = self.start_enricher(&p, &mut loops, &token);
         self.metrics.set_interval(p.config.poll.interval);
         self.wake_auth
             .set(crate::wake::required(&p.config, p.wake_key.as_ref()));
-        let poller = self.poller(&p, loops.wake.clone());
+        let poller = self.poller(&p, wake);
         let (tx, last) = watch::channel(None);
         let stop = token.clone();
         let poll = tokio::spawn(async move { poller.run_until_stopped(stop, tx).await });

@@ -170,6 +170,7 @@ mod tests {
                 certificate_id: Some(1),
                 previous_status: None,
                 seen_at: created_at,
+                details: None,
             },
         }
     }

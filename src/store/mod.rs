@@ -21,6 +21,10 @@
 //!   sink is pending.
 //! * Deliveries are at-least-once: a delivery leaves `pending` only by an
 //!   outcome written with [`Store::mark`] (or given up by [`Store::expire`]).
+//! * A held transition (see [`Hold`]) reaches no sink until
+//!   [`Store::lookups_done`] or [`Store::release_held`] releases it, and
+//!   the transitions after it of the same order wait too (for an in-order
+//!   sink: every transition after it that the sink takes).
 //!
 //! The behaviour is pinned by one suite (`suite.rs`) that every backend runs.
 
@@ -33,6 +37,7 @@ use chrono::{DateTime, Utc};
 pub mod copy;
 mod error;
 mod leader;
+mod lookup;
 mod model;
 pub mod postgres;
 mod route;
@@ -43,6 +48,7 @@ mod suite;
 
 pub use error::StoreError;
 pub use leader::{Leader, Leadership, Lease, node_identity};
+pub use lookup::{Hold, Lookup, LookupBacklog, LookupOutcome};
 pub use model::{
     Chunk, DeliveryFilter, DeliveryRow, DeliveryState, EventFilter, Mark, OutboxEntry, Pause,
     RecordSummary, Redeliver, Routes, SAMPLE, SinkStats, StoreReport,
@@ -127,6 +133,29 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Whether, since when and why `sink` is paused.
     async fn pause_of(&self, sink: &str) -> Result<Option<Pause>, StoreError>;
+
+    // --- order details ---
+
+    /// Held transitions due for a lookup at `now`, grouped by order (one
+    /// lookup serves every held transition of an order), oldest first, at
+    /// most `limit` orders.
+    async fn lookups_due(&self, now: i64, limit: usize) -> Result<Vec<Lookup>, StoreError>;
+
+    /// Records how lookups ended, in one transaction: released transitions
+    /// get their details and become deliverable; the others wait for
+    /// their next attempt.
+    async fn lookups_done(
+        &self,
+        done: Vec<(Lookup, LookupOutcome)>,
+        now: i64,
+    ) -> Result<(), StoreError>;
+
+    /// What waits for a lookup.
+    async fn lookup_backlog(&self) -> Result<LookupBacklog, StoreError>;
+
+    /// Releases every held transition without details (enrichment was
+    /// turned off); returns how many.
+    async fn release_held(&self) -> Result<u64, StoreError>;
 
     // --- operators ---
 

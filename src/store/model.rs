@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use super::lookup::Hold;
 use super::route::SinkRoute;
 use crate::transition::{Dedupe, EventId, OrderChange, TransitionRow, event_id};
 
@@ -25,6 +26,8 @@ pub struct Chunk {
     pub seen_at: DateTime<Utc>,
     /// Which sightings are transitions.
     pub dedupe: Dedupe,
+    /// Which new transitions wait for their order's details.
+    pub hold: Hold,
 }
 
 impl Chunk {
@@ -41,6 +44,7 @@ impl Chunk {
             cursor,
             seen_at,
             dedupe: Dedupe::default(),
+            hold: Hold::default(),
         }
     }
 
@@ -208,6 +212,8 @@ pub struct RecordSummary {
     pub sample: Vec<TransitionRow>,
     /// Outbox rows written.
     pub queued: u64,
+    /// New transitions held for a lookup of their order.
+    pub held: u64,
 }
 
 impl RecordSummary {
@@ -219,6 +225,7 @@ impl RecordSummary {
     pub fn absorb(&mut self, other: RecordSummary) {
         self.seen += other.seen;
         self.queued += other.queued;
+        self.held += other.held;
         for (status, n) in other.new_by_status {
             *self.new_by_status.entry(status).or_default() += n;
         }

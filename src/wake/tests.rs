@@ -111,6 +111,7 @@ fn poller(delay: Duration) -> Running {
         tz: chrono_tz::America::Denver,
         routes: Arc::from([]),
         dedupe: Dedupe::Change,
+        hold: crate::store::Hold::Nothing,
         metrics: Arc::new(Metrics::new(Duration::from_secs(60))),
         wake: Wake::default(),
         wakeups: Some(WakeSchedule {

@@ -67,6 +67,7 @@ use tokio_util::sync::CancellationToken;
 
 mod db;
 mod lease;
+mod lookup;
 mod outbox;
 mod portable;
 mod query;
@@ -87,8 +88,9 @@ pub use target::{PgTarget, Roots, TlsMode};
 
 use crate::config::PostgresConfig;
 use crate::store::{
-    Chunk, DeliveryFilter, DeliveryRow, EventFilter, Mark, OutboxEntry, Pause, RecordSummary,
-    Redeliver, Routes, SinkRoute, SinkStats, Store, StoreError, StoreReport,
+    Chunk, DeliveryFilter, DeliveryRow, EventFilter, Lookup, LookupBacklog, LookupOutcome, Mark,
+    OutboxEntry, Pause, RecordSummary, Redeliver, Routes, SinkRoute, SinkStats, Store, StoreError,
+    StoreReport,
 };
 use crate::transition::TransitionRow;
 
@@ -337,6 +339,26 @@ impl Store for PgStore {
         now: i64,
     ) -> Result<usize, StoreError> {
         self.requeue(route, what, now).await
+    }
+
+    async fn lookups_due(&self, now: i64, limit: usize) -> Result<Vec<Lookup>, StoreError> {
+        self.due_lookups(now, limit).await
+    }
+
+    async fn lookups_done(
+        &self,
+        done: Vec<(Lookup, LookupOutcome)>,
+        _now: i64,
+    ) -> Result<(), StoreError> {
+        self.finish_lookups(&done).await
+    }
+
+    async fn lookup_backlog(&self) -> Result<LookupBacklog, StoreError> {
+        self.held_backlog().await
+    }
+
+    async fn release_held(&self) -> Result<u64, StoreError> {
+        self.release_all_held().await
     }
 
     async fn events(&self, filter: &EventFilter) -> Result<Vec<TransitionRow>, StoreError> {

@@ -16,7 +16,7 @@ use tokio_postgres::Transaction;
 
 use super::PgStore;
 use crate::store::sighting::{Current, Sighting};
-use crate::store::{Chunk, RecordSummary, SAMPLE, SinkRoute, StoreError};
+use crate::store::{Chunk, Hold, RecordSummary, SAMPLE, SinkRoute, StoreError};
 use crate::transition::{Dedupe, OrderChange, TransitionRow};
 
 /// A sighting that changes what the store knows of an order: a transition
@@ -86,6 +86,10 @@ impl PgStore {
             .insert(&tx, seen_ms)
             .await
             .map_err(self.err("queueing deliveries"))?;
+        summary.held = outbox
+            .hold(&tx, &chunk.hold, seen_ms)
+            .await
+            .map_err(self.err("holding transitions for their order's details"))?;
         if let Some(cursor) = chunk.cursor {
             tx.execute(
                 "INSERT INTO cursor (id, position) VALUES (1, $1)
@@ -308,15 +312,43 @@ async fn upsert_orders(
     Ok(())
 }
 
-/// Outbox rows of row-per-event sinks, written in one statement.
+/// Outbox rows of row-per-event sinks, written in one statement, and the
+/// new transitions (for holding them for their order's details).
 #[derive(Default)]
 struct Outbox {
     sinks: Vec<String>,
     seqs: Vec<i64>,
     orders: Vec<i64>,
+    new: Vec<(i64, i64, Arc<str>)>,
 }
 
 impl Outbox {
+    /// Holds the new transitions `hold` takes until their order is looked
+    /// up, in the recording transaction; returns how many.
+    async fn hold(
+        &self,
+        tx: &Transaction<'_>,
+        hold: &Hold,
+        seen_ms: i64,
+    ) -> Result<u64, tokio_postgres::Error> {
+        let (seqs, orders): (Vec<i64>, Vec<i64>) = self
+            .new
+            .iter()
+            .filter(|(_, _, status)| hold.takes(status))
+            .map(|(seq, order, _)| (*seq, *order))
+            .unzip();
+        if seqs.is_empty() {
+            return Ok(0);
+        }
+        tx.execute(
+            "INSERT INTO enrichment (seq, order_id, held_at, next_attempt_at)
+             SELECT s, o, $3, $3 FROM unnest($1::bigint[], $2::bigint[]) AS u (s, o)",
+            &[&seqs, &orders, &seen_ms],
+        )
+        .await?;
+        Ok(seqs.len() as u64)
+    }
+
     async fn insert(
         &self,
         tx: &Transaction<'_>,
@@ -347,6 +379,9 @@ fn count(
     seen_ms: i64,
 ) {
     let status: &str = &c.change.status;
+    outbox
+        .new
+        .push((seq, c.change.order_id, Arc::clone(&c.change.status)));
     for route in routes.iter().filter(|r| r.wants(status)) {
         summary.queued += 1;
         if !route.by_cursor {
@@ -365,6 +400,7 @@ fn count(
             certificate_id: c.change.certificate_id,
             previous_status: c.previous.as_deref().map(str::to_string),
             seen_at: seen_ms,
+            details: None,
         });
     }
 }

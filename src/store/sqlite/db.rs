@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/0002_sink_cursor.sql"),
     include_str!("../../../migrations/0003_retention.sql"),
     include_str!("../../../migrations/0004_returns.sql"),
+    include_str!("../../../migrations/0005_enrich.sql"),
 ];
 
 /// The schema version this build writes.

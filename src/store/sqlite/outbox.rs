@@ -13,7 +13,9 @@ use crate::store::{Mark, OutboxEntry, Redeliver, SinkRoute, StoreError};
 impl Db {
     /// Pending deliveries of `sink` that are due at `now`, oldest first, and
     /// only the oldest pending one of each order: one order's events reach a
-    /// sink in the order they were recorded.
+    /// sink in the order they were recorded. A held transition (waiting for
+    /// its order's details) is not due, nor, being pending, anything after
+    /// it of the same order.
     pub fn due(&self, sink: &str, now: i64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
         let sql = format!(
             "SELECT {ENTRY_COLUMNS}
@@ -22,6 +24,7 @@ impl Db {
                AND NOT EXISTS (SELECT 1 FROM outbox p
                                WHERE p.sink = ?1 AND p.order_id = o.order_id
                                  AND p.state = 'pending' AND p.seq < o.seq)
+               AND NOT EXISTS (SELECT 1 FROM enrichment e WHERE e.seq = o.seq)
              ORDER BY o.seq LIMIT ?3"
         );
         let mut stmt = self
@@ -35,11 +38,14 @@ impl Db {
             .map_err(|e| self.err("reading due deliveries", e))
     }
 
-    /// When the next pending delivery of `sink` falls due (unix ms).
+    /// When the next pending delivery of `sink` falls due (unix ms); held
+    /// ones fall due when released, which wakes the loop.
     pub fn next_due(&self, sink: &str) -> Result<Option<i64>, StoreError> {
         self.conn
             .query_row(
-                "SELECT min(next_attempt_at) FROM outbox WHERE sink = ?1 AND state = 'pending'",
+                "SELECT min(o.next_attempt_at) FROM outbox o
+                 WHERE o.sink = ?1 AND o.state = 'pending'
+                   AND NOT EXISTS (SELECT 1 FROM enrichment e WHERE e.seq = o.seq)",
                 [sink],
                 |r| r.get(0),
             )

@@ -9,7 +9,7 @@ use super::Db;
 use super::db::classify;
 use super::known::{KnownOrders, Sighting};
 use super::rows::{cursor_of, status_clause};
-use crate::store::{RecordSummary, SAMPLE, SinkRoute, StoreError};
+use crate::store::{Chunk, Hold, RecordSummary, SAMPLE, SinkRoute, StoreError};
 use crate::transition::{Dedupe, OrderChange, TransitionRow};
 
 impl Db {
@@ -33,7 +33,8 @@ impl Db {
         seen_at: DateTime<Utc>,
         routes: &[SinkRoute],
     ) -> Result<RecordSummary, StoreError> {
-        self.record_chunk(changes, Some(cursor), seen_at, Dedupe::Change, routes)
+        let chunk = Chunk::whole(changes.to_vec(), Some(cursor), seen_at);
+        self.record_chunk(&chunk, routes)
     }
 
     /// Records one chunk of a window in one transaction; only the window's
@@ -48,14 +49,16 @@ impl Db {
     ///
     /// Transitions are queued as outbox rows for row-per-event sinks; for
     /// in-order sinks being after their cursor is enough (see `route`).
+    ///
+    /// A new transition the chunk's [`Hold`] takes is held for a lookup of
+    /// its order in the same transaction, so no sink can see it first.
     pub fn record_chunk(
         &mut self,
-        changes: &[OrderChange],
-        cursor: Option<DateTime<Utc>>,
-        seen_at: DateTime<Utc>,
-        dedupe: Dedupe,
+        chunk: &Chunk,
         routes: &[SinkRoute],
     ) -> Result<RecordSummary, StoreError> {
+        let (changes, cursor, seen_at) = (chunk.changes(), chunk.cursor, chunk.seen_at);
+        let (dedupe, hold) = (chunk.dedupe, &chunk.hold);
         let path: &std::path::Path = &self.path;
         let err = move |context: &'static str| move |e| classify(path, context, e);
         let seen_ms = seen_at.timestamp_millis();
@@ -82,7 +85,7 @@ impl Db {
                     fresh.rows.push(change);
                     if fresh.rows.len() == FreshOrders::BATCH {
                         fresh
-                            .flush(&tx, seen_ms, routes, &mut summary)
+                            .flush(&tx, seen_ms, routes, hold, &mut summary)
                             .map_err(err("recording new orders"))?;
                     }
                     continue;
@@ -93,7 +96,7 @@ impl Db {
                         // Not a transition, but later sightings compare with
                         // it. The order may still be waiting in `fresh`.
                         fresh
-                            .flush(&tx, seen_ms, routes, &mut summary)
+                            .flush(&tx, seen_ms, routes, hold, &mut summary)
                             .map_err(err("recording new orders"))?;
                         update_order(&tx, change, seen_ms).map_err(err("updating an order"))?;
                         known.set(change);
@@ -104,7 +107,7 @@ impl Db {
                 known.set(change);
                 // Keep recording order: everything before this goes in first.
                 fresh
-                    .flush(&tx, seen_ms, routes, &mut summary)
+                    .flush(&tx, seen_ms, routes, hold, &mut summary)
                     .map_err(err("recording new orders"))?;
                 let recorded = insert_transition(&tx, change, &current.status, seen_ms, dedupe)
                     .map_err(err("recording a transition"))?;
@@ -121,11 +124,11 @@ impl Db {
                     occurrence,
                     previous: Some(&current.status),
                 };
-                queue(&tx, routes, &new, seen_ms, &mut summary)
+                queue(&tx, routes, hold, &new, seen_ms, &mut summary)
                     .map_err(err("queueing a delivery"))?;
             }
             fresh
-                .flush(&tx, seen_ms, routes, &mut summary)
+                .flush(&tx, seen_ms, routes, hold, &mut summary)
                 .map_err(err("recording new orders"))?;
             if let Some(cursor) = cursor {
                 tx.execute(
@@ -215,12 +218,20 @@ struct New<'a> {
 fn queue(
     tx: &rusqlite::Transaction<'_>,
     routes: &[SinkRoute],
+    hold: &Hold,
     new: &New<'_>,
     seen_ms: i64,
     summary: &mut RecordSummary,
 ) -> rusqlite::Result<()> {
     let change = new.change;
     let status: &str = &change.status;
+    if hold.takes(status) {
+        tx.prepare_cached(
+            "INSERT INTO enrichment (seq, order_id, held_at, next_attempt_at) VALUES (?1, ?2, ?3, ?3)",
+        )?
+        .execute(params![new.seq, change.order_id, seen_ms])?;
+        summary.held += 1;
+    }
     for route in routes.iter().filter(|r| r.wants(status)) {
         summary.queued += 1;
         if !route.by_cursor {
@@ -245,6 +256,7 @@ fn queue(
             certificate_id: change.certificate_id,
             previous_status: new.previous.map(str::to_string),
             seen_at: seen_ms,
+            details: None,
         });
     }
     Ok(())
@@ -266,6 +278,7 @@ impl FreshOrders<'_> {
         tx: &rusqlite::Transaction<'_>,
         seen_ms: i64,
         routes: &[SinkRoute],
+        hold: &Hold,
         summary: &mut RecordSummary,
     ) -> rusqlite::Result<()> {
         let n = self.rows.len();
@@ -325,7 +338,7 @@ impl FreshOrders<'_> {
                 occurrence: 0,
                 previous: None,
             };
-            queue(tx, routes, &new, seen_ms, summary)?;
+            queue(tx, routes, hold, &new, seen_ms, summary)?;
         }
         self.rows.clear();
         Ok(())
