@@ -62,6 +62,10 @@ impl Simulator {
         Router::new()
             .route(STATUS_CHANGES_PATH, get(status_changes))
             .route(
+                "/services/v2/order/certificate/{order_id}",
+                get(super::order_info::order_info),
+            )
+            .route(
                 "/services/v2/order/certificate/{order_id}/status",
                 put(cancel),
             )
@@ -218,13 +222,13 @@ fn validate_cancel_body(body: &[u8]) -> Result<String, ApiError> {
     }
 }
 
-fn api_key_sent(headers: &HeaderMap) -> Option<String> {
+pub(super) fn api_key_sent(headers: &HeaderMap) -> Option<String> {
     headers
         .get("x-dc-devkey")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
-fn connection(req: &Request) -> Option<ConnTag> {
+pub(super) fn connection(req: &Request) -> Option<ConnTag> {
     req.extensions()
         .get::<ConnectInfo<ConnTag>>()
         .map(|c| c.0.clone())
