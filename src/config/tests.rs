@@ -317,6 +317,12 @@ mod fuzz {
     const STORE: &[(&str, Kind)] = &[("path", Text)];
     const METRICS: &[(&str, Kind)] = &[("listen", Text)];
     const EVENTS: &[(&str, Kind)] = &[("dedupe", Text)];
+    const ENRICH: &[(&str, Kind)] = &[
+        ("order_details", Flag),
+        ("statuses", List),
+        ("max_share", Number),
+        ("give_up_after", Text),
+    ];
     const WAKE: &[(&str, Kind)] = &[
         ("listen", Text),
         ("min_gap", Text),
@@ -471,10 +477,11 @@ mod fuzz {
             proptest::option::weighted(0.3, entries(METRICS)),
             proptest::option::weighted(0.3, entries(EVENTS)),
             proptest::option::weighted(0.3, entries(WAKE)),
+            proptest::option::weighted(0.3, entries(ENRICH)),
             proptest::collection::vec(entries(SINK), 0..4),
             proptest::option::weighted(0.03, "[a-z\\[\\]\"= \n]{0,40}"),
         )
-            .prop_map(|(d, p, s, m, e, w, sinks, junk)| {
+            .prop_map(|(d, p, s, m, e, w, x, sinks, junk)| {
                 let mut out = String::new();
                 let tables = [
                     ("digicert", d),
@@ -483,6 +490,7 @@ mod fuzz {
                     ("metrics", m),
                     ("events", e),
                     ("wake", w),
+                    ("enrich", x),
                 ];
                 for (name, body) in tables {
                     if let Some(body) = body {

@@ -29,6 +29,7 @@ mod pages;
 // Recording: dedupe, crash safety, the store under a hostile disk.
 mod crash;
 mod dedupe;
+mod enrich;
 mod hostile_events_file;
 mod hostile_store;
 mod postgres_daemon;
@@ -60,4 +61,5 @@ mod wake;
 // The simulator every other test relies on.
 mod simulator_cancel;
 mod simulator_faults;
+mod simulator_order_info;
 mod simulator_status_changes;

@@ -1,6 +1,6 @@
 //! The parts of `check` about what events carry and who may wake the
-//! poller: the dedupe mode, and the wake endpoint with its key (read and
-//! checked as `run` does).
+//! poller: the dedupe mode, the order details' share of the budget, and the
+//! wake endpoint with its key (read and checked as `run` does).
 
 use super::Findings;
 use crate::config::Config;
@@ -16,6 +16,18 @@ pub(super) fn events(config: &Config, found: &mut Findings) {
         }
         Dedupe::FirstSighting => "events: first sighting of each (order, status) only".to_string(),
     });
+    if let Some(e) = &config.enrich {
+        let rate = e.lookups_per_minute(config.digicert.max_requests_per_minute);
+        found.lines.push(format!(
+            "order details: looked up for {}, at most {rate} lookups a minute ({}% of {} requests), given up after {}",
+            e.statuses
+                .as_ref()
+                .map_or_else(|| "every status".to_string(), |l| l.join(", ")),
+            (e.max_share * 100.0).round(),
+            config.digicert.max_requests_per_minute,
+            humantime::format_duration(e.give_up_after)
+        ));
+    }
     let Some(w) = &config.wake else {
         return;
     };
