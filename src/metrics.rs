@@ -97,24 +97,7 @@ impl Metrics {
             "1 while a sink is paused after 410 Gone",
             sink_paused.clone(),
         );
-        let wakes = Family::<Labels, Counter>::default();
-        registry.register(
-            "wakes",
-            "POST /wake requests by outcome (accepted, rejected: wrong or missing key) and accepted wakes coalesced into a cycle already due",
-            wakes.clone(),
-        );
-        let enrich_lookups = Family::<Labels, Counter>::default();
-        registry.register(
-            "enrich_lookups",
-            "Order info lookups by outcome (ok, not_found, retry, given_up)",
-            enrich_lookups.clone(),
-        );
-        let enrich_backlog = Gauge::default();
-        registry.register(
-            "enrich_backlog",
-            "Events held until their order's details are looked up",
-            enrich_backlog.clone(),
-        );
+        let (wakes, enrich_lookups, enrich_backlog) = register_event_metrics(&mut registry);
         let cursor_lag = FloatGauge::default();
         registry.register(
             "cursor_lag_seconds",
@@ -288,6 +271,31 @@ impl Metrics {
         let _ = encode(&mut out, &self.registry);
         out
     }
+}
+
+/// The wake endpoint's and the enrichment stage's metrics.
+fn register_event_metrics(
+    registry: &mut Registry,
+) -> (Family<Labels, Counter>, Family<Labels, Counter>, Gauge) {
+    let wakes = Family::<Labels, Counter>::default();
+    registry.register(
+        "wakes",
+        "POST /wake requests by outcome (accepted, rejected: wrong or missing key) and accepted wakes coalesced into a cycle already due",
+        wakes.clone(),
+    );
+    let enrich_lookups = Family::<Labels, Counter>::default();
+    registry.register(
+        "enrich_lookups",
+        "Order info lookups by outcome (ok, not_found, retry, given_up)",
+        enrich_lookups.clone(),
+    );
+    let enrich_backlog = Gauge::default();
+    registry.register(
+        "enrich_backlog",
+        "Events held until their order's details are looked up",
+        enrich_backlog.clone(),
+    );
+    (wakes, enrich_lookups, enrich_backlog)
 }
 
 #[cfg(test)]

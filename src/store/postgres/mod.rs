@@ -74,6 +74,7 @@ mod query;
 mod record;
 mod retention;
 mod rows;
+mod sightings;
 pub mod target;
 mod tls;
 

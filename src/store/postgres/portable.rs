@@ -290,17 +290,7 @@ async fn write(tx: &Transaction<'_>, batch: Batch) -> Result<(), tokio_postgres:
             )
             .await?;
         }
-        Batch::Held(rows) => {
-            for h in rows {
-                let attempts = i32::try_from(h.attempts).unwrap_or(i32::MAX);
-                tx.execute(
-                    "INSERT INTO enrichment (seq, order_id, held_at, next_attempt_at, attempts, last_error)
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                    &[&h.seq, &h.order_id, &h.held_at, &h.next_attempt_at, &attempts, &h.last_error],
-                )
-                .await?;
-            }
-        }
+        Batch::Held(rows) => write_held(tx, &rows).await?,
         Batch::Sinks(rows) => {
             for s in rows {
                 tx.execute(
@@ -335,6 +325,27 @@ async fn write(tx: &Transaction<'_>, batch: Batch) -> Result<(), tokio_postgres:
             )
             .await?;
         }
+    }
+    Ok(())
+}
+
+/// Transitions held for their order's details.
+async fn write_held(tx: &Transaction<'_>, rows: &[HeldRow]) -> Result<(), tokio_postgres::Error> {
+    for h in rows {
+        let attempts = i32::try_from(h.attempts).unwrap_or(i32::MAX);
+        tx.execute(
+            "INSERT INTO enrichment (seq, order_id, held_at, next_attempt_at, attempts, last_error)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &h.seq,
+                &h.order_id,
+                &h.held_at,
+                &h.next_attempt_at,
+                &attempts,
+                &h.last_error,
+            ],
+        )
+        .await?;
     }
     Ok(())
 }

@@ -282,22 +282,7 @@ fn write(tx: &rusqlite::Transaction<'_>, batch: Batch) -> rusqlite::Result<()> {
                 ])?;
             }
         }
-        Batch::Held(rows) => {
-            let mut q = tx.prepare_cached(
-                "INSERT INTO enrichment (seq, order_id, held_at, next_attempt_at, attempts, last_error)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for h in rows {
-                q.execute(params![
-                    h.seq,
-                    h.order_id,
-                    h.held_at,
-                    h.next_attempt_at,
-                    h.attempts,
-                    h.last_error
-                ])?;
-            }
-        }
+        Batch::Held(rows) => write_held(tx, &rows)?,
         Batch::Sinks(rows) => {
             let mut q = tx.prepare_cached(
                 "INSERT INTO sinks (name, paused_at, paused_reason, delivered_through) VALUES (?1, ?2, ?3, ?4)",
@@ -331,6 +316,25 @@ fn write(tx: &rusqlite::Transaction<'_>, batch: Batch) -> rusqlite::Result<()> {
                 ])?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Transitions held for their order's details.
+fn write_held(tx: &rusqlite::Transaction<'_>, rows: &[HeldRow]) -> rusqlite::Result<()> {
+    let mut q = tx.prepare_cached(
+        "INSERT INTO enrichment (seq, order_id, held_at, next_attempt_at, attempts, last_error)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for h in rows {
+        q.execute(params![
+            h.seq,
+            h.order_id,
+            h.held_at,
+            h.next_attempt_at,
+            h.attempts,
+            h.last_error
+        ])?;
     }
     Ok(())
 }
