@@ -183,10 +183,17 @@ impl Daemon {
         let held = Arc::new(Notify::new());
         match self.enricher(p, loops.wake.clone(), Arc::clone(&held)) {
             Some(e) => loops.tasks.spawn(e.run_until_stopped(stop.clone())),
-            None => loops.tasks.spawn(crate::enrich::release_held(
-                Arc::clone(&self.store),
-                loops.wake.clone(),
-            )),
+            None => {
+                let (store, sinks) = (Arc::clone(&self.store), loops.wake.clone());
+                loops.tasks.spawn(async move {
+                    // Not worth stopping the daemon over: the held events
+                    // stay held, and the next start tries again.
+                    if let Err(e) = crate::enrich::release_held(store, sinks).await {
+                        tracing::error!(error = %e, "cannot release events that waited for order details");
+                    }
+                    Ok(())
+                })
+            }
         };
         loops.wake.with(held)
     }

@@ -99,7 +99,9 @@ impl InFlight {
 impl Enricher {
     /// Looks orders up as their transitions are held, until `stop`. Store
     /// failures are logged and tried again: enrichment never stops the
-    /// daemon, and held transitions stay held until it can go on.
+    /// daemon, and held transitions stay held until it can go on. Only a
+    /// store that can no longer be used at all ([`StoreError::is_fatal`],
+    /// e.g. a lost leadership) ends it, with that error.
     pub async fn run_until_stopped(self, stop: CancellationToken) -> Result<(), StoreError> {
         self.run(None, stop).await
     }
@@ -133,7 +135,7 @@ impl Enricher {
                     return Ok(());
                 }
                 Ok(backlog) => this.wait_for(&backlog),
-                Err(e) if drain.is_some() => return Err(e),
+                Err(e) if drain.is_some() || e.is_fatal() => return Err(e),
                 Err(e) => {
                     tracing::error!(error = %e, "order details: cannot read the store; trying again");
                     STORE_PAUSE
@@ -155,7 +157,7 @@ impl Enricher {
                     };
                     match this.finish(lookup, outcome).await {
                         Ok(()) => {}
-                        Err(e) if drain.is_some() => return Err(e),
+                        Err(e) if drain.is_some() || e.is_fatal() => return Err(e),
                         Err(e) => tracing::error!(error = %e, "order details: cannot store a lookup; it is made again"),
                     }
                 }
