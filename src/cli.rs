@@ -41,7 +41,8 @@ pub enum Command {
     Run(RunArgs),
     /// Validate the configuration, secrets, sinks and store; print a summary.
     Check(CheckArgs),
-    /// Cancel a pending (or waiting_pickup) order through the API.
+    /// Cancel a pending (or waiting_pickup) order through the API; with
+    /// [wake] set, also wake the local daemon to report it at once.
     Cancel(CancelArgs),
     /// List the transitions recorded in the store (works while the daemon runs).
     Events(EventsArgs),

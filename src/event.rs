@@ -1,8 +1,9 @@
 //! CloudEvents 1.0 (structured JSON mode) for transitions.
 //!
-//! An event is a pure function of its stored transition and the API's base
-//! URL, so every redelivery of a transition is byte-for-byte the same event
-//! and receivers can dedupe on `id`.
+//! An event is a pure function of its stored transition (order details
+//! included, when `[enrich]` looked them up) and the API's base URL, so
+//! every redelivery of a transition is byte-for-byte the same event and
+//! receivers can dedupe on `id`.
 
 use chrono::DateTime;
 
@@ -46,11 +47,15 @@ impl EventWriter {
         let mut ints = itoa::Buffer::new();
         let order = ints.format(t.order_id).to_string();
         out.extend_from_slice(b"{\"specversion\":\"1.0\",\"id\":");
-        // The id is "{order_id}:{status}", escaped as one string.
-        let mut id = String::with_capacity(order.len() + 1 + t.status.len());
+        // The id is "{order_id}:{status}[:{k}]", escaped as one string.
+        let mut id = String::with_capacity(order.len() + 12 + t.status.len());
         id.push_str(&order);
         id.push(':');
         id.push_str(&t.status);
+        if t.occurrence > 0 {
+            id.push(':');
+            id.push_str(ints.format(t.occurrence));
+        }
         json_str(out, &id);
         // `middle` starts by closing the id's quote; drop ours.
         out.pop();
@@ -81,6 +86,12 @@ impl EventWriter {
         match &t.previous_status {
             Some(p) => json_str(out, p),
             None => out.extend_from_slice(b"null"),
+        }
+        if let Some(order) = &t.details {
+            // Stored as compact JSON by the enrichment stage: copied as is,
+            // so every sink and redelivery carries the same bytes.
+            out.extend_from_slice(b",\"order\":");
+            out.extend_from_slice(order.as_bytes());
         }
         out.extend_from_slice(b"}}");
     }
@@ -140,10 +151,12 @@ mod tests {
             certificate_id: Option<i64>,
             status: &'a str,
             previous_status: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            order: Option<serde_json::Value>,
         }
         serde_json::to_string(&CloudEvent {
             specversion: "1.0",
-            id: event_id(t.order_id, &t.status),
+            id: event_id(t.order_id, &t.status, t.occurrence),
             source,
             kind: EVENT_TYPE,
             subject: format!("orders/{}", t.order_id),
@@ -154,9 +167,28 @@ mod tests {
                 certificate_id: t.certificate_id,
                 status: &t.status,
                 previous_status: t.previous_status.as_deref(),
+                order: t
+                    .details
+                    .as_deref()
+                    .map(|d| serde_json::from_str(d).unwrap()),
             },
         })
         .unwrap()
+    }
+
+    /// `data.order` as the enrichment stage stores it: `null`, or compact
+    /// JSON of an object with text, lists and nested objects.
+    fn order_details() -> impl Strategy<Value = String> {
+        let text = "\\PC{0,16}".prop_map(serde_json::Value::String);
+        let list = proptest::collection::vec("\\PC{0,8}", 0..3).prop_map(serde_json::Value::from);
+        let named = (any::<i64>(), "\\PC{0,8}")
+            .prop_map(|(id, name)| serde_json::json!({"id": id, "name": name}));
+        let field = prop_oneof![text, list, named];
+        prop_oneof![
+            1 => Just("null".to_string()),
+            4 => proptest::collection::btree_map("[a-z_]{1,12}", field, 0..6)
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect()).to_string()),
+        ]
     }
 
     proptest! {
@@ -166,10 +198,12 @@ mod tests {
             certificate_id in proptest::option::of(any::<i64>()),
             status in "\\PC{0,12}",
             previous in proptest::option::of("\\PC{0,12}"),
+            occurrence in prop_oneof![Just(0u32), any::<u32>()],
+            details in proptest::option::of(order_details()),
             seen in 0i64..4_000_000_000_000,
             source in "\\PC{0,30}",
         ) {
-            let t = TransitionRow { seq: 1, order_id, status, certificate_id, previous_status: previous, seen_at: seen };
+            let t = TransitionRow { seq: 1, order_id, status, occurrence, certificate_id, previous_status: previous, seen_at: seen, details };
             let mut w = EventWriter::new(&source);
             let mut out = Vec::new();
             w.write(&mut out, &t);
@@ -187,9 +221,11 @@ mod tests {
             seq: 7,
             order_id: 264,
             status: "canceled".into(),
+            occurrence: 0,
             certificate_id: Some(112232),
             previous_status: Some("pending".into()),
             seen_at: 1_795_514_523_000, // 2026-11-24T10:02:03Z
+            details: None,
         };
         let json = to_json(&t, "https://www.digicert.com/services/v2");
         assert_eq!(
@@ -199,14 +235,62 @@ mod tests {
     }
 
     #[test]
+    fn a_return_carries_its_count_in_the_id_and_the_status_it_left() {
+        let t = TransitionRow {
+            seq: 9,
+            order_id: 264,
+            status: "issued".into(),
+            occurrence: 1,
+            certificate_id: Some(112240),
+            previous_status: Some("reissue_pending".into()),
+            seen_at: 1_795_514_523_000,
+            details: None,
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&to_json(&t, "https://www.digicert.com/services/v2")).unwrap();
+        assert_eq!(v["id"], "264:issued:1");
+        assert_eq!(v["data"]["status"], "issued");
+        assert_eq!(v["data"]["previous_status"], "reissue_pending");
+        assert_eq!(v["data"]["certificate_id"], 112240);
+    }
+
+    #[test]
+    fn order_details_are_data_order_and_absent_when_none_were_asked_for() {
+        let mut t = TransitionRow {
+            seq: 9,
+            order_id: 264,
+            status: "issued".into(),
+            occurrence: 0,
+            certificate_id: Some(112232),
+            previous_status: Some("pending".into()),
+            seen_at: 1_795_514_523_000,
+            details: Some(r#"{"common_name":"example.com","serial_number":"0669"}"#.into()),
+        };
+        let json = to_json(&t, "https://www.digicert.com/services/v2");
+        assert!(
+            json.ends_with(r#""previous_status":"pending","order":{"common_name":"example.com","serial_number":"0669"}}}"#),
+            "{json}"
+        );
+        t.details = Some("null".into());
+        let v: serde_json::Value = serde_json::from_str(&to_json(&t, "s")).unwrap();
+        assert_eq!(v["data"]["order"], serde_json::Value::Null);
+        assert!(v["data"].as_object().unwrap().contains_key("order"));
+        t.details = None;
+        let v: serde_json::Value = serde_json::from_str(&to_json(&t, "s")).unwrap();
+        assert!(!v["data"].as_object().unwrap().contains_key("order"));
+    }
+
+    #[test]
     fn first_sighting_has_null_previous_status_and_json_escaping() {
         let t = TransitionRow {
             seq: 1,
             order_id: 1,
             status: "we\"ird".into(),
+            occurrence: 0,
             certificate_id: None,
             previous_status: None,
             seen_at: 0,
+            details: None,
         };
         let v: serde_json::Value = serde_json::from_str(&to_json(&t, "s")).unwrap();
         assert_eq!(v["data"]["previous_status"], serde_json::Value::Null);

@@ -31,6 +31,9 @@ pub struct Metrics {
     outbox_dead: Family<Labels, Gauge>,
     outbox_oldest: Family<Labels, FloatGauge>,
     sink_paused: Family<Labels, Gauge>,
+    wakes: Family<Labels, Counter>,
+    enrich_lookups: Family<Labels, Counter>,
+    enrich_backlog: Gauge,
     cursor_lag: FloatGauge,
     last_success: FloatGauge,
     /// Unix ms of the last successful poll cycle (0: none yet).
@@ -123,6 +126,7 @@ impl Metrics {
             "1 while a sink is paused after 410 Gone",
             sink_paused.clone(),
         );
+        let (wakes, enrich_lookups, enrich_backlog) = register_event_metrics(&mut registry);
         let cursor_lag = FloatGauge::default();
         registry.register(
             "cursor_lag_seconds",
@@ -145,6 +149,9 @@ impl Metrics {
             outbox_dead,
             outbox_oldest,
             sink_paused,
+            wakes,
+            enrich_lookups,
+            enrich_backlog,
             cursor_lag,
             last_success,
             last_success_ms: AtomicI64::new(0),
@@ -208,6 +215,25 @@ impl Metrics {
                 ("outcome", outcome.to_string()),
             ])
             .inc_by(n);
+    }
+
+    /// A wake request: `accepted`, `rejected` or `coalesced`.
+    pub fn wake(&self, outcome: &'static str) {
+        self.wakes
+            .get_or_create(&vec![("outcome", outcome.to_string())])
+            .inc();
+    }
+
+    /// An order info lookup: `ok`, `not_found`, `retry` or `given_up`.
+    pub fn enrich_lookup(&self, outcome: &'static str) {
+        self.enrich_lookups
+            .get_or_create(&vec![("outcome", outcome.to_string())])
+            .inc();
+    }
+
+    /// Events waiting for their order's details.
+    pub fn enrich_backlog(&self, held: u64) {
+        self.enrich_backlog.set(held as i64);
     }
 
     /// Unix ms of the last successful poll, if any.
@@ -276,6 +302,31 @@ impl Metrics {
         let _ = encode(&mut out, &self.registry);
         out
     }
+}
+
+/// The wake endpoint's and the enrichment stage's metrics.
+fn register_event_metrics(
+    registry: &mut Registry,
+) -> (Family<Labels, Counter>, Family<Labels, Counter>, Gauge) {
+    let wakes = Family::<Labels, Counter>::default();
+    registry.register(
+        "wakes",
+        "POST /wake requests by outcome (accepted, rejected: wrong or missing key) and accepted wakes coalesced into a cycle already due",
+        wakes.clone(),
+    );
+    let enrich_lookups = Family::<Labels, Counter>::default();
+    registry.register(
+        "enrich_lookups",
+        "Order info lookups by outcome (ok, not_found, retry, given_up)",
+        enrich_lookups.clone(),
+    );
+    let enrich_backlog = Gauge::default();
+    registry.register(
+        "enrich_backlog",
+        "Events held until their order's details are looked up",
+        enrich_backlog.clone(),
+    );
+    (wakes, enrich_lookups, enrich_backlog)
 }
 
 #[cfg(test)]

@@ -83,9 +83,11 @@ fn append(path: &Path, orders: &[Order], source: &str, seen_at: i64) -> std::io:
         seq: 0,
         order_id: 0,
         status: String::new(),
+        occurrence: 0,
         certificate_id: None,
         previous_status: None,
         seen_at,
+        details: None,
     };
     for (i, (id, status)) in orders.iter().enumerate() {
         row.seq = i as i64 + 1;

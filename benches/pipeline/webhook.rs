@@ -147,9 +147,11 @@ pub fn bare_post_main(url: &str, events: usize) {
             seq: 1,
             order_id: 1,
             status: "issued".into(),
+            occurrence: 0,
             certificate_id: Some(100_000_001),
             previous_status: None,
             seen_at: 1_795_514_523_000,
+            details: None,
         };
         let body = orderwatch::event::to_json(&row, "http://127.0.0.1/services/v2");
         let next = Arc::new(AtomicUsize::new(0));

@@ -24,6 +24,7 @@ use crate::window::{RelativeSpan, Window, filter_value};
 pub mod answer;
 mod api_clock;
 mod body;
+mod order_info;
 pub mod orders;
 pub mod pages;
 
@@ -77,6 +78,9 @@ pub enum ApiError {
         "the pages of one window from {url} kept shifting as orders changed (fetched from the first page {restarts} times); trying again next cycle"
     )]
     Shifting { url: String, restarts: u32 },
+    /// This source cannot do that (a scripted stand-in in tests).
+    #[error("this change source does not support {what}")]
+    Unsupported { what: &'static str },
     /// Nothing was sent: the window must be planned again (in absolute pieces).
     #[error(
         "the relative window since {since} grew past CertCentral's 7-day limit before it was fetched"
@@ -97,6 +101,7 @@ impl ApiError {
             ApiError::Redirected { .. } => "redirect".into(),
             ApiError::Shifting { .. } => "pages_shifting".into(),
             ApiError::Expired { .. } => "window_expired".into(),
+            ApiError::Unsupported { .. } => "unsupported".into(),
         }
     }
 
@@ -110,7 +115,8 @@ impl ApiError {
             ApiError::TooLarge { .. }
             | ApiError::Redirected { .. }
             | ApiError::Shifting { .. }
-            | ApiError::Expired { .. } => false,
+            | ApiError::Expired { .. }
+            | ApiError::Unsupported { .. } => false,
         }
     }
 
@@ -144,9 +150,10 @@ pub struct Fetched {
     pub covered_from: Option<DateTime<Utc>>,
 }
 
-/// Where the poller gets order changes: the CertCentral client, or in
-/// tests a scripted stand-in (the daemon's loops run in-process on tokio's
-/// paused clock, which real network I/O would not survive).
+/// Where the poller gets order changes and the enricher order details:
+/// the CertCentral client, or in tests a scripted stand-in (the daemon's
+/// loops run in-process on tokio's paused clock, which real network I/O
+/// would not survive).
 #[async_trait::async_trait]
 pub trait ChangeSource: Send + Sync {
     /// Every order of one window, all pages.
@@ -162,6 +169,20 @@ pub trait ChangeSource: Send + Sync {
     fn api_offset(&self) -> Option<chrono::TimeDelta> {
         None
     }
+
+    /// One order's info (`None`: 404), one attempt, after `budget` and
+    /// the shared pacing allow it. A source that cannot look orders up
+    /// says so; the enricher then gives up on time (`"order": null`).
+    async fn order_info(
+        &self,
+        order_id: i64,
+        budget: &Pacer,
+    ) -> Result<Option<serde_json::Value>, ApiError> {
+        let _ = (order_id, budget);
+        Err(ApiError::Unsupported {
+            what: "looking up order details",
+        })
+    }
 }
 
 #[async_trait::async_trait]
@@ -176,6 +197,14 @@ impl ChangeSource for Client {
 
     fn api_offset(&self) -> Option<chrono::TimeDelta> {
         self.clock.offset()
+    }
+
+    async fn order_info(
+        &self,
+        order_id: i64,
+        budget: &Pacer,
+    ) -> Result<Option<serde_json::Value>, ApiError> {
+        Client::order_info(self, order_id, budget).await
     }
 }
 

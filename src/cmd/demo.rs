@@ -14,7 +14,7 @@ use crate::simulator::{Simulator, SimulatorConfig};
 const DEMO_KEY: &str = "demo-key";
 
 /// The demo's configuration: what a real config file would say, pointed at
-/// the simulator, polling every 2 seconds.
+/// the simulator, polling every 2 seconds, with order details in events.
 pub fn demo_config(base_url: &str, store: &Path) -> Result<Config, Failure> {
     let text = format!(
         r#"
@@ -33,6 +33,9 @@ overlap = "30s"
 
 [store]
 path = {store:?}
+
+[enrich]
+order_details = true
 
 [[sinks]]
 name = "stdout"
@@ -75,7 +78,7 @@ pub async fn run(args: &DemoArgs) -> Result<(), Failure> {
     let base_url = format!("http://{addr}/services/v2");
     eprintln!(
         "orderwatch demo: a simulated CertCentral account at {base_url} changes ~{} orders a minute; \
-         orderwatch polls it every 2s and prints each new status transition below as a CloudEvent (one JSON per line). \
+         orderwatch polls it every 2s and prints each new status transition below as a CloudEvent (one JSON per line) with the order's details. \
          Store: {} (deleted on exit). Ctrl-C stops.",
         args.rate,
         dir.path().display()

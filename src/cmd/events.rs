@@ -7,7 +7,7 @@ use super::{Failure, load_config, open_store, print_table, show_time};
 use crate::cli::EventsArgs;
 use crate::event::EventWriter;
 use crate::store::EventFilter;
-use crate::transition::{event_id, now_ms};
+use crate::transition::now_ms;
 
 pub async fn run(config_flag: Option<&Path>, args: &EventsArgs) -> Result<(), Failure> {
     let config = load_config(config_flag)?;
@@ -42,7 +42,7 @@ pub async fn run(config_flag: Option<&Path>, args: &EventsArgs) -> Result<(), Fa
         .map(|t| {
             vec![
                 show_time(t.seen_at),
-                event_id(t.order_id, &t.status),
+                t.event_id(),
                 t.order_id.to_string(),
                 t.previous_status.clone().unwrap_or_else(|| "-".into()),
                 t.status.clone(),

@@ -156,12 +156,12 @@ pub async fn redeliver(config_flag: Option<&Path>, args: &RedeliverArgs) -> Resu
     let config = load_config(config_flag)?;
     let sink = known_sink(&config, &args.sink)?.clone();
     let what = if let Some(id) = &args.event {
-        let (order_id, status) = parse_event_id(id).ok_or_else(|| {
+        let id = parse_event_id(id).ok_or_else(|| {
             Failure::usage(anyhow!(
-                "--event {id:?}: expected an event id such as \"264:canceled\""
+                "--event {id:?}: expected an event id such as \"264:canceled\" or \"264:issued:1\""
             ))
         })?;
-        Redeliver::Event { order_id, status }
+        Redeliver::Event(id)
     } else if args.dead {
         Redeliver::Dead
     } else if let Some(d) = args.since {
@@ -174,21 +174,22 @@ pub async fn redeliver(config_flag: Option<&Path>, args: &RedeliverArgs) -> Resu
     };
     let store = open_store(&config).await?;
     let was_paused = store.pause_of(&sink.name).await.map_err(Failure::runtime)?;
-    if let Redeliver::Event { order_id, status } = &what {
+    if let Redeliver::Event(id) = &what {
         // Checked first, so a typo neither queues nothing silently nor
         // lifts a pause the operator meant to keep.
         let known = store
             .events(&EventFilter {
-                order_id: Some(*order_id),
-                status: Some(status.clone()),
+                order_id: Some(id.order_id),
+                status: Some(id.status.clone()),
                 since: None,
-                limit: 1,
+                limit: 1000,
             })
             .await
             .map_err(Failure::runtime)?;
-        if known.is_empty() {
+        if !known.iter().any(|t| t.occurrence == id.occurrence) {
             return Err(Failure::runtime(anyhow!(
-                "no event {order_id}:{status} in the store; `orderwatch events --order {order_id}` lists its transitions"
+                "no event {id} in the store; `orderwatch events --order {}` lists its transitions",
+                id.order_id
             )));
         }
     }

@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod events;
 pub mod field;
 mod raw;
 pub mod secret;
@@ -22,10 +23,13 @@ mod sinks;
 mod store;
 pub mod table;
 mod validate;
+mod wake;
 
+pub use events::{EnrichConfig, EventsConfig};
 pub use field::{MAX_DURATION, Problem, RedactedUrl, dir_writable, parent_dir, sink_key};
 pub use secret::{Secret, SecretSource};
 pub use sinks::SinkConfig;
+pub use wake::{DEFAULT_WAKE_HEADER, MIN_WAKE_KEY_LEN, WAKE_KEY_CREDENTIAL, WakeConfig};
 
 pub use crate::store::postgres::PgTarget;
 
@@ -70,6 +74,10 @@ pub struct Config {
     /// deleted, whichever backend holds them.
     pub keep_delivered: Duration,
     pub metrics: Option<MetricsConfig>,
+    pub events: EventsConfig,
+    /// Order details in events (`[enrich] order_details = true`).
+    pub enrich: Option<EnrichConfig>,
+    pub wake: Option<WakeConfig>,
     pub sinks: Vec<SinkConfig>,
 }
 
@@ -279,6 +287,9 @@ impl Config {
             && let Some(p) = &pg.password
         {
             out.push(("PostgreSQL password".to_string(), p));
+        }
+        if let Some(key) = self.wake.as_ref().and_then(|w| w.key.as_ref()) {
+            out.push(("wake key".to_string(), key));
         }
         for s in &self.sinks {
             for (stem, source) in s.settings.secrets() {

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::SizeValue;
+use super::events::{RawEnrich, RawEvents};
 use super::sinks::RawSink;
+use super::wake::RawWake;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -14,6 +16,9 @@ pub(super) struct RawConfig {
     pub poll: Option<RawPoll>,
     pub store: Option<RawStore>,
     pub metrics: Option<RawMetrics>,
+    pub events: Option<RawEvents>,
+    pub enrich: Option<RawEnrich>,
+    pub wake: Option<RawWake>,
     #[serde(default)]
     pub sinks: Vec<RawSink>,
 }

@@ -316,6 +316,20 @@ mod fuzz {
     ];
     const STORE: &[(&str, Kind)] = &[("path", Text)];
     const METRICS: &[(&str, Kind)] = &[("listen", Text)];
+    const EVENTS: &[(&str, Kind)] = &[("dedupe", Text)];
+    const ENRICH: &[(&str, Kind)] = &[
+        ("order_details", Flag),
+        ("statuses", List),
+        ("max_share", Number),
+        ("give_up_after", Text),
+    ];
+    const WAKE: &[(&str, Kind)] = &[
+        ("listen", Text),
+        ("min_gap", Text),
+        ("key_env", Text),
+        ("key_file", Text),
+        ("header", Text),
+    ];
     const SINK: &[(&str, Kind)] = &[
         ("name", Text),
         ("type", Text),
@@ -461,12 +475,24 @@ mod fuzz {
             proptest::option::weighted(0.8, entries(POLL)),
             proptest::option::weighted(0.8, entries(STORE)),
             proptest::option::weighted(0.3, entries(METRICS)),
+            proptest::option::weighted(0.3, entries(EVENTS)),
+            proptest::option::weighted(0.3, entries(WAKE)),
+            proptest::option::weighted(0.3, entries(ENRICH)),
             proptest::collection::vec(entries(SINK), 0..4),
             proptest::option::weighted(0.03, "[a-z\\[\\]\"= \n]{0,40}"),
         )
-            .prop_map(|(d, p, s, m, sinks, junk)| {
+            .prop_map(|(d, p, s, m, e, w, x, sinks, junk)| {
                 let mut out = String::new();
-                for (name, body) in [("digicert", d), ("poll", p), ("store", s), ("metrics", m)] {
+                let tables = [
+                    ("digicert", d),
+                    ("poll", p),
+                    ("store", s),
+                    ("metrics", m),
+                    ("events", e),
+                    ("wake", w),
+                    ("enrich", x),
+                ];
+                for (name, body) in tables {
                     if let Some(body) = body {
                         out.push_str(&format!("[{name}]\n{body}"));
                     }
@@ -512,6 +538,10 @@ mod fuzz {
         };
         store_inside
             && secret_inside(&c.digicert.api_key)
+            && c.wake
+                .as_ref()
+                .and_then(|w| w.key.as_ref())
+                .is_none_or(secret_inside)
             && c.sinks.iter().all(|s| {
                 s.settings.files().iter().all(|p| inside(p))
                     && s.settings

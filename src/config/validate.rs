@@ -65,6 +65,9 @@ impl Validator {
                 }
             }
         });
+        let events = events::parse(raw.events.unwrap_or_default(), &mut self.problems);
+        let wake = wake::parse(raw.wake, &mut self.problems, env);
+        let enrich = events::parse_enrich(raw.enrich, &mut self.problems);
         let sinks = sinks::parse_all(raw.sinks, &mut self.problems, env);
         Some(Config {
             source: path.to_path_buf(),
@@ -73,6 +76,9 @@ impl Validator {
             store: store?,
             keep_delivered,
             metrics,
+            events,
+            enrich,
+            wake,
             sinks,
         })
     }

@@ -11,9 +11,10 @@ use tokio_util::sync::CancellationToken;
 use super::{Daemon, RunError, RunOptions, SHUTDOWN_GRACE};
 use crate::certcentral::ChangeSource;
 use crate::config::{Config, Secret, SinkConfig};
+use crate::enrich::Enricher;
 use crate::metrics::Metrics;
 use crate::pacer::Pacer;
-use crate::poller::{LastCycle, Poller};
+use crate::poller::{LastCycle, Poller, WakeSchedule};
 use crate::sink::{self, LoopContext, Mode, Sink, SinkHandle, Wake};
 use crate::store::{SinkRoute, StoreError};
 
@@ -22,6 +23,8 @@ pub(super) struct Prepared {
     pub config: Config,
     pub source: Arc<dyn ChangeSource>,
     pub sinks: Vec<(SinkConfig, Arc<dyn Sink>)>,
+    /// `[wake]`'s key, read and checked.
+    pub wake_key: Option<Secret>,
 }
 
 impl Prepared {
@@ -78,10 +81,12 @@ pub(super) fn prepare(
         })?;
         sinks.push((s.clone(), built));
     }
+    let wake_key = crate::wake::load_key(&config).map_err(RunError::Config)?;
     Ok(Prepared {
         config,
         source,
         sinks,
+        wake_key,
     })
 }
 
@@ -131,9 +136,66 @@ impl Daemon {
             poll: p.config.poll,
             tz: p.config.digicert.timezone,
             routes: p.routes().into(),
+            dedupe: p.config.events.dedupe,
+            hold: crate::enrich::hold(p.config.enrich.as_ref()),
             metrics: Arc::clone(&self.metrics),
             wake,
+            wakeups: p.config.wake.as_ref().map(|w| WakeSchedule {
+                bell: Arc::clone(&self.poll_wake),
+                min_gap: w.min_gap,
+            }),
         }
+    }
+
+    /// The enrichment stage of a prepared generation (`None` when `[enrich]`
+    /// is off), waking `sinks` when it releases transitions and woken by
+    /// `held`.
+    pub(super) fn enricher(
+        &self,
+        p: &Prepared,
+        sinks: Wake,
+        held: Arc<Notify>,
+    ) -> Option<Enricher> {
+        let config = p.config.enrich.clone()?;
+        let per_minute = config.lookups_per_minute(p.config.digicert.max_requests_per_minute);
+        Some(Enricher {
+            source: Arc::clone(&p.source),
+            store: Arc::clone(&self.store),
+            config,
+            budget: Arc::new(Pacer::new(per_minute)),
+            per_minute,
+            metrics: Arc::clone(&self.metrics),
+            sinks,
+            held,
+            clock: self.opts.clock,
+        })
+    }
+
+    /// Starts the enrichment stage among `loops` (or, with `[enrich]` off,
+    /// a task releasing what an earlier configuration held) and returns the
+    /// wake-ups the poller pokes: the delivery loops and the stage.
+    pub(super) fn start_enricher(
+        &self,
+        p: &Prepared,
+        loops: &mut Loops,
+        stop: &CancellationToken,
+    ) -> Wake {
+        let held = Arc::new(Notify::new());
+        match self.enricher(p, loops.wake.clone(), Arc::clone(&held)) {
+            Some(e) => loops.tasks.spawn(e.run_until_stopped(stop.clone())),
+            None => {
+                let (store, sinks) = (Arc::clone(&self.store), loops.wake.clone());
+                loops.tasks.spawn(async move {
+                    // Not worth stopping the daemon over: the held events
+                    // stay held, and the next start tries again.
+                    if let Err(e) = crate::enrich::release_held(store, sinks).await {
+                        tracing::error!(error = %e, "cannot release events that waited for order details");
+                    }
+                    Ok(())
+                })
+            }
+        };
+        loops.wake.with(held)
     }
 
     /// Starts a generation: its delivery loops, then its poll schedule.
@@ -144,9 +206,12 @@ impl Daemon {
         let recorded = CancellationToken::new();
         recorded.cancel();
         let sinks = p.sinks.clone();
-        let loops = self.start_loops(sinks, &token, Mode::Daemon, recorded);
+        let mut loops = self.start_loops(sinks, &token, Mode::Daemon, recorded);
+        let wake = self.start_enricher(&p, &mut loops, &token);
         self.metrics.set_interval(p.config.poll.interval);
-        let poller = self.poller(&p, loops.wake.clone());
+        self.wake_auth
+            .set(crate::wake::required(&p.config, p.wake_key.as_ref()));
+        let poller = self.poller(&p, wake);
         let (tx, last) = watch::channel(None);
         let stop = token.clone();
         let poll = tokio::spawn(async move { poller.run_until_stopped(stop, tx).await });

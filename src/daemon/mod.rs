@@ -37,6 +37,7 @@ use crate::poller::LastCycle;
 use crate::service::{self, SinkNames};
 use crate::store::{self, SharedStore, WriterLock};
 use crate::transition::Clock;
+use crate::wake::{PollWake, WakeAuth};
 use generation::Generation;
 use watchdog::Watchdog;
 
@@ -135,6 +136,11 @@ struct Daemon {
     metrics_addr: Option<SocketAddr>,
     /// The running sinks, shared with the metrics endpoint.
     sink_names: SinkNames,
+    /// Rung by `POST /wake`, answered by every generation's poller.
+    poll_wake: Arc<PollWake>,
+    /// Who may ring it; each generation sets it from its config.
+    wake_auth: WakeAuth,
+    wake_addr: Option<SocketAddr>,
 }
 
 /// Runs the daemon (or one cycle with `once`) with a loaded config and key
@@ -183,6 +189,7 @@ impl Daemon {
         let pacer = Arc::new(Pacer::new(config.digicert.max_requests_per_minute));
         let store_config = config.store.clone();
         let metrics_addr = config.metrics.as_ref().map(|m| m.listen);
+        let wake_addr = config.wake.as_ref().map(|w| w.listen);
         // Secrets and sinks first: a bad one refuses the start before the
         // store is touched.
         let prepared = generation::prepare(&opts, &pacer, &metrics, config, api_key)?;
@@ -197,9 +204,15 @@ impl Daemon {
             store_config,
             metrics_addr,
             sink_names: SinkNames::new(prepared.routes()),
+            poll_wake: PollWake::new(),
+            wake_auth: WakeAuth::default(),
+            wake_addr,
             opts,
         };
         daemon.serve_metrics().await?;
+        if !daemon.opts.once {
+            daemon.serve_wake().await?;
+        }
         Ok((daemon, prepared, lock))
     }
 
@@ -219,6 +232,27 @@ impl Daemon {
             self.root.clone(),
         ));
         tracing::info!(%addr, "serving /metrics and /healthz");
+        Ok(())
+    }
+
+    /// Serves `POST /wake` if `[wake] listen` is set. Not for `run --once`,
+    /// which polls once anyway.
+    async fn serve_wake(&self) -> Result<(), RunError> {
+        let Some(addr) = self.wake_addr else {
+            return Ok(());
+        };
+        let listener = crate::wake::bind(addr)
+            .await
+            .with_context(|| format!("wake.listen: cannot listen on {addr}"))
+            .map_err(RunError::Runtime)?;
+        tokio::spawn(crate::wake::serve(
+            listener,
+            Arc::clone(&self.poll_wake),
+            self.wake_auth.clone(),
+            Arc::clone(&self.metrics),
+            self.root.clone(),
+        ));
+        tracing::info!(%addr, "serving POST /wake");
         Ok(())
     }
 
@@ -328,6 +362,9 @@ impl Daemon {
             }
             if config.metrics.as_ref().map(|m| m.listen) != self.metrics_addr {
                 tracing::warn!("metrics.listen changed; it takes effect at the next restart");
+            }
+            if config.wake.as_ref().map(|w| w.listen) != self.wake_addr {
+                tracing::warn!("wake.listen changed; it takes effect at the next restart");
             }
             self.prepare(config, key)
         });

@@ -1,12 +1,17 @@
 //! `run --once`: one cycle while every sink drains, then the sinks finish
 //! what is pending. Recording and delivering overlap, so a huge catch-up
-//! reaches the sinks while it is still being recorded.
+//! reaches the sinks while it is still being recorded; with `[enrich]`,
+//! the sinks finish only after the enrichment stage released everything
+//! the cycle held.
 
+use std::sync::Arc;
+
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::generation::Prepared;
+use super::generation::{Loops, Prepared};
 use super::{Control, Daemon, RunError};
-use crate::sink::Mode;
+use crate::sink::{Mode, Wake};
 use crate::store::SinkRoute;
 
 impl Daemon {
@@ -18,12 +23,16 @@ impl Daemon {
         // and scripts learn that something was given up.
         let dead_before = self.dead_by_sink(&routes).await?;
         let mut loops = self.start_loops(p.sinks.clone(), &token, Mode::Drain, recorded.clone());
-        let poller = self.poller(&p, loops.wake.clone());
+        let cycle_done = CancellationToken::new();
+        let wake = self.start_once_enricher(&p, &mut loops, &token, &cycle_done, &recorded);
+        let poller = self.poller(&p, wake);
         let cycle = tokio::select! {
             r = poller.cycle() => Some(r),
             _ = control.next() => None,
         };
-        recorded.cancel();
+        // The sinks may finish once the enrichment stage has released what
+        // the cycle held (it then cancels `recorded`).
+        cycle_done.cancel();
         loops.wake.all();
         let cycle = match cycle {
             None => {
@@ -83,6 +92,46 @@ impl Daemon {
         }
         cycle.map_err(|e| RunError::Runtime(e.into()))?;
         self.no_new_dead(&routes, &dead_before).await
+    }
+
+    /// The enrichment stage for `run --once`, among `loops`: it looks up
+    /// what the cycle holds until the cycle is done and nothing is held,
+    /// then lets the sinks finish (`recorded`). With `[enrich]` off it
+    /// releases what an earlier configuration held instead. Returns the
+    /// wake-ups for the poller.
+    fn start_once_enricher(
+        &self,
+        p: &Prepared,
+        loops: &mut Loops,
+        stop: &CancellationToken,
+        cycle_done: &CancellationToken,
+        recorded: &CancellationToken,
+    ) -> Wake {
+        let held = Arc::new(Notify::new());
+        let (sinks, cycle_done, recorded) =
+            (loops.wake.clone(), cycle_done.clone(), recorded.clone());
+        match self.enricher(p, sinks.clone(), Arc::clone(&held)) {
+            Some(enricher) => {
+                let stop = stop.clone();
+                loops.tasks.spawn(async move {
+                    let drained = enricher.drain(cycle_done, stop).await;
+                    recorded.cancel();
+                    sinks.all();
+                    drained
+                });
+            }
+            None => {
+                let store = Arc::clone(&self.store);
+                loops.tasks.spawn(async move {
+                    crate::enrich::release_held(store, sinks.clone()).await?;
+                    cycle_done.cancelled().await;
+                    recorded.cancel();
+                    sinks.all();
+                    Ok(())
+                });
+            }
+        }
+        loops.wake.with(held)
     }
 
     async fn dead_by_sink(&self, routes: &[SinkRoute]) -> Result<Vec<(String, u64)>, RunError> {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::certcentral::orders::OrderList;
@@ -15,8 +16,9 @@ use crate::certcentral::{ApiError, ChangeSource};
 use crate::config::PollConfig;
 use crate::metrics::Metrics;
 use crate::sink::Wake;
-use crate::store::{Chunk, RecordSummary, Routes, SharedStore, StoreError};
-use crate::transition::now_ms;
+use crate::store::{Chunk, Hold, RecordSummary, Routes, SharedStore, StoreError};
+use crate::transition::{Dedupe, now_ms};
+use crate::wake::PollWake;
 use crate::window::{PlannedWindow, Window, plan};
 
 /// How often one cycle plans its remaining windows again after its
@@ -86,9 +88,24 @@ pub struct Poller {
     pub tz: Tz,
     /// Where new transitions go: the sinks of this configuration generation.
     pub routes: Routes,
+    /// Which sightings are transitions (`[events] dedupe`).
+    pub dedupe: Dedupe,
+    /// Which new transitions wait for their order's details (`[enrich]`).
+    pub hold: Hold,
     pub metrics: Arc<Metrics>,
-    /// Notified after every commit that queued deliveries.
+    /// Notified after every commit that queued deliveries or held
+    /// transitions (the enricher listens too).
     pub wake: Wake,
+    /// Wakes for an early cycle (`[wake]`), if the endpoint is on.
+    pub wakeups: Option<WakeSchedule>,
+}
+
+/// How wakes reach a poller: the doorbell, and how soon after the last
+/// cycle's start a wake may start the next.
+#[derive(Debug, Clone)]
+pub struct WakeSchedule {
+    pub bell: Arc<PollWake>,
+    pub min_gap: Duration,
 }
 
 /// How a window went.
@@ -104,10 +121,13 @@ enum Fetch {
 impl Poller {
     /// The schedule: a cycle every `interval`, start to start, never two at
     /// once; a cycle that overruns the interval is followed at once by the
-    /// next, and missed ticks do not pile up. Returns when `stop` is cancelled, abandoning a cycle in
-    /// progress (what it committed stays; the rest is repeated next time).
-    /// Each cycle's end is published on `last`. Returns an error only when
-    /// the store can no longer be used at all ([`StoreError::is_fatal`]).
+    /// next, and missed ticks do not pile up. A wake ([`PollWake`]) starts a
+    /// cycle early, but never sooner than `min_gap` after the last one
+    /// started, and the schedule then counts from it. Returns when `stop` is
+    /// cancelled, abandoning a cycle in progress (what it committed stays;
+    /// the rest is repeated next time). Each cycle's end is published on
+    /// `last`. Returns an error only when the store can no longer be used at
+    /// all ([`StoreError::is_fatal`]).
     pub async fn run_until_stopped(
         &self,
         stop: CancellationToken,
@@ -116,15 +136,30 @@ impl Poller {
         let mut ticker = tokio::time::interval(self.poll.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut cycles = 0u64;
+        let mut last_start: Option<Instant> = None;
         loop {
-            loop {
+            let woken = loop {
                 self.metrics.beat();
                 tokio::select! {
-                    _ = ticker.tick() => break,
+                    _ = ticker.tick() => break false,
+                    _ = rung(self.wakeups.as_ref()) => break true,
                     _ = tokio::time::sleep(IDLE_BEAT) => {}
                     _ = stop.cancelled() => return Ok(()),
                 }
+            };
+            if let (true, Some(w)) = (woken, &self.wakeups) {
+                let earliest = last_start.map(|t| t + w.min_gap);
+                tokio::select! {
+                    _ = self.sleep_beating(earliest) => {}
+                    _ = stop.cancelled() => return Ok(()),
+                }
+                tracing::debug!("woken: polling now");
+                ticker.reset();
             }
+            if let Some(w) = &self.wakeups {
+                w.bell.take();
+            }
+            last_start = Some(Instant::now());
             let result = tokio::select! {
                 r = self.cycle() => r,
                 _ = stop.cancelled() => return Ok(()),
@@ -146,6 +181,18 @@ impl Poller {
                 }
             };
             last.send_replace(Some(outcome));
+        }
+    }
+
+    /// Sleeps until `at` (not at all for `None`), telling the watchdog that
+    /// the wait is deliberate.
+    async fn sleep_beating(&self, at: Option<Instant>) {
+        let Some(at) = at else {
+            return;
+        };
+        while Instant::now() < at {
+            self.metrics.beat();
+            tokio::time::sleep_until(at.min(Instant::now() + IDLE_BEAT)).await;
         }
     }
 
@@ -356,19 +403,29 @@ impl Poller {
         let mut summary = RecordSummary::default();
         for c in 0..chunks {
             let last = c + 1 == chunks;
-            let chunk = Chunk::whole(
+            let mut chunk = Chunk::whole(
                 orders.changes(c * CHUNK..((c + 1) * CHUNK).min(total)),
                 cursor.filter(|_| last),
                 seen_at,
             );
+            chunk.dedupe = self.dedupe;
+            chunk.hold = self.hold.clone();
             let part = self.store.record(chunk, Arc::clone(&self.routes)).await?;
             self.metrics.beat();
-            if part.queued > 0 {
+            if part.queued > 0 || part.held > 0 {
                 self.wake.all();
             }
             summary.absorb(part);
         }
         Ok(summary)
+    }
+}
+
+/// Resolves when a wake asks for a cycle; never without a wake endpoint.
+async fn rung(wakeups: Option<&WakeSchedule>) {
+    match wakeups {
+        Some(w) => w.bell.rung().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -91,8 +91,11 @@ fn poller(dir: &tempfile::TempDir, account: Arc<SkewedAccount>) -> Poller {
         },
         tz: chrono_tz::America::Denver,
         routes: Arc::from([]),
+        dedupe: crate::transition::Dedupe::default(),
+        hold: crate::store::Hold::Nothing,
         metrics: Arc::new(Metrics::new(Duration::from_secs(60))),
         wake: Wake::default(),
+        wakeups: None,
     }
 }
 

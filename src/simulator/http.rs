@@ -62,6 +62,10 @@ impl Simulator {
         Router::new()
             .route(STATUS_CHANGES_PATH, get(status_changes))
             .route(
+                "/services/v2/order/certificate/{order_id}",
+                get(super::order_info::order_info),
+            )
+            .route(
                 "/services/v2/order/certificate/{order_id}/status",
                 put(cancel),
             )
@@ -218,13 +222,13 @@ fn validate_cancel_body(body: &[u8]) -> Result<String, ApiError> {
     }
 }
 
-fn api_key_sent(headers: &HeaderMap) -> Option<String> {
+pub(super) fn api_key_sent(headers: &HeaderMap) -> Option<String> {
     headers
         .get("x-dc-devkey")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
-fn connection(req: &Request) -> Option<ConnTag> {
+pub(super) fn connection(req: &Request) -> Option<ConnTag> {
     req.extensions()
         .get::<ConnectInfo<ConnTag>>()
         .map(|c| c.0.clone())
@@ -304,7 +308,10 @@ async fn cancel(State(sim): State<Simulator>, req: Request) -> Response {
         return fault::deliver(fault, 0, Vec::new(), conn).await;
     }
     let (status, answer) = match sim.apply_cancel(&order_id, &body, key.as_deref()) {
-        Ok(()) => (204, Vec::new()),
+        Ok(()) => {
+            sim.announce(order_id.parse().unwrap_or_default());
+            (204, Vec::new())
+        }
         Err(e) => (e.status, e.body()),
     };
     match fault {

@@ -1,6 +1,7 @@
-//! An in-process fake of the two CertCentral endpoints orderwatch uses:
-//! `GET /services/v2/order/certificate/status-changes` and
-//! `PUT /services/v2/order/certificate/{order_id}/status`.
+//! An in-process fake of the CertCentral endpoints orderwatch uses:
+//! `GET /services/v2/order/certificate/status-changes`,
+//! `GET /services/v2/order/certificate/{order_id}` (order info, see
+//! `order_info`) and `PUT /services/v2/order/certificate/{order_id}/status`.
 //!
 //! It is the only fake in the codebase — `orderwatch simulate`, `orderwatch
 //! demo` and every integration test talk to it — so it is faithful to the
@@ -37,11 +38,13 @@
 //! changes, `http` has the axum handlers, `fault` the injected misbehaviour
 //! and `server` the listener, `serve`/`start` and [`SimulatorHandle`].
 
+mod announce;
 mod book;
 mod error;
 mod fault;
 mod http;
 mod mountain;
+mod order_info;
 mod query;
 mod schedule;
 mod server;
@@ -137,6 +140,17 @@ pub struct CancelRequest {
     pub api_key_sent: Option<String>,
 }
 
+/// An order info request as the simulator saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderInfoRequest {
+    /// The `{order_id}` path segment, as sent.
+    pub order_id: String,
+    /// HTTP status answered; 0 when a [`Fault::Hang`] meant no answer.
+    pub status: u16,
+    /// `X-DC-DEVKEY` as received.
+    pub api_key_sent: Option<String>,
+}
+
 /// Everything mutable, behind one lock: handlers hold it only for the time
 /// it takes to read or change the book.
 #[derive(Debug)]
@@ -146,8 +160,12 @@ struct State {
     notes: std::collections::HashMap<i64, String>,
     faults: VecDeque<Fault>,
     cancel_faults: VecDeque<Fault>,
+    order_info_faults: VecDeque<Fault>,
     queries: Vec<RecordedQuery>,
     cancels: Vec<CancelRequest>,
+    order_infos: Vec<OrderInfoRequest>,
+    /// Where changes are announced, if anywhere.
+    wake: Option<announce::WakeTarget>,
 }
 
 #[derive(Debug)]
@@ -190,8 +208,11 @@ impl Simulator {
             notes: Default::default(),
             faults: VecDeque::new(),
             cancel_faults: VecDeque::new(),
+            order_info_faults: VecDeque::new(),
             queries: Vec::new(),
             cancels: Vec::new(),
+            order_infos: Vec::new(),
+            wake: None,
         };
         Simulator {
             inner: Arc::new(Inner {
@@ -224,6 +245,7 @@ impl Simulator {
         self.lock()
             .book
             .set_status(order_id, certificate_id, Status::parse(status), at);
+        self.announce(order_id);
     }
 
     /// Loads `count` orders `first_order_id..first_order_id+count`, each with
@@ -241,12 +263,18 @@ impl Simulator {
         let now = self.now();
         let mut guard = self.lock();
         let state = &mut *guard;
-        (0..n)
+        let changes: Vec<(i64, String)> = (0..n)
             .map(|_| {
                 let (id, status) = schedule::random_change(&mut state.book, &mut state.rng, now);
                 (id, status.as_str().to_owned())
             })
-            .collect()
+            .collect();
+        drop(guard);
+        if let Some((id, _)) = changes.last() {
+            // One announcement per batch: a wake is a wake.
+            self.announce(*id);
+        }
+        changes
     }
 
     /// The current status of an order.

@@ -166,9 +166,11 @@ mod tests {
                 seq: 1,
                 order_id: 264,
                 status: "issued".into(),
+                occurrence: 0,
                 certificate_id: Some(1),
                 previous_status: None,
                 seen_at: created_at,
+                details: None,
             },
         }
     }

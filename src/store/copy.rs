@@ -1,8 +1,9 @@
 //! `orderwatch store copy`: moving an install between SQLite and
 //! PostgreSQL. Everything the store knows goes across as it is: the cursor,
 //! every order's last status, every transition with its `seq` (sinks'
-//! cursors and the ledger refer to it), the sinks' pauses and cursors, and
-//! the whole delivery ledger. The new store then carries on exactly where
+//! cursors and the ledger refer to it), occurrence and order details, the
+//! transitions still held for their details, the sinks' pauses and cursors,
+//! and the whole delivery ledger. The new store then carries on exactly where
 //! the old one stopped: no transition is delivered again, none is missed.
 //!
 //! Both ends are held like a daemon holds them (SQLite's lock file, the
@@ -54,6 +55,17 @@ pub struct OutboxRow {
     pub done_at: Option<i64>,
 }
 
+/// A transition held until its order is looked up (table `enrichment`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldRow {
+    pub seq: i64,
+    pub order_id: i64,
+    pub held_at: i64,
+    pub next_attempt_at: i64,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+}
+
 /// One piece of a store on its way to another, in an order that keeps
 /// references valid (transitions before the ledger rows naming them).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +73,7 @@ pub enum Batch {
     Cursor(i64),
     Orders(Vec<OrderRow>),
     Transitions(Vec<TransitionRow>),
+    Held(Vec<HeldRow>),
     Sinks(Vec<SinkRow>),
     Outbox(Vec<OutboxRow>),
 }
@@ -73,6 +86,8 @@ pub struct Counts {
     pub transitions: u64,
     pub sinks: u64,
     pub outbox: u64,
+    /// Transitions held for their order's details.
+    pub held: u64,
 }
 
 impl Counts {
@@ -85,6 +100,7 @@ impl Counts {
             Batch::Cursor(_) => self.cursor = true,
             Batch::Orders(v) => self.orders += v.len() as u64,
             Batch::Transitions(v) => self.transitions += v.len() as u64,
+            Batch::Held(v) => self.held += v.len() as u64,
             Batch::Sinks(v) => self.sinks += v.len() as u64,
             Batch::Outbox(v) => self.outbox += v.len() as u64,
         }
@@ -101,7 +117,11 @@ impl std::fmt::Display for Counts {
             self.outbox,
             self.sinks,
             if self.cursor { "set" } else { "not set" }
-        )
+        )?;
+        if self.held > 0 {
+            write!(f, ", {} waiting for order details", self.held)?;
+        }
+        Ok(())
     }
 }
 

@@ -12,13 +12,19 @@
 //!   and what each sink needs to deliver them, are committed before (or in
 //!   the same transaction as) the cursor move that covers them. A crash at
 //!   any point repeats work; it never loses a transition.
-//! * A transition is recorded once: the first sighting of `(order_id,
-//!   status)` is a transition, later sightings are not.
+//! * A transition is recorded once: a sighting is compared with the order's
+//!   current status and certificate, and only a difference is a transition
+//!   (in first-sighting mode, only the first sighting of `(order_id,
+//!   status)`); `(order_id, status, occurrence)` is unique.
 //! * One order's events reach a sink in the order they were recorded: a
 //!   delivery is due only while no earlier delivery of its order to that
 //!   sink is pending.
 //! * Deliveries are at-least-once: a delivery leaves `pending` only by an
 //!   outcome written with [`Store::mark`] (or given up by [`Store::expire`]).
+//! * A held transition (see [`Hold`]) reaches no sink until
+//!   [`Store::lookups_done`] or [`Store::release_held`] releases it, and
+//!   the transitions after it of the same order wait too (for an in-order
+//!   sink: every transition after it that the sink takes).
 //!
 //! The behaviour is pinned by one suite (`suite.rs`) that every backend runs.
 
@@ -31,15 +37,18 @@ use chrono::{DateTime, Utc};
 pub mod copy;
 mod error;
 mod leader;
+mod lookup;
 mod model;
 pub mod postgres;
 mod route;
+mod sighting;
 pub mod sqlite;
 #[cfg(test)]
 mod suite;
 
 pub use error::StoreError;
 pub use leader::{Leader, Leadership, Lease, node_identity};
+pub use lookup::{Hold, Lookup, LookupBacklog, LookupOutcome};
 pub use model::{
     Chunk, DeliveryFilter, DeliveryRow, DeliveryState, EventFilter, Mark, OutboxEntry, Pause,
     RecordSummary, Redeliver, Routes, SAMPLE, SinkStats, StoreReport,
@@ -129,6 +138,29 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Whether, since when and why `sink` is paused.
     async fn pause_of(&self, sink: &str) -> Result<Option<Pause>, StoreError>;
+
+    // --- order details ---
+
+    /// Held transitions due for a lookup at `now`, grouped by order (one
+    /// lookup serves every held transition of an order), oldest first, at
+    /// most `limit` orders.
+    async fn lookups_due(&self, now: i64, limit: usize) -> Result<Vec<Lookup>, StoreError>;
+
+    /// Records how lookups ended, in one transaction: released transitions
+    /// get their details and become deliverable; the others wait for
+    /// their next attempt.
+    async fn lookups_done(
+        &self,
+        done: Vec<(Lookup, LookupOutcome)>,
+        now: i64,
+    ) -> Result<(), StoreError>;
+
+    /// What waits for a lookup.
+    async fn lookup_backlog(&self) -> Result<LookupBacklog, StoreError>;
+
+    /// Releases every held transition without details (enrichment was
+    /// turned off); returns how many.
+    async fn release_held(&self) -> Result<u64, StoreError>;
 
     // --- operators ---
 

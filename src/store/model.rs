@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use super::lookup::Hold;
 use super::route::SinkRoute;
-use crate::transition::{OrderChange, TransitionRow, event_id};
+use crate::transition::{Dedupe, EventId, OrderChange, TransitionRow, event_id};
 
 /// One piece of a window's answer, recorded in one transaction. Only a
 /// window's last chunk carries its `cursor`: a crash between chunks repeats
@@ -23,6 +24,10 @@ pub struct Chunk {
     pub cursor: Option<DateTime<Utc>>,
     /// When orderwatch saw these changes: every new transition's `time`.
     pub seen_at: DateTime<Utc>,
+    /// Which sightings are transitions.
+    pub dedupe: Dedupe,
+    /// Which new transitions wait for their order's details.
+    pub hold: Hold,
 }
 
 impl Chunk {
@@ -38,6 +43,8 @@ impl Chunk {
             range,
             cursor,
             seen_at,
+            dedupe: Dedupe::default(),
+            hold: Hold::default(),
         }
     }
 
@@ -103,8 +110,8 @@ pub enum Mark {
 /// Which deliveries `orderwatch redeliver` queues again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Redeliver {
-    /// One event, by its id `"{order_id}:{status}"`.
-    Event { order_id: i64, status: String },
+    /// One event, by its id (`"264:canceled"`, `"264:issued:1"`).
+    Event(EventId),
     /// Every dead delivery of the sink.
     Dead,
     /// Every event first seen at or after this instant (unix ms).
@@ -168,6 +175,7 @@ pub struct DeliveryRow {
     pub seq: i64,
     pub order_id: i64,
     pub status: String,
+    pub occurrence: u32,
     pub state: DeliveryState,
     pub attempts: u32,
     pub created_at: i64,
@@ -178,7 +186,7 @@ pub struct DeliveryRow {
 
 impl DeliveryRow {
     pub fn event_id(&self) -> String {
-        event_id(self.order_id, &self.status)
+        event_id(self.order_id, &self.status, self.occurrence)
     }
 }
 
@@ -204,6 +212,8 @@ pub struct RecordSummary {
     pub sample: Vec<TransitionRow>,
     /// Outbox rows written.
     pub queued: u64,
+    /// New transitions held for a lookup of their order.
+    pub held: u64,
 }
 
 impl RecordSummary {
@@ -215,6 +225,7 @@ impl RecordSummary {
     pub fn absorb(&mut self, other: RecordSummary) {
         self.seen += other.seen;
         self.queued += other.queued;
+        self.held += other.held;
         for (status, n) in other.new_by_status {
             *self.new_by_status.entry(status).or_default() += n;
         }

@@ -203,8 +203,7 @@ const MDT_OFFSET_HOURS: i64 = -6;
 
 /// The fixed-"MDT" reading of `local`, when `tz` is Mountain time.
 fn literal_mdt(local: NaiveDateTime, tz: Tz) -> Option<DateTime<Utc>> {
-    (tz == chrono_tz::America::Denver)
-        .then(|| local.and_utc() - TimeDelta::hours(MDT_OFFSET_HOURS))
+    (tz == chrono_tz::America::Denver).then(|| local.and_utc() - TimeDelta::hours(MDT_OFFSET_HOURS))
 }
 
 /// Earliest instant a local time may denote (times in a DST gap are read as

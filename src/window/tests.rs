@@ -189,7 +189,9 @@ fn a_winter_week_is_covered_and_within_seven_days_under_either_mdt_reading() {
         let filter = filter_value(start, end, DENVER);
         let (a, b) = filter.split_once("...").unwrap();
         let fixed = |s: &str| {
-            NaiveDateTime::parse_from_str(s, "%Y-%m-%d+%H:%M:%S").unwrap().and_utc()
+            NaiveDateTime::parse_from_str(s, "%Y-%m-%d+%H:%M:%S")
+                .unwrap()
+                .and_utc()
                 + TimeDelta::hours(6)
         };
         assert!(fixed(a) <= start && fixed(b) >= end, "{filter}");

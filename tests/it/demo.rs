@@ -1,5 +1,5 @@
-//! `orderwatch demo`: zero configuration, CloudEvents on stdout within
-//! seconds, a clean exit on Ctrl-C and nothing left behind.
+//! `orderwatch demo`: zero configuration, CloudEvents (with order details)
+//! on stdout within seconds, a clean exit on Ctrl-C and nothing left behind.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -43,6 +43,12 @@ fn demo_prints_cloudevents_and_exits_0_on_sigint() {
         assert_eq!(e["specversion"], "1.0");
         assert_eq!(e["type"], "com.digicert.certcentral.order.status_changed");
         assert!(e["id"].as_str().unwrap().contains(':'));
+        // The demo turns order details on: every event carries them.
+        let order = e["data"]["order"].as_object();
+        assert!(
+            order.is_some_and(|o| o["common_name"].is_string()),
+            "no order details: {e}"
+        );
     }
     let status = Command::new("kill")
         .arg("-INT")

@@ -29,6 +29,7 @@ mod pages;
 // Recording: dedupe, crash safety, the store under a hostile disk.
 mod crash;
 mod dedupe;
+mod enrich;
 mod hostile_events_file;
 mod hostile_store;
 mod postgres_daemon;
@@ -56,8 +57,10 @@ mod metrics;
 mod signals;
 mod systemd_runtime;
 mod systemd_unit;
+mod wake;
 
 // The simulator every other test relies on.
 mod simulator_cancel;
 mod simulator_faults;
+mod simulator_order_info;
 mod simulator_status_changes;

@@ -17,8 +17,9 @@ use crate::support::sim::{
 #[tokio::test]
 async fn unknown_paths_and_methods_answer_json_errors() {
     let h = start().await;
+    // (`order/certificate/5` is order info now; this path is nothing.)
     let resp = client()
-        .get(format!("{}/order/certificate/5", h.base_url()))
+        .get(format!("{}/order/certificate/5/history", h.base_url()))
         .send()
         .await
         .expect("request succeeds");

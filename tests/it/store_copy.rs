@@ -1,4 +1,5 @@
-//! `orderwatch store copy`: a SQLite store with transitions, a cursor, a
+//! `orderwatch store copy`: a SQLite store with transitions (returns and
+//! order details among them, some still held for their lookup), a cursor, a
 //! ledger in every state, an in-order sink's cursor and a pause goes to
 //! PostgreSQL and back, and comes back identical, table by table. A
 //! non-empty target is refused unless `--force`, and a store a daemon holds
@@ -13,7 +14,7 @@ use chrono::DateTime;
 use orderwatch::config::StoreConfig;
 use orderwatch::store::copy::{Batch, End};
 use orderwatch::store::sqlite::{SqliteStore, lock_for_daemon};
-use orderwatch::store::{Chunk, Mark, SinkRoute, Store};
+use orderwatch::store::{Chunk, Hold, LookupOutcome, Mark, SinkRoute, Store};
 use orderwatch::transition::OrderChange;
 
 fn orderwatch(config: &Path, args: &[&str]) -> Output {
@@ -86,6 +87,28 @@ async fn populate(path: &Path) {
         .pause("hook", "HTTP 410 Gone", 1_800_000_700_000)
         .await
         .unwrap();
+    // Returns (issued again after revoked, with a new certificate), held
+    // for their order's details: some released with them, the rest held.
+    let again: Vec<OrderChange> = (1..=10)
+        .map(|i| OrderChange {
+            order_id: i,
+            certificate_id: Some(i * 10 + 1),
+            status: Arc::from("issued"),
+        })
+        .collect();
+    let seen = DateTime::from_timestamp(1_800_000_000 + 240, 0).unwrap();
+    let mut chunk = Chunk::whole(again, Some(seen), seen);
+    chunk.hold = Hold::All;
+    store.record(chunk, Arc::clone(&routes)).await.unwrap();
+    let lookups = store.lookups_due(i64::MAX, 4).await.unwrap();
+    let released = lookups
+        .into_iter()
+        .map(|l| {
+            let details = r#"{"common_name":"order.example.com"}"#.to_string();
+            (l, LookupOutcome::Release { details })
+        })
+        .collect();
+    store.lookups_done(released, 0).await.unwrap();
 }
 
 /// Every table of a SQLite store, in key order.
@@ -144,7 +167,12 @@ async fn sqlite_to_postgresql_and_back_keeps_everything() {
 
     let out = orderwatch(&sqlite_config, &to_pg);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("150 transitions"), "{}", text(&out));
+    assert!(text(&out).contains("160 transitions"), "{}", text(&out));
+    assert!(
+        text(&out).contains("6 waiting for order details"),
+        "{}",
+        text(&out)
+    );
     // Again: the target is not empty now.
     let out = orderwatch(&sqlite_config, &to_pg);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -169,9 +197,14 @@ async fn sqlite_to_postgresql_and_back_keeps_everything() {
     assert!(out.status.success(), "{}", text(&out));
     let out = orderwatch(&pg_config, &["events", "--limit", "1000"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 151);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 161);
 
     let (before, after) = (dump(&original).await, dump(&back).await);
-    assert!(before.len() >= 5, "every table has rows: {before:?}");
+    assert!(before.len() >= 6, "every table has rows: {before:?}");
+    assert!(
+        before
+            .iter()
+            .any(|b| matches!(b, Batch::Held(h) if h.len() == 6))
+    );
     assert_eq!(before, after);
 }

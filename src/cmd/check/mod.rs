@@ -9,6 +9,7 @@ use crate::sink;
 use crate::store;
 use crate::store::postgres::{Roots, TlsMode};
 
+mod events;
 mod online;
 
 /// What `check` found: a summary line per item, and every problem.
@@ -29,6 +30,7 @@ pub async fn inspect(config: &Config) -> Result<Vec<String>, Vec<String>> {
             .lines
             .push(format!("metrics: http://{}/metrics and /healthz", m.listen));
     }
+    events::events(config, &mut found);
     sinks(config, &mut found);
     if found.problems.is_empty() {
         Ok(found.lines)

@@ -70,6 +70,14 @@ impl Wake {
             n.notify_one();
         }
     }
+
+    /// These loops and one more listener (the enrichment stage, which the
+    /// poller wakes when it held transitions).
+    pub fn with(&self, extra: Arc<Notify>) -> Wake {
+        let mut all: Vec<Arc<Notify>> = self.0.iter().cloned().collect();
+        all.push(extra);
+        Wake::new(all)
+    }
 }
 
 /// Everything a delivery loop needs besides its sink.

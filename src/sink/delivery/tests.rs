@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use super::*;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{
-    Chunk, DeliveryFilter, DeliveryRow, EventFilter, Mark, RecordSummary, Redeliver, Routes,
-    SinkStats, Store, StoreReport,
+    Chunk, DeliveryFilter, DeliveryRow, EventFilter, Lookup, LookupBacklog, LookupOutcome, Mark,
+    RecordSummary, Redeliver, Routes, SinkStats, Store, StoreReport,
 };
 use crate::transition::{OrderChange, TransitionRow};
 
@@ -474,6 +474,22 @@ impl Store for FlakyMarks {
     }
     async fn report(&self, deep: bool) -> Result<StoreReport, StoreError> {
         self.inner.report(deep).await
+    }
+    async fn lookups_due(&self, now: i64, n: usize) -> Result<Vec<Lookup>, StoreError> {
+        self.inner.lookups_due(now, n).await
+    }
+    async fn lookups_done(
+        &self,
+        d: Vec<(Lookup, LookupOutcome)>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.inner.lookups_done(d, now).await
+    }
+    async fn lookup_backlog(&self) -> Result<LookupBacklog, StoreError> {
+        self.inner.lookup_backlog().await
+    }
+    async fn release_held(&self) -> Result<u64, StoreError> {
+        self.inner.release_held().await
     }
 }
 

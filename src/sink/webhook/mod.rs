@@ -30,7 +30,6 @@ use crate::config::table::SinkTable;
 use crate::event::write_event;
 use crate::http::{self, error_chain, read_prefix, snippet};
 use crate::store::OutboxEntry;
-use crate::transition::event_id;
 use redact::{credentials, endpoint};
 use signature::SigningKeys;
 
@@ -170,7 +169,7 @@ struct WebhookSink {
 impl WebhookSink {
     async fn post(&self, entry: &OutboxEntry) -> Outcome {
         let t = &entry.transition;
-        let id = event_id(t.order_id, &t.status);
+        let id = t.event_id();
         let mut body = Vec::with_capacity(320);
         write_event(&mut body, t, &self.source);
         self.post_body(&id, body).await.outcome

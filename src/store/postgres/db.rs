@@ -19,6 +19,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0001_init.sql"),
     include_str!("../../../migrations/postgres/0002_sink_cursor.sql"),
     include_str!("../../../migrations/postgres/0003_retention.sql"),
+    include_str!("../../../migrations/postgres/0004_returns.sql"),
+    include_str!("../../../migrations/postgres/0005_enrich.sql"),
 ];
 
 /// The schema version this build writes; the same as SQLite's.

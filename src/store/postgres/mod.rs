@@ -34,9 +34,13 @@
 //!
 //! # Why no transition is lost or recorded twice across a failover
 //!
-//! * *Recorded twice*: `UNIQUE (order_id, status)` makes a second row for a
-//!   pair impossible whoever writes it, and a chunk's dedupe, its
-//!   transitions, outbox rows and cursor commit together or not at all.
+//! * *Recorded twice*: a sighting is a transition only if it differs from
+//!   the order's current status as committed, its occurrence is counted
+//!   from the committed transitions in the same transaction, and `UNIQUE
+//!   (order_id, status, occurrence)` makes a second row for the same
+//!   transition impossible whoever writes it; a chunk's dedupe, its
+//!   transitions, orders, outbox rows and cursor commit together or not at
+//!   all.
 //! * *Lost*: a transition is lost only if the cursor passed it before it was
 //!   committed. The cursor moves only in the transaction that commits the
 //!   window's last chunk, so whatever the old leader committed is complete,
@@ -63,12 +67,14 @@ use tokio_util::sync::CancellationToken;
 
 mod db;
 mod lease;
+mod lookup;
 mod outbox;
 mod portable;
 mod query;
 mod record;
 mod retention;
 mod rows;
+mod sightings;
 pub mod target;
 mod tls;
 
@@ -83,8 +89,9 @@ pub use target::{PgTarget, Roots, TlsMode};
 
 use crate::config::PostgresConfig;
 use crate::store::{
-    Chunk, DeliveryFilter, DeliveryRow, EventFilter, Mark, OutboxEntry, Pause, RecordSummary,
-    Redeliver, Routes, SinkRoute, SinkStats, Store, StoreError, StoreReport,
+    Chunk, DeliveryFilter, DeliveryRow, EventFilter, Lookup, LookupBacklog, LookupOutcome, Mark,
+    OutboxEntry, Pause, RecordSummary, Redeliver, Routes, SinkRoute, SinkStats, Store, StoreError,
+    StoreReport,
 };
 use crate::transition::TransitionRow;
 
@@ -344,6 +351,26 @@ impl Store for PgStore {
         now: i64,
     ) -> Result<usize, StoreError> {
         self.requeue(route, what, now).await
+    }
+
+    async fn lookups_due(&self, now: i64, limit: usize) -> Result<Vec<Lookup>, StoreError> {
+        self.due_lookups(now, limit).await
+    }
+
+    async fn lookups_done(
+        &self,
+        done: Vec<(Lookup, LookupOutcome)>,
+        _now: i64,
+    ) -> Result<(), StoreError> {
+        self.finish_lookups(&done).await
+    }
+
+    async fn lookup_backlog(&self) -> Result<LookupBacklog, StoreError> {
+        self.held_backlog().await
+    }
+
+    async fn release_held(&self) -> Result<u64, StoreError> {
+        self.release_all_held().await
     }
 
     async fn events(&self, filter: &EventFilter) -> Result<Vec<TransitionRow>, StoreError> {

@@ -124,7 +124,7 @@ impl PgStore {
             }
             // An explicit --event is the operator's call; bulk requeues
             // respect the sink's status filter.
-            if matches!(what, Redeliver::Event { .. }) || sink.wants(&status) {
+            if matches!(what, Redeliver::Event(_)) || sink.wants(&status) {
                 requeued.push((seq, order_id));
                 count += 1;
             }
@@ -268,10 +268,12 @@ async fn redelivery_candidates(
     what: &Redeliver,
 ) -> Result<Vec<(i64, i64, String)>, tokio_postgres::Error> {
     let rows = match what {
-        Redeliver::Event { order_id, status } => {
+        Redeliver::Event(id) => {
+            let occurrence = i32::try_from(id.occurrence).unwrap_or(i32::MAX);
             tx.query(
-                "SELECT seq, order_id, status FROM transitions WHERE order_id = $1 AND status = $2",
-                &[order_id, status],
+                "SELECT seq, order_id, status FROM transitions
+                 WHERE order_id = $1 AND status = $2 AND occurrence = $3",
+                &[&id.order_id, &id.status, &occurrence],
             )
             .await?
         }

@@ -8,7 +8,7 @@ use tokio_postgres::{Row, Transaction};
 use super::PgStore;
 use super::rows::transition;
 use crate::store::StoreError;
-use crate::store::copy::{BATCH, Batch, Counts, OrderRow, OutboxRow, SinkRow, aborted};
+use crate::store::copy::{BATCH, Batch, Counts, HeldRow, OrderRow, OutboxRow, SinkRow, aborted};
 
 impl PgStore {
     /// Rows in each table.
@@ -18,7 +18,7 @@ impl PgStore {
             .query_one(
                 "SELECT (SELECT count(*) FROM cursor), (SELECT count(*) FROM orders),
                         (SELECT count(*) FROM transitions), (SELECT count(*) FROM sinks),
-                        (SELECT count(*) FROM outbox)",
+                        (SELECT count(*) FROM outbox), (SELECT count(*) FROM enrichment)",
                 &[],
             )
             .await
@@ -30,6 +30,7 @@ impl PgStore {
             transitions: n(2),
             sinks: n(3),
             outbox: n(4),
+            held: n(5),
         })
     }
 
@@ -73,7 +74,7 @@ impl PgStore {
         let mut after = i64::MIN;
         while let Some(rows) = page(
             &tx,
-            "SELECT seq, order_id, status, certificate_id, previous_status, seen_at
+            "SELECT seq, order_id, status, occurrence, certificate_id, previous_status, seen_at, details
              FROM transitions WHERE seq > $1 ORDER BY seq LIMIT $2",
             &after,
         )
@@ -83,6 +84,20 @@ impl PgStore {
             after = rows[rows.len() - 1].get(0);
             let batch = rows.iter().map(|r| transition(r, 0)).collect();
             out.send(Batch::Transitions(batch)).await?;
+        }
+        let held: Vec<HeldRow> = tx
+            .query(
+                "SELECT seq, order_id, held_at, next_attempt_at, attempts, last_error
+                 FROM enrichment ORDER BY seq",
+                &[],
+            )
+            .await
+            .map_err(&err)?
+            .iter()
+            .map(held_row)
+            .collect();
+        for part in held.chunks(BATCH) {
+            out.send(Batch::Held(part.to_vec())).await?;
         }
         let sinks: Vec<SinkRow> = tx
             .query(
@@ -140,7 +155,7 @@ impl PgStore {
             .await
             .map_err(self.err("writing the copy"))?;
         if replace {
-            tx.batch_execute("TRUNCATE outbox, sinks, transitions, orders, cursor")
+            tx.batch_execute("TRUNCATE outbox, sinks, enrichment, transitions, orders, cursor")
                 .await
                 .map_err(self.err("emptying the target"))?;
         }
@@ -200,6 +215,17 @@ fn order_row(r: &Row) -> OrderRow {
     }
 }
 
+fn held_row(r: &Row) -> HeldRow {
+    HeldRow {
+        seq: r.get(0),
+        order_id: r.get(1),
+        held_at: r.get(2),
+        next_attempt_at: r.get(3),
+        attempts: i64::from(r.get::<_, i32>(4)),
+        last_error: r.get(5),
+    }
+}
+
 fn sink_row(r: &Row) -> SinkRow {
     SinkRow {
         name: r.get(0),
@@ -246,17 +272,25 @@ async fn write(tx: &Transaction<'_>, batch: Batch) -> Result<(), tokio_postgres:
             let seqs: Vec<i64> = rows.iter().map(|t| t.seq).collect();
             let ids: Vec<i64> = rows.iter().map(|t| t.order_id).collect();
             let statuses: Vec<&str> = rows.iter().map(|t| t.status.as_str()).collect();
+            let occurrences: Vec<i32> = rows
+                .iter()
+                .map(|t| i32::try_from(t.occurrence).unwrap_or(i32::MAX))
+                .collect();
             let certs: Vec<Option<i64>> = rows.iter().map(|t| t.certificate_id).collect();
             let previous: Vec<Option<&str>> =
                 rows.iter().map(|t| t.previous_status.as_deref()).collect();
             let seen: Vec<i64> = rows.iter().map(|t| t.seen_at).collect();
+            let details: Vec<Option<&str>> = rows.iter().map(|t| t.details.as_deref()).collect();
             tx.execute(
-                "INSERT INTO transitions (seq, order_id, status, certificate_id, previous_status, seen_at)
-                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::bigint[])",
-                &[&seqs, &ids, &statuses, &certs, &previous, &seen],
+                "INSERT INTO transitions (seq, order_id, status, occurrence, certificate_id, previous_status,
+                    seen_at, details)
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::integer[], $5::bigint[],
+                                      $6::text[], $7::bigint[], $8::text[])",
+                &[&seqs, &ids, &statuses, &occurrences, &certs, &previous, &seen, &details],
             )
             .await?;
         }
+        Batch::Held(rows) => write_held(tx, &rows).await?,
         Batch::Sinks(rows) => {
             for s in rows {
                 tx.execute(
@@ -291,6 +325,27 @@ async fn write(tx: &Transaction<'_>, batch: Batch) -> Result<(), tokio_postgres:
             )
             .await?;
         }
+    }
+    Ok(())
+}
+
+/// Transitions held for their order's details.
+async fn write_held(tx: &Transaction<'_>, rows: &[HeldRow]) -> Result<(), tokio_postgres::Error> {
+    for h in rows {
+        let attempts = i32::try_from(h.attempts).unwrap_or(i32::MAX);
+        tx.execute(
+            "INSERT INTO enrichment (seq, order_id, held_at, next_attempt_at, attempts, last_error)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &h.seq,
+                &h.order_id,
+                &h.held_at,
+                &h.next_attempt_at,
+                &attempts,
+                &h.last_error,
+            ],
+        )
+        .await?;
     }
     Ok(())
 }

@@ -5,7 +5,9 @@
 use tokio_postgres::types::ToSql;
 
 use super::PgStore;
-use super::rows::{ENTRY_COLUMNS, TRANSITION_COLUMNS, cursor_of, entry, transition};
+use super::rows::{
+    ENTRY_COLUMNS, T_TRANSITION_COLUMNS, TRANSITION_COLUMNS, cursor_of, entry, transition,
+};
 use crate::store::{
     DeliveryFilter, DeliveryRow, DeliveryState, EventFilter, OutboxEntry, Pause, SinkRoute,
     SinkStats, StoreError,
@@ -29,6 +31,7 @@ impl PgStore {
                AND NOT EXISTS (SELECT 1 FROM outbox p
                                WHERE p.sink = $1 AND p.order_id = o.order_id
                                  AND p.state = 'pending' AND p.seq < o.seq)
+               AND NOT EXISTS (SELECT 1 FROM enrichment e WHERE e.seq = o.seq)
              ORDER BY o.seq LIMIT $3"
         );
         let rows: Vec<OutboxEntry> = client
@@ -59,9 +62,15 @@ impl PgStore {
             // Older events wait in their backoff; newer ones queue behind.
             return Ok(rows);
         }
+        // Up to the first transition it takes that is held for its
+        // order's details: in recorded order, nothing may pass it.
         let sql = format!(
             "SELECT {TRANSITION_COLUMNS} FROM transitions
-             WHERE seq > $1 AND ($2::text[] IS NULL OR status = ANY($2)) ORDER BY seq LIMIT $3"
+             WHERE seq > $1 AND ($2::text[] IS NULL OR status = ANY($2))
+               AND seq < coalesce((SELECT min(e.seq) FROM enrichment e JOIN transitions h ON h.seq = e.seq
+                                   WHERE e.seq > $1 AND ($2::text[] IS NULL OR h.status = ANY($2))),
+                                  9223372036854775807)
+             ORDER BY seq LIMIT $3"
         );
         Ok(client
             .query(&sql, &[&cursor, &route.statuses, &(limit as i64)])
@@ -81,11 +90,14 @@ impl PgStore {
     }
 
     /// When `route`'s next delivery falls due (unix ms); 0 for "now".
+    /// Held transitions fall due when released, which wakes the loop.
     pub(super) async fn next_due_for(&self, route: &SinkRoute) -> Result<Option<i64>, StoreError> {
         let client = self.client().await?;
         let next: Option<i64> = client
             .query_one(
-                "SELECT min(next_attempt_at) FROM outbox WHERE sink = $1 AND state = 'pending'",
+                "SELECT min(o.next_attempt_at) FROM outbox o
+                 WHERE o.sink = $1 AND o.state = 'pending'
+                   AND NOT EXISTS (SELECT 1 FROM enrichment e WHERE e.seq = o.seq)",
                 &[&route.name],
             )
             .await
@@ -95,7 +107,8 @@ impl PgStore {
         if next.is_some() || !route.by_cursor {
             return Ok(next);
         }
-        Ok(self.after_cursor_stats(route).await?.map(|_| 0))
+        let waiting = self.due_for(route, i64::MAX, 1).await?;
+        Ok((!waiting.is_empty()).then_some(0))
     }
 
     /// For an in-order sink: how many transitions wait after its cursor, and
@@ -190,7 +203,7 @@ impl PgStore {
         let mut all: Vec<DeliveryRow> = client
             .query(
                 "SELECT o.sink, t.order_id, t.status, o.state, o.attempts, o.created_at, o.next_attempt_at,
-                        o.done_at, o.last_error, o.seq
+                        o.done_at, o.last_error, o.seq, t.occurrence
                  FROM outbox o JOIN transitions t ON t.seq = o.seq
                  WHERE ($1::text IS NULL OR o.sink = $1) AND ($2::text IS NULL OR o.state = $2)
                  ORDER BY o.seq DESC, o.sink LIMIT $3",
@@ -210,6 +223,7 @@ impl PgStore {
                 done_at: r.get(7),
                 last_error: r.get(8),
                 seq: r.get(9),
+                occurrence: r.get::<_, i32>(10).max(0) as u32,
             })
             .collect();
         drop(client);
@@ -230,6 +244,7 @@ impl PgStore {
                         seq: t.seq,
                         order_id: t.order_id,
                         status: t.status,
+                        occurrence: t.occurrence,
                         state,
                         attempts: u32::from(!pending),
                         created_at: t.seen_at,
@@ -262,7 +277,7 @@ impl PgStore {
         };
         let side = if pending { "t.seq > $1" } else { "t.seq <= $1" };
         let sql = format!(
-            "SELECT t.seq, t.order_id, t.status, t.certificate_id, t.previous_status, t.seen_at
+            "SELECT {T_TRANSITION_COLUMNS}
              FROM transitions t WHERE {side} AND ($2::text[] IS NULL OR t.status = ANY($2))
                AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.sink = $3 AND o.seq = t.seq)
              ORDER BY t.seq DESC LIMIT $4"

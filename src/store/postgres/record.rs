@@ -5,8 +5,9 @@
 //! SQLite pays per statement little and per row little, so it walks the
 //! chunk order by order. Here every statement is a round trip, so a chunk
 //! costs a fixed handful of them whatever its size: one lookup of the
-//! chunk's known orders, then the new transitions, the orders and the
-//! outbox rows each as one `INSERT ... SELECT FROM unnest(arrays)`.
+//! chunk's known orders (and, for returns, of how often they had each
+//! status), then the new transitions, the orders and the outbox rows each
+//! as one `INSERT ... SELECT FROM unnest(arrays)`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,15 +15,12 @@ use std::sync::Arc;
 use tokio_postgres::Transaction;
 
 use super::PgStore;
-use crate::store::{Chunk, RecordSummary, SAMPLE, SinkRoute, StoreError};
-use crate::transition::{OrderChange, TransitionRow};
+use super::sightings::{Candidate, known_orders, number, plan};
+use crate::store::{Chunk, Hold, RecordSummary, SAMPLE, SinkRoute, StoreError};
+use crate::transition::{Dedupe, TransitionRow};
 
-/// A change that is a transition unless its `(order, status)` was recorded
-/// before (an A → B → A return).
-struct Candidate<'a> {
-    change: &'a OrderChange,
-    previous: Option<Arc<str>>,
-}
+/// A recorded transition's key: order, status, occurrence.
+type Key = (i64, Arc<str>, u32);
 
 impl PgStore {
     pub(super) async fn record_chunk(
@@ -41,10 +39,15 @@ impl PgStore {
         prepare_routes(&tx, routes, seen_ms)
             .await
             .map_err(self.err("setting up the sinks' queues"))?;
-        let known = known_statuses(&tx, changes)
+        let known = known_orders(&tx, changes)
             .await
             .map_err(self.err("looking up orders"))?;
-        let candidates = plan(changes, &known);
+        let mut candidates = plan(changes, &known, chunk.dedupe);
+        if chunk.dedupe == Dedupe::Change {
+            number(&tx, &mut candidates)
+                .await
+                .map_err(self.err("counting returns"))?;
+        }
         let mut seqs = insert_transitions(&tx, &candidates, seen_ms)
             .await
             .map_err(self.err("recording transitions"))?;
@@ -56,10 +59,14 @@ impl PgStore {
             ..RecordSummary::default()
         };
         let mut outbox = Outbox::default();
-        for c in &candidates {
-            // The first candidate of a key got the row; a later one of the
-            // same key in this chunk (A → B → A) is no transition.
-            let key = (c.change.order_id, Arc::clone(&c.change.status));
+        for c in candidates.iter().filter(|c| c.transition) {
+            // In first-sighting mode a key recorded before (or earlier in
+            // this chunk, A → B → A) got no row: no transition.
+            let key = (
+                c.change.order_id,
+                Arc::clone(&c.change.status),
+                c.occurrence,
+            );
             if let Some(seq) = seqs.remove(&key) {
                 count(&mut summary, &mut outbox, routes, seq, c, seen_ms);
             }
@@ -68,6 +75,10 @@ impl PgStore {
             .insert(&tx, seen_ms)
             .await
             .map_err(self.err("queueing deliveries"))?;
+        summary.held = outbox
+            .hold(&tx, &chunk.hold, seen_ms)
+            .await
+            .map_err(self.err("holding transitions for their order's details"))?;
         if let Some(cursor) = chunk.cursor {
             tx.execute(
                 "INSERT INTO cursor (id, position) VALUES (1, $1)
@@ -84,98 +95,38 @@ impl PgStore {
     }
 }
 
-/// Chunks at least this large, sorted by order id, are looked up by range.
-const SCAN_THRESHOLD: usize = 2048;
-
-/// The last recorded status of each order of the chunk.
-async fn known_statuses(
-    tx: &Transaction<'_>,
-    changes: &[OrderChange],
-) -> Result<HashMap<i64, Arc<str>>, tokio_postgres::Error> {
-    let (Some(first), Some(last)) = (changes.first(), changes.last()) else {
-        return Ok(HashMap::new());
-    };
-    // A large chunk sorted by order id (the poller's) is one range scan of
-    // the primary key; anything else is looked up by its ids.
-    let rows = if changes.len() >= SCAN_THRESHOLD && changes.is_sorted_by_key(|c| c.order_id) {
-        tx.query(
-            "SELECT order_id, status FROM orders WHERE order_id BETWEEN $1 AND $2",
-            &[&first.order_id, &last.order_id],
-        )
-        .await?
-    } else {
-        let mut ids: Vec<i64> = changes.iter().map(|c| c.order_id).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        tx.query(
-            "SELECT order_id, status FROM orders WHERE order_id = ANY($1)",
-            &[&ids],
-        )
-        .await?
-    };
-    // Statuses are few: share one string per status.
-    let mut names: Vec<Arc<str>> = Vec::new();
-    let mut known = HashMap::with_capacity(rows.len());
-    for r in rows {
-        let status: &str = r.get(1);
-        let name = match names.iter().find(|n| &***n == status) {
-            Some(n) => Arc::clone(n),
-            None => {
-                names.push(Arc::from(status));
-                Arc::clone(&names[names.len() - 1])
-            }
-        };
-        known.insert(r.get::<_, i64>(0), name);
-    }
-    Ok(known)
-}
-
-/// The changes that differ from their order's last status, in answer
-/// order, each with that previous status (counting earlier ones of the chunk).
-fn plan<'a>(changes: &'a [OrderChange], known: &HashMap<i64, Arc<str>>) -> Vec<Candidate<'a>> {
-    let mut last: HashMap<i64, Arc<str>> = HashMap::new();
-    let mut out = Vec::new();
-    for change in changes {
-        let previous = last
-            .get(&change.order_id)
-            .or_else(|| known.get(&change.order_id))
-            .cloned();
-        if previous.as_deref() == Some(&*change.status) {
-            // The common re-poll case: nothing changed since last time.
-            continue;
-        }
-        last.insert(change.order_id, Arc::clone(&change.status));
-        out.push(Candidate { change, previous });
-    }
-    out
-}
-
-/// Inserts the candidates in answer order (so `seq` follows it); returns
-/// the seq of each one that was new, by `(order, status)`.
+/// Inserts the transitions in answer order (so `seq` follows it); returns
+/// the seq of each one that was new, by key.
 async fn insert_transitions(
     tx: &Transaction<'_>,
     candidates: &[Candidate<'_>],
     seen_ms: i64,
-) -> Result<HashMap<(i64, Arc<str>), i64>, tokio_postgres::Error> {
-    if candidates.is_empty() {
+) -> Result<HashMap<Key, i64>, tokio_postgres::Error> {
+    let new: Vec<&Candidate<'_>> = candidates.iter().filter(|c| c.transition).collect();
+    if new.is_empty() {
         return Ok(HashMap::new());
     }
-    let orders: Vec<i64> = candidates.iter().map(|c| c.change.order_id).collect();
-    let statuses: Vec<&str> = candidates.iter().map(|c| &*c.change.status).collect();
-    let certs: Vec<Option<i64>> = candidates.iter().map(|c| c.change.certificate_id).collect();
-    let previous: Vec<Option<&str>> = candidates.iter().map(|c| c.previous.as_deref()).collect();
+    let orders: Vec<i64> = new.iter().map(|c| c.change.order_id).collect();
+    let statuses: Vec<&str> = new.iter().map(|c| &*c.change.status).collect();
+    let occurrences: Vec<i32> = new
+        .iter()
+        .map(|c| i32::try_from(c.occurrence).unwrap_or(i32::MAX))
+        .collect();
+    let certs: Vec<Option<i64>> = new.iter().map(|c| c.change.certificate_id).collect();
+    let previous: Vec<Option<&str>> = new.iter().map(|c| c.previous.as_deref()).collect();
     let rows = tx
         .query(
-            "INSERT INTO transitions (order_id, status, certificate_id, previous_status, seen_at)
-             SELECT o, s, c, p, $5
-             FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[]) WITH ORDINALITY AS u (o, s, c, p, n)
+            "INSERT INTO transitions (order_id, status, occurrence, certificate_id, previous_status, seen_at)
+             SELECT o, s, k, c, p, $6
+             FROM unnest($1::bigint[], $2::text[], $3::integer[], $4::bigint[], $5::text[])
+                  WITH ORDINALITY AS u (o, s, k, c, p, n)
              ORDER BY n
-             ON CONFLICT (order_id, status) DO NOTHING
-             RETURNING seq, order_id, status",
-            &[&orders, &statuses, &certs, &previous, &seen_ms],
+             ON CONFLICT (order_id, status, occurrence) DO NOTHING
+             RETURNING seq, order_id, status, occurrence",
+            &[&orders, &statuses, &occurrences, &certs, &previous, &seen_ms],
         )
         .await?;
-    let by_name: HashMap<&str, &Arc<str>> = candidates
+    let by_name: HashMap<&str, &Arc<str>> = new
         .iter()
         .map(|c| (&*c.change.status, &c.change.status))
         .collect();
@@ -186,7 +137,8 @@ async fn insert_transitions(
             .get(status)
             .map(|n| Arc::clone(n))
             .unwrap_or_else(|| Arc::from(status));
-        out.insert((r.get::<_, i64>(1), name), r.get::<_, i64>(0));
+        let occurrence = r.get::<_, i32>(3).max(0) as u32;
+        out.insert((r.get::<_, i64>(1), name, occurrence), r.get::<_, i64>(0));
     }
     Ok(out)
 }
@@ -232,15 +184,43 @@ async fn upsert_orders(
     Ok(())
 }
 
-/// Outbox rows of row-per-event sinks, written in one statement.
+/// Outbox rows of row-per-event sinks, written in one statement, and the
+/// new transitions (for holding them for their order's details).
 #[derive(Default)]
 struct Outbox {
     sinks: Vec<String>,
     seqs: Vec<i64>,
     orders: Vec<i64>,
+    new: Vec<(i64, i64, Arc<str>)>,
 }
 
 impl Outbox {
+    /// Holds the new transitions `hold` takes until their order is looked
+    /// up, in the recording transaction; returns how many.
+    async fn hold(
+        &self,
+        tx: &Transaction<'_>,
+        hold: &Hold,
+        seen_ms: i64,
+    ) -> Result<u64, tokio_postgres::Error> {
+        let (seqs, orders): (Vec<i64>, Vec<i64>) = self
+            .new
+            .iter()
+            .filter(|(_, _, status)| hold.takes(status))
+            .map(|(seq, order, _)| (*seq, *order))
+            .unzip();
+        if seqs.is_empty() {
+            return Ok(0);
+        }
+        tx.execute(
+            "INSERT INTO enrichment (seq, order_id, held_at, next_attempt_at)
+             SELECT s, o, $3, $3 FROM unnest($1::bigint[], $2::bigint[]) AS u (s, o)",
+            &[&seqs, &orders, &seen_ms],
+        )
+        .await?;
+        Ok(seqs.len() as u64)
+    }
+
     async fn insert(
         &self,
         tx: &Transaction<'_>,
@@ -271,6 +251,9 @@ fn count(
     seen_ms: i64,
 ) {
     let status: &str = &c.change.status;
+    outbox
+        .new
+        .push((seq, c.change.order_id, Arc::clone(&c.change.status)));
     for route in routes.iter().filter(|r| r.wants(status)) {
         summary.queued += 1;
         if !route.by_cursor {
@@ -285,9 +268,11 @@ fn count(
             seq,
             order_id: c.change.order_id,
             status: status.to_string(),
+            occurrence: c.occurrence,
             certificate_id: c.change.certificate_id,
             previous_status: c.previous.as_deref().map(str::to_string),
             seen_at: seen_ms,
+            details: None,
         });
     }
 }

@@ -9,7 +9,7 @@ use crate::transition::TransitionRow;
 
 /// The columns [`transition`] reads, in order.
 pub(super) const TRANSITION_COLUMNS: &str =
-    "seq, order_id, status, certificate_id, previous_status, seen_at";
+    "seq, order_id, status, occurrence, certificate_id, previous_status, seen_at, details";
 
 /// Reads [`TRANSITION_COLUMNS`] starting at column `first`.
 pub(super) fn transition(r: &Row, first: usize) -> TransitionRow {
@@ -17,15 +17,21 @@ pub(super) fn transition(r: &Row, first: usize) -> TransitionRow {
         seq: r.get(first),
         order_id: r.get(first + 1),
         status: r.get(first + 2),
-        certificate_id: r.get(first + 3),
-        previous_status: r.get(first + 4),
-        seen_at: r.get(first + 5),
+        occurrence: r.get::<_, i32>(first + 3).max(0) as u32,
+        certificate_id: r.get(first + 4),
+        previous_status: r.get(first + 5),
+        seen_at: r.get(first + 6),
+        details: r.get(first + 7),
     }
 }
 
+/// [`TRANSITION_COLUMNS`] of a table aliased `t`.
+pub(super) const T_TRANSITION_COLUMNS: &str = "t.seq, t.order_id, t.status, t.occurrence, t.certificate_id, t.previous_status, t.seen_at, t.details";
+
 /// The columns [`entry`] reads: an outbox row joined with its transition.
 pub(super) const ENTRY_COLUMNS: &str = "o.attempts, o.created_at, o.first_failure_at,
-    t.seq, t.order_id, t.status, t.certificate_id, t.previous_status, t.seen_at";
+    t.seq, t.order_id, t.status, t.occurrence, t.certificate_id, t.previous_status, t.seen_at,
+    t.details";
 
 /// Reads [`ENTRY_COLUMNS`].
 pub(super) fn entry(r: &Row) -> OutboxEntry {

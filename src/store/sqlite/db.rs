@@ -7,7 +7,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode, OpenFlags};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 
 use crate::store::StoreError;
 
@@ -17,6 +17,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/0001_init.sql"),
     include_str!("../../../migrations/0002_sink_cursor.sql"),
     include_str!("../../../migrations/0003_retention.sql"),
+    include_str!("../../../migrations/0004_returns.sql"),
+    include_str!("../../../migrations/0005_enrich.sql"),
 ];
 
 /// The schema version this build writes.
@@ -270,7 +272,24 @@ impl Db {
         Ok(())
     }
 
+    /// Applies the missing migrations in one transaction. Foreign keys are
+    /// off meanwhile, as SQLite's procedure for rebuilding a table that
+    /// others reference requires (`0004` rebuilds `transitions`), and
+    /// checked before the commit, so a migration can never leave a dangling
+    /// reference behind.
     fn migrate(&mut self) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        self.conn
+            .pragma_update(None, "foreign_keys", "OFF")
+            .map_err(|e| classify(&path, "preparing the migration", e))?;
+        let applied = self.apply_migrations();
+        self.conn
+            .pragma_update(None, "foreign_keys", "ON")
+            .map_err(|e| classify(&path, "enabling foreign keys", e))?;
+        applied
+    }
+
+    fn apply_migrations(&mut self) -> Result<(), StoreError> {
         let path = self.path.clone();
         let tx = self
             .conn
@@ -301,6 +320,18 @@ impl Db {
             // marker have a schema version, which is as good a sign).
             tx.pragma_update(None, "application_id", APPLICATION_ID)
                 .map_err(|e| classify(&path, "marking the store", e))?;
+        }
+        let dangling: Option<String> = tx
+            .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+            .optional()
+            .map_err(|e| classify(&path, "checking references after the migration", e))?;
+        if let Some(table) = dangling {
+            return Err(StoreError::Corrupt {
+                path,
+                detail: format!(
+                    "after migrating, table {table} refers to rows that do not exist; the migration was rolled back"
+                ),
+            });
         }
         tx.commit()
             .map_err(|e| classify(&path, "committing the migration", e))

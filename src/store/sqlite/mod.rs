@@ -20,6 +20,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 mod db;
+mod known;
+mod lookup;
 mod outbox;
 mod portable;
 mod query;
@@ -33,8 +35,9 @@ mod tests;
 pub use db::{DaemonLock, Db, SCHEMA_VERSION, lock_for_daemon};
 
 use crate::store::{
-    Chunk, DeliveryFilter, DeliveryRow, EventFilter, Mark, OutboxEntry, Pause, RecordSummary,
-    Redeliver, Routes, SinkRoute, SinkStats, Store, StoreError, StoreReport,
+    Chunk, DeliveryFilter, DeliveryRow, EventFilter, Lookup, LookupBacklog, LookupOutcome, Mark,
+    OutboxEntry, Pause, RecordSummary, Redeliver, Routes, SinkRoute, SinkStats, Store, StoreError,
+    StoreReport,
 };
 use crate::transition::TransitionRow;
 
@@ -132,8 +135,7 @@ impl Store for SqliteStore {
     }
 
     async fn record(&self, chunk: Chunk, routes: Routes) -> Result<RecordSummary, StoreError> {
-        self.write(move |db| db.record_chunk(chunk.changes(), chunk.cursor, chunk.seen_at, &routes))
-            .await
+        self.write(move |db| db.record_chunk(&chunk, &routes)).await
     }
 
     async fn due(
@@ -207,6 +209,28 @@ impl Store for SqliteStore {
                 .map(|(since, reason)| Pause { since, reason }))
         })
         .await
+    }
+
+    async fn lookups_due(&self, now: i64, limit: usize) -> Result<Vec<Lookup>, StoreError> {
+        self.read(move |db| db.lookups_due(now, limit)).await
+    }
+
+    async fn lookups_done(
+        &self,
+        done: Vec<(Lookup, LookupOutcome)>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        // Nothing stored depends on `now` (retries carry their own time).
+        let _ = now;
+        self.write(move |db| db.lookups_done(&done)).await
+    }
+
+    async fn lookup_backlog(&self) -> Result<LookupBacklog, StoreError> {
+        self.read(|db| db.lookup_backlog()).await
+    }
+
+    async fn release_held(&self) -> Result<u64, StoreError> {
+        self.write(|db| db.release_held()).await
     }
 
     async fn redeliver(

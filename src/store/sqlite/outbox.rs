@@ -13,7 +13,9 @@ use crate::store::{Mark, OutboxEntry, Redeliver, SinkRoute, StoreError};
 impl Db {
     /// Pending deliveries of `sink` that are due at `now`, oldest first, and
     /// only the oldest pending one of each order: one order's events reach a
-    /// sink in the order they were recorded.
+    /// sink in the order they were recorded. A held transition (waiting for
+    /// its order's details) is not due, nor, being pending, anything after
+    /// it of the same order.
     pub fn due(&self, sink: &str, now: i64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
         let sql = format!(
             "SELECT {ENTRY_COLUMNS}
@@ -22,6 +24,7 @@ impl Db {
                AND NOT EXISTS (SELECT 1 FROM outbox p
                                WHERE p.sink = ?1 AND p.order_id = o.order_id
                                  AND p.state = 'pending' AND p.seq < o.seq)
+               AND NOT EXISTS (SELECT 1 FROM enrichment e WHERE e.seq = o.seq)
              ORDER BY o.seq LIMIT ?3"
         );
         let mut stmt = self
@@ -35,11 +38,14 @@ impl Db {
             .map_err(|e| self.err("reading due deliveries", e))
     }
 
-    /// When the next pending delivery of `sink` falls due (unix ms).
+    /// When the next pending delivery of `sink` falls due (unix ms); held
+    /// ones fall due when released, which wakes the loop.
     pub fn next_due(&self, sink: &str) -> Result<Option<i64>, StoreError> {
         self.conn
             .query_row(
-                "SELECT min(next_attempt_at) FROM outbox WHERE sink = ?1 AND state = 'pending'",
+                "SELECT min(o.next_attempt_at) FROM outbox o
+                 WHERE o.sink = ?1 AND o.state = 'pending'
+                   AND NOT EXISTS (SELECT 1 FROM enrichment e WHERE e.seq = o.seq)",
                 [sink],
                 |r| r.get(0),
             )
@@ -209,7 +215,7 @@ impl Db {
             }
             // An explicit --event is the operator's call; bulk requeues
             // respect the sink's status filter.
-            if matches!(what, Redeliver::Event { .. }) || sink.wants(&status) {
+            if matches!(what, Redeliver::Event(_)) || sink.wants(&status) {
                 tx.prepare_cached(
                     "INSERT INTO outbox (sink, seq, order_id, created_at, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?4)
                      ON CONFLICT (sink, seq) DO UPDATE SET state = 'pending', attempts = 0,
@@ -320,11 +326,12 @@ fn redelivery_candidates(
 ) -> rusqlite::Result<Vec<(i64, i64, String)>> {
     let row = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?));
     match what {
-        Redeliver::Event { order_id, status } => tx
+        Redeliver::Event(id) => tx
             .prepare_cached(
-                "SELECT seq, order_id, status FROM transitions WHERE order_id = ?1 AND status = ?2",
+                "SELECT seq, order_id, status FROM transitions
+                 WHERE order_id = ?1 AND status = ?2 AND occurrence = ?3",
             )?
-            .query_map(params![order_id, status], row)?
+            .query_map(params![id.order_id, id.status, id.occurrence], row)?
             .collect(),
         Redeliver::Dead => tx
             .prepare_cached(

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use super::db::classify;
 use super::{SqliteStore, on};
 use crate::store::StoreError;
-use crate::store::copy::{BATCH, Batch, Counts, OrderRow, OutboxRow, SinkRow, aborted};
+use crate::store::copy::{BATCH, Batch, Counts, HeldRow, OrderRow, OutboxRow, SinkRow, aborted};
 use crate::transition::TransitionRow;
 
 impl SqliteStore {
@@ -28,6 +28,7 @@ impl SqliteStore {
                 transitions: count("SELECT count(*) FROM transitions")?,
                 sinks: count("SELECT count(*) FROM sinks")?,
                 outbox: count("SELECT count(*) FROM outbox")?,
+                held: count("SELECT count(*) FROM enrichment")?,
             })
         })
         .await
@@ -58,6 +59,7 @@ impl SqliteStore {
             }
             export_orders(&db.conn, &mut send).map_err(err)??;
             export_transitions(&db.conn, &mut send).map_err(err)??;
+            export_held(&db.conn, &mut send).map_err(err)??;
             let mut q = db
                 .conn
                 .prepare("SELECT name, paused_at, paused_reason, delivered_through FROM sinks ORDER BY name")
@@ -99,8 +101,8 @@ impl SqliteStore {
                 .map_err(err)?;
             if replace {
                 tx.execute_batch(
-                    "DELETE FROM outbox; DELETE FROM sinks; DELETE FROM transitions;
-                     DELETE FROM orders; DELETE FROM cursor;",
+                    "DELETE FROM outbox; DELETE FROM sinks; DELETE FROM enrichment;
+                     DELETE FROM transitions; DELETE FROM orders; DELETE FROM cursor;",
                 )
                 .map_err(err)?;
             }
@@ -152,8 +154,8 @@ fn export_transitions(
     send: &mut Send<'_>,
 ) -> rusqlite::Result<Result<(), StoreError>> {
     let mut q = conn.prepare(
-        "SELECT seq, order_id, status, certificate_id, previous_status, seen_at FROM transitions
-         WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        "SELECT seq, order_id, status, occurrence, certificate_id, previous_status, seen_at, details
+         FROM transitions WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     )?;
     let mut after = i64::MIN;
     loop {
@@ -163,9 +165,11 @@ fn export_transitions(
                     seq: r.get(0)?,
                     order_id: r.get(1)?,
                     status: r.get(2)?,
-                    certificate_id: r.get(3)?,
-                    previous_status: r.get(4)?,
-                    seen_at: r.get(5)?,
+                    occurrence: r.get(3)?,
+                    certificate_id: r.get(4)?,
+                    previous_status: r.get(5)?,
+                    seen_at: r.get(6)?,
+                    details: r.get(7)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -177,6 +181,32 @@ fn export_transitions(
             return Ok(Err(e));
         }
     }
+}
+
+/// The held transitions: a handful, at most a backlog of lookups.
+fn export_held(conn: &Connection, send: &mut Send<'_>) -> rusqlite::Result<Result<(), StoreError>> {
+    let mut q = conn.prepare(
+        "SELECT seq, order_id, held_at, next_attempt_at, attempts, last_error
+         FROM enrichment ORDER BY seq",
+    )?;
+    let rows = q
+        .query_map([], |r| {
+            Ok(HeldRow {
+                seq: r.get(0)?,
+                order_id: r.get(1)?,
+                held_at: r.get(2)?,
+                next_attempt_at: r.get(3)?,
+                attempts: r.get(4)?,
+                last_error: r.get(5)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    for part in rows.chunks(BATCH) {
+        if let Err(e) = send(Batch::Held(part.to_vec())) {
+            return Ok(Err(e));
+        }
+    }
+    Ok(Ok(()))
 }
 
 fn export_outbox(
@@ -236,20 +266,23 @@ fn write(tx: &rusqlite::Transaction<'_>, batch: Batch) -> rusqlite::Result<()> {
         }
         Batch::Transitions(rows) => {
             let mut q = tx.prepare_cached(
-                "INSERT INTO transitions (seq, order_id, status, certificate_id, previous_status, seen_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO transitions (seq, order_id, status, occurrence, certificate_id, previous_status,
+                    seen_at, details) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
             for t in rows {
                 q.execute(params![
                     t.seq,
                     t.order_id,
                     t.status,
+                    t.occurrence,
                     t.certificate_id,
                     t.previous_status,
-                    t.seen_at
+                    t.seen_at,
+                    t.details
                 ])?;
             }
         }
+        Batch::Held(rows) => write_held(tx, &rows)?,
         Batch::Sinks(rows) => {
             let mut q = tx.prepare_cached(
                 "INSERT INTO sinks (name, paused_at, paused_reason, delivered_through) VALUES (?1, ?2, ?3, ?4)",
@@ -283,6 +316,25 @@ fn write(tx: &rusqlite::Transaction<'_>, batch: Batch) -> rusqlite::Result<()> {
                 ])?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Transitions held for their order's details.
+fn write_held(tx: &rusqlite::Transaction<'_>, rows: &[HeldRow]) -> rusqlite::Result<()> {
+    let mut q = tx.prepare_cached(
+        "INSERT INTO enrichment (seq, order_id, held_at, next_attempt_at, attempts, last_error)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for h in rows {
+        q.execute(params![
+            h.seq,
+            h.order_id,
+            h.held_at,
+            h.next_attempt_at,
+            h.attempts,
+            h.last_error
+        ])?;
     }
     Ok(())
 }

@@ -44,7 +44,7 @@ impl Db {
     pub fn deliveries(&self, f: &DeliveryFilter) -> Result<Vec<DeliveryRow>, StoreError> {
         let mut sql = String::from(
             "SELECT o.sink, t.order_id, t.status, o.state, o.attempts, o.created_at, o.next_attempt_at,
-                    o.done_at, o.last_error, o.seq
+                    o.done_at, o.last_error, o.seq, t.occurrence
              FROM outbox o JOIN transitions t ON t.seq = o.seq WHERE 1 = 1",
         );
         let mut args: Vec<Value> = Vec::new();
@@ -75,6 +75,7 @@ impl Db {
                     done_at: r.get(7)?,
                     last_error: r.get(8)?,
                     seq: r.get(9)?,
+                    occurrence: r.get(10)?,
                 })
             })
             .map_err(|e| self.err("reading the ledger", e))?;
@@ -98,6 +99,7 @@ impl Db {
                         seq: t.seq,
                         order_id: t.order_id,
                         status: t.status,
+                        occurrence: t.occurrence,
                         state,
                         attempts: u32::from(!pending),
                         created_at: t.seen_at,

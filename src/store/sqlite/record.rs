@@ -1,18 +1,16 @@
 //! Recording one window's answer: dedupe, transitions, outbox rows and the
 //! cursor, in one transaction.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 
 use rusqlite::{OptionalExtension, params};
 
 use super::Db;
 use super::db::classify;
+use super::known::{KnownOrders, Sighting};
 use super::rows::{cursor_of, status_clause};
-use crate::store::{RecordSummary, SAMPLE, SinkRoute, StoreError};
-use crate::transition::{OrderChange, TransitionRow};
+use crate::store::{Chunk, Hold, RecordSummary, SAMPLE, SinkRoute, StoreError};
+use crate::transition::{Dedupe, OrderChange, TransitionRow};
 
 impl Db {
     /// The cursor: every change up to this instant has been seen.
@@ -37,9 +35,9 @@ impl Db {
             .map_err(|e| self.err("setting the cursor back", e))
     }
 
-    /// Records a window's orders. New `(order_id, status)` pairs become
-    /// transitions queued for every sink that wants them; the cursor moves
-    /// to `cursor` (never backwards). All or nothing.
+    /// Records a window's orders. Changed orders become transitions queued
+    /// for every sink that wants them; the cursor moves to `cursor` (never
+    /// backwards). All or nothing.
     pub fn record_window(
         &mut self,
         changes: &[OrderChange],
@@ -47,7 +45,8 @@ impl Db {
         seen_at: DateTime<Utc>,
         routes: &[SinkRoute],
     ) -> Result<RecordSummary, StoreError> {
-        self.record_chunk(changes, Some(cursor), seen_at, routes)
+        let chunk = Chunk::whole(changes.to_vec(), Some(cursor), seen_at);
+        self.record_chunk(&chunk, routes)
     }
 
     /// Records one chunk of a window in one transaction; only the window's
@@ -56,15 +55,22 @@ impl Db {
     /// dedupe: work repeats, nothing is lost. Chunks let the sinks start on a
     /// huge answer while the rest is still being recorded.
     ///
+    /// A sighting is compared with the order's current status (and
+    /// certificate): equal is a repeat, different is a transition (see
+    /// [`Dedupe`] for the strict first-sighting mode).
+    ///
     /// Transitions are queued as outbox rows for row-per-event sinks; for
     /// in-order sinks being after their cursor is enough (see `route`).
+    ///
+    /// A new transition the chunk's [`Hold`] takes is held for a lookup of
+    /// its order in the same transaction, so no sink can see it first.
     pub fn record_chunk(
         &mut self,
-        changes: &[OrderChange],
-        cursor: Option<DateTime<Utc>>,
-        seen_at: DateTime<Utc>,
+        chunk: &Chunk,
         routes: &[SinkRoute],
     ) -> Result<RecordSummary, StoreError> {
+        let (changes, cursor, seen_at) = (chunk.changes(), chunk.cursor, chunk.seen_at);
+        let (dedupe, hold) = (chunk.dedupe, &chunk.hold);
         let path: &std::path::Path = &self.path;
         let err = move |context: &'static str| move |e| classify(path, context, e);
         let seen_ms = seen_at.timestamp_millis();
@@ -78,86 +84,63 @@ impl Db {
             .map_err(err("starting the cycle transaction"))?;
         {
             prepare_routes(&tx, routes, seen_ms).map_err(err("setting up the sinks' queues"))?;
-            let known = KnownStatuses::load(&tx, changes).map_err(err("looking up orders"))?;
-            let mut insert_transition = tx
-                .prepare_cached(
-                    "INSERT INTO transitions (order_id, status, certificate_id, previous_status, seen_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (order_id, status) DO NOTHING",
-                )
-                .map_err(err("preparing the transition insert"))?;
-            let mut upsert_order = tx
-                .prepare_cached(
-                    "INSERT INTO orders (order_id, certificate_id, status, updated_at) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (order_id) DO UPDATE SET
-                        certificate_id = coalesce(excluded.certificate_id, certificate_id),
-                        status = excluded.status, updated_at = excluded.updated_at",
-                )
-                .map_err(err("preparing the order update"))?;
-            let mut lookup = known;
+            let mut known = KnownOrders::load(&tx, changes).map_err(err("looking up orders"))?;
             let mut fresh = FreshOrders::default();
             for change in changes {
-                let status: &str = &change.status;
-                let previous = lookup
-                    .previous(&tx, change.order_id)
-                    .map_err(err("looking up an order"))?;
-                if previous.as_deref() == Some(status) {
-                    // The common re-poll case: nothing changed since last time.
-                    continue;
-                }
-                lookup.set(change.order_id, &change.status);
-                if previous.is_none() {
+                let Some(current) = known
+                    .current(&tx, change.order_id)
+                    .map_err(err("looking up an order"))?
+                else {
                     // An order never seen: its transition cannot exist yet.
                     // Such rows (most of a first catch-up) go in many at a time.
+                    known.set(change);
                     fresh.rows.push(change);
                     if fresh.rows.len() == FreshOrders::BATCH {
                         fresh
-                            .flush(&tx, seen_ms, routes, &mut summary)
+                            .flush(&tx, seen_ms, routes, hold, &mut summary)
                             .map_err(err("recording new orders"))?;
                     }
                     continue;
+                };
+                match current.compare(change, dedupe) {
+                    Sighting::Repeat => continue,
+                    Sighting::Refresh => {
+                        // Not a transition, but later sightings compare with
+                        // it. The order may still be waiting in `fresh`.
+                        fresh
+                            .flush(&tx, seen_ms, routes, hold, &mut summary)
+                            .map_err(err("recording new orders"))?;
+                        update_order(&tx, change, seen_ms).map_err(err("updating an order"))?;
+                        known.set(change);
+                        continue;
+                    }
+                    Sighting::Transition => {}
                 }
+                known.set(change);
                 // Keep recording order: everything before this goes in first.
                 fresh
-                    .flush(&tx, seen_ms, routes, &mut summary)
+                    .flush(&tx, seen_ms, routes, hold, &mut summary)
                     .map_err(err("recording new orders"))?;
-                let inserted = insert_transition
-                    .execute(params![
-                        change.order_id,
-                        status,
-                        change.certificate_id,
-                        previous,
-                        seen_ms
-                    ])
+                let recorded = insert_transition(&tx, change, &current.status, seen_ms, dedupe)
                     .map_err(err("recording a transition"))?;
-                // Read before the order upsert, which sets its own rowid.
-                let seq = tx.last_insert_rowid();
-                upsert_order
-                    .execute(params![
-                        change.order_id,
-                        change.certificate_id,
-                        status,
-                        seen_ms
-                    ])
-                    .map_err(err("updating an order"))?;
-                if inserted == 0 {
-                    // A status this order had before (A → B → A): not a new
-                    // transition, but the next one's previous_status is A.
+                update_order(&tx, change, seen_ms).map_err(err("updating an order"))?;
+                let Some((seq, occurrence)) = recorded else {
+                    // First-sighting mode and a status this order had before
+                    // (A → B → A): not a transition, but the next one's
+                    // previous_status is A.
                     continue;
-                }
-                queue(
-                    &tx,
-                    routes,
+                };
+                let new = New {
                     seq,
                     change,
-                    previous.as_deref(),
-                    seen_ms,
-                    &mut summary,
-                )
-                .map_err(err("queueing a delivery"))?;
+                    occurrence,
+                    previous: Some(&current.status),
+                };
+                queue(&tx, routes, hold, &new, seen_ms, &mut summary)
+                    .map_err(err("queueing a delivery"))?;
             }
             fresh
-                .flush(&tx, seen_ms, routes, &mut summary)
+                .flush(&tx, seen_ms, routes, hold, &mut summary)
                 .map_err(err("recording new orders"))?;
             if let Some(cursor) = cursor {
                 tx.execute(
@@ -173,26 +156,101 @@ impl Db {
     }
 }
 
+/// Inserts the transition of a known order to `change.status`; returns its
+/// seq and occurrence, or `None` when first-sighting mode skips it. The
+/// occurrence counts the order's earlier transitions to this status, so
+/// the k-th return gets k (and the id `{order}:{status}:{k}`).
+fn insert_transition(
+    tx: &rusqlite::Transaction<'_>,
+    change: &OrderChange,
+    previous: &str,
+    seen_ms: i64,
+    dedupe: Dedupe,
+) -> rusqlite::Result<Option<(i64, u32)>> {
+    let status: &str = &change.status;
+    let occurrence: u32 = match dedupe {
+        Dedupe::FirstSighting => 0,
+        Dedupe::Change => tx
+            .prepare_cached(
+                "SELECT coalesce(max(occurrence) + 1, 0) FROM transitions
+                 WHERE order_id = ?1 AND status = ?2",
+            )?
+            .query_row(params![change.order_id, status], |r| r.get(0))?,
+    };
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO transitions (order_id, status, occurrence, certificate_id, previous_status, seen_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (order_id, status, occurrence) DO NOTHING",
+        )?
+        .execute(params![
+            change.order_id,
+            status,
+            occurrence,
+            change.certificate_id,
+            previous,
+            seen_ms
+        ])?;
+    Ok((inserted > 0).then(|| (tx.last_insert_rowid(), occurrence)))
+}
+
+/// Makes `change` the order's current status; a sighting without a
+/// certificate keeps the one known.
+fn update_order(
+    tx: &rusqlite::Transaction<'_>,
+    change: &OrderChange,
+    seen_ms: i64,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO orders (order_id, certificate_id, status, updated_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (order_id) DO UPDATE SET
+            certificate_id = coalesce(excluded.certificate_id, certificate_id),
+            status = excluded.status, updated_at = excluded.updated_at",
+    )?
+    .execute(params![
+        change.order_id,
+        change.certificate_id,
+        &*change.status,
+        seen_ms
+    ])?;
+    Ok(())
+}
+
+/// A transition being queued.
+struct New<'a> {
+    seq: i64,
+    change: &'a OrderChange,
+    occurrence: u32,
+    previous: Option<&'a str>,
+}
+
 /// Queues a new transition for every sink that takes it (an outbox row for
 /// row-per-event sinks; in-order sinks find it after their cursor) and
 /// counts it.
 fn queue(
     tx: &rusqlite::Transaction<'_>,
     routes: &[SinkRoute],
-    seq: i64,
-    change: &OrderChange,
-    previous: Option<&str>,
+    hold: &Hold,
+    new: &New<'_>,
     seen_ms: i64,
     summary: &mut RecordSummary,
 ) -> rusqlite::Result<()> {
+    let change = new.change;
     let status: &str = &change.status;
+    if hold.takes(status) {
+        tx.prepare_cached(
+            "INSERT INTO enrichment (seq, order_id, held_at, next_attempt_at) VALUES (?1, ?2, ?3, ?3)",
+        )?
+        .execute(params![new.seq, change.order_id, seen_ms])?;
+        summary.held += 1;
+    }
     for route in routes.iter().filter(|r| r.wants(status)) {
         summary.queued += 1;
         if !route.by_cursor {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO outbox (sink, seq, order_id, created_at, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?4)",
             )?;
-            insert.execute(params![route.name, seq, change.order_id, seen_ms])?;
+            insert.execute(params![route.name, new.seq, change.order_id, seen_ms])?;
         }
     }
     match summary.new_by_status.get_mut(status) {
@@ -203,12 +261,14 @@ fn queue(
     }
     if summary.sample.len() < SAMPLE {
         summary.sample.push(TransitionRow {
-            seq,
+            seq: new.seq,
             order_id: change.order_id,
             status: status.to_string(),
+            occurrence: new.occurrence,
             certificate_id: change.certificate_id,
-            previous_status: previous.map(str::to_string),
+            previous_status: new.previous.map(str::to_string),
             seen_at: seen_ms,
+            details: None,
         });
     }
     Ok(())
@@ -230,6 +290,7 @@ impl FreshOrders<'_> {
         tx: &rusqlite::Transaction<'_>,
         seen_ms: i64,
         routes: &[SinkRoute],
+        hold: &Hold,
         summary: &mut RecordSummary,
     ) -> rusqlite::Result<()> {
         let n = self.rows.len();
@@ -278,12 +339,18 @@ impl FreshOrders<'_> {
                 first + i as i64
             } else {
                 tx.query_row(
-                    "SELECT seq FROM transitions WHERE order_id = ?1 AND status = ?2",
+                    "SELECT seq FROM transitions WHERE order_id = ?1 AND status = ?2 AND occurrence = 0",
                     params![c.order_id, &*c.status],
                     |r| r.get(0),
                 )?
             };
-            queue(tx, routes, seq, c, None, seen_ms, summary)?;
+            let new = New {
+                seq,
+                change: c,
+                occurrence: 0,
+                previous: None,
+            };
+            queue(tx, routes, hold, &new, seen_ms, summary)?;
         }
         self.rows.clear();
         Ok(())
@@ -348,118 +415,4 @@ fn prepare_routes(
         )?;
     }
     Ok(())
-}
-
-/// The last recorded status of the orders in a chunk.
-///
-/// Re-polling a large account is mostly "nothing changed", so the lookup
-/// matters: for a large chunk sorted by order id, one ordered range scan of
-/// `orders` replaces a point query per order. Statuses are interned (an
-/// account has a handful), keeping the table to 16 bytes per order.
-enum KnownStatuses {
-    /// Point queries (small or unsorted chunks).
-    Point(HashMap<i64, Arc<str>>),
-    /// A sorted snapshot of the chunk's id range, plus the last status this
-    /// chunk set: the chunk is sorted, so one order's entries are adjacent.
-    Scanned {
-        rows: Vec<(i64, u32)>,
-        names: Vec<Arc<str>>,
-        last_set: Option<(i64, Arc<str>)>,
-        /// Where the previous lookup ended in `rows`.
-        next: usize,
-    },
-}
-
-/// Chunks at least this large, sorted by order id, are looked up by range scan.
-const SCAN_THRESHOLD: usize = 2048;
-
-impl KnownStatuses {
-    fn load(
-        tx: &rusqlite::Transaction<'_>,
-        changes: &[OrderChange],
-    ) -> rusqlite::Result<KnownStatuses> {
-        let sorted = changes.is_sorted_by_key(|c| c.order_id);
-        let (Some(first), Some(last)) = (changes.first(), changes.last()) else {
-            return Ok(KnownStatuses::Point(HashMap::new()));
-        };
-        if changes.len() < SCAN_THRESHOLD || !sorted {
-            return Ok(KnownStatuses::Point(HashMap::new()));
-        }
-        let mut names: Vec<Arc<str>> = Vec::new();
-        let mut rows = Vec::with_capacity(changes.len());
-        let mut stmt = tx.prepare_cached(
-            "SELECT order_id, status FROM orders WHERE order_id BETWEEN ?1 AND ?2 ORDER BY order_id",
-        )?;
-        let mut q = stmt.query([first.order_id, last.order_id])?;
-        while let Some(r) = q.next()? {
-            let id: i64 = r.get(0)?;
-            let status = r.get_ref(1)?.as_str().unwrap_or_default();
-            let index = match names.iter().position(|n| &**n == status) {
-                Some(i) => i,
-                None => {
-                    names.push(Arc::from(status));
-                    names.len() - 1
-                }
-            };
-            rows.push((id, index as u32));
-        }
-        Ok(KnownStatuses::Scanned {
-            rows,
-            names,
-            last_set: None,
-            next: 0,
-        })
-    }
-
-    /// The last status of `order_id`, counting what this chunk recorded.
-    fn previous(
-        &mut self,
-        tx: &rusqlite::Transaction<'_>,
-        order_id: i64,
-    ) -> rusqlite::Result<Option<Arc<str>>> {
-        match self {
-            KnownStatuses::Point(updated) => {
-                if let Some(s) = updated.get(&order_id) {
-                    return Ok(Some(Arc::clone(s)));
-                }
-                let mut stmt =
-                    tx.prepare_cached("SELECT status FROM orders WHERE order_id = ?1")?;
-                let found: Option<String> = stmt.query_row([order_id], |r| r.get(0)).optional()?;
-                Ok(found.map(Arc::from))
-            }
-            KnownStatuses::Scanned {
-                rows,
-                names,
-                last_set,
-                next,
-            } => {
-                if let Some((id, s)) = last_set
-                    && *id == order_id
-                {
-                    return Ok(Some(Arc::clone(s)));
-                }
-                // Lookups come in ascending order: walk forward.
-                while *next < rows.len() && rows[*next].0 < order_id {
-                    *next += 1;
-                }
-                Ok(rows
-                    .get(*next)
-                    .filter(|(id, _)| *id == order_id)
-                    .and_then(|(_, name)| names.get(*name as usize))
-                    .cloned())
-            }
-        }
-    }
-
-    /// Remembers a status this chunk recorded for `order_id`.
-    fn set(&mut self, order_id: i64, status: &Arc<str>) {
-        match self {
-            KnownStatuses::Point(updated) => {
-                updated.insert(order_id, Arc::clone(status));
-            }
-            KnownStatuses::Scanned { last_set, .. } => {
-                *last_set = Some((order_id, Arc::clone(status)));
-            }
-        }
-    }
 }

@@ -15,7 +15,7 @@ use rusqlite::params_from_iter;
 use rusqlite::types::Value;
 
 use super::Db;
-use super::rows::{TRANSITION_COLUMNS, cursor_of, status_clause, transition};
+use super::rows::{T_TRANSITION_COLUMNS, TRANSITION_COLUMNS, cursor_of, status_clause, transition};
 use crate::store::{OutboxEntry, SinkRoute, StoreError};
 use crate::transition::TransitionRow;
 
@@ -59,18 +59,36 @@ impl Db {
         self.after_cursor(route, cursor, limit)
     }
 
-    /// The transitions after `cursor` that `route` takes, as untried entries.
+    /// The first transition after `cursor` that `route` takes and that is
+    /// held for its order's details: an in-order sink stops before it.
+    fn first_held(&self, route: &SinkRoute, cursor: i64) -> Result<Option<i64>, StoreError> {
+        let mut args = vec![Value::Integer(cursor)];
+        let filter = status_clause(route, &mut args);
+        let sql = format!(
+            "SELECT min(e.seq) FROM enrichment e JOIN transitions t ON t.seq = e.seq
+             WHERE e.seq > ?{filter}"
+        );
+        self.conn
+            .query_row(&sql, params_from_iter(args), |r| r.get(0))
+            .map_err(|e| self.err("looking for held transitions", e))
+    }
+
+    /// The transitions after `cursor` that `route` takes, as untried
+    /// entries, up to the first one held for its order's details.
     fn after_cursor(
         &self,
         route: &SinkRoute,
         cursor: i64,
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let held = self.first_held(route, cursor)?.unwrap_or(i64::MAX);
         let mut args = vec![Value::Integer(cursor)];
         let filter = status_clause(route, &mut args);
+        args.push(Value::Integer(held));
         args.push(Value::Integer(limit as i64));
         let sql = format!(
-            "SELECT {TRANSITION_COLUMNS} FROM transitions WHERE seq > ?{filter} ORDER BY seq LIMIT ?"
+            "SELECT {TRANSITION_COLUMNS} FROM transitions WHERE seq > ?{filter} AND seq < ?
+             ORDER BY seq LIMIT ?"
         );
         let mut stmt = self
             .conn
@@ -92,12 +110,16 @@ impl Db {
     }
 
     /// When `route`'s next delivery falls due (unix ms); 0 for "now".
+    /// Held transitions fall due when released, which wakes the loop.
     pub fn next_due_for(&self, route: &SinkRoute) -> Result<Option<i64>, StoreError> {
         let next = self.next_due(&route.name)?;
         if next.is_some() || !route.by_cursor {
             return Ok(next);
         }
-        Ok(self.after_cursor_stats(route)?.map(|_| 0))
+        let Some(cursor) = self.delivered_through(&route.name)? else {
+            return Ok(None);
+        };
+        Ok((!self.after_cursor(route, cursor, 1)?.is_empty()).then_some(0))
     }
 
     /// For an in-order sink: how many transitions wait after its cursor, and
@@ -137,7 +159,7 @@ impl Db {
         args.push(Value::Integer(limit as i64));
         let side = if pending { "t.seq > ?" } else { "t.seq <= ?" };
         let sql = format!(
-            "SELECT t.seq, t.order_id, t.status, t.certificate_id, t.previous_status, t.seen_at
+            "SELECT {T_TRANSITION_COLUMNS}
              FROM transitions t WHERE {side}{filter}
                AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.sink = ? AND o.seq = t.seq)
              ORDER BY t.seq DESC LIMIT ?"

@@ -118,6 +118,10 @@ fn large_sorted_chunks_dedupe_like_small_ones() {
     second.insert(10, change(10, "needs_approval"));
     second.insert(12, change(11, "needs_approval"));
     second.insert(13, change(11, "pending"));
+    // Reissues finished between two polls: same status, another certificate.
+    for c in second.iter_mut().filter(|c| c.order_id % 7 == 0) {
+        c.certificate_id = Some(c.order_id + 2000);
+    }
     second.sort_by_key(|c| c.order_id);
     let a = big.record_window(&first, at(0), at(0), &[]).unwrap();
     let b = big.record_window(&second, at(1), at(1), &[]).unwrap();
@@ -146,12 +150,141 @@ fn large_sorted_chunks_dedupe_like_small_ones() {
             .events(&all)
             .unwrap()
             .into_iter()
-            .map(|t| (t.order_id, t.status, t.previous_status))
+            .map(|t| (t.event_id(), t.previous_status, t.certificate_id))
             .collect();
         v.sort();
         v
     };
     assert_eq!(key(&big), key(&small));
+    assert!(key(&big).iter().any(|(id, _, _)| id == "7:pending:1"));
+}
+
+/// A store as orderwatch 0.1 left it: schema 2, one order issued and
+/// delivered, one pending with a delivery still queued.
+fn version_2_store(path: &std::path::Path) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch(include_str!("../../../migrations/0001_init.sql"))
+        .unwrap();
+    conn.execute_batch(include_str!("../../../migrations/0002_sink_cursor.sql"))
+        .unwrap();
+    conn.pragma_update(None, "user_version", 2).unwrap();
+    conn.execute_batch(
+        "INSERT INTO cursor VALUES (1, 1800000000000);
+         INSERT INTO orders VALUES (1, 1001, 'issued', 1), (2, 1002, 'pending', 1);
+         INSERT INTO transitions (seq, order_id, status, certificate_id, previous_status, seen_at)
+            VALUES (1, 1, 'pending', 1001, NULL, 1), (2, 2, 'pending', 1002, NULL, 1),
+                   (3, 1, 'issued', 1001, 'pending', 2);
+         INSERT INTO outbox (sink, seq, order_id, state, created_at, next_attempt_at)
+            VALUES ('hook', 1, 1, 'delivered', 1, 1), ('hook', 2, 2, 'pending', 1, 1),
+                   ('hook', 3, 1, 'delivered', 2, 2);",
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_version_2_store_migrates_without_emitting_anything_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ow.db");
+    version_2_store(&path);
+    let store: SharedStore = Arc::new(SqliteStore::open(&path).unwrap());
+    assert_eq!(
+        store.report(true).await.unwrap().schema_version,
+        SCHEMA_VERSION
+    );
+    let hook = crate::store::SinkRoute {
+        name: "hook".into(),
+        statuses: None,
+        by_cursor: false,
+    };
+    // Ids and seqs are what they were; the queued delivery is still due.
+    let mut before: Vec<_> = store
+        .events(&EventFilter {
+            limit: 100,
+            ..EventFilter::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.seq, t.event_id()))
+        .collect();
+    before.sort();
+    assert_eq!(
+        before,
+        [
+            (1, "1:pending".to_string()),
+            (2, "2:pending".to_string()),
+            (3, "1:issued".to_string())
+        ]
+    );
+    let due = store.due(&hook, i64::MAX, 10).await.unwrap();
+    assert_eq!(due.iter().map(|e| e.seq()).collect::<Vec<_>>(), [2]);
+    // Re-polling what 0.1 recorded emits nothing; a reissue is news.
+    let routes: crate::store::Routes = vec![hook.clone()].into();
+    let repoll = vec![change(1, "issued"), change(2, "pending")];
+    let same = store
+        .record(
+            crate::store::Chunk::whole(repoll, Some(at(60)), at(60)),
+            Arc::clone(&routes),
+        )
+        .await
+        .unwrap();
+    assert_eq!(same.new_transitions(), 0);
+    let reissued = OrderChange {
+        certificate_id: Some(1501),
+        ..change(1, "issued")
+    };
+    let news = store
+        .record(
+            crate::store::Chunk::whole(vec![reissued], Some(at(120)), at(120)),
+            routes,
+        )
+        .await
+        .unwrap();
+    assert_eq!(news.sample[0].event_id(), "1:issued:1");
+    assert_eq!(news.sample[0].seq, 4);
+}
+
+#[test]
+fn returns_are_counted_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ow.db");
+    for (i, status) in [
+        "issued",
+        "reissue_pending",
+        "issued",
+        "reissue_pending",
+        "issued",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // A fresh connection each time, as after a restart.
+        let mut db = Db::open(&path).unwrap();
+        let t = at(i as i64 * 60);
+        let summary = db.record_window(&[change(5, status)], t, t, &[]).unwrap();
+        assert_eq!(summary.new_transitions(), 1, "{status} #{i}");
+    }
+    let db = Db::open(&path).unwrap();
+    let mut ids: Vec<_> = db
+        .events(&EventFilter {
+            limit: 100,
+            ..EventFilter::default()
+        })
+        .unwrap()
+        .into_iter()
+        .map(|t| t.event_id())
+        .collect();
+    ids.reverse();
+    assert_eq!(
+        ids,
+        [
+            "5:issued",
+            "5:reissue_pending",
+            "5:issued:1",
+            "5:reissue_pending:1",
+            "5:issued:2"
+        ]
+    );
 }
 
 #[test]

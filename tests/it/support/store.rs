@@ -86,13 +86,17 @@ pub fn set_user_version(path: &Path, version: u32) {
         .expect("set user_version");
 }
 
-/// Sets the store's cursor, as a daemon with a wrong clock would have.
+/// Sets the store's cursor: back, as if the daemon had been away since
+/// (the next cycle catches up from there), or ahead, as a daemon with a
+/// wrong clock would have.
 pub fn set_cursor(path: &Path, at: DateTime<Utc>) {
-    let conn = rusqlite::Connection::open(path).expect("open store");
-    conn.execute(
-        "INSERT INTO cursor (id, position) VALUES (1, ?1)
-         ON CONFLICT (id) DO UPDATE SET position = excluded.position",
-        [at.timestamp_millis()],
-    )
-    .expect("set cursor");
+    rusqlite::Connection::open(path)
+        .and_then(|c| {
+            c.execute(
+                "INSERT INTO cursor (id, position) VALUES (1, ?1)
+                 ON CONFLICT (id) DO UPDATE SET position = excluded.position",
+                [at.timestamp_millis()],
+            )
+        })
+        .expect("set the cursor");
 }
