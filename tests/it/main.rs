@@ -29,6 +29,7 @@ mod pages;
 // Recording: dedupe, crash safety, the store under a hostile disk.
 mod crash;
 mod dedupe;
+mod failover;
 mod hostile_events_file;
 mod hostile_store;
 mod postgres_daemon;
