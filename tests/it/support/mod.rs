@@ -19,6 +19,7 @@ pub mod cluster;
 pub mod config;
 mod daemon;
 pub mod disk;
+pub mod ha;
 pub mod nats;
 pub mod notify;
 pub mod receiver;
