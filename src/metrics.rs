@@ -36,6 +36,8 @@ pub struct Metrics {
     enrich_backlog: Gauge,
     cursor_lag: FloatGauge,
     last_success: FloatGauge,
+    /// 1 while this node leads (polls and delivers), 0 while it stands by.
+    leader: Gauge,
     /// Unix ms of the last successful poll cycle (0: none yet).
     last_success_ms: AtomicI64,
     started_ms: AtomicI64,
@@ -139,6 +141,12 @@ impl Metrics {
             "Unix time of the last successful poll cycle",
             last_success.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this node leads (polls and delivers), 0 while it is a standby",
+            leader.clone(),
+        );
         Metrics {
             registry,
             polls,
@@ -154,6 +162,7 @@ impl Metrics {
             enrich_backlog,
             cursor_lag,
             last_success,
+            leader,
             last_success_ms: AtomicI64::new(0),
             started_ms: AtomicI64::new(crate::transition::now_ms()),
             interval_ms: AtomicI64::new(interval.as_millis() as i64),
@@ -168,6 +177,17 @@ impl Metrics {
     pub fn set_interval(&self, interval: Duration) {
         self.interval_ms
             .store(interval.as_millis() as i64, Ordering::Relaxed);
+    }
+
+    /// This node starts leading (`true`) or standing by. Health is judged
+    /// per term: a node that takes over after hours as a standby is
+    /// "starting" until its first poll, not unhealthy for lack of one.
+    pub fn set_leading(&self, leading: bool, now_ms: i64) {
+        self.leader.set(i64::from(leading));
+        if leading {
+            self.started_ms.store(now_ms, Ordering::Relaxed);
+            self.last_success_ms.store(0, Ordering::Relaxed);
+        }
     }
 
     /// The poller made progress (a request answered, a window committed, a
@@ -363,6 +383,22 @@ mod tests {
         assert!(m.health(start + 300_000).is_ok());
         let reason = m.health(start + 381_000).unwrap_err();
         assert!(reason.contains("181s ago"), "{reason}");
+    }
+
+    #[test]
+    fn a_new_term_is_starting_until_its_first_poll_and_the_gauge_says_who_leads() {
+        let m = Metrics::new(Duration::from_secs(60));
+        m.poll_ok(1_000);
+        m.set_leading(false, 2_000);
+        assert!(m.render(&[], None, 0).contains("orderwatch_leader 0"));
+        // Taking over long after the last poll of an earlier term.
+        m.set_leading(true, 1_000_000);
+        assert_eq!(
+            m.health(1_010_000).unwrap(),
+            "starting: no poll has completed yet"
+        );
+        assert!(m.health(1_181_000).is_err());
+        assert!(m.render(&[], None, 0).contains("orderwatch_leader 1"));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use sd_notify::NotifyState;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-use crate::daemon::Request;
+use crate::daemon::{Request, RoleCell, role};
 use crate::metrics::Metrics;
 use crate::store::{SharedStore, SinkRoute};
 use crate::transition::now_ms;
@@ -131,6 +131,20 @@ struct Endpoint {
     metrics: Arc<Metrics>,
     store: SharedStore,
     sinks: SinkNames,
+    role: RoleCell,
+    /// `host:pid`, as the store's leadership row names nodes.
+    node: Arc<str>,
+}
+
+/// What the endpoint shows: counters, the store to read gauges from (a
+/// standby reads the shared store too, so every node shows the same
+/// outbox and cursor), the sinks, and this node's role.
+pub struct Shown {
+    pub metrics: Arc<Metrics>,
+    pub store: SharedStore,
+    pub sinks: SinkNames,
+    pub role: RoleCell,
+    pub node: String,
 }
 
 /// Binds the metrics listener (so a taken port fails the start, loudly).
@@ -141,15 +155,15 @@ pub async fn bind_metrics(addr: SocketAddr) -> std::io::Result<tokio::net::TcpLi
 /// Serves `/metrics` and `/healthz` until `shutdown`.
 pub async fn serve_metrics(
     listener: tokio::net::TcpListener,
-    metrics: Arc<Metrics>,
-    store: SharedStore,
-    sinks: SinkNames,
+    shown: Shown,
     shutdown: CancellationToken,
 ) {
     let state = Endpoint {
-        metrics,
-        store,
-        sinks,
+        metrics: shown.metrics,
+        store: shown.store,
+        sinks: shown.sinks,
+        role: shown.role,
+        node: Arc::from(shown.node),
     };
     let app = Router::new()
         .route("/metrics", get(metrics_page))
@@ -201,11 +215,21 @@ async fn metrics_page(State(s): State<Endpoint>, headers: HeaderMap) -> impl Int
 const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// 200 or 503 with one line of text on SQLite (see [`role::health`]);
+/// JSON naming the role and the leader on a store with standbys.
 async fn healthz(State(s): State<Endpoint>) -> impl IntoResponse {
-    match s.metrics.health(now_ms()) {
-        Ok(reason) => (StatusCode::OK, format!("{reason}\n")),
-        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
-    }
+    let health = role::health(&s.role.get(), &s.node, s.metrics.health(now_ms()));
+    let status = if health.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let content_type = if health.json {
+        "application/json"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    (status, [(header::CONTENT_TYPE, content_type)], health.body)
 }
 
 #[cfg(test)]

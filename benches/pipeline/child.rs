@@ -81,13 +81,25 @@ pub fn orderwatch_exe() -> PathBuf {
 /// Writes `orderwatch.toml` in `dir` for the API at `base_url`, with `sinks`
 /// (TOML `[[sinks]]` tables) and `poll` settings.
 pub fn write_config(dir: &Path, base_url: &str, poll_interval: &str, sinks: &str) -> PathBuf {
+    let store = format!("path = \"{}\"\n", dir.join("orderwatch.db").display());
+    write_config_with_store(dir, base_url, poll_interval, &store, sinks)
+}
+
+/// [`write_config`] with `store` as the body of `[store]` (a PostgreSQL
+/// `url` and `password_file`, say).
+pub fn write_config_with_store(
+    dir: &Path,
+    base_url: &str,
+    poll_interval: &str,
+    store: &str,
+    sinks: &str,
+) -> PathBuf {
     let path = dir.join("orderwatch.toml");
     let text = format!(
         "[digicert]\nbase_url = \"{base_url}\"\napi_key_env = \"OW_BENCH_KEY\"\ntimeout = \"600s\"\n\
          max_response_size = \"4GiB\"\nmax_requests_per_minute = 180\n\
          [poll]\ninterval = \"{poll_interval}\"\noverlap = \"10m\"\ninitial_lookback = \"1h\"\n\
-         [store]\npath = \"{}\"\n{sinks}",
-        dir.join("orderwatch.db").display()
+         [store]\n{store}{sinks}"
     );
     std::fs::write(&path, text).expect("write config");
     path

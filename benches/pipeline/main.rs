@@ -4,7 +4,7 @@
 //! cargo bench --bench pipeline                # every target (about 15 minutes)
 //! cargo bench --bench pipeline -- --quick     # small sizes, one run (CI)
 //! options: --sizes 50000,200000 --runs R --history N --webhook-events N
-//!          --idle-seconds S --only ingest,history,webhook,nats,daemon,idle
+//!          --idle-seconds S --only ingest,history,webhook,nats,daemon,postgres,idle
 //!          --picture PATH (also write the SVG there)
 //!          --serve ORDERS (only serve that answer, for profiling by hand)
 //! ```
@@ -30,8 +30,13 @@ mod history;
 mod ingest;
 mod nats;
 mod plot;
+mod postgres;
 mod report;
 mod webhook;
+
+/// The throwaway PostgreSQL server of the store's tests, for the PostgreSQL rows.
+#[path = "../../src/store/postgres/testdb.rs"]
+mod testdb;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -140,6 +145,9 @@ async fn run(a: &Args, report: &mut Report) {
     }
     if a.wants("daemon") {
         daemon::start_rows(a.runs, report).await;
+    }
+    if a.wants("postgres") {
+        postgres::rows(a, report).await;
     }
     if let Some(idle) = idle {
         idle.finish(report).await;

@@ -18,7 +18,9 @@ use crate::poller::{LastCycle, Poller, WakeSchedule};
 use crate::sink::{self, LoopContext, Mode, Sink, SinkHandle, Wake};
 use crate::store::{SinkRoute, StoreError};
 
-/// A configuration with its change source and built sinks, ready to start.
+/// A configuration with its change source and built sinks, ready to start
+/// (again at each term: a node keeps it while it stands by).
+#[derive(Clone)]
 pub(super) struct Prepared {
     pub config: Config,
     pub source: Arc<dyn ChangeSource>,
@@ -241,6 +243,19 @@ impl Generation {
                 Err(e) => tracing::error!(error = %e, "a delivery loop panicked while stopping"),
             }
         }
+    }
+
+    /// Stops at once, without the grace period: this node no longer leads,
+    /// so it must neither poll nor deliver any more, and nothing it would
+    /// still write could commit. Deliveries in flight are dropped; they
+    /// stay pending, and the new leader sends them (at-least-once).
+    pub async fn abandon(mut self) {
+        self.token.cancel();
+        if !self.poll.is_finished() {
+            self.poll.abort();
+            let _ = (&mut self.poll).await;
+        }
+        self.loops.tasks.shutdown().await;
     }
 
     /// Reopens the sinks' files (SIGHUP after logrotate).

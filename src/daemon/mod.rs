@@ -1,6 +1,6 @@
 //! The daemon: wires config, change source, store, poller and sinks
-//! together, and owns the process lifecycle: readiness, the watchdog,
-//! reload, shutdown and `run --once`.
+//! together, and owns the process lifecycle: leadership, readiness, the
+//! watchdog, reload, shutdown and `run --once`.
 //!
 //! It takes its [`Control`] from outside (`orderwatch run` turns signals
 //! into it), so it runs in-process in tests, on tokio's paused clock.
@@ -9,6 +9,11 @@
 //! with a valid config stops the current generation gracefully and starts
 //! the next on the same store; with an invalid one it keeps running, says
 //! why, and only reopens files.
+//!
+//! Only the node that leads its store runs a generation (see `term.rs`):
+//! it works through its lease's store, whose writes are fenced by the
+//! lease's term, and when the lease is lost it stops at once and stands by
+//! again. On SQLite the lock file is the lease and is never lost.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -22,11 +27,14 @@ mod control;
 mod generation;
 mod once;
 mod retention;
+pub mod role;
+mod term;
 #[cfg(test)]
 mod tests;
 mod watchdog;
 
 pub use control::{Control, Request};
+pub use role::{Role, RoleCell};
 pub use watchdog::stall_limit;
 
 use crate::certcentral::{ChangeSource, Client};
@@ -35,11 +43,10 @@ use crate::metrics::Metrics;
 use crate::pacer::Pacer;
 use crate::poller::LastCycle;
 use crate::service::{self, SinkNames};
-use crate::store::{self, SharedStore, WriterLock};
+use crate::store::{self, Leadership, Lease, SharedStore, WriterLock};
 use crate::transition::Clock;
 use crate::wake::{PollWake, WakeAuth};
-use generation::Generation;
-use watchdog::Watchdog;
+use generation::{Generation, Prepared};
 
 /// How long in-flight deliveries may finish after SIGTERM.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -74,6 +81,9 @@ pub struct RunOptions {
     pub source: SourceFactory,
     /// The delivery ledger's clock.
     pub clock: Clock,
+    /// Leadership of the store; `None`: the one `[store]` names (in-process
+    /// tests pass one they steer).
+    pub leadership: Option<Arc<dyn Leadership>>,
 }
 
 impl Default for RunOptions {
@@ -84,6 +94,7 @@ impl Default for RunOptions {
             config_path: None,
             source: certcentral_source(),
             clock: Clock::System,
+            leadership: None,
         }
     }
 }
@@ -122,10 +133,15 @@ pub fn load(path: &Path) -> Result<(Config, Secret), RunError> {
     Ok((config, key))
 }
 
-/// What outlives generations: the store and its lock, metrics, the request
-/// budget, and what the process was started with.
+/// What outlives generations: the store, metrics, the request budget, the
+/// role, and what the process was started with. Cheap to clone: a term's
+/// copy ([`Daemon::leading`]) differs only in its store.
+#[derive(Clone)]
 struct Daemon {
     opts: RunOptions,
+    /// The store this node reads (status, metrics): a standby's unfenced
+    /// handle, or SQLite's. In a term's copy, the lease's fenced store, so
+    /// every write of the generation is fenced.
     store: SharedStore,
     metrics: Arc<Metrics>,
     pacer: Arc<Pacer>,
@@ -136,11 +152,27 @@ struct Daemon {
     metrics_addr: Option<SocketAddr>,
     /// The running sinks, shared with the metrics endpoint.
     sink_names: SinkNames,
+    /// Leader, standby or the only node, shared with `/healthz`.
+    role: RoleCell,
+    /// `host:pid`, as the store names this node.
+    node: String,
     /// Rung by `POST /wake`, answered by every generation's poller.
     poll_wake: Arc<PollWake>,
     /// Who may ring it; each generation sets it from its config.
     wake_auth: WakeAuth,
     wake_addr: Option<SocketAddr>,
+}
+
+/// How this process holds its store.
+enum Hold {
+    /// `run --once`: the writer lock (or lease) for this one run.
+    Once(WriterLock),
+    /// The daemon: the leadership it waits for, and its lease if it
+    /// already holds one (SQLite takes its lock file at the start).
+    Lead {
+        leadership: Arc<dyn Leadership>,
+        lease: Option<Lease>,
+    },
 }
 
 /// Runs the daemon (or one cycle with `once`) with a loaded config and key
@@ -151,40 +183,41 @@ pub async fn run(
     opts: RunOptions,
     control: Control,
 ) -> Result<(), RunError> {
-    let (daemon, prepared, _lock) = Daemon::open(config, api_key, opts).await?;
-    if daemon.opts.once {
-        let result = daemon.run_once(prepared, &control).await;
-        daemon.root.cancel();
-        return result;
-    }
+    let (daemon, prepared, hold) = Daemon::open(config, api_key, opts).await?;
+    let (leadership, lease) = match hold {
+        Hold::Once(_lock) => {
+            let result = daemon.run_once(prepared, &control).await;
+            daemon.root.cancel();
+            return result;
+        }
+        Hold::Lead { leadership, lease } => (leadership, lease),
+    };
     tracing::info!(
         store = %daemon.store.location(),
         api = %prepared.config.digicert.base_url,
         sinks = prepared.config.sinks.len(),
         interval = %humantime::format_duration(prepared.config.poll.interval),
+        node = %daemon.node,
         "orderwatch started"
     );
-    let keep_delivered = prepared.config.keep_delivered;
-    let generation = daemon.start(prepared);
-    tokio::spawn(retention::run(
-        daemon.store.clone(),
-        keep_delivered,
-        daemon.opts.clock,
-        daemon.root.clone(),
-    ));
-    // The store is open and the config valid: systemd may consider us up.
-    service::ready("started; first poll under way");
-    daemon.supervise(generation, &control).await
+    // The store is open and the config valid: systemd may consider us up,
+    // leader or standby.
+    service::ready(match daemon.role.get() {
+        Role::Sole => "started; first poll under way",
+        _ => "started; looking for the leader",
+    });
+    daemon.serve(prepared, leadership, lease, &control).await
 }
 
 impl Daemon {
     /// Everything before the first generation: the request budget, the
-    /// secrets, the store (locked) and the metrics endpoint.
+    /// secrets, the store (locked for `--once`, else its leadership) and
+    /// the metrics endpoint.
     async fn open(
         config: Config,
         api_key: Secret,
         opts: RunOptions,
-    ) -> Result<(Daemon, generation::Prepared, WriterLock), RunError> {
+    ) -> Result<(Daemon, Prepared, Hold), RunError> {
         let metrics = Arc::new(Metrics::new(config.poll.interval));
         let pacer = Arc::new(Pacer::new(config.digicert.max_requests_per_minute));
         let store_config = config.store.clone();
@@ -193,9 +226,38 @@ impl Daemon {
         // Secrets and sinks first: a bad one refuses the start before the
         // store is touched.
         let prepared = generation::prepare(&opts, &pacer, &metrics, config, api_key)?;
-        let (store, lock) = store::open_writer(&store_config)
-            .await
-            .map_err(|e| RunError::Runtime(e.into()))?;
+        let runtime = |e: store::StoreError| RunError::Runtime(e.into());
+        let node = store::node_identity();
+        let (store, hold, role) = if opts.once {
+            let (store, lock) = store::open_writer(&store_config).await.map_err(runtime)?;
+            (store, Hold::Once(lock), Role::Sole)
+        } else {
+            let leadership = match &opts.leadership {
+                Some(l) => Arc::clone(l),
+                None => store::leadership(&store_config, node.clone())
+                    .await
+                    .map_err(runtime)?,
+            };
+            match leadership.standby_store() {
+                Some(store) => {
+                    let hold = Hold::Lead {
+                        leadership,
+                        lease: None,
+                    };
+                    (store, hold, Role::Joining)
+                }
+                // No standby on this store: lead now or be refused.
+                None => {
+                    let lease = leadership.acquire().await.map_err(runtime)?;
+                    let store = Arc::clone(lease.store());
+                    let hold = Hold::Lead {
+                        leadership,
+                        lease: Some(lease),
+                    };
+                    (store, hold, Role::Sole)
+                }
+            }
+        };
         let daemon = Daemon {
             store,
             metrics,
@@ -204,6 +266,8 @@ impl Daemon {
             store_config,
             metrics_addr,
             sink_names: SinkNames::new(prepared.routes()),
+            role: RoleCell::new(role),
+            node,
             poll_wake: PollWake::new(),
             wake_auth: WakeAuth::default(),
             wake_addr,
@@ -213,7 +277,16 @@ impl Daemon {
         if !daemon.opts.once {
             daemon.serve_wake().await?;
         }
-        Ok((daemon, prepared, lock))
+        Ok((daemon, prepared, hold))
+    }
+
+    /// This daemon as one term's generation sees it: the lease's fenced
+    /// store in place of the node's reading one.
+    fn leading(&self, lease: &Lease) -> Daemon {
+        Daemon {
+            store: Arc::clone(lease.store()),
+            ..self.clone()
+        }
     }
 
     async fn serve_metrics(&self) -> Result<(), RunError> {
@@ -224,13 +297,14 @@ impl Daemon {
             .await
             .with_context(|| format!("metrics.listen: cannot listen on {addr}"))
             .map_err(RunError::Runtime)?;
-        tokio::spawn(service::serve_metrics(
-            listener,
-            Arc::clone(&self.metrics),
-            Arc::clone(&self.store),
-            self.sink_names.clone(),
-            self.root.clone(),
-        ));
+        let shown = service::Shown {
+            metrics: Arc::clone(&self.metrics),
+            store: Arc::clone(&self.store),
+            sinks: self.sink_names.clone(),
+            role: self.role.clone(),
+            node: self.node.clone(),
+        };
+        tokio::spawn(service::serve_metrics(listener, shown, self.root.clone()));
         tracing::info!(%addr, "serving /metrics and /healthz");
         Ok(())
     }
@@ -256,71 +330,6 @@ impl Daemon {
         Ok(())
     }
 
-    /// The main loop: requests from outside, the watchdog, status lines,
-    /// and a generation's tasks dying (which stops the daemon).
-    async fn supervise(
-        &self,
-        mut generation: Generation,
-        control: &Control,
-    ) -> Result<(), RunError> {
-        let watchdog = Watchdog::from_env();
-        let mut tick =
-            tokio::time::interval(watchdog.interval.unwrap_or(Duration::from_secs(3600)));
-        let failure = loop {
-            tokio::select! {
-                request = control.next() => match request {
-                    control::Request::Shutdown => break None,
-                    control::Request::Reload => {
-                        service::reloading();
-                        let status;
-                        (generation, status) = self.reload(generation).await;
-                        self.sink_names.set(generation.routes.clone());
-                        service::ready(&status);
-                    }
-                },
-                _ = tick.tick(), if watchdog.interval.is_some() => {
-                    let d = &generation.config.digicert;
-                    watchdog.tick(&self.metrics, d.timeout, d.max_requests_per_minute);
-                }
-                Ok(()) = generation.last.changed() => {
-                    let last = generation.last.borrow_and_update().clone();
-                    self.show_status(&generation, last).await;
-                }
-                joined = &mut generation.poll => {
-                    break Some(match joined {
-                        Ok(Err(e)) => anyhow::Error::new(e).context("polling stopped"),
-                        Err(e) if e.is_panic() => anyhow::anyhow!("the poller panicked: {e}"),
-                        _ => anyhow::anyhow!("the poller stopped unexpectedly"),
-                    });
-                }
-                Some(done) = generation.loops.tasks.join_next() => match done {
-                    // A loop returns on its own only at shutdown.
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => break Some(anyhow::Error::new(e).context("a delivery loop failed")),
-                    Err(e) => break Some(anyhow::anyhow!("a delivery loop panicked: {e}")),
-                },
-            }
-        };
-        match &failure {
-            Some(e) => {
-                tracing::error!(error = %format!("{e:#}"), "stopping after an internal failure")
-            }
-            None => {
-                tracing::info!("shutting down: polling stopped, finishing in-flight deliveries")
-            }
-        }
-        service::stopping();
-        generation.stop().await;
-        self.root.cancel();
-        match failure {
-            Some(e) => Err(RunError::Runtime(e)),
-            None => {
-                tracing::info!("stopped");
-                Ok(())
-            }
-        }
-    }
-
     /// `STATUS=` after a cycle: the schedule, how far behind the cursor is,
     /// and what waits for delivery.
     async fn show_status(&self, generation: &Generation, last: Option<LastCycle>) {
@@ -344,18 +353,50 @@ impl Daemon {
             Some(LastCycle::Failed { code, .. }) => format!("last poll failed: {code}"),
             None => return,
         };
-        service::status(&line);
+        service::status(&self.role.get().leading_status(&line));
     }
 
     /// Reopens files and, with a config file to read, replaces the running
-    /// generation by one of the new config if it is valid. Returns the
-    /// generation that runs now and a status line.
-    async fn reload(&self, current: Generation) -> (Generation, String) {
+    /// generation by one of the new config if it is valid (and `prepared`,
+    /// what the next term starts with). Returns the generation that runs
+    /// now and a status line.
+    async fn reload(&self, current: Generation, prepared: &mut Prepared) -> (Generation, String) {
         current.reopen();
         let Some(path) = &self.opts.config_path else {
             tracing::info!("SIGHUP: reopened files");
             return (current, "files reopened".to_string());
         };
+        match self.reread(path) {
+            Ok(next) => {
+                current.stop().await;
+                tracing::info!(config = %path.display(), sinks = next.sinks.len(), "SIGHUP: configuration reloaded");
+                *prepared = next.clone();
+                let status = format!("configuration reloaded from {}", path.display());
+                (self.start(next), status)
+            }
+            Err(why) => (current, why),
+        }
+    }
+
+    /// A standby's reload: the configuration it will lead with, if valid.
+    /// Returns a status line.
+    fn reload_standby(&self, prepared: &mut Prepared) -> String {
+        let Some(path) = &self.opts.config_path else {
+            return "nothing to reload".to_string();
+        };
+        match self.reread(path) {
+            Ok(next) => {
+                tracing::info!(config = %path.display(), sinks = next.sinks.len(), "SIGHUP: configuration reloaded; it applies when this node leads");
+                *prepared = next;
+                format!("configuration reloaded from {}", path.display())
+            }
+            Err(why) => why,
+        }
+    }
+
+    /// Reads and prepares the config file again; a refusal is logged and
+    /// returned as a status line.
+    fn reread(&self, path: &Path) -> Result<Prepared, String> {
         let next = load(path).and_then(|(config, key)| {
             if config.store != self.store_config {
                 tracing::warn!(old = %self.store_config.location(), new = %config.store.location(), "{} changed; keeping the open store until a restart", config.store.key());
@@ -368,20 +409,11 @@ impl Daemon {
             }
             self.prepare(config, key)
         });
-        match next {
-            Ok(prepared) => {
-                current.stop().await;
-                tracing::info!(config = %path.display(), sinks = prepared.sinks.len(), "SIGHUP: configuration reloaded");
-                let status = format!("configuration reloaded from {}", path.display());
-                (self.start(prepared), status)
-            }
-            Err(e) => {
-                let why = one_line(&e.to_string());
-                tracing::error!(error = %why, "SIGHUP: the new configuration is not valid; keeping the running one (files reopened)");
-                let status = format!("reload refused, running the previous configuration: {why}");
-                (current, status)
-            }
-        }
+        next.map_err(|e| {
+            let why = one_line(&e.to_string());
+            tracing::error!(error = %why, "SIGHUP: the new configuration is not valid; keeping the running one (files reopened)");
+            format!("reload refused, running the previous configuration: {why}")
+        })
     }
 }
 

@@ -44,6 +44,8 @@ pub async fn run(store: SharedStore, keep: Duration, clock: Clock, stop: Cancell
                 tracing::info!(deleted = n, keep_delivered = %humantime::format_duration(keep),
                 "deleted delivered ledger rows older than keep_delivered")
             }
+            // The term is over; the next leader prunes.
+            Err(e) if e.ends_leadership() => return,
             Err(e) => tracing::warn!(error = %e, retry_in = %humantime::format_duration(wait),
                 "cannot delete old delivered ledger rows; trying again later"),
         }

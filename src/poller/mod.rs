@@ -127,7 +127,8 @@ impl Poller {
     /// cancelled, abandoning a cycle in progress (what it committed stays;
     /// the rest is repeated next time). Each cycle's end is published on
     /// `last`. Returns an error only when the store can no longer be used at
-    /// all ([`StoreError::is_fatal`]).
+    /// all, or no longer by this node (it does not lead any more):
+    /// [`StoreError::is_fatal`].
     pub async fn run_until_stopped(
         &self,
         stop: CancellationToken,

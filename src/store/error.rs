@@ -125,8 +125,20 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Errors no retry can fix while the process runs: the daemon stops.
+    /// Errors no retry can fix while this generation runs, so the poller
+    /// and the delivery loops stop at once instead of backing off: the
+    /// store was replaced (the daemon stops), or this node no longer leads
+    /// ([`StoreError::ends_leadership`]: it goes back to standby).
     pub fn is_fatal(&self) -> bool {
-        matches!(self, StoreError::Replaced { .. })
+        matches!(self, StoreError::Replaced { .. }) || self.ends_leadership()
+    }
+
+    /// This node's writes are fenced: another node took over, or this one
+    /// gave its lease up. Retrying cannot help; only a new lease can.
+    pub fn ends_leadership(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Fenced { .. } | StoreError::LeaseLost { .. }
+        )
     }
 }

@@ -47,6 +47,11 @@ pub trait Leadership: Send + Sync + std::fmt::Debug {
 
     /// The current leader, if any.
     async fn leader(&self) -> Result<Option<Leader>, StoreError>;
+
+    /// The store as a standby reads it (status, metrics), unfenced; `None`
+    /// where a node without the lease does not open the store at all
+    /// (SQLite: one daemon per store, a second one is refused).
+    fn standby_store(&self) -> Option<SharedStore>;
 }
 
 /// This node's leadership, until it is dropped (which hands leadership
@@ -125,13 +130,27 @@ impl std::fmt::Debug for Lease {
 
 /// `host:pid` of this process, naming it in the store's leadership row.
 pub fn node_identity() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
+    let host = hostname()
         .or_else(|| std::env::var("HOSTNAME").ok())
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "unknown-host".to_string());
     format!("{host}:{}", std::process::id())
+}
+
+/// The kernel's host name, by `gethostname(2)`: the unit's `ProcSubset=pid`
+/// hides `/proc/sys/kernel/hostname`, and a standby's `leader is <host:pid>`
+/// must name a host an operator recognises.
+fn hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most
+    // that many bytes and we read only up to the first NUL within it.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8(buf[..end].to_vec()).ok()
 }
 
 /// SQLite: the lock file beside the database is the leadership. Term 1
@@ -194,5 +213,21 @@ impl Leadership for SqliteLeadership {
             }),
             Err(e) => return Err(e),
         })
+    }
+
+    fn standby_store(&self) -> Option<SharedStore> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_node_is_named_by_its_host_and_pid_without_reading_proc() {
+        let node = super::node_identity();
+        let (host, pid) = node.rsplit_once(':').unwrap();
+        assert_eq!(pid, std::process::id().to_string());
+        assert_eq!(Some(host.to_string()), super::hostname());
+        assert_ne!(host, "unknown-host");
     }
 }

@@ -30,6 +30,7 @@ mod pages;
 mod crash;
 mod dedupe;
 mod enrich;
+mod failover;
 mod hostile_events_file;
 mod hostile_store;
 mod postgres_daemon;

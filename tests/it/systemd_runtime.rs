@@ -3,69 +3,12 @@
 //! RELOADING and STOPPING), and what systemd hands the process instead of a
 //! config (`$STATE_DIRECTORY`, `$CREDENTIALS_DIRECTORY`).
 
-use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::support::notify::NotifySocket;
 use crate::support::receiver::{Receiver, SECRET};
 use crate::support::{KEY, World, ago, eventually, ids, output_within, text};
-
-/// A stand-in for systemd's notification socket: every datagram received,
-/// split into `KEY=value` lines, with what `on_ready` saw when READY=1 came.
-struct NotifySocket {
-    path: PathBuf,
-    lines: Arc<Mutex<Vec<String>>>,
-    at_ready: Arc<Mutex<Vec<bool>>>,
-}
-
-impl NotifySocket {
-    /// Binds `dir/notify.sock`; `on_ready` runs the moment READY=1 arrives.
-    fn bind(dir: &Path, on_ready: impl Fn() -> bool + Send + 'static) -> NotifySocket {
-        let path = dir.join("notify.sock");
-        let socket = UnixDatagram::bind(&path).expect("bind notify socket");
-        socket
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let at_ready = Arc::new(Mutex::new(Vec::new()));
-        let (l, r) = (Arc::clone(&lines), Arc::clone(&at_ready));
-        std::thread::spawn(move || {
-            let mut buf = vec![0u8; 4096];
-            // Ends when the test (and with it `lines`) is gone.
-            while Arc::strong_count(&l) > 1 {
-                let Ok(n) = socket.recv(&mut buf) else {
-                    continue;
-                };
-                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-                if msg.lines().any(|m| m == "READY=1") {
-                    r.lock().unwrap().push(on_ready());
-                }
-                l.lock().unwrap().extend(msg.lines().map(str::to_string));
-            }
-        });
-        NotifySocket {
-            path,
-            lines,
-            at_ready,
-        }
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    fn count(&self, line: &str) -> usize {
-        self.lines().iter().filter(|l| *l == line).count()
-    }
-
-    fn statuses(&self) -> Vec<String> {
-        self.lines()
-            .into_iter()
-            .filter_map(|l| l.strip_prefix("STATUS=").map(str::to_string))
-            .collect()
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_comes_once_the_store_is_open_then_watchdog_pings_and_status_lines() {
@@ -76,7 +19,9 @@ async fn ready_comes_once_the_store_is_open_then_watchdog_pings_and_status_lines
     let store = w.store();
     let lock = PathBuf::from(format!("{}.lock", store.display()));
     // At READY=1 the store must exist and be locked by the daemon.
-    let notify = NotifySocket::bind(w.dir.path(), move || store.exists() && lock.exists());
+    let notify = NotifySocket::bind(&w.path("notify.sock"), move || {
+        store.exists() && lock.exists()
+    });
     let mut daemon = w.spawn_with(&["run"], |c| {
         c.env("NOTIFY_SOCKET", &notify.path)
             .env("WATCHDOG_USEC", "2000000");
@@ -151,7 +96,7 @@ async fn ready_comes_once_the_store_is_open_then_watchdog_pings_and_status_lines
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_ready_is_sent_when_the_config_is_invalid_or_the_store_cannot_open() {
     let mut w = World::new().await;
-    let notify = NotifySocket::bind(w.dir.path(), || true);
+    let notify = NotifySocket::bind(&w.path("notify.sock"), || true);
 
     // The API key variable is unset: a config error, exit 2.
     let mut c = w.command(&["run"]);
@@ -257,7 +202,7 @@ async fn absurd_watchdog_timeouts_neither_kill_the_daemon_nor_spin_it() {
         let mut w = World::new().await;
         w.file_sink();
         w.sim.set_status(1, 11, "pending", ago(60));
-        let notify = NotifySocket::bind(w.dir.path(), || true);
+        let notify = NotifySocket::bind(&w.path("notify.sock"), || true);
         let mut daemon = w.spawn_with(&["run"], |c| {
             c.env("NOTIFY_SOCKET", &notify.path)
                 .env("WATCHDOG_USEC", usec);

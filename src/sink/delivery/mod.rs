@@ -142,7 +142,10 @@ impl DeliveryLoop {
                 return Ok(());
             };
             if e.is_fatal() {
-                tracing::error!(sink = %self.name(), error = %e, "delivery loop stopped");
+                // A node that no longer leads says so once, in the daemon.
+                if !e.ends_leadership() {
+                    tracing::error!(sink = %self.name(), error = %e, "delivery loop stopped");
+                }
                 return Err(e);
             }
             failures = failures.saturating_add(1);

@@ -300,7 +300,9 @@ impl Leadership for PgLeadership {
                 Err(e @ (StoreError::TooNew { .. } | StoreError::Task(_))) => return Err(e),
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in = %humantime::format_duration(backoff), "standby: cannot reach the store");
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    // At most `failover` apart: once the database is back,
+                    // some node leads again within about that long.
+                    backoff = (backoff * 2).min(self.failover);
                 }
             }
             tokio::time::sleep(backoff).await;
@@ -309,6 +311,10 @@ impl Leadership for PgLeadership {
 
     async fn try_acquire(&self) -> Result<Option<Lease>, StoreError> {
         self.attempt().await
+    }
+
+    fn standby_store(&self) -> Option<crate::store::SharedStore> {
+        Some(Arc::new(self.store.clone()))
     }
 
     async fn leader(&self) -> Result<Option<Leader>, StoreError> {

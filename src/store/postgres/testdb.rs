@@ -12,7 +12,8 @@
 //!
 //! Without the binaries, [`server`] prints a visible `skipped:` line and
 //! returns `None`, unless `ORDERWATCH_REQUIRE_POSTGRES` is set: then it
-//! panics. Self-contained (std, tokio-postgres, rcgen), so integration
+//! panics. A test that stops or restarts the server takes one of its own
+//! ([`private_server`]), so the shared one stays up for everyone else. Self-contained (std, tokio-postgres, rcgen), so integration
 //! tests include this file too.
 
 #![allow(dead_code)]
@@ -36,6 +37,8 @@ pub struct TestServer {
     pub port: u16,
     /// Holds the data directory, the socket, the password file and `ca.pem`.
     pub dir: PathBuf,
+    bin: PathBuf,
+    data: PathBuf,
     _watchdog: Child,
     _stdin: ChildStdin,
 }
@@ -59,7 +62,26 @@ static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
 /// The server of this test binary, started on first use; `None` (after a
 /// `skipped:` line naming `test`) when PostgreSQL is not installed.
 pub fn server(test: &str) -> Option<&'static TestServer> {
-    let server = SERVER.get_or_init(|| match start() {
+    let server = SERVER.get_or_init(|| available(start()));
+    if server.is_none() {
+        let _ = writeln!(std::io::stderr(), "skipped: {test}: no PostgreSQL server");
+    }
+    server.as_ref()
+}
+
+/// A server for `test` alone, which it may stop and start again; removed
+/// when dropped. `None` (after a `skipped:` line) as for [`server`].
+pub fn private_server(test: &str) -> Option<TestServer> {
+    let server = available(start());
+    if server.is_none() {
+        let _ = writeln!(std::io::stderr(), "skipped: {test}: no PostgreSQL server");
+    }
+    server
+}
+
+/// The server, or `None` after saying why (a failure where PostgreSQL is required).
+fn available(started: Result<TestServer, String>) -> Option<TestServer> {
+    match started {
         Ok(s) => Some(s),
         Err(why) => {
             if std::env::var_os("ORDERWATCH_REQUIRE_POSTGRES").is_some() {
@@ -68,43 +90,64 @@ pub fn server(test: &str) -> Option<&'static TestServer> {
             let _ = writeln!(std::io::stderr(), "skipped: PostgreSQL tests: {why}");
             None
         }
-    });
-    if server.is_none() {
-        let _ = writeln!(std::io::stderr(), "skipped: {test}: no PostgreSQL server");
     }
-    server.as_ref()
 }
 
 /// A fresh, empty database for one test.
 pub async fn database(test: &str) -> Option<TestDb> {
-    let server = server(test)?;
-    let name = format!(
-        "t{}_{}",
-        std::process::id(),
-        NEXT_DB.fetch_add(1, Ordering::Relaxed)
-    );
-    let admin = server.superuser().await;
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name} OWNER {ROLE}"))
-        .await
-        .unwrap_or_else(|e| panic!("creating test database {name}: {e}"));
-    Some(TestDb {
-        url: format!(
-            "postgresql://{ROLE}@127.0.0.1:{}/{name}?sslmode=disable",
-            server.port
-        ),
-        tls_url: format!(
-            "postgresql://{ROLE}@localhost:{}/{name}?sslmode=verify-full&sslrootcert={}",
-            server.port,
-            server.dir.join("ca.pem").display()
-        ),
-        password_file: server.dir.join("ow.password"),
-        port: server.port,
-        name,
-    })
+    Some(server(test)?.database().await)
 }
 
 impl TestServer {
+    /// A fresh, empty database on this server.
+    pub async fn database(&self) -> TestDb {
+        let name = format!(
+            "t{}_{}",
+            std::process::id(),
+            NEXT_DB.fetch_add(1, Ordering::Relaxed)
+        );
+        let admin = self.superuser().await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name} OWNER {ROLE}"))
+            .await
+            .unwrap_or_else(|e| panic!("creating test database {name}: {e}"));
+        TestDb {
+            url: format!(
+                "postgresql://{ROLE}@127.0.0.1:{}/{name}?sslmode=disable",
+                self.port
+            ),
+            tls_url: format!(
+                "postgresql://{ROLE}@localhost:{}/{name}?sslmode=verify-full&sslrootcert={}",
+                self.port,
+                self.dir.join("ca.pem").display()
+            ),
+            password_file: self.dir.join("ow.password"),
+            port: self.port,
+            name,
+        }
+    }
+
+    /// Stops the server (`pg_ctl stop -m fast`: every session is ended, as
+    /// in a restart for maintenance).
+    pub fn stop(&self) {
+        let mut pg_ctl = as_owner(self.bin.join("pg_ctl"));
+        pg_ctl
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "fast", "-w", "stop"])
+            .stdout(Stdio::null());
+        run(pg_ctl, "pg_ctl stop").unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Starts a stopped server again, on the same port.
+    pub fn start_again(&self) {
+        run(
+            pg_ctl_start(&self.bin, &self.dir, &self.data, self.port),
+            "pg_ctl start",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+
     /// A superuser connection to the `postgres` database.
     pub async fn superuser(&self) -> tokio_postgres::Client {
         superuser(self.port).await
@@ -242,26 +285,32 @@ fn start() -> Result<TestServer, String> {
     let mut last = String::new();
     for _ in 0..5 {
         let port = free_port()?;
-        let mut pg_ctl = as_owner(bin.join("pg_ctl"));
-        pg_ctl
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(dir.join("server.log"))
-            .arg("-w")
-            .arg("-o")
-            .arg(format!(
-                "-p {port} -k {dir} -c listen_addresses=127.0.0.1 -c ssl=on -c ssl_cert_file={dir}/server.pem -c ssl_key_file={dir}/server.key -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
-                dir = dir.display()
-            ))
-            .arg("start")
-            .stdout(Stdio::null());
-        match run(pg_ctl, "pg_ctl start") {
+        match run(pg_ctl_start(&bin, &dir, &data, port), "pg_ctl start") {
             Ok(()) => return finish(bin, dir, data, port),
             Err(e) => last = e,
         }
     }
     Err(last)
+}
+
+/// `pg_ctl start` of the server in `dir` on `port`, waiting until it
+/// accepts connections.
+fn pg_ctl_start(bin: &Path, dir: &Path, data: &Path, port: u16) -> Command {
+    let mut pg_ctl = as_owner(bin.join("pg_ctl"));
+    pg_ctl
+        .arg("-D")
+        .arg(data)
+        .arg("-l")
+        .arg(dir.join("server.log"))
+        .arg("-w")
+        .arg("-o")
+        .arg(format!(
+            "-p {port} -k {dir} -c listen_addresses=127.0.0.1 -c ssl=on -c ssl_cert_file={dir}/server.pem -c ssl_key_file={dir}/server.key -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
+            dir = dir.display()
+        ))
+        .arg("start")
+        .stdout(Stdio::null());
+    pg_ctl
 }
 
 /// Creates the role and the watchdog that removes everything at exit.
@@ -302,6 +351,8 @@ fn finish(bin: PathBuf, dir: PathBuf, data: PathBuf, port: u16) -> Result<TestSe
     Ok(TestServer {
         port,
         dir,
+        bin,
+        data,
         _watchdog: watchdog,
         _stdin: stdin,
     })

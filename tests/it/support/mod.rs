@@ -15,10 +15,13 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod client;
+pub mod cluster;
 pub mod config;
 mod daemon;
 pub mod disk;
+pub mod ha;
 pub mod nats;
+pub mod notify;
 pub mod receiver;
 pub mod sim;
 mod skip;

@@ -209,6 +209,22 @@ impl World {
             .with("concurrency", 8)
     }
 
+    /// Writes a copy of the config with `changes` (keys as for
+    /// [`World::set`]) to `file` in the world's directory, leaving the
+    /// world's own config as it is: one node's config among several.
+    pub fn variant(&mut self, file: &str, changes: Vec<(&str, Toml)>) -> PathBuf {
+        let saved = self.doc.clone();
+        for (key, value) in changes {
+            let (table, field) = self.table_of(key);
+            table.insert(field, value);
+        }
+        let text = toml::to_string(&self.doc).expect("the config serializes");
+        self.doc = saved;
+        let path = self.path(file);
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+
     /// Writes the config file from the document.
     pub fn write_config(&mut self) -> &mut World {
         let text = toml::to_string(&self.doc).expect("the config serializes");
@@ -219,8 +235,13 @@ impl World {
     /// `orderwatch --config <ours> <args>` with the key and the webhook
     /// secret in the environment and nothing else that could pick a config.
     pub fn command(&self, args: &[&str]) -> Command {
+        self.command_with(&self.config, args)
+    }
+
+    /// [`World::command`] with another config file (see [`World::variant`]).
+    pub fn command_with(&self, config: &Path, args: &[&str]) -> Command {
         let mut c = Command::new(bin());
-        c.arg("--config").arg(&self.config).args(args);
+        c.arg("--config").arg(config).args(args);
         c.env(KEY_VAR, KEY)
             .env(SECRET_VAR, receiver::SECRET)
             .env_remove("ORDERWATCH_CONFIG")
@@ -267,8 +288,18 @@ impl World {
     }
 
     pub fn spawn_with(&self, args: &[&str], adjust: impl FnOnce(&mut Command)) -> Daemon {
+        self.spawn_config(&self.config, args, adjust)
+    }
+
+    /// [`World::spawn_with`] with another config file.
+    pub fn spawn_config(
+        &self,
+        config: &Path,
+        args: &[&str],
+        adjust: impl FnOnce(&mut Command),
+    ) -> Daemon {
         let log = self.path(&format!("daemon-{}.log", unique()));
-        let mut c = self.command(args);
+        let mut c = self.command_with(config, args);
         c.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"));

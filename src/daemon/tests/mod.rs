@@ -13,6 +13,8 @@ use crate::certcentral::{ApiError, Fetched};
 use crate::transition::OrderChange;
 use crate::window::Window;
 
+mod leadership;
+
 /// A stand-in account: every call answers with the current status of every
 /// order, after `delay`; `fail` makes calls fail with `invalid_api_key`.
 #[derive(Default)]
@@ -145,6 +147,7 @@ path = {events:?}
             config_path: Some(self.path("orderwatch.toml")),
             source: Arc::new(move |_, _, _, _| Ok(source.clone() as Arc<dyn ChangeSource>)),
             clock: Clock::tokio(crate::transition::now_ms()),
+            leadership: None,
         }
     }
 
