@@ -181,5 +181,4 @@ impl PageFollower {
 }
 
 #[cfg(test)]
-#[path = "pages_tests.rs"]
 mod tests;
