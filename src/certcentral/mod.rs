@@ -136,22 +136,7 @@ impl Client {
             let offset = pages.offset();
             let (answer, date) = self
                 .with_retries(ApiError::is_transient, || async {
-                    let mut query: Vec<(&'static str, String)> = match window {
-                        // Measured at send time, from a fixed start: later pages
-                        // and retries still reach back to `since`.
-                        Window::Relative { since } => {
-                            let span = RelativeSpan::checked_between(*since, self.clock.now())
-                                .ok_or(ApiError::Expired { since: *since })?;
-                            *sent_span.lock().unwrap_or_else(|e| e.into_inner()) = Some(span);
-                            span.query()
-                        }
-                        Window::Absolute { start, end } => {
-                            vec![(
-                                "filters[status_last_updated]",
-                                filter_value(*start, *end, self.tz),
-                            )]
-                        }
-                    };
+                    let mut query = self.window_query(window, &sent_span)?;
                     if offset > 0 {
                         query.push(("offset", offset.to_string()));
                     }
@@ -176,17 +161,7 @@ impl Client {
                         detail,
                     });
                 }
-                NextPage::Restart => {
-                    restarts += 1;
-                    if restarts > MAX_RESTARTS {
-                        return Err(ApiError::Shifting { url, restarts });
-                    }
-                    tracing::warn!(
-                        %url,
-                        restart = restarts,
-                        "orders changed between two pages of one window; fetching the window again from its first page"
-                    );
-                }
+                NextPage::Restart => restart(&url, &mut restarts)?,
             }
             if u64::from(requests) >= pages::MAX_PAGES {
                 return Err(ApiError::Malformed {
@@ -198,19 +173,36 @@ impl Client {
         }
         let statuses = std::mem::take(&mut *statuses.lock().unwrap_or_else(|e| e.into_inner()));
         let (span, api_time) = first_answer.unwrap_or((None, None));
-        let covered_from = match (span, api_time) {
-            (Some(span), Some(t)) => {
-                let secs = i64::try_from(span.total_seconds()).unwrap_or(i64::MAX);
-                t.checked_sub_signed(chrono::TimeDelta::seconds(secs))
-            }
-            _ => None,
-        };
         Ok(Fetched {
             orders: OrderList::new(orders, statuses),
             asked_at,
             requests,
             api_time,
-            covered_from,
+            covered_from: covered_from(span, api_time),
+        })
+    }
+
+    /// The window's filter, as sent now: a relative span is measured at
+    /// send time from a fixed start, so later pages and retries still reach
+    /// back to `since` (and `sent_span` remembers what was asked).
+    fn window_query(
+        &self,
+        window: &Window,
+        sent_span: &Mutex<Option<RelativeSpan>>,
+    ) -> Result<Vec<(&'static str, String)>, ApiError> {
+        Ok(match window {
+            Window::Relative { since } => {
+                let span = RelativeSpan::checked_between(*since, self.clock.now())
+                    .ok_or(ApiError::Expired { since: *since })?;
+                *sent_span.lock().unwrap_or_else(|e| e.into_inner()) = Some(span);
+                span.query()
+            }
+            Window::Absolute { start, end } => {
+                vec![(
+                    "filters[status_last_updated]",
+                    filter_value(*start, *end, self.tz),
+                )]
+            }
         })
     }
 
@@ -272,6 +264,34 @@ impl Client {
             _ => Ok(()),
         }
     }
+}
+
+/// Counts one more restart of a window whose pages shifted, or gives up.
+fn restart(url: &str, restarts: &mut u32) -> Result<(), ApiError> {
+    *restarts += 1;
+    if *restarts > MAX_RESTARTS {
+        return Err(ApiError::Shifting {
+            url: url.to_string(),
+            restarts: *restarts,
+        });
+    }
+    tracing::warn!(
+        %url,
+        restart = *restarts,
+        "orders changed between two pages of one window; fetching the window again from its first page"
+    );
+    Ok(())
+}
+
+/// Where a relative window really began by CertCentral's clock: its `Date`
+/// minus the span the first request asked for.
+fn covered_from(
+    span: Option<RelativeSpan>,
+    api_time: Option<DateTime<Utc>>,
+) -> Option<DateTime<Utc>> {
+    let (span, t) = (span?, api_time?);
+    let secs = i64::try_from(span.total_seconds()).unwrap_or(i64::MAX);
+    t.checked_sub_signed(chrono::TimeDelta::seconds(secs))
 }
 
 #[cfg(test)]
