@@ -4,7 +4,8 @@
 //! cargo bench --bench pipeline                # every target (about 15 minutes)
 //! cargo bench --bench pipeline -- --quick     # small sizes, one run (CI)
 //! options: --sizes 50000,200000 --runs R --history N --webhook-events N
-//!          --idle-seconds S --only ingest,history,webhook,nats,daemon,postgres,idle
+//!          --idle-seconds S
+//!          --only ingest,history,webhook,nats,daemon,postgres,latency,idle
 //!          --picture PATH (also write the SVG there)
 //!          --serve ORDERS (only serve that answer, for profiling by hand)
 //! ```
@@ -28,6 +29,7 @@ mod daemon;
 mod floor;
 mod history;
 mod ingest;
+mod latency;
 mod nats;
 mod plot;
 mod postgres;
@@ -148,6 +150,9 @@ async fn run(a: &Args, report: &mut Report) {
     }
     if a.wants("postgres") {
         postgres::rows(a, report).await;
+    }
+    if a.wants("latency") {
+        latency::rows(a.quick, report).await;
     }
     if let Some(idle) = idle {
         idle.finish(report).await;
