@@ -170,7 +170,10 @@ fn spread(latencies: Vec<Option<Duration>>) -> Option<(Duration, Duration)> {
 pub async fn rows(quick: bool, report: &mut Report) {
     let changes = if quick { 6 } else { 30 };
     let reference = format!("{changes} changes, interval 60 s");
-    for (wakes, name) in [(false, "latency without wakes"), (true, "latency with wakes")] {
+    for (wakes, name) in [
+        (false, "latency without wakes"),
+        (true, "latency with wakes"),
+    ] {
         let spread = spread(measure(changes, wakes).await);
         let measured = match spread {
             Some((median, p95)) => format!(

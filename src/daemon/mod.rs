@@ -20,14 +20,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 mod control;
 mod generation;
 mod once;
+mod reload;
 mod retention;
 pub mod role;
+mod serve;
 mod term;
 #[cfg(test)]
 mod tests;
@@ -41,12 +42,11 @@ use crate::certcentral::{ChangeSource, Client};
 use crate::config::{Config, Secret, StoreConfig};
 use crate::metrics::Metrics;
 use crate::pacer::Pacer;
-use crate::poller::LastCycle;
 use crate::service::{self, SinkNames};
 use crate::store::{self, Leadership, Lease, SharedStore, WriterLock};
 use crate::transition::Clock;
 use crate::wake::{PollWake, WakeAuth};
-use generation::{Generation, Prepared};
+use generation::Prepared;
 
 /// How long in-flight deliveries may finish after SIGTERM.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -288,145 +288,4 @@ impl Daemon {
             ..self.clone()
         }
     }
-
-    async fn serve_metrics(&self) -> Result<(), RunError> {
-        let Some(addr) = self.metrics_addr else {
-            return Ok(());
-        };
-        let listener = service::bind_metrics(addr)
-            .await
-            .with_context(|| format!("metrics.listen: cannot listen on {addr}"))
-            .map_err(RunError::Runtime)?;
-        let shown = service::Shown {
-            metrics: Arc::clone(&self.metrics),
-            store: Arc::clone(&self.store),
-            sinks: self.sink_names.clone(),
-            role: self.role.clone(),
-            node: self.node.clone(),
-        };
-        tokio::spawn(service::serve_metrics(listener, shown, self.root.clone()));
-        tracing::info!(%addr, "serving /metrics and /healthz");
-        Ok(())
-    }
-
-    /// Serves `POST /wake` if `[wake] listen` is set. Not for `run --once`,
-    /// which polls once anyway.
-    async fn serve_wake(&self) -> Result<(), RunError> {
-        let Some(addr) = self.wake_addr else {
-            return Ok(());
-        };
-        let listener = crate::wake::bind(addr)
-            .await
-            .with_context(|| format!("wake.listen: cannot listen on {addr}"))
-            .map_err(RunError::Runtime)?;
-        tokio::spawn(crate::wake::serve(
-            listener,
-            Arc::clone(&self.poll_wake),
-            self.wake_auth.clone(),
-            Arc::clone(&self.metrics),
-            self.root.clone(),
-        ));
-        tracing::info!(%addr, "serving POST /wake");
-        Ok(())
-    }
-
-    /// `STATUS=` after a cycle: the schedule, how far behind the cursor is,
-    /// and what waits for delivery.
-    async fn show_status(&self, generation: &Generation, last: Option<LastCycle>) {
-        let line = match last {
-            Some(LastCycle::Ok { report, .. }) => {
-                let pending = self
-                    .store
-                    .sink_stats(&generation.routes)
-                    .await
-                    .map(|s| s.iter().map(|x| x.pending).sum::<u64>())
-                    .unwrap_or(0);
-                let lag = report
-                    .cursor
-                    .map(|c| (chrono::Utc::now() - c).num_seconds().max(0))
-                    .unwrap_or(0);
-                format!(
-                    "polling every {}, cursor lag {lag}s, {pending} pending deliveries",
-                    humantime::format_duration(generation.config.poll.interval)
-                )
-            }
-            Some(LastCycle::Failed { code, .. }) => format!("last poll failed: {code}"),
-            None => return,
-        };
-        service::status(&self.role.get().leading_status(&line));
-    }
-
-    /// Reopens files and, with a config file to read, replaces the running
-    /// generation by one of the new config if it is valid (and `prepared`,
-    /// what the next term starts with). Returns the generation that runs
-    /// now and a status line.
-    async fn reload(&self, current: Generation, prepared: &mut Prepared) -> (Generation, String) {
-        current.reopen();
-        let Some(path) = &self.opts.config_path else {
-            tracing::info!("SIGHUP: reopened files");
-            return (current, "files reopened".to_string());
-        };
-        match self.reread(path) {
-            Ok(next) => {
-                current.stop().await;
-                tracing::info!(config = %path.display(), sinks = next.sinks.len(), "SIGHUP: configuration reloaded");
-                *prepared = next.clone();
-                let status = format!("configuration reloaded from {}", path.display());
-                (self.start(next), status)
-            }
-            Err(why) => (current, why),
-        }
-    }
-
-    /// A standby's reload: the configuration it will lead with, if valid.
-    /// Returns a status line.
-    fn reload_standby(&self, prepared: &mut Prepared) -> String {
-        let Some(path) = &self.opts.config_path else {
-            return "nothing to reload".to_string();
-        };
-        match self.reread(path) {
-            Ok(next) => {
-                tracing::info!(config = %path.display(), sinks = next.sinks.len(), "SIGHUP: configuration reloaded; it applies when this node leads");
-                *prepared = next;
-                format!("configuration reloaded from {}", path.display())
-            }
-            Err(why) => why,
-        }
-    }
-
-    /// Reads and prepares the config file again; a refusal is logged and
-    /// returned as a status line.
-    fn reread(&self, path: &Path) -> Result<Prepared, String> {
-        let next = load(path).and_then(|(config, key)| {
-            if config.store != self.store_config {
-                tracing::warn!(old = %self.store_config.location(), new = %config.store.location(), "{} changed; keeping the open store until a restart", config.store.key());
-            }
-            if config.metrics.as_ref().map(|m| m.listen) != self.metrics_addr {
-                tracing::warn!("metrics.listen changed; it takes effect at the next restart");
-            }
-            if config.wake.as_ref().map(|w| w.listen) != self.wake_addr {
-                tracing::warn!("wake.listen changed; it takes effect at the next restart");
-            }
-            self.prepare(config, key)
-        });
-        next.map_err(|e| {
-            let why = one_line(&e.to_string());
-            tracing::error!(error = %why, "SIGHUP: the new configuration is not valid; keeping the running one (files reopened)");
-            format!("reload refused, running the previous configuration: {why}")
-        })
-    }
-}
-
-/// A multi-line error (TOML parse errors quote the offending line and point
-/// at it) as one line, for a log line that journald and log shippers keep
-/// together and for STATUS=, which is one line.
-fn one_line(text: &str) -> String {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| {
-            !l.trim_matches(|c: char| c == '|' || c == '^' || c.is_whitespace())
-                .is_empty()
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
 }

@@ -324,7 +324,7 @@ async fn run_once_records_delivers_and_returns() {
 fn a_toml_error_becomes_one_readable_line() {
     let e = "c.toml: TOML parse error at line 4, column 1\n  |\n4 | intervall = \"1s\"\n  | ^^^^^^^^^\nunknown field `intervall`, expected `interval`\n";
     assert_eq!(
-        one_line(e),
+        super::reload::one_line(e),
         "c.toml: TOML parse error at line 4, column 1; 4 | intervall = \"1s\"; unknown field `intervall`, expected `interval`"
     );
 }
