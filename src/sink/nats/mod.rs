@@ -25,6 +25,7 @@ use crate::config::field::read_small_file;
 use crate::config::secret::{Secret, SecretSource};
 use crate::config::table::SinkTable;
 
+mod outcome;
 mod publish;
 mod subject;
 
