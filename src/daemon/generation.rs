@@ -200,6 +200,14 @@ impl Daemon {
         loops.wake.with(held)
     }
 
+    /// Who may ring `POST /wake`, from a prepared configuration: set when a
+    /// generation starts, and already while a node stands by (a standby's
+    /// endpoint is up too, and must check the same key).
+    pub(super) fn guard_wakes(&self, p: &Prepared) {
+        self.wake_auth
+            .set(crate::wake::required(&p.config, p.wake_key.as_ref()));
+    }
+
     /// Starts a generation: its delivery loops, then its poll schedule.
     pub(super) fn start(&self, p: Prepared) -> Generation {
         let token = self.root.child_token();
@@ -211,8 +219,7 @@ impl Daemon {
         let mut loops = self.start_loops(sinks, &token, Mode::Daemon, recorded);
         let wake = self.start_enricher(&p, &mut loops, &token);
         self.metrics.set_interval(p.config.poll.interval);
-        self.wake_auth
-            .set(crate::wake::required(&p.config, p.wake_key.as_ref()));
+        self.guard_wakes(&p);
         let poller = self.poller(&p, wake);
         let (tx, last) = watch::channel(None);
         let stop = token.clone();

@@ -275,6 +275,7 @@ impl Daemon {
         };
         daemon.serve_metrics().await?;
         if !daemon.opts.once {
+            daemon.guard_wakes(&prepared);
             daemon.serve_wake().await?;
         }
         Ok((daemon, prepared, hold))

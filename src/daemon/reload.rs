@@ -43,6 +43,7 @@ impl Daemon {
         match self.reread(path) {
             Ok(next) => {
                 tracing::info!(config = %path.display(), sinks = next.sinks.len(), "SIGHUP: configuration reloaded; it applies when this node leads");
+                self.guard_wakes(&next);
                 *prepared = next;
                 format!("configuration reloaded from {}", path.display())
             }

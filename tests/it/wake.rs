@@ -194,3 +194,73 @@ async fn changes_announced_like_certcentral_webhooks_are_delivered_within_second
         "{latencies:?}"
     );
 }
+
+/// On several nodes every one serves `[wake]`, the standbys too: a standby
+/// checks the same key (its endpoint is up before it ever leads) and polls
+/// nothing, and a wake to the leader polls at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_checks_the_wake_key_and_polls_nothing() {
+    let Some(db) = crate::testdb::database("wakes on a standby").await else {
+        return;
+    };
+    let mut w = World::new().await;
+    hourly_with_wake(&mut w);
+    crate::support::cluster::use_postgres(&mut w, &db, "3s");
+    let key_file = w.path("wake-key");
+    std::fs::write(&key_file, format!("{WAKE_KEY}\n")).unwrap();
+    w.set("wake.key_file", key_file.display().to_string());
+    w.sim.set_status(1, 11, "pending", ago(60));
+    let ports = [free_port(), free_port()];
+    let nodes: Vec<_> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            let config = w.variant(
+                &format!("node-{i}.toml"),
+                vec![("wake.listen", format!("127.0.0.1:{port}").into())],
+            );
+            w.spawn_config(&config, &["run"], |_| {})
+        })
+        .collect();
+    first_cycle(&w, 1).await;
+    // The leader is the node whose log says it leads.
+    let led = eventually(Duration::from_secs(20), || {
+        nodes.iter().any(|n| n.log_text().contains("now leads"))
+    })
+    .await;
+    assert!(led, "no node leads");
+    let leader = usize::from(!nodes[0].log_text().contains("now leads"));
+    let standby = 1 - leader;
+    let url = |i: usize| format!("http://127.0.0.1:{}/wake", ports[i]);
+    let before = w.sim.queries().len();
+
+    let missing = client().post(url(standby)).send().await.expect("answered");
+    assert_eq!(
+        missing.status(),
+        401,
+        "a standby took a wake without the key"
+    );
+    let right = client()
+        .post(url(standby))
+        .header("X-WEBHOOK-KEY", WAKE_KEY)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(right.status(), 200);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(w.sim.queries().len(), before, "a standby polled");
+
+    let woken = client()
+        .post(url(leader))
+        .header("X-WEBHOOK-KEY", WAKE_KEY)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(woken.status(), 200);
+    let polled = eventually(Duration::from_secs(10), || w.sim.queries().len() > before).await;
+    assert!(
+        polled,
+        "the leader did not poll:\n{}",
+        nodes[leader].log_text()
+    );
+}
