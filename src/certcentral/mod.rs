@@ -242,7 +242,8 @@ impl Client {
     ) -> Result<Client, ApiError> {
         // Redirects are refused (by the shared builder): X-DC-DEVKEY is a
         // custom header, which HTTP clients carry across hosts on redirect.
-        let http = http::client_builder(cfg.timeout)
+        let extra_roots = cfg.ca_file.as_ref().map_or(&[][..], |ca| &ca.certs[..]);
+        let http = http::client_builder_trusting(cfg.timeout, extra_roots)
             .build()
             .map_err(|e| ApiError::Network {
                 url: cfg.base_url.clone(),
@@ -683,6 +684,7 @@ mod tests {
             retries: 0,
             retry_initial: Duration::from_millis(10),
             retry_max: Duration::from_millis(10),
+            ca_file: None,
         };
         Client::new(&cfg, Secret::new("sim-key"), Arc::new(Pacer::new(180))).unwrap()
     }

@@ -22,16 +22,16 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::{Request, State};
-use axum::http::header::{DATE, RETRY_AFTER};
 use axum::http::HeaderValue;
+use axum::http::header::{DATE, RETRY_AFTER};
 use axum::middleware::Next;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 
+use super::Simulator;
 use super::error::error_body;
 use super::fault::json_response;
 use super::http::api_key_sent;
-use super::Simulator;
 
 /// Upstream's message for `request_limit_exceeded`, verbatim.
 pub(crate) const LIMIT_MESSAGE: &str = "Service unavailable, please limit request volume";
@@ -157,9 +157,15 @@ pub(crate) async fn gate(State(sim): State<Simulator>, req: Request, next: Next)
     let mut response = match sim.throttle(&req) {
         Some(wait) => {
             let mut r = json_response(429, error_body("request_limit_exceeded", LIMIT_MESSAGE));
-            if sim.config().rate_limits.as_ref().is_some_and(|l| l.retry_after) {
+            if sim
+                .config()
+                .rate_limits
+                .as_ref()
+                .is_some_and(|l| l.retry_after)
+            {
                 let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+                r.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
             }
             r
         }
@@ -212,7 +218,10 @@ mod tests {
         assert!(m.admit(&l, "k", t0).is_ok());
         assert!(m.admit(&l, "k", t0).is_ok());
         for s in 1..30 {
-            assert!(m.admit(&l, "k", t0 + Duration::from_secs(s)).is_err(), "{s}");
+            assert!(
+                m.admit(&l, "k", t0 + Duration::from_secs(s)).is_err(),
+                "{s}"
+            );
         }
         // Quiet for a whole window: allowed again.
         assert!(m.admit(&l, "k", t0 + Duration::from_secs(45)).is_ok());
@@ -225,7 +234,10 @@ mod tests {
         let t0 = Instant::now();
         for i in 0..1000u64 {
             // 1000 requests spread over 250 s: never 100 in 5 s.
-            assert_eq!(m.admit(&l, "k", t0 + Duration::from_millis(i * 250)), Ok(()));
+            assert_eq!(
+                m.admit(&l, "k", t0 + Duration::from_millis(i * 250)),
+                Ok(())
+            );
         }
         let wait = m.admit(&l, "k", t0 + Duration::from_secs(251));
         assert_eq!(wait, Err(Duration::from_secs(49)));

@@ -67,8 +67,8 @@ pub use fault::Fault;
 pub use limits::{Limit, RateLimits, ThrottledRequest};
 pub use mountain::RangeReading;
 pub use server::SimulatorHandle;
-pub use tls::TlsIdentity;
 use status::Status;
+pub use tls::TlsIdentity;
 
 /// The first order id the simulator invents; explicit ids given to
 /// [`Simulator::set_status`] or [`Simulator::bulk_insert`] push later

@@ -160,11 +160,17 @@ mod tests {
     fn plus_or_space_separates_date_and_time() {
         let expected = Ok((utc("2019-08-01T06:00:00Z"), utc("2019-08-08T05:59:59Z")));
         assert_eq!(
-            read_range("2019-08-01+00:00:00...2019-08-07+23:59:59", RangeReading::AmericaDenver),
+            read_range(
+                "2019-08-01+00:00:00...2019-08-07+23:59:59",
+                RangeReading::AmericaDenver
+            ),
             expected
         );
         assert_eq!(
-            read_range("2019-08-01 00:00:00...2019-08-07 23:59:59", RangeReading::AmericaDenver),
+            read_range(
+                "2019-08-01 00:00:00...2019-08-07 23:59:59",
+                RangeReading::AmericaDenver
+            ),
             expected
         );
     }
@@ -179,10 +185,16 @@ mod tests {
 
     #[test]
     fn winter_is_utc_minus_seven_and_summer_utc_minus_six() {
-        let (winter, _) =
-            read_range("2026-01-15+12:00:00...2026-01-15+12:00:00", RangeReading::AmericaDenver).unwrap_or_default();
-        let (summer, _) =
-            read_range("2026-07-15+12:00:00...2026-07-15+12:00:00", RangeReading::AmericaDenver).unwrap_or_default();
+        let (winter, _) = read_range(
+            "2026-01-15+12:00:00...2026-01-15+12:00:00",
+            RangeReading::AmericaDenver,
+        )
+        .unwrap_or_default();
+        let (summer, _) = read_range(
+            "2026-07-15+12:00:00...2026-07-15+12:00:00",
+            RangeReading::AmericaDenver,
+        )
+        .unwrap_or_default();
         assert_eq!(winter, utc("2026-01-15T19:00:00Z"));
         assert_eq!(summer, utc("2026-07-15T18:00:00Z"));
     }
@@ -190,14 +202,21 @@ mod tests {
     #[test]
     fn ambiguous_start_is_the_later_instant() {
         // 01:30 happens at 07:30Z (MDT) and again at 08:30Z (MST).
-        let (start, _) =
-            read_range("2026-11-01+01:30:00...2026-11-01+03:00:00", RangeReading::AmericaDenver).unwrap_or_default();
+        let (start, _) = read_range(
+            "2026-11-01+01:30:00...2026-11-01+03:00:00",
+            RangeReading::AmericaDenver,
+        )
+        .unwrap_or_default();
         assert_eq!(start, utc("2026-11-01T08:30:00Z"));
     }
 
     #[test]
     fn ambiguous_end_is_the_earlier_instant() {
-        let (_, end) = read_range("2026-11-01+00:00:00...2026-11-01+01:30:00", RangeReading::AmericaDenver).unwrap_or_default();
+        let (_, end) = read_range(
+            "2026-11-01+00:00:00...2026-11-01+01:30:00",
+            RangeReading::AmericaDenver,
+        )
+        .unwrap_or_default();
         assert_eq!(end, utc("2026-11-01T07:30:00Z"));
     }
 
@@ -252,7 +271,10 @@ mod tests {
         );
         assert_eq!(
             fixed("2026-07-15+12:00:00...2026-07-15+12:00:00"),
-            read_range("2026-07-15+12:00:00...2026-07-15+12:00:00", RangeReading::AmericaDenver)
+            read_range(
+                "2026-07-15+12:00:00...2026-07-15+12:00:00",
+                RangeReading::AmericaDenver
+            )
         );
         // Denver's gap and repeated hour mean nothing at a fixed offset.
         assert_eq!(

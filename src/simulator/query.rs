@@ -229,7 +229,10 @@ mod tests {
     #[test]
     fn minutes_and_seconds_add_up() {
         let p = params("minutes=2&seconds=5");
-        assert_eq!(frame(&p, RangeReading::AmericaDenver), Ok(Frame::Relative { seconds: 125 }));
+        assert_eq!(
+            frame(&p, RangeReading::AmericaDenver),
+            Ok(Frame::Relative { seconds: 125 })
+        );
         assert_eq!(
             frame(&params("seconds=30"), RangeReading::AmericaDenver),
             Ok(Frame::Relative { seconds: 30 })

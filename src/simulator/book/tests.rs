@@ -63,7 +63,10 @@ fn an_unstable_answer_reorders_ties_and_pages_but_keeps_seconds_in_order() {
         let at = t + TimeDelta::seconds(i / 10) + TimeDelta::microseconds(i % 10);
         book.set_status(i + 1, i + 101, Status::Pending, at);
     }
-    let (from, to) = (t.timestamp_micros(), (t + TimeDelta::seconds(3)).timestamp_micros());
+    let (from, to) = (
+        t.timestamp_micros(),
+        (t + TimeDelta::seconds(3)).timestamp_micros(),
+    );
     let all = |seed| ids_of(&book.answer(from, to, None, Some(seed)));
     let (a, b) = (all(1), all(2));
     assert_eq!(all(1), a, "the same seed gives the same order");
@@ -73,7 +76,10 @@ fn an_unstable_answer_reorders_ties_and_pages_but_keeps_seconds_in_order() {
     assert_ne!(a, stable);
     // Pages of 10 hold exactly one second each, in second order, shuffled.
     for (n, seed) in [(0u64, 3u64), (1, 4), (2, 5)] {
-        let page = Some(PageRequest { offset: n * 10, limit: 10 });
+        let page = Some(PageRequest {
+            offset: n * 10,
+            limit: 10,
+        });
         let mut got = ids_of(&book.answer(from, to, page, Some(seed)));
         let first = got.clone();
         got.sort_unstable();
