@@ -28,6 +28,14 @@ impl std::fmt::Debug for CaFile {
     }
 }
 
+impl super::validate::Validator {
+    /// `digicert.ca_file`, loaded; a problem naming the key when it cannot be.
+    pub(super) fn ca_file(&mut self, path: Option<&Path>) -> Option<CaFile> {
+        let loaded = load(path?);
+        loaded.map_err(|e| self.problem("digicert.ca_file", e)).ok()
+    }
+}
+
 /// Reads the PEM certificates of `path`; the error says what is wrong with
 /// the file (the caller names the key).
 pub(super) fn load(path: &Path) -> Result<CaFile, String> {

@@ -130,11 +130,6 @@ impl Validator {
                 "must not be smaller than retry_initial",
             );
         }
-        let ca_file = raw.ca_file.as_deref().and_then(|path| {
-            super::ca::load(path)
-                .map_err(|e| self.problem("digicert.ca_file", e))
-                .ok()
-        });
         Some(DigicertConfig {
             base_url: base_url?,
             api_key: api_key?,
@@ -145,7 +140,7 @@ impl Validator {
             retries,
             retry_initial,
             retry_max,
-            ca_file,
+            ca_file: self.ca_file(raw.ca_file.as_deref()),
         })
     }
 
