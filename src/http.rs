@@ -30,11 +30,20 @@ pub fn install_crypto_provider() {
 /// request (answer included), at most 10 s to connect, no redirects, and
 /// the trust roots of [`trust_roots`].
 pub fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
+    client_builder_trusting(timeout, &[])
+}
+
+/// [`client_builder`] that also trusts `extra_roots` (`[digicert] ca_file`).
+pub fn client_builder_trusting(
+    timeout: Duration,
+    extra_roots: &[CertificateDer<'static>],
+) -> reqwest::ClientBuilder {
     install_crypto_provider();
     reqwest::Client::builder()
         .tls_certs_only(
             trust_roots()
                 .iter()
+                .chain(extra_roots)
                 .filter_map(|c| reqwest::Certificate::from_der(c).ok()),
         )
         .timeout(timeout)

@@ -26,10 +26,19 @@ pub fn orders(count: usize) -> Vec<(i64, &'static str)> {
         .collect()
 }
 
+/// One answer with every order (no pages) and no rate limits: the
+/// benchmark measures parsing one big answer, not paging through it.
+fn whole_answer() -> SimulatorConfig {
+    SimulatorConfig {
+        page_size: None,
+        ..SimulatorConfig::default().without_rate_limits()
+    }
+}
+
 /// A status-changes answer listing [`orders`]`(count)`, all changed at
 /// `at` (so the simulator lists them by order id).
 pub async fn build(count: usize, at: DateTime<Utc>) -> Bytes {
-    let sim = Simulator::new(SimulatorConfig::default());
+    let sim = Simulator::new(whole_answer());
     for block in orders(count).chunks(1000) {
         sim.bulk_insert(block[0].0, block.len(), block[0].1, at);
     }
@@ -38,7 +47,7 @@ pub async fn build(count: usize, at: DateTime<Utc>) -> Bytes {
 
 /// An answer listing exactly `orders` (id, status), changed at `at`.
 pub async fn build_from(orders: &[(i64, &str)], at: DateTime<Utc>) -> Bytes {
-    let sim = Simulator::new(SimulatorConfig::default());
+    let sim = Simulator::new(whole_answer());
     for (id, status) in orders {
         sim.set_status(*id, *id + 100_000_000, status, at);
     }

@@ -109,10 +109,12 @@ async fn drop_database(server: &TestServer, db: &TestDb) {
 /// the kill to the moment the store shows the next term.
 async fn failover(kills: usize, server: &TestServer, report: &mut Report) {
     eprintln!("failover over {kills} leader kills:");
+    // Failover time is measured, not pacing: no rate limits (several nodes
+    // restarting in a loop would otherwise share one key's budget).
     let sim = Simulator::start(SimulatorConfig {
         rate_per_min: 600.0,
         initial_orders: 200,
-        ..SimulatorConfig::default()
+        ..SimulatorConfig::default().without_rate_limits()
     })
     .await
     .expect("simulator");

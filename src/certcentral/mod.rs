@@ -81,7 +81,8 @@ impl Client {
     ) -> Result<Client, ApiError> {
         // Redirects are refused (by the shared builder): X-DC-DEVKEY is a
         // custom header, which HTTP clients carry across hosts on redirect.
-        let http = http::client_builder(cfg.timeout)
+        let extra_roots = cfg.ca_file.as_ref().map_or(&[][..], |ca| &ca.certs[..]);
+        let http = http::client_builder_trusting(cfg.timeout, extra_roots)
             .build()
             .map_err(|e| ApiError::Network {
                 url: cfg.base_url.clone(),

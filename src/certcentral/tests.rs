@@ -13,6 +13,7 @@ fn client(base_url: &str) -> Client {
         retries: 0,
         retry_initial: Duration::from_millis(10),
         retry_max: Duration::from_millis(10),
+        ca_file: None,
     };
     Client::new(&cfg, Secret::new("sim-key"), Arc::new(Pacer::new(180))).unwrap()
 }

@@ -63,7 +63,9 @@ pub async fn run(args: &DemoArgs) -> Result<(), Failure> {
         seed: args.seed,
         rate_per_min: args.rate,
         initial_orders: 12,
-        page_size: None,
+        // CertCentral's strict behaviour (rate limits, pages): the demo's
+        // daemon paces itself well under it.
+        ..SimulatorConfig::default()
     });
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
         .await

@@ -21,7 +21,8 @@ pub async fn run(args: &SimulateArgs) -> Result<(), Failure> {
         seed: args.seed,
         rate_per_min: args.rate,
         initial_orders: args.orders,
-        page_size: args.page_size,
+        page_size: args.page_size.or(SimulatorConfig::default().page_size),
+        ..SimulatorConfig::default()
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

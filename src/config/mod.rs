@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod ca;
 mod events;
 pub mod field;
 mod raw;
@@ -25,6 +26,7 @@ pub mod table;
 mod validate;
 mod wake;
 
+pub use ca::CaFile;
 pub use events::{EnrichConfig, EventsConfig};
 pub use field::{MAX_DURATION, Problem, RedactedUrl, dir_writable, parent_dir, sink_key};
 pub use secret::{Secret, SecretSource};
@@ -97,6 +99,8 @@ pub struct DigicertConfig {
     pub retries: u32,
     pub retry_initial: Duration,
     pub retry_max: Duration,
+    /// `ca_file`: CAs trusted for `base_url` besides the system's.
+    pub ca_file: Option<CaFile>,
 }
 
 /// `[poll]`: the schedule and the window geometry.

@@ -35,6 +35,7 @@ pub(super) struct RawDigicert {
     pub max_requests_per_minute: Option<u32>,
     pub max_response_size: Option<SizeValue>,
     pub allow_insecure_http: Option<bool>,
+    pub ca_file: Option<PathBuf>,
     pub retries: Option<u32>,
     pub retry_initial: Option<String>,
     pub retry_max: Option<String>,

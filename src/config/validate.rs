@@ -140,6 +140,7 @@ impl Validator {
             retries,
             retry_initial,
             retry_max,
+            ca_file: self.ca_file(raw.ca_file.as_deref()),
         })
     }
 

@@ -58,9 +58,11 @@ impl Fault {
         }
     }
 
-    /// Upstream's rate-limit answer: 429 `request_limit_exceeded`. Upstream
-    /// promises no `Retry-After`; pass `Some(secs)` to test that a client
-    /// honours one when it does come.
+    /// Upstream's rate-limit answer: 429 `request_limit_exceeded`, for one
+    /// request, whatever the real limits say (the simulator also enforces
+    /// those, see [`super::RateLimits`]). Upstream promises no
+    /// `Retry-After`; pass `Some(secs)` to test that a client honours one
+    /// when it does come.
     pub fn rate_limited(retry_after: Option<u64>) -> Fault {
         let mut headers = vec![(
             String::from("Content-Type"),
@@ -74,7 +76,7 @@ impl Fault {
             headers,
             body: String::from_utf8_lossy(&error_body(
                 "request_limit_exceeded",
-                "You have exceeded the maximum number of requests allowed. Please try again later.",
+                super::limits::LIMIT_MESSAGE,
             ))
             .into_owned(),
         }

@@ -55,7 +55,8 @@ struct Outcome {
 
 impl Simulator {
     /// Both endpoints under `/services/v2`, plus JSON 404/405 answers for
-    /// everything else. Served through [`Simulator::serve`] the `Hang` fault
+    /// everything else, all behind the rate limits and with the
+    /// simulator's `Date` (see `limits`). Served through [`Simulator::serve`] the `Hang` fault
     /// closes connections cleanly; served any other way it degrades to
     /// headers followed by an aborted body.
     pub fn router(&self) -> Router {
@@ -71,6 +72,10 @@ impl Simulator {
             )
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                super::limits::gate,
+            ))
             .with_state(self.clone())
     }
 
@@ -105,7 +110,7 @@ impl Simulator {
             seconds: int(p.and_then(|p| p.seconds.as_ref())),
             range: p
                 .and_then(|p| p.filter.as_deref())
-                .and_then(|f| mountain::read_range(f).ok()),
+                .and_then(|f| mountain::read_range(f, self.config().range_reading).ok()),
             offset: count(p.and_then(|p| p.offset.as_ref())),
             limit: count(p.and_then(|p| p.limit.as_ref())),
         };
@@ -130,7 +135,7 @@ impl Simulator {
     ) -> Result<super::book::Answer, ApiError> {
         self.check_key(key)?;
         let params = params?;
-        let frame = query::frame(&params)?;
+        let frame = query::frame(&params, self.config().range_reading)?;
         let page = match self.config().page_size {
             Some(size) => Some(query::page(&params, size)?),
             None => None,
@@ -151,7 +156,13 @@ impl Simulator {
                 end.timestamp_micros().saturating_add(999_999),
             ),
         };
-        Ok(self.lock().book.answer(from_us, to_us, page))
+        let mut state = self.lock();
+        state.answers += 1;
+        let unstable = self
+            .config()
+            .unstable_order
+            .then(|| self.config().seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ state.answers);
+        Ok(state.book.answer(from_us, to_us, page, unstable))
     }
 
     /// Validates and applies a cancel request; `Ok` means 204.

@@ -28,27 +28,32 @@
 //! | 400 | `invalid_status` | cancel `status` not exactly `CANCELED` |
 //! | 400 | `invalid_order_status` | order not `pending`/`waiting_pickup` |
 //! | 413 | `payload_too_large` | cancel body unreadable or over 64 KiB |
+//! | 429 | `request_limit_exceeded` | the key's rate limits are exceeded (any endpoint, checked after the key; see `limits`) |
 //!
-//! Absolute ranges are read in `America/Denver`; see `mountain` for the
+//! Absolute ranges are read in `America/Denver` (or UTC−6 all year with
+//! [`RangeReading::FixedUtcMinus6`]); see `mountain` for the
 //! deliberately strict DST rules. Their end second is inclusive up to the
 //! next second, as upstream stores whole seconds.
 //!
 //! Layout: `query` and `mountain` read requests (pure), `book` holds the
 //! orders and answers range queries, `schedule` knows statuses and random
 //! changes, `http` has the axum handlers, `fault` the injected misbehaviour
-//! and `server` the listener, `serve`/`start` and [`SimulatorHandle`].
+//! and `server` the listener, `serve`/`start` and [`SimulatorHandle`],
+//! `limits` the rate limits and the `Date` header, `tls` the HTTPS mode.
 
 mod announce;
 mod book;
 mod error;
 mod fault;
 mod http;
+mod limits;
 mod mountain;
 mod order_info;
 mod query;
 mod schedule;
 mod server;
 mod status;
+mod tls;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -59,16 +64,24 @@ use rand::rngs::StdRng;
 
 use book::OrderBook;
 pub use fault::Fault;
+pub use limits::{Limit, RateLimits, ThrottledRequest};
+pub use mountain::RangeReading;
 pub use server::SimulatorHandle;
 use status::Status;
+pub use tls::TlsIdentity;
 
 /// The first order id the simulator invents; explicit ids given to
 /// [`Simulator::set_status`] or [`Simulator::bulk_insert`] push later
 /// invented ids above themselves so they never collide.
 pub const FIRST_ORDER_ID: i64 = 1000;
 
-/// How a simulator behaves. `Default` gives a quiet, empty account with key
-/// `sim-key`, which is what most tests want before scripting changes.
+/// How a simulator behaves. `Default` is CertCentral at its strictest, as
+/// documented: a quiet, empty account with key `sim-key`, DigiCert's rate
+/// limits enforced ([`RateLimits::digicert`]), answers paginated in pages of
+/// [`DEFAULT_PAGE_SIZE`], absolute ranges read in `America/Denver`. The
+/// kinder behaviours (no limits, no pages) and the nastier ones (unstable
+/// order, a skewed clock, a fixed UTC−6 reading, TLS) are opt-in, each with
+/// its field.
 #[derive(Debug, Clone)]
 pub struct SimulatorConfig {
     /// The value `X-DC-DEVKEY` must carry.
@@ -79,11 +92,35 @@ pub struct SimulatorConfig {
     pub rate_per_min: f64,
     /// Orders created at start, with changes spread over the last hour.
     pub initial_orders: usize,
-    /// `Some(n)` turns on `offset`/`limit` pagination with pages of at most
-    /// `n` orders and a `page` object in answers; `None` (upstream's
-    /// documented behaviour) returns everything at once.
+    /// `Some(n)` (the default: [`DEFAULT_PAGE_SIZE`]) answers status-changes
+    /// in `offset`/`limit` pages of at most `n` orders with a `page` object;
+    /// `None` returns everything at once, without `page` (kinder than
+    /// upstream, for tests about something else).
     pub page_size: Option<usize>,
+    /// DigiCert's per-key rate limits, enforced on every endpoint; `None`
+    /// turns them off (the benchmark, big loads that are about something
+    /// else; say why where you do it).
+    pub rate_limits: Option<RateLimits>,
+    /// Off by default. On: orders whose last change falls in the same
+    /// second come in a different order on every request, and the orders of
+    /// each page are shuffled (deterministic by `seed`), as a database
+    /// without a total order gives them.
+    pub unstable_order: bool,
+    /// How far the simulator's clock (its "now", relative windows, changes
+    /// made while serving, the `Date` header) is ahead of this machine's
+    /// (negative: behind). Zero by default.
+    pub clock_skew: chrono::TimeDelta,
+    /// How absolute `filters[status_last_updated]` ranges are read:
+    /// `America/Denver` by default, or "MDT" taken literally (UTC−6 all
+    /// year).
+    pub range_reading: RangeReading,
+    /// Serve HTTPS with this certificate instead of plain HTTP.
+    pub tls: Option<TlsIdentity>,
 }
+
+/// Upstream's page size for Services API lists: `limit` defaults to and is
+/// capped at 1000.
+pub const DEFAULT_PAGE_SIZE: usize = 1000;
 
 impl Default for SimulatorConfig {
     fn default() -> Self {
@@ -92,8 +129,23 @@ impl Default for SimulatorConfig {
             seed: 1,
             rate_per_min: 0.0,
             initial_orders: 0,
-            page_size: None,
+            page_size: Some(DEFAULT_PAGE_SIZE),
+            rate_limits: Some(RateLimits::digicert()),
+            unstable_order: false,
+            clock_skew: chrono::TimeDelta::zero(),
+            range_reading: RangeReading::AmericaDenver,
+            tls: None,
         }
+    }
+}
+
+impl SimulatorConfig {
+    /// No rate limits: for a caller that sends more than CertCentral would
+    /// take (a benchmark, a load far beyond a real account's) and is not
+    /// testing how it is paced.
+    pub fn without_rate_limits(mut self) -> SimulatorConfig {
+        self.rate_limits = None;
+        self
     }
 }
 
@@ -166,6 +218,13 @@ struct State {
     order_infos: Vec<OrderInfoRequest>,
     /// Where changes are announced, if anywhere.
     wake: Option<announce::WakeTarget>,
+    /// Recent requests per API key, for the rate limits.
+    meter: limits::Meter,
+    /// Requests refused with 429 by the rate limits.
+    throttled: Vec<ThrottledRequest>,
+    /// Status-changes requests answered so far: with `unstable_order`, each
+    /// one orders ties its own way.
+    answers: u64,
 }
 
 #[derive(Debug)]
@@ -201,7 +260,8 @@ impl Simulator {
     pub fn new(cfg: SimulatorConfig) -> Simulator {
         let mut book = OrderBook::new(FIRST_ORDER_ID);
         let mut rng = StdRng::seed_from_u64(cfg.seed);
-        schedule::seed_initial_orders(&mut book, &mut rng, cfg.initial_orders, Utc::now());
+        let now = Utc::now() + cfg.clock_skew;
+        schedule::seed_initial_orders(&mut book, &mut rng, cfg.initial_orders, now);
         let state = State {
             book,
             rng,
@@ -213,6 +273,9 @@ impl Simulator {
             cancels: Vec::new(),
             order_infos: Vec::new(),
             wake: None,
+            meter: limits::Meter::default(),
+            throttled: Vec::new(),
+            answers: 0,
         };
         Simulator {
             inner: Arc::new(Inner {
@@ -232,10 +295,11 @@ impl Simulator {
         &self.inner.cfg
     }
 
-    /// The simulator's clock: the real wall clock. Relative windows are
-    /// counted back from it, like upstream counts back from its own clock.
+    /// The simulator's clock: the real wall clock plus `clock_skew`.
+    /// Relative windows are counted back from it, like upstream counts back
+    /// from its own clock, and answers carry it in `Date`.
     pub fn now(&self) -> DateTime<Utc> {
-        Utc::now()
+        Utc::now() + self.config().clock_skew
     }
 
     /// Creates order `order_id` or records a change of it at `at`. `at` may

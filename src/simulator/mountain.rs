@@ -1,5 +1,7 @@
 //! Reading `filters[status_last_updated]` ranges the way CertCentral does:
-//! wall-clock times in Mountain time (`America/Denver`, DST-aware).
+//! wall-clock times in Mountain time (`America/Denver`, DST-aware) — or, with
+//! [`RangeReading::FixedUtcMinus6`], DigiCert's "Timezone is MDT" taken
+//! literally: UTC−6 all year, an hour off in winter.
 //!
 //! The simulator is deliberately strict about daylight saving time so that a
 //! client that formats its windows carelessly fails in tests, not in
@@ -13,10 +15,21 @@
 //!   `invalid_filter`.
 
 use chrono::offset::LocalResult;
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use chrono_tz::America::Denver;
 
 use super::error::ApiError;
+
+/// How the simulator reads the wall-clock times of an absolute range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RangeReading {
+    /// Mountain time with daylight saving time (UTC−7 in winter, UTC−6 in
+    /// summer), with the strict DST rules above. The default.
+    #[default]
+    AmericaDenver,
+    /// "MDT" literally: UTC−6 all year, so no gap and no repeated hour.
+    FixedUtcMinus6,
+}
 
 /// Which end of a range a time belongs to; decides DST ambiguity and the
 /// time a bare date stands for.
@@ -76,7 +89,20 @@ fn parse_local(s: &str, end: End) -> Option<NaiveDateTime> {
 }
 
 /// The real instant of a Mountain-time wall-clock reading, strictly.
-fn to_instant(local: NaiveDateTime, end: End, text: &str) -> Result<DateTime<Utc>, ApiError> {
+fn to_instant(
+    local: NaiveDateTime,
+    end: End,
+    text: &str,
+    reading: RangeReading,
+) -> Result<DateTime<Utc>, ApiError> {
+    if reading == RangeReading::FixedUtcMinus6 {
+        let mdt = FixedOffset::west_opt(6 * 3600).ok_or_else(|| invalid("no UTC-6"))?;
+        return mdt
+            .from_local_datetime(&local)
+            .single()
+            .map(|t| t.with_timezone(&Utc))
+            .ok_or_else(|| invalid(format!("{text} cannot be read as UTC-6.")));
+    }
     match Denver.from_local_datetime(&local) {
         LocalResult::Single(t) => Ok(t.with_timezone(&Utc)),
         LocalResult::Ambiguous(earlier, later) => Ok(match end {
@@ -93,7 +119,10 @@ fn to_instant(local: NaiveDateTime, end: End, text: &str) -> Result<DateTime<Utc
 /// Reads `start...end` into real instants, both inclusive. Does not check
 /// the 7-day limit (the caller does, so tests can see how a too-long range
 /// was read).
-pub(crate) fn read_range(value: &str) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
+pub(crate) fn read_range(
+    value: &str,
+    reading: RangeReading,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
     let malformed = || {
         invalid(format!(
             "filters[status_last_updated] must look like yyyy-MM-dd+HH:mm:ss...yyyy-MM-dd+HH:mm:ss \
@@ -103,8 +132,8 @@ pub(crate) fn read_range(value: &str) -> Result<(DateTime<Utc>, DateTime<Utc>), 
     let (a, b) = value.split_once("...").ok_or_else(malformed)?;
     let start_local = parse_local(a, End::Start).ok_or_else(malformed)?;
     let end_local = parse_local(b, End::Finish).ok_or_else(malformed)?;
-    let start = to_instant(start_local, End::Start, a)?;
-    let end = to_instant(end_local, End::Finish, b)?;
+    let start = to_instant(start_local, End::Start, a, reading)?;
+    let end = to_instant(end_local, End::Finish, b, reading)?;
     if start > end {
         return Err(invalid(format!(
             "filters[status_last_updated] starts after it ends: {value:?}."
@@ -124,18 +153,24 @@ mod tests {
     }
 
     fn code(value: &str) -> &'static str {
-        read_range(value).map_or_else(|e| e.code, |_| "ok")
+        read_range(value, RangeReading::AmericaDenver).map_or_else(|e| e.code, |_| "ok")
     }
 
     #[test]
     fn plus_or_space_separates_date_and_time() {
         let expected = Ok((utc("2019-08-01T06:00:00Z"), utc("2019-08-08T05:59:59Z")));
         assert_eq!(
-            read_range("2019-08-01+00:00:00...2019-08-07+23:59:59"),
+            read_range(
+                "2019-08-01+00:00:00...2019-08-07+23:59:59",
+                RangeReading::AmericaDenver
+            ),
             expected
         );
         assert_eq!(
-            read_range("2019-08-01 00:00:00...2019-08-07 23:59:59"),
+            read_range(
+                "2019-08-01 00:00:00...2019-08-07 23:59:59",
+                RangeReading::AmericaDenver
+            ),
             expected
         );
     }
@@ -143,17 +178,23 @@ mod tests {
     #[test]
     fn bare_dates_cover_whole_days() {
         assert_eq!(
-            read_range("2026-01-05...2026-01-06"),
+            read_range("2026-01-05...2026-01-06", RangeReading::AmericaDenver),
             Ok((utc("2026-01-05T07:00:00Z"), utc("2026-01-07T06:59:59Z")))
         );
     }
 
     #[test]
     fn winter_is_utc_minus_seven_and_summer_utc_minus_six() {
-        let (winter, _) =
-            read_range("2026-01-15+12:00:00...2026-01-15+12:00:00").unwrap_or_default();
-        let (summer, _) =
-            read_range("2026-07-15+12:00:00...2026-07-15+12:00:00").unwrap_or_default();
+        let (winter, _) = read_range(
+            "2026-01-15+12:00:00...2026-01-15+12:00:00",
+            RangeReading::AmericaDenver,
+        )
+        .unwrap_or_default();
+        let (summer, _) = read_range(
+            "2026-07-15+12:00:00...2026-07-15+12:00:00",
+            RangeReading::AmericaDenver,
+        )
+        .unwrap_or_default();
         assert_eq!(winter, utc("2026-01-15T19:00:00Z"));
         assert_eq!(summer, utc("2026-07-15T18:00:00Z"));
     }
@@ -161,14 +202,21 @@ mod tests {
     #[test]
     fn ambiguous_start_is_the_later_instant() {
         // 01:30 happens at 07:30Z (MDT) and again at 08:30Z (MST).
-        let (start, _) =
-            read_range("2026-11-01+01:30:00...2026-11-01+03:00:00").unwrap_or_default();
+        let (start, _) = read_range(
+            "2026-11-01+01:30:00...2026-11-01+03:00:00",
+            RangeReading::AmericaDenver,
+        )
+        .unwrap_or_default();
         assert_eq!(start, utc("2026-11-01T08:30:00Z"));
     }
 
     #[test]
     fn ambiguous_end_is_the_earlier_instant() {
-        let (_, end) = read_range("2026-11-01+00:00:00...2026-11-01+01:30:00").unwrap_or_default();
+        let (_, end) = read_range(
+            "2026-11-01+00:00:00...2026-11-01+01:30:00",
+            RangeReading::AmericaDenver,
+        )
+        .unwrap_or_default();
         assert_eq!(end, utc("2026-11-01T07:30:00Z"));
     }
 
@@ -212,6 +260,31 @@ mod tests {
         ] {
             assert_eq!(code(bad), "invalid_filter", "{bad:?}");
         }
+    }
+
+    #[test]
+    fn read_as_fixed_utc_minus_six_winter_is_an_hour_off_and_dst_has_no_gap() {
+        let fixed = |v| read_range(v, RangeReading::FixedUtcMinus6);
+        assert_eq!(
+            fixed("2026-01-15+12:00:00...2026-01-15+13:00:00"),
+            Ok((utc("2026-01-15T18:00:00Z"), utc("2026-01-15T19:00:00Z")))
+        );
+        assert_eq!(
+            fixed("2026-07-15+12:00:00...2026-07-15+12:00:00"),
+            read_range(
+                "2026-07-15+12:00:00...2026-07-15+12:00:00",
+                RangeReading::AmericaDenver
+            )
+        );
+        // Denver's gap and repeated hour mean nothing at a fixed offset.
+        assert_eq!(
+            fixed("2026-03-08+02:30:00...2026-03-08+02:40:00"),
+            Ok((utc("2026-03-08T08:30:00Z"), utc("2026-03-08T08:40:00Z")))
+        );
+        assert_eq!(
+            fixed("2026-11-01+01:10:00...2026-11-01+01:50:00"),
+            Ok((utc("2026-11-01T07:10:00Z"), utc("2026-11-01T07:50:00Z")))
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@
 
 use super::book::PageRequest;
 use super::error::ApiError;
-use super::mountain;
+use super::mountain::{self, RangeReading};
 
 /// The most a status-changes request may span: 7 days.
 pub(crate) const MAX_SPAN_SECS: u64 = 604_800;
@@ -124,7 +124,7 @@ fn frame_count(name: &str, value: Option<&str>) -> Result<u64, ApiError> {
 }
 
 /// Which time frame the parameters ask for, with upstream's limits applied.
-pub(crate) fn frame(p: &RawParams) -> Result<Frame, ApiError> {
+pub(crate) fn frame(p: &RawParams, reading: RangeReading) -> Result<Frame, ApiError> {
     let relative = p.minutes.is_some() || p.seconds.is_some();
     match (&p.filter, relative) {
         (None, false) => Err(ApiError::bad_request(
@@ -136,7 +136,7 @@ pub(crate) fn frame(p: &RawParams) -> Result<Frame, ApiError> {
             "filters[status_last_updated] cannot be combined with minutes or seconds.",
         )),
         (Some(range), false) => {
-            let (start, end) = mountain::read_range(range)?;
+            let (start, end) = mountain::read_range(range, reading)?;
             let span = (end - start).num_seconds();
             if u64::try_from(span).map_or(true, |s| s > MAX_SPAN_SECS) {
                 return Err(ApiError::too_long());
@@ -196,7 +196,7 @@ mod tests {
     }
 
     fn code(raw: &str) -> &'static str {
-        match split_query(raw).and_then(|p| frame(&p)) {
+        match split_query(raw).and_then(|p| frame(&p, RangeReading::AmericaDenver)) {
             Ok(_) => "ok",
             Err(e) => e.code,
         }
@@ -229,13 +229,16 @@ mod tests {
     #[test]
     fn minutes_and_seconds_add_up() {
         let p = params("minutes=2&seconds=5");
-        assert_eq!(frame(&p), Ok(Frame::Relative { seconds: 125 }));
         assert_eq!(
-            frame(&params("seconds=30")),
+            frame(&p, RangeReading::AmericaDenver),
+            Ok(Frame::Relative { seconds: 125 })
+        );
+        assert_eq!(
+            frame(&params("seconds=30"), RangeReading::AmericaDenver),
             Ok(Frame::Relative { seconds: 30 })
         );
         assert_eq!(
-            frame(&params("minutes=0")),
+            frame(&params("minutes=0"), RangeReading::AmericaDenver),
             Ok(Frame::Relative { seconds: 0 })
         );
     }
@@ -334,7 +337,7 @@ mod tests {
         #[test]
         fn any_query_string_is_answered_without_panicking(raw in ".{0,80}") {
             if let Ok(p) = split_query(&raw) {
-                let _ = frame(&p);
+                let _ = frame(&p, RangeReading::AmericaDenver);
                 let _ = page(&p, 10);
             }
         }
@@ -343,7 +346,7 @@ mod tests {
         fn any_range_text_is_answered_without_panicking(
             raw in "[0-9]{4}-[0-9]{2}-[0-9]{2}[+ ][0-9]{2}:[0-9]{2}:[0-9]{2}\\.\\.\\.[0-9]{4}-[0-9]{2}-[0-9]{2}"
         ) {
-            let _ = frame(&RawParams { filter: Some(raw), ..RawParams::default() });
+            let _ = frame(&RawParams { filter: Some(raw), ..RawParams::default() }, RangeReading::AmericaDenver);
         }
     }
 

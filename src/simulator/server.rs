@@ -19,6 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
+use super::tls::{SimStream, TlsIdentity};
 use super::{Simulator, schedule};
 
 /// How long in-flight answers get to finish after shutdown is requested
@@ -100,10 +101,12 @@ impl Registry {
     }
 }
 
-/// A TCP listener whose connections can be closed from outside.
+/// A TCP listener whose connections can be closed from outside, speaking
+/// TLS on them when given an identity.
 pub(crate) struct SimListener {
     inner: TcpListener,
     registry: Arc<Registry>,
+    tls: Option<TlsIdentity>,
 }
 
 /// Keeps a duplicate of the socket's descriptor as its kill switch.
@@ -118,7 +121,7 @@ fn with_control(stream: TcpStream) -> std::io::Result<(TcpStream, std::net::TcpS
 }
 
 impl Listener for SimListener {
-    type Io = TcpStream;
+    type Io = SimStream;
     type Addr = ConnTag;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
@@ -126,6 +129,17 @@ impl Listener for SimListener {
             match self.inner.accept().await {
                 Ok((stream, remote)) => match with_control(stream) {
                     Ok((stream, socket)) => {
+                        let stream = match &self.tls {
+                            None => SimStream::Plain(stream),
+                            Some(tls) => match tls.accept(stream).await {
+                                Ok(s) => SimStream::Tls(Box::new(s)),
+                                // A client that refuses the certificate ends here.
+                                Err(e) => {
+                                    tracing::debug!(error = %e, %remote, "simulator TLS handshake failed");
+                                    continue;
+                                }
+                            },
+                        };
                         let (killed, _) = watch::channel(false);
                         let control = Arc::new(ConnControl { socket, killed });
                         self.registry.register(&control);
@@ -201,6 +215,7 @@ impl Simulator {
         let listener = SimListener {
             inner: listener,
             registry: registry.clone(),
+            tls: cfg.tls.clone(),
         };
         let app = self
             .router()
@@ -240,6 +255,17 @@ impl Simulator {
             task,
         })
     }
+
+    /// `http://ADDR/services/v2`, or `https://` when serving TLS: the
+    /// `base_url` of a simulator served on `addr`.
+    pub fn base_url_at(&self, addr: SocketAddr) -> String {
+        let scheme = if self.config().tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{addr}/services/v2")
+    }
 }
 
 /// A simulator serving in the background. Dropping it stops the server (its
@@ -259,10 +285,10 @@ impl SimulatorHandle {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT/services/v2`, the `base_url` a client is
-    /// configured with.
+    /// `http://127.0.0.1:PORT/services/v2` (`https://` in the HTTPS
+    /// mode), the `base_url` a client is configured with.
     pub fn base_url(&self) -> String {
-        format!("http://{}/services/v2", self.addr)
+        self.sim.base_url_at(self.addr)
     }
 
     /// The simulator being served (the same one `Deref` gives).

@@ -63,5 +63,8 @@ mod wake;
 // The simulator every other test relies on.
 mod simulator_cancel;
 mod simulator_faults;
+mod simulator_limits;
+mod simulator_options;
 mod simulator_order_info;
 mod simulator_status_changes;
+mod simulator_tls;

@@ -28,7 +28,10 @@ async fn cancel_of_a_pending_order_answers_204_and_the_next_poll_reports_it() {
     let (_, body) = get(&h, "minutes=1").await;
     assert_eq!(
         body,
-        serde_json::json!({"orders": [{"order_id": 264, "certificate_id": 112232, "status": "canceled"}]})
+        serde_json::json!({
+            "orders": [{"order_id": 264, "certificate_id": 112232, "status": "canceled"}],
+            "page": {"total": 1, "limit": 1000, "offset": 0},
+        })
     );
 }
 

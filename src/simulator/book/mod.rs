@@ -10,6 +10,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 
 use super::status::{CERTIFICATE_ID_OFFSET, Status};
 
@@ -220,20 +223,25 @@ impl OrderBook {
     /// (µs since the epoch, both inclusive), ordered by (last change, order
     /// id). Without `page` it is the plain upstream answer, `{}` when empty;
     /// with `page` it carries a `page` object and only that slice of orders.
-    pub(crate) fn answer(&self, from_us: i64, to_us: i64, page: Option<PageRequest>) -> Answer {
+    ///
+    /// With `unstable = Some(seed)` the order is only as stable as a
+    /// database without a total order keeps it: orders are sorted by the
+    /// whole second of their last change (what upstream stores), ties in an
+    /// order drawn from `seed`, and the page's orders are shuffled.
+    pub(crate) fn answer(
+        &self,
+        from_us: i64,
+        to_us: i64,
+        page: Option<PageRequest>,
+        unstable: Option<u64>,
+    ) -> Answer {
         if from_us > to_us {
-            return Answer {
-                body: b"{}".to_vec(),
-                returned: 0,
-            };
+            return empty();
         }
         let range = || self.index.range((from_us, i64::MIN)..=(to_us, i64::MAX));
         let total = range().count();
         if total == 0 {
-            return Answer {
-                body: b"{}".to_vec(),
-                returned: 0,
-            };
+            return empty();
         }
         let (skip, take) = match page {
             Some(p) => (
@@ -245,20 +253,24 @@ impl OrderBook {
         let expected = total.saturating_sub(skip).min(take);
         let mut body = Vec::with_capacity(expected.saturating_mul(72).saturating_add(96));
         body.extend_from_slice(b"{\"orders\":[");
-        let mut returned = 0;
-        for (&(_, id), listed) in range().skip(skip).take(take) {
-            if returned > 0 {
-                body.push(b',');
+        let listed = range().map(|(&(_, id), l)| (id, l));
+        let returned = match unstable {
+            None => write_orders(&mut body, listed.skip(skip).take(take)),
+            Some(seed) => {
+                let mut all: Vec<(i64, u64, i64, &Listed)> = range()
+                    .map(|(&(at, id), l)| (at.div_euclid(1_000_000), mix(seed, id), id, l))
+                    .collect();
+                all.sort_unstable_by_key(|&(second, tie, id, _)| (second, tie, id));
+                let mut slice: Vec<(i64, &Listed)> = all
+                    .into_iter()
+                    .skip(skip)
+                    .take(take)
+                    .map(|(_, _, id, l)| (id, l))
+                    .collect();
+                slice.shuffle(&mut StdRng::seed_from_u64(seed));
+                write_orders(&mut body, slice.into_iter())
             }
-            body.extend_from_slice(b"{\"order_id\":");
-            write_int(&mut body, id);
-            body.extend_from_slice(b",\"certificate_id\":");
-            write_int(&mut body, listed.certificate_id);
-            body.extend_from_slice(b",\"status\":");
-            write_json_str(&mut body, listed.status.as_str());
-            body.push(b'}');
-            returned += 1;
-        }
+        };
         body.push(b']');
         if let Some(p) = page {
             body.extend_from_slice(b",\"page\":{\"total\":");
@@ -272,6 +284,42 @@ impl OrderBook {
         body.push(b'}');
         Answer { body, returned }
     }
+}
+
+fn empty() -> Answer {
+    Answer {
+        body: b"{}".to_vec(),
+        returned: 0,
+    }
+}
+
+/// Writes `{"order_id":..,"certificate_id":..,"status":..}` for each order,
+/// comma-separated; returns how many.
+fn write_orders<'a>(body: &mut Vec<u8>, orders: impl Iterator<Item = (i64, &'a Listed)>) -> usize {
+    let mut returned = 0;
+    for (id, listed) in orders {
+        if returned > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(b"{\"order_id\":");
+        write_int(body, id);
+        body.extend_from_slice(b",\"certificate_id\":");
+        write_int(body, listed.certificate_id);
+        body.extend_from_slice(b",\"status\":");
+        write_json_str(body, listed.status.as_str());
+        body.push(b'}');
+        returned += 1;
+    }
+    returned
+}
+
+/// A well-mixed 64-bit value of `(seed, id)` (splitmix64), the tie-breaker
+/// of one unstable answer.
+fn mix(seed: u64, id: i64) -> u64 {
+    let mut z = seed ^ (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// Decimal digits of `n`, without going through `fmt` (this runs a million

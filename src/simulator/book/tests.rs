@@ -35,6 +35,7 @@ fn answer_lists_orders_by_last_change_then_id() {
         t.timestamp_micros(),
         (t + TimeDelta::seconds(3)).timestamp_micros(),
         None,
+        None,
     );
     assert_eq!(
         body(&a),
@@ -43,11 +44,56 @@ fn answer_lists_orders_by_last_change_then_id() {
     assert_eq!(a.returned, 3);
 }
 
+fn ids_of(a: &Answer) -> Vec<i64> {
+    let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+    v["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["order_id"].as_i64().unwrap())
+        .collect()
+}
+
+#[test]
+fn an_unstable_answer_reorders_ties_and_pages_but_keeps_seconds_in_order() {
+    let mut book = OrderBook::new(1);
+    let t = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+    // Ten orders in each of three seconds (at different microseconds).
+    for i in 0..30i64 {
+        let at = t + TimeDelta::seconds(i / 10) + TimeDelta::microseconds(i % 10);
+        book.set_status(i + 1, i + 101, Status::Pending, at);
+    }
+    let (from, to) = (
+        t.timestamp_micros(),
+        (t + TimeDelta::seconds(3)).timestamp_micros(),
+    );
+    let all = |seed| ids_of(&book.answer(from, to, None, Some(seed)));
+    let (a, b) = (all(1), all(2));
+    assert_eq!(all(1), a, "the same seed gives the same order");
+    assert_ne!(a, b, "another request orders ties its own way");
+    let stable = ids_of(&book.answer(from, to, None, None));
+    assert_eq!(stable, (1..=30).collect::<Vec<_>>());
+    assert_ne!(a, stable);
+    // Pages of 10 hold exactly one second each, in second order, shuffled.
+    for (n, seed) in [(0u64, 3u64), (1, 4), (2, 5)] {
+        let page = Some(PageRequest {
+            offset: n * 10,
+            limit: 10,
+        });
+        let mut got = ids_of(&book.answer(from, to, page, Some(seed)));
+        let first = got.clone();
+        got.sort_unstable();
+        let expected: Vec<i64> = (1..=10).map(|i| i + 10 * n as i64).collect();
+        assert_eq!(got, expected, "page {n}");
+        assert_ne!(first, expected, "page {n} is not shuffled");
+    }
+}
+
 #[test]
 fn empty_window_answers_empty_object() {
     let book = OrderBook::new(1);
-    assert_eq!(body(&book.answer(0, 10, None)), "{}");
-    assert_eq!(body(&book.answer(10, 0, None)), "{}");
+    assert_eq!(body(&book.answer(0, 10, None, None)), "{}");
+    assert_eq!(body(&book.answer(10, 0, None, None)), "{}");
 }
 
 #[test]
@@ -90,6 +136,7 @@ fn pages_carry_total_limit_and_offset() {
             offset: 2,
             limit: 2,
         }),
+        None,
     );
     assert_eq!(
         body(&a),
@@ -102,6 +149,7 @@ fn pages_carry_total_limit_and_offset() {
             offset: 9,
             limit: 2,
         }),
+        None,
     );
     assert_eq!(
         body(&past),
@@ -180,7 +228,7 @@ mod properties {
                 check_invariants(&book);
             }
             prop_assert!(book.allocate_order_id() >= 1000);
-            let all = book.answer(i64::MIN, i64::MAX, None);
+            let all = book.answer(i64::MIN, i64::MAX, None, None);
             prop_assert_eq!(all.returned, book.len());
         }
 
@@ -193,7 +241,7 @@ mod properties {
             let mut seen = 0;
             let mut offset = 0;
             while offset < count as u64 {
-                let page = book.answer(us, us, Some(PageRequest { offset, limit: size }));
+                let page = book.answer(us, us, Some(PageRequest { offset, limit: size }), None);
                 seen += page.returned;
                 offset += size;
             }

@@ -1,15 +1,23 @@
 //! The CertCentral simulator as the tests use it: the library's types,
 //! re-exported from this one place, the configurations tests ask for, and
 //! plain HTTP requests to it (for the simulator's own tests).
+//!
+//! `SimulatorConfig::default()` is CertCentral at its strictest (rate
+//! limits, pages of 1000); a test that needs a kinder simulator says so
+//! where it builds its config, and why.
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::America::Denver;
 pub use orderwatch::simulator::{
-    Fault, RecordedQuery, Simulator, SimulatorConfig, SimulatorHandle,
+    Fault, Limit, RangeReading, RateLimits, RecordedQuery, Simulator, SimulatorConfig,
+    SimulatorHandle, TlsIdentity,
 };
 use serde_json::Value;
 
 use super::KEY;
+
+/// The header CertCentral reads the API key from.
+pub const KEY_HEADER: &str = "X-DC-DEVKEY";
 
 /// A quiet simulator that answers in pages of at most `size` orders.
 pub fn paged(size: usize) -> SimulatorConfig {
@@ -17,6 +25,42 @@ pub fn paged(size: usize) -> SimulatorConfig {
         page_size: Some(size),
         ..SimulatorConfig::default()
     }
+}
+
+/// A throwaway CA and a server certificate it signed for `127.0.0.1` and
+/// `localhost`: the identity for [`SimulatorConfig::tls`] and the CA's
+/// certificate as PEM, for a client to trust.
+pub fn test_tls() -> (TlsIdentity, String) {
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "orderwatch simulator test CA");
+    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().expect("server key");
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("server params");
+    params.subject_alt_names.push(rcgen::SanType::IpAddress(
+        std::net::Ipv4Addr::LOCALHOST.into(),
+    ));
+    let cert = params.signed_by(&key, &issuer).expect("server certificate");
+    let identity =
+        TlsIdentity::from_pem(&cert.pem(), &key.serialize_pem()).expect("a usable identity");
+    (identity, ca.pem())
+}
+
+/// A quiet simulator serving HTTPS with a fresh test CA: the handle and
+/// the CA's PEM.
+pub async fn start_tls() -> (SimulatorHandle, String) {
+    let (identity, ca) = test_tls();
+    let h = start_with(SimulatorConfig {
+        tls: Some(identity),
+        ..SimulatorConfig::default()
+    })
+    .await;
+    (h, ca)
 }
 
 // Talking to a simulator over plain HTTP, as any client would.

@@ -2,7 +2,8 @@
 //! `initial_lookback`) is asked for oldest first in overlapping absolute
 //! windows of at most 7 days, written in Mountain time, then one relative
 //! window up to now — and every change in the gap is found exactly once,
-//! including those right around a daylight-saving change.
+//! including those right around a daylight-saving change, and in winter
+//! whether CertCentral reads "MDT" as America/Denver or as UTC−6.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -14,6 +15,8 @@ use serde_json::Value;
 use crate::support::client::{Api, catch_up_windows};
 use crate::support::sim::{Fault, RecordedQuery};
 use crate::support::{World, ago, eventually, ids, output_within, text};
+
+mod winter;
 
 const SEVEN_DAYS: i64 = 7 * 86_400;
 
@@ -61,9 +64,11 @@ fn span_secs(q: &RecordedQuery) -> (i64, bool) {
 /// most 7 days, oldest first, each overlapping the previous one, then one
 /// relative window (also at most 7 days) reaching back into the last
 /// absolute one. Returns the absolute ranges.
-fn assert_catch_up_shape(queries: &[RecordedQuery]) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
-    assert!(queries.len() >= 2, "too few requests: {queries:#?}");
-    for q in queries {
+///
+/// Pages (requests with an `offset`) belong to the window before them: an
+/// absolute window's pages repeat its range exactly.
+fn assert_catch_up_shape(all: &[RecordedQuery]) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+    for q in all {
         assert_eq!(q.status, 200, "a request was refused: {q:?}");
         let (span, _) = span_secs(q);
         assert!(
@@ -71,6 +76,16 @@ fn assert_catch_up_shape(queries: &[RecordedQuery]) -> Vec<(DateTime<Utc>, DateT
             "a request spans {span} s, more than 7 days: {q:?}"
         );
     }
+    for pair in all.windows(2) {
+        if pair[1].offset.is_some() && pair[1].range.is_some() {
+            assert_eq!(
+                pair[0].range, pair[1].range,
+                "a page left its window's range"
+            );
+        }
+    }
+    let queries: Vec<RecordedQuery> = all.iter().filter(|q| q.offset.is_none()).cloned().collect();
+    assert!(queries.len() >= 2, "too few windows: {all:#?}");
     let (last, absolute) = queries.split_last().expect("requests");
     let (last_span, relative) = span_secs(last);
     assert!(relative, "the final window is not relative: {last:?}");
