@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod alerts;
 mod events;
 pub mod field;
 mod raw;
@@ -25,6 +26,7 @@ pub mod table;
 mod validate;
 mod wake;
 
+pub use alerts::{AlertsConfig, DEFAULT_POLL_FAILURES};
 pub use events::{EnrichConfig, EventsConfig};
 pub use field::{MAX_DURATION, Problem, RedactedUrl, dir_writable, parent_dir, sink_key};
 pub use secret::{Secret, SecretSource};
@@ -78,6 +80,8 @@ pub struct Config {
     /// Order details in events (`[enrich] order_details = true`).
     pub enrich: Option<EnrichConfig>,
     pub wake: Option<WakeConfig>,
+    /// `[alerts]`: when operational sinks hear about polling trouble.
+    pub alerts: AlertsConfig,
     pub sinks: Vec<SinkConfig>,
 }
 

@@ -38,7 +38,8 @@ pub fn route(cfg: &SinkConfig) -> SinkRoute {
     SinkRoute {
         name: cfg.name.clone(),
         statuses: cfg.statuses.clone(),
-        by_cursor: cfg.settings.in_order(),
+        by_cursor: cfg.settings.in_order() && !cfg.operational,
+        operational: cfg.operational,
     }
 }
 
