@@ -28,7 +28,14 @@ pub async fn a_dead_delivery_alerts_every_operational_sink_but_its_own_once(s: S
     s.set_alert_sinks(&["ops".into(), "a".into()])
         .await
         .unwrap();
-    window(&s, &[change(1, "issued")], at(0), at(0), std::slice::from_ref(&a)).await;
+    window(
+        &s,
+        &[change(1, "issued")],
+        at(0),
+        at(0),
+        std::slice::from_ref(&a),
+    )
+    .await;
     let entry = due(&s, &a, i64::MAX, 10).await.remove(0);
     s.mark("a", vec![(entry.seq(), dead("HTTP 400: no"))], T0)
         .await

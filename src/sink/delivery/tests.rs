@@ -198,6 +198,7 @@ impl World {
             shutdown: self.shutdown.clone(),
             grace: Duration::from_secs(5),
             clock: self.clock,
+            source: Arc::from("s"),
         };
         let runner = DeliveryLoop {
             sink,
