@@ -24,6 +24,9 @@ use crate::sink::kind::{Message, Outcome, Sink};
 use crate::sink::retry::{DeliveryPolicy, millis};
 use crate::store::{AlertEntry, Mark, StoreError};
 
+/// The "status" of every alert, for sinks that route on it.
+pub const ALERT_STATUS: &str = "alert";
+
 /// Alerts fetched per query.
 const BATCH: usize = 32;
 
@@ -121,7 +124,9 @@ impl AlertLoop {
                 kind: &alert.kind,
                 body: &body,
                 order_id: None,
-                status: None,
+                // What a NATS subject's `{status}` and an exec sink's
+                // ORDERWATCH_STATUS say: an alert, about no order.
+                status: Some(ALERT_STATUS),
                 previous_status: None,
             })
             .await;
