@@ -14,6 +14,12 @@ use crate::support::{Sink, World, ago, eventually, read_jsonl_so_far};
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// Tests of sink alerts: a poll that fails under a loaded machine must not
+/// add alerts of its own.
+fn no_poll_alerts(w: &mut World) {
+    w.set("alerts.poll_failures", 10_000);
+}
+
 /// An operational file sink `alerts` writing to `alerts.jsonl`.
 fn alert_file(w: &mut World) -> std::path::PathBuf {
     let path = w.path("alerts.jsonl");
@@ -42,6 +48,7 @@ async fn a_dead_delivery_and_a_410_pause_each_reach_the_operational_sink_once_ev
     let (mut w, rx) = World::with_webhook().await;
     rx.set_default_for("1:issued", Reply::Body(400, "bad payload".into()));
     rx.set_default_for("2:issued", Reply::Status(410));
+    no_poll_alerts(&mut w);
     let alerts = alert_file(&mut w);
     w.sim.set_status(1, 101, "issued", ago(30));
     w.sim.set_status(2, 102, "issued", ago(20));
@@ -137,6 +144,7 @@ async fn an_operational_sink_that_fails_gets_each_alert_once_and_causes_no_more(
     rx.set_default(Reply::Body(400, "no".into()));
     let ops_rx = Receiver::start().await;
     ops_rx.set_default(Reply::Body(400, "alerts refused".into()));
+    no_poll_alerts(&mut w);
     let ops = w.hook("ops", &ops_rx.url()).with("operational", true);
     w.add_sink(ops);
     for order in 1..=2 {
