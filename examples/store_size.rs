@@ -81,11 +81,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         name: "ops-hook".into(),
         statuses: None,
         by_cursor: false,
+        operational: false,
     };
     let file = SinkRoute {
         name: "archive".into(),
         statuses: None,
         by_cursor: true,
+        operational: false,
     };
     let per_million = |bytes: u64| mib(bytes) * 1e6 / n as f64;
     let (_, bare) = fill(dir.path(), "file.db", n, vec![file.clone()]).await?;

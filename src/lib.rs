@@ -5,6 +5,7 @@
 //! client) → [`store`] (dedupe, cursor, outbox, one transaction) → [`sink`]s.
 //! The binary in `main.rs` only parses the command line and calls into [`cmd`].
 
+pub mod alert;
 pub mod backoff;
 pub mod certcentral;
 pub mod cli;

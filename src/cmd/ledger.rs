@@ -155,7 +155,17 @@ async fn warn_paused(
 pub async fn redeliver(config_flag: Option<&Path>, args: &RedeliverArgs) -> Result<(), Failure> {
     let config = load_config(config_flag)?;
     let sink = known_sink(&config, &args.sink)?.clone();
-    let what = if let Some(id) = &args.event {
+    let what = if let Some(id) = args.event.as_ref().filter(|_| sink.operational) {
+        // An operational sink's events are alerts, named by their "ow:" id.
+        if !id.starts_with(crate::store::alert::ID_PREFIX) {
+            return Err(Failure::usage(anyhow!(
+                "--event {id:?}: sink {} is operational and receives only alerts; expected an alert id such as \"ow:dead:hook:264:issued:1\" (see `orderwatch deliveries --sink {}`)",
+                sink.name,
+                sink.name
+            )));
+        }
+        Redeliver::Alert(id.clone())
+    } else if let Some(id) = &args.event {
         let id = parse_event_id(id).ok_or_else(|| {
             Failure::usage(anyhow!(
                 "--event {id:?}: expected an event id such as \"264:canceled\" or \"264:issued:1\""
@@ -197,6 +207,13 @@ pub async fn redeliver(config_flag: Option<&Path>, args: &RedeliverArgs) -> Resu
         .redeliver(&sink::route(&sink), &what, now_ms())
         .await
         .map_err(Failure::runtime)?;
+    if let (Redeliver::Alert(id), 0) = (&what, n) {
+        return Err(Failure::runtime(anyhow!(
+            "no alert {id} for sink {} in the store; `orderwatch deliveries --sink {}` lists its alerts",
+            sink.name,
+            sink.name
+        )));
+    }
     if let Some(Pause { reason, .. }) = was_paused {
         println!("sink {} resumed (it was paused: {reason})", sink.name);
     }

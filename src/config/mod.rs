@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod alerts;
 mod ca;
 mod events;
 pub mod field;
@@ -26,6 +27,7 @@ pub mod table;
 mod validate;
 mod wake;
 
+pub use alerts::{AlertsConfig, DEFAULT_POLL_FAILURES};
 pub use ca::CaFile;
 pub use events::{EnrichConfig, EventsConfig};
 pub use field::{MAX_DURATION, Problem, RedactedUrl, dir_writable, parent_dir, sink_key};
@@ -80,6 +82,8 @@ pub struct Config {
     /// Order details in events (`[enrich] order_details = true`).
     pub enrich: Option<EnrichConfig>,
     pub wake: Option<WakeConfig>,
+    /// `[alerts]`: when operational sinks hear about polling trouble.
+    pub alerts: AlertsConfig,
     pub sinks: Vec<SinkConfig>,
 }
 

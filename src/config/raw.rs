@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::SizeValue;
+use super::alerts::RawAlerts;
 use super::events::{RawEnrich, RawEvents};
 use super::sinks::RawSink;
 use super::wake::RawWake;
@@ -19,6 +20,7 @@ pub(super) struct RawConfig {
     pub events: Option<RawEvents>,
     pub enrich: Option<RawEnrich>,
     pub wake: Option<RawWake>,
+    pub alerts: Option<RawAlerts>,
     #[serde(default)]
     pub sinks: Vec<RawSink>,
 }

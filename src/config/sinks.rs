@@ -22,6 +22,9 @@ pub struct SinkConfig {
     /// Lower-case statuses this sink wants; `None` means all.
     pub statuses: Option<Vec<String>>,
     pub policy: DeliveryPolicy,
+    /// `operational = true`: the sink receives orderwatch's own alerts
+    /// (see `store/alert.rs`) and no transitions.
+    pub operational: bool,
     /// What the kind read from the rest of the table.
     pub settings: Arc<dyn SinkSettings>,
 }
@@ -32,6 +35,7 @@ impl fmt::Debug for SinkConfig {
             .field("name", &self.name)
             .field("statuses", &self.statuses)
             .field("policy", &self.policy)
+            .field("operational", &self.operational)
             .field("settings", &self.settings)
             .finish()
     }
@@ -64,6 +68,7 @@ pub(super) struct RawSink {
     pub backoff_initial: Option<String>,
     pub backoff_max: Option<String>,
     pub give_up_after: Option<String>,
+    pub operational: Option<bool>,
     #[serde(flatten)]
     pub rest: toml::Table,
 }
@@ -115,6 +120,13 @@ fn parse(
         Some(n) => Some(n),
     };
     let statuses = statuses(&key("statuses"), raw.statuses, problems);
+    let operational = raw.operational.unwrap_or(false);
+    if operational && statuses.is_some() {
+        problems.add(
+            key("statuses"),
+            "an operational sink receives only orderwatch's own alerts, no transitions; remove `statuses`, or send transitions to another sink",
+        );
+    }
     let policy = DeliveryPolicy {
         backoff_initial: problems.positive(
             &key("backoff_initial"),
@@ -163,6 +175,7 @@ fn parse(
         name: name?,
         statuses,
         policy,
+        operational,
         settings: settings?,
     })
 }

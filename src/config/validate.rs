@@ -68,6 +68,7 @@ impl Validator {
         let events = events::parse(raw.events.unwrap_or_default(), &mut self.problems);
         let wake = wake::parse(raw.wake, &mut self.problems, env);
         let enrich = events::parse_enrich(raw.enrich, &mut self.problems);
+        let alerts = super::alerts::parse(raw.alerts, &mut self.problems);
         let sinks = sinks::parse_all(raw.sinks, &mut self.problems, env);
         Some(Config {
             source: path.to_path_buf(),
@@ -79,6 +80,7 @@ impl Validator {
             events,
             enrich,
             wake,
+            alerts,
             sinks,
         })
     }

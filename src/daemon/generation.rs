@@ -102,13 +102,16 @@ impl Daemon {
     pub(super) fn start_loops(
         &self,
         sinks: Vec<(SinkConfig, Arc<dyn Sink>)>,
+        source: &str,
         shutdown: &CancellationToken,
         mode: Mode,
         recorded: CancellationToken,
     ) -> Loops {
+        let source: Arc<str> = Arc::from(source);
         let mut tasks = JoinSet::new();
         let mut handles = Vec::with_capacity(sinks.len());
         let mut wakes = Vec::with_capacity(sinks.len());
+        tasks.spawn(register_alert_sinks(Arc::clone(&self.store), &sinks));
         for (cfg, built) in sinks {
             let wake = Arc::new(Notify::new());
             let ctx = LoopContext {
@@ -119,6 +122,7 @@ impl Daemon {
                 shutdown: shutdown.clone(),
                 grace: SHUTDOWN_GRACE,
                 clock: self.opts.clock,
+                source: Arc::clone(&source),
             };
             handles.push(sink::start(&cfg, built, ctx, mode, &mut tasks));
             wakes.push(wake);
@@ -137,7 +141,14 @@ impl Daemon {
             store: Arc::clone(&self.store),
             poll: p.config.poll,
             tz: p.config.digicert.timezone,
-            routes: p.routes().into(),
+            // Operational sinks get alerts, never transitions.
+            routes: p
+                .routes()
+                .into_iter()
+                .filter(|r| !r.operational)
+                .collect::<Vec<_>>()
+                .into(),
+            poll_failures: p.config.alerts.poll_failures,
             dedupe: p.config.events.dedupe,
             hold: crate::enrich::hold(p.config.enrich.as_ref()),
             metrics: Arc::clone(&self.metrics),
@@ -216,7 +227,8 @@ impl Daemon {
         let recorded = CancellationToken::new();
         recorded.cancel();
         let sinks = p.sinks.clone();
-        let mut loops = self.start_loops(sinks, &token, Mode::Daemon, recorded);
+        let source = p.config.digicert.base_url.clone();
+        let mut loops = self.start_loops(sinks, &source, &token, Mode::Daemon, recorded);
         let wake = self.start_enricher(&p, &mut loops, &token);
         self.metrics.set_interval(p.config.poll.interval);
         self.guard_wakes(&p);
@@ -231,6 +243,31 @@ impl Daemon {
             poll,
             last,
             config: p.config,
+        }
+    }
+}
+
+/// Tells the store which sinks are operational, so the alerts written
+/// from now on are queued for them. Until it commits, alerts go to the
+/// list the last start left (the same, unless the config changed). Only a
+/// fatal error (leadership lost) is returned; another is logged.
+fn register_alert_sinks(
+    store: crate::store::SharedStore,
+    sinks: &[(SinkConfig, Arc<dyn Sink>)],
+) -> impl std::future::Future<Output = Result<(), StoreError>> + use<> {
+    let names: Vec<String> = sinks
+        .iter()
+        .filter(|(c, _)| c.operational)
+        .map(|(c, _)| c.name.clone())
+        .collect();
+    async move {
+        match store.set_alert_sinks(&names).await {
+            Err(e) if e.is_fatal() => Err(e),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot record which sinks are operational; alerts go to the ones the last start recorded");
+                Ok(())
+            }
+            Ok(()) => Ok(()),
         }
     }
 }

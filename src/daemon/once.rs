@@ -22,7 +22,13 @@ impl Daemon {
         // Deliveries that go dead during this run fail it (exit 1), so cron
         // and scripts learn that something was given up.
         let dead_before = self.dead_by_sink(&routes).await?;
-        let mut loops = self.start_loops(p.sinks.clone(), &token, Mode::Drain, recorded.clone());
+        let mut loops = self.start_loops(
+            p.sinks.clone(),
+            &p.config.digicert.base_url,
+            &token,
+            Mode::Drain,
+            recorded.clone(),
+        );
         let cycle_done = CancellationToken::new();
         let wake = self.start_once_enricher(&p, &mut loops, &token, &cycle_done, &recorded);
         let poller = self.poller(&p, wake);

@@ -97,6 +97,7 @@ mod tests {
             name: "hook".into(),
             statuses: None,
             by_cursor: false,
+            operational: false,
         };
         let n = BATCH * 2 + 7;
         let orders: Vec<OrderChange> = (1..=n as i64)

@@ -2,6 +2,7 @@
 //! cursor, fetches each, records each (which also moves the cursor) and
 //! wakes the sinks; [`Poller::run_until_stopped`] runs cycles on schedule.
 
+use crate::alert::{PollHealth, PollWatch};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -98,6 +99,9 @@ pub struct Poller {
     pub wake: Wake,
     /// Wakes for an early cycle (`[wake]`), if the endpoint is on.
     pub wakeups: Option<WakeSchedule>,
+    /// Failed cycles in a row that the operational sinks hear of
+    /// (`[alerts] poll_failures`).
+    pub poll_failures: u32,
 }
 
 /// How wakes reach a poller: the doorbell, and how soon after the last
@@ -138,6 +142,7 @@ impl Poller {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut cycles = 0u64;
         let mut last_start: Option<Instant> = None;
+        let mut watch = PollWatch::new(self.poll_failures);
         loop {
             let woken = loop {
                 self.metrics.beat();
@@ -169,12 +174,16 @@ impl Poller {
             let outcome = match result {
                 Ok(report) => {
                     self.metrics.poll_ok(now_ms());
+                    self.tell_health(&mut watch, PollWatch::succeeded).await?;
                     LastCycle::Ok { cycles, report }
                 }
                 Err(CycleError::Store(e)) if e.is_fatal() => return Err(e),
                 Err(e) => {
                     self.metrics.poll_failed();
                     tracing::error!(code = %e.code(), error = %e, "poll cycle failed; the cursor stays, retrying at the next interval");
+                    let error = format!("{}: {e}", e.code());
+                    self.tell_health(&mut watch, |w| w.failed(now_ms(), &error))
+                        .await?;
                     LastCycle::Failed {
                         cycles,
                         code: e.code(),
@@ -182,6 +191,35 @@ impl Poller {
                 }
             };
             last.send_replace(Some(outcome));
+        }
+    }
+
+    /// Operational events: tells the store how polling is doing when
+    /// `watch` says so (an outage past `poll_failures`, its end). Only a
+    /// fatal store error (leadership lost) ends the poller; another is
+    /// logged and the report is asked again at the next cycle.
+    async fn tell_health(
+        &self,
+        watch: &mut PollWatch,
+        what: impl FnOnce(&mut PollWatch) -> Option<PollHealth>,
+    ) -> Result<(), StoreError> {
+        let Some(health) = what(watch) else {
+            return Ok(());
+        };
+        match self.store.poll_health(&health, now_ms()).await {
+            Ok(written) => {
+                watch.reported(&health);
+                if let Some(id) = written {
+                    tracing::info!(alert = %id, "told the operational sinks how polling is doing");
+                }
+                Ok(())
+            }
+            Err(e) if e.is_fatal() => Err(e),
+            Err(e) => {
+                watch.not_reported(&health);
+                tracing::error!(error = %e, "cannot record how polling is doing; trying again at the next cycle");
+                Ok(())
+            }
         }
     }
 

@@ -95,6 +95,7 @@ fn poller(dir: &tempfile::TempDir, account: Arc<SkewedAccount>) -> Poller {
         hold: crate::store::Hold::Nothing,
         metrics: Arc::new(Metrics::new(Duration::from_secs(60))),
         wake: Wake::default(),
+        poll_failures: crate::config::DEFAULT_POLL_FAILURES,
         wakeups: None,
     }
 }

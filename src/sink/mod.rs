@@ -38,7 +38,8 @@ pub fn route(cfg: &SinkConfig) -> SinkRoute {
     SinkRoute {
         name: cfg.name.clone(),
         statuses: cfg.statuses.clone(),
-        by_cursor: cfg.settings.in_order(),
+        by_cursor: cfg.settings.in_order() && !cfg.operational,
+        operational: cfg.operational,
     }
 }
 
@@ -66,8 +67,8 @@ impl SinkHandle {
     }
 }
 
-/// Starts the delivery loop of a built sink into `tasks`; returns its handle
-/// and the `Notify` that wakes it after a commit.
+/// Starts the delivery loop of a built sink into `tasks` (an operational
+/// sink's drains its alerts); returns its handle.
 pub fn start(
     cfg: &SinkConfig,
     sink: Arc<dyn Sink>,
@@ -75,6 +76,20 @@ pub fn start(
     mode: Mode,
     tasks: &mut JoinSet<Result<(), StoreError>>,
 ) -> SinkHandle {
+    if cfg.operational {
+        let runner = delivery::alerts::AlertLoop {
+            name: cfg.name.clone(),
+            sink: Arc::clone(&sink),
+            policy: cfg.policy,
+            ctx,
+            mode,
+        };
+        tasks.spawn(runner.run());
+        return SinkHandle {
+            name: cfg.name.clone(),
+            sink,
+        };
+    }
     let runner = DeliveryLoop {
         sink: Arc::clone(&sink),
         route: route(cfg),

@@ -3,7 +3,8 @@
 //! every order's last status, every transition with its `seq` (sinks'
 //! cursors and the ledger refer to it), occurrence and order details, the
 //! transitions still held for their details, the sinks' pauses and cursors,
-//! and the whole delivery ledger. The new store then carries on exactly where
+//! the whole delivery ledger, and the alerts (operational events) with
+//! their ledger. The new store then carries on exactly where
 //! the old one stopped: no transition is delivered again, none is missed.
 //!
 //! Both ends are held like a daemon holds them (SQLite's lock file, the
@@ -66,6 +67,18 @@ pub struct HeldRow {
     pub last_error: Option<String>,
 }
 
+/// An operational event (table `alerts`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertRow {
+    pub seq: i64,
+    pub id: String,
+    pub key: String,
+    pub kind: String,
+    pub about: Option<String>,
+    pub data: String,
+    pub created_at: i64,
+}
+
 /// One piece of a store on its way to another, in an order that keeps
 /// references valid (transitions before the ledger rows naming them).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +89,9 @@ pub enum Batch {
     Held(Vec<HeldRow>),
     Sinks(Vec<SinkRow>),
     Outbox(Vec<OutboxRow>),
+    Alerts(Vec<AlertRow>),
+    /// Rows of `alert_outbox` (their `seq` is the alert's; `order_id` is 0).
+    AlertOutbox(Vec<OutboxRow>),
 }
 
 /// How much a store holds.
@@ -88,6 +104,8 @@ pub struct Counts {
     pub outbox: u64,
     /// Transitions held for their order's details.
     pub held: u64,
+    /// Operational events (their deliveries count as ledger rows).
+    pub alerts: u64,
 }
 
 impl Counts {
@@ -102,7 +120,8 @@ impl Counts {
             Batch::Transitions(v) => self.transitions += v.len() as u64,
             Batch::Held(v) => self.held += v.len() as u64,
             Batch::Sinks(v) => self.sinks += v.len() as u64,
-            Batch::Outbox(v) => self.outbox += v.len() as u64,
+            Batch::Outbox(v) | Batch::AlertOutbox(v) => self.outbox += v.len() as u64,
+            Batch::Alerts(v) => self.alerts += v.len() as u64,
         }
     }
 }
@@ -120,6 +139,9 @@ impl std::fmt::Display for Counts {
         )?;
         if self.held > 0 {
             write!(f, ", {} waiting for order details", self.held)?;
+        }
+        if self.alerts > 0 {
+            write!(f, ", {} alerts", self.alerts)?;
         }
         Ok(())
     }

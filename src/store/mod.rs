@@ -26,6 +26,11 @@
 //!   the transitions after it of the same order wait too (for an in-order
 //!   sink: every transition after it that the sink takes).
 //!
+//! * An alert (an operational event, see [`alert`]) is written in the
+//!   transaction of the state change that causes it (a delivery marked or
+//!   given up dead, a pause, a poll outage), queued for every operational
+//!   sink except the one it is about; alert deliveries cause no alerts.
+//!
 //! The behaviour is pinned by one suite (`suite.rs`) that every backend runs.
 
 use std::path::Path;
@@ -34,6 +39,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+pub mod alert;
 pub mod copy;
 mod error;
 mod leader;
@@ -46,6 +52,7 @@ pub mod sqlite;
 #[cfg(test)]
 mod suite;
 
+pub use alert::{AlertEntry, PollHealth};
 pub use error::StoreError;
 pub use leader::{Leader, Leadership, Lease, node_identity};
 pub use lookup::{Hold, Lookup, LookupBacklog, LookupOutcome};
@@ -162,9 +169,45 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// turned off); returns how many.
     async fn release_held(&self) -> Result<u64, StoreError>;
 
+    // --- operational events (alerts) ---
+
+    /// Replaces the list of operational sinks, which every alert written
+    /// from now on is queued for (except the sink it is about).
+    async fn set_alert_sinks(&self, sinks: &[String]) -> Result<(), StoreError>;
+
+    /// Reports how polling is doing: writes `orderwatch.poll.failed` for an
+    /// outage not yet reported, `orderwatch.poll.recovered` at the end of a
+    /// reported one, nothing otherwise. Returns the id of what it wrote.
+    async fn poll_health(
+        &self,
+        health: &PollHealth,
+        now: i64,
+    ) -> Result<Option<String>, StoreError>;
+
+    /// Alerts operational sink `sink` should deliver now, oldest first.
+    async fn alerts_due(
+        &self,
+        sink: &str,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<AlertEntry>, StoreError>;
+
+    /// When `sink`'s next alert delivery falls due, if any is pending.
+    async fn next_alert_due(&self, sink: &str) -> Result<Option<i64>, StoreError>;
+
+    /// Records the outcomes of alert deliveries, keyed by alert seq. A dead
+    /// one writes no alert of its own.
+    async fn mark_alerts(
+        &self,
+        sink: &str,
+        marks: Vec<(i64, Mark)>,
+        now: i64,
+    ) -> Result<(), StoreError>;
+
     // --- operators ---
 
-    /// Queues deliveries again for `route` and lifts its pause; returns how many.
+    /// Queues deliveries again for `route` and lifts its pause; returns how
+    /// many. For an operational route, its alert deliveries.
     async fn redeliver(
         &self,
         route: &SinkRoute,

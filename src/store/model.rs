@@ -116,6 +116,9 @@ pub enum Redeliver {
     Dead,
     /// Every event first seen at or after this instant (unix ms).
     Since(i64),
+    /// One alert, by its id (`"ow:dead:hook:264:issued:1"`), for an
+    /// operational sink.
+    Alert(String),
 }
 
 /// Which transitions `orderwatch events` lists.
@@ -182,11 +185,17 @@ pub struct DeliveryRow {
     pub next_attempt_at: i64,
     pub done_at: Option<i64>,
     pub last_error: Option<String>,
+    /// For a delivery of an alert to an operational sink: the alert's id
+    /// (`seq` is then the alert's, `status` its type, `order_id` 0).
+    pub alert: Option<String>,
 }
 
 impl DeliveryRow {
     pub fn event_id(&self) -> String {
-        event_id(self.order_id, &self.status, self.occurrence)
+        match &self.alert {
+            Some(id) => id.clone(),
+            None => event_id(self.order_id, &self.status, self.occurrence),
+        }
     }
 }
 

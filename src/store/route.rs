@@ -12,6 +12,9 @@ pub struct SinkRoute {
     /// order, so "everything after seq N is pending" replaces a row per
     /// event: the store keeps a cursor for them. Others keep a row per event.
     pub by_cursor: bool,
+    /// An operational sink (`operational = true`): it receives orderwatch's
+    /// own alerts (see `store/alert.rs`) and no transitions.
+    pub operational: bool,
 }
 
 impl SinkRoute {
@@ -34,6 +37,7 @@ mod tests {
             name: "a".into(),
             statuses: None,
             by_cursor: false,
+            operational: false,
         };
         assert!(all.wants("whatever"));
         let some = SinkRoute {

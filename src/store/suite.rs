@@ -57,6 +57,10 @@ macro_rules! store_suite {
             the_report_counts_transitions_and_shows_the_cursor,
             pruning_deletes_old_delivered_rows_in_batches_and_dedupe_still_holds,
             purging_dead_rows_keeps_recent_ones_and_in_order_sinks_dead_rows,
+            a_dead_delivery_alerts_every_operational_sink_but_its_own_once,
+            given_up_deliveries_and_a_new_pause_each_alert_once,
+            alert_deliveries_retry_die_quietly_and_can_be_redelivered,
+            a_poll_outage_is_reported_once_and_its_end_once,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -73,14 +77,19 @@ macro_rules! store_suite {
 }
 pub(crate) use store_suite;
 
-const T0: i64 = 1_800_000_000_000;
+#[path = "suite_alerts.rs"]
+mod alerts;
+pub use alerts::*;
+
+pub(super) const T0: i64 = 1_800_000_000_000;
 
 /// A sink with a row per event (webhook-like).
-fn rows(name: &str, statuses: Option<&[&str]>) -> SinkRoute {
+pub(super) fn rows(name: &str, statuses: Option<&[&str]>) -> SinkRoute {
     SinkRoute {
         name: name.into(),
         statuses: statuses.map(|l| l.iter().map(|s| s.to_string()).collect()),
         by_cursor: false,
+        operational: false,
     }
 }
 
@@ -89,11 +98,12 @@ fn rows(name: &str, statuses: Option<&[&str]>) -> SinkRoute {
 fn in_order(name: &str, statuses: Option<&[&str]>) -> SinkRoute {
     SinkRoute {
         by_cursor: true,
+        operational: false,
         ..rows(name, statuses)
     }
 }
 
-fn change(order_id: i64, status: &str) -> OrderChange {
+pub(super) fn change(order_id: i64, status: &str) -> OrderChange {
     OrderChange {
         order_id,
         certificate_id: Some(order_id + 1000),
@@ -101,12 +111,12 @@ fn change(order_id: i64, status: &str) -> OrderChange {
     }
 }
 
-fn at(s: i64) -> DateTime<Utc> {
+pub(super) fn at(s: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
 }
 
 /// Records a whole window and moves the cursor to `cursor`.
-async fn window(
+pub(super) async fn window(
     s: &SharedStore,
     changes: &[OrderChange],
     cursor: DateTime<Utc>,
@@ -120,7 +130,12 @@ async fn window(
         .unwrap()
 }
 
-async fn due(s: &SharedStore, route: &SinkRoute, now: i64, limit: usize) -> Vec<OutboxEntry> {
+pub(super) async fn due(
+    s: &SharedStore,
+    route: &SinkRoute,
+    now: i64,
+    limit: usize,
+) -> Vec<OutboxEntry> {
     s.due(route, now, limit).await.unwrap()
 }
 

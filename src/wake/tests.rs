@@ -116,6 +116,7 @@ fn poller(delay: Duration) -> Running {
         hold: crate::store::Hold::Nothing,
         metrics: Arc::new(Metrics::new(Duration::from_secs(60))),
         wake: Wake::default(),
+        poll_failures: crate::config::DEFAULT_POLL_FAILURES,
         wakeups: Some(WakeSchedule {
             bell: Arc::clone(&bell),
             min_gap: Duration::from_secs(5),

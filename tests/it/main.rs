@@ -37,6 +37,7 @@ mod postgres_daemon;
 mod store_copy;
 
 // Delivery to sinks and the ledger.
+mod alerts;
 mod exec;
 mod hostile_receivers;
 mod ledger;

@@ -43,11 +43,13 @@ async fn populate(path: &Path) {
         name: "hook".into(),
         statuses: None,
         by_cursor: false,
+        operational: false,
     };
     let file = SinkRoute {
         name: "file".into(),
         statuses: Some(vec!["issued".into()]),
         by_cursor: true,
+        operational: false,
     };
     let routes: Arc<[SinkRoute]> = Arc::from(vec![hook.clone(), file.clone()]);
     for round in 0..3i64 {

@@ -202,6 +202,33 @@ impl Store for Fenceable {
     async fn pause_of(&self, sink: &str) -> Result<Option<Pause>, StoreError> {
         self.inner.pause_of(sink).await
     }
+    async fn set_alert_sinks(&self, sinks: &[String]) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.set_alert_sinks(sinks).await
+    }
+    async fn poll_health(
+        &self,
+        h: &crate::store::PollHealth,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        self.check()?;
+        self.inner.poll_health(h, now).await
+    }
+    async fn alerts_due(
+        &self,
+        s: &str,
+        now: i64,
+        n: usize,
+    ) -> Result<Vec<crate::store::AlertEntry>, StoreError> {
+        self.inner.alerts_due(s, now, n).await
+    }
+    async fn next_alert_due(&self, s: &str) -> Result<Option<i64>, StoreError> {
+        self.inner.next_alert_due(s).await
+    }
+    async fn mark_alerts(&self, s: &str, m: Vec<(i64, Mark)>, now: i64) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.mark_alerts(s, m, now).await
+    }
     async fn redeliver(&self, r: &SinkRoute, w: &Redeliver, now: i64) -> Result<usize, StoreError> {
         self.inner.redeliver(r, w, now).await
     }

@@ -27,6 +27,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+pub mod alerts;
 mod ledger;
 
 use super::kind::{Outcome, Sink};
@@ -95,6 +96,8 @@ pub struct LoopContext {
     pub grace: Duration,
     /// The ledger's clock: the system's, or tokio's in tests.
     pub clock: Clock,
+    /// Every event's `source` (the API base URL): alerts are rendered here.
+    pub source: Arc<str>,
 }
 
 /// One sink's delivery loop.

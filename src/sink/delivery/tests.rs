@@ -135,6 +135,7 @@ fn route() -> SinkRoute {
         name: "hook".into(),
         statuses: None,
         by_cursor: false,
+        operational: false,
     }
 }
 
@@ -197,6 +198,7 @@ impl World {
             shutdown: self.shutdown.clone(),
             grace: Duration::from_secs(5),
             clock: self.clock,
+            source: Arc::from("s"),
         };
         let runner = DeliveryLoop {
             sink,
@@ -459,6 +461,30 @@ impl Store for FlakyMarks {
     }
     async fn pause_of(&self, s: &str) -> Result<Option<Pause>, StoreError> {
         self.inner.pause_of(s).await
+    }
+    async fn set_alert_sinks(&self, sinks: &[String]) -> Result<(), StoreError> {
+        self.inner.set_alert_sinks(sinks).await
+    }
+    async fn poll_health(
+        &self,
+        h: &crate::store::PollHealth,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        self.inner.poll_health(h, now).await
+    }
+    async fn alerts_due(
+        &self,
+        s: &str,
+        now: i64,
+        n: usize,
+    ) -> Result<Vec<crate::store::AlertEntry>, StoreError> {
+        self.inner.alerts_due(s, now, n).await
+    }
+    async fn next_alert_due(&self, s: &str) -> Result<Option<i64>, StoreError> {
+        self.inner.next_alert_due(s).await
+    }
+    async fn mark_alerts(&self, s: &str, m: Vec<(i64, Mark)>, now: i64) -> Result<(), StoreError> {
+        self.inner.mark_alerts(s, m, now).await
     }
     async fn redeliver(&self, r: &SinkRoute, w: &Redeliver, n: i64) -> Result<usize, StoreError> {
         self.inner.redeliver(r, w, n).await

@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0003_retention.sql"),
     include_str!("../../../migrations/postgres/0004_returns.sql"),
     include_str!("../../../migrations/postgres/0005_enrich.sql"),
+    include_str!("../../../migrations/postgres/0006_alerts.sql"),
 ];
 
 /// The schema version this build writes; the same as SQLite's.

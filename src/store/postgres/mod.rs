@@ -65,6 +65,8 @@ use deadpool_postgres::{Object, Pool, Transaction};
 use tokio_postgres::types::ToSql;
 use tokio_util::sync::CancellationToken;
 
+mod alert_copy;
+mod alerts;
 mod db;
 mod lease;
 mod lookup;
@@ -89,9 +91,9 @@ pub use target::{PgTarget, Roots, TlsMode};
 
 use crate::config::PostgresConfig;
 use crate::store::{
-    Chunk, DeliveryFilter, DeliveryRow, EventFilter, Lookup, LookupBacklog, LookupOutcome, Mark,
-    OutboxEntry, Pause, RecordSummary, Redeliver, Routes, SinkRoute, SinkStats, Store, StoreError,
-    StoreReport,
+    AlertEntry, Chunk, DeliveryFilter, DeliveryRow, EventFilter, Lookup, LookupBacklog,
+    LookupOutcome, Mark, OutboxEntry, Pause, PollHealth, RecordSummary, Redeliver, Routes,
+    SinkRoute, SinkStats, Store, StoreError, StoreReport,
 };
 use crate::transition::TransitionRow;
 
@@ -342,6 +344,40 @@ impl Store for PgStore {
 
     async fn pause_of(&self, sink: &str) -> Result<Option<Pause>, StoreError> {
         self.paused_since(sink).await
+    }
+
+    async fn set_alert_sinks(&self, sinks: &[String]) -> Result<(), StoreError> {
+        self.replace_alert_sinks(sinks).await
+    }
+
+    async fn poll_health(
+        &self,
+        health: &PollHealth,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        self.record_poll_health(health, now).await
+    }
+
+    async fn alerts_due(
+        &self,
+        sink: &str,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<AlertEntry>, StoreError> {
+        self.due_alerts(sink, now, limit).await
+    }
+
+    async fn next_alert_due(&self, sink: &str) -> Result<Option<i64>, StoreError> {
+        self.next_due_alert(sink).await
+    }
+
+    async fn mark_alerts(
+        &self,
+        sink: &str,
+        marks: Vec<(i64, Mark)>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.mark_alert_rows(sink, &marks, now).await
     }
 
     async fn redeliver(

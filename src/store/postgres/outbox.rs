@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use tokio_postgres::Transaction;
 
 use super::PgStore;
+use super::alerts;
 use super::rows::cursor_of;
 use crate::store::{Mark, Redeliver, SinkRoute, StoreError};
 
@@ -29,9 +30,14 @@ impl PgStore {
             .await
             .map_err(self.err("starting the delivery update"))?;
         self.fence(&tx).await?;
-        let moved_to = apply_marks(&tx, sink, marks, now)
+        let (moved_to, dead) = apply_marks(&tx, sink, marks, now)
             .await
             .map_err(self.err("recording a delivery attempt"))?;
+        // Operational events: each delivery that just became dead says so,
+        // in this transaction (see `store/alert.rs`).
+        alerts::deliveries_dead(&tx, sink, &dead, now)
+            .await
+            .map_err(self.err("recording dead delivery alerts"))?;
         if let Some(to) = moved_to {
             tx.execute(
                 "UPDATE sinks SET delivered_through = greatest(delivered_through, $2) WHERE name = $1",
@@ -54,16 +60,32 @@ impl PgStore {
         error: &str,
         now: i64,
     ) -> Result<usize, StoreError> {
-        self.fenced_execute(
-            "giving up old deliveries",
-            "UPDATE outbox SET state = 'dead', done_at = $3,
-                last_error = $4 || coalesce(': ' || last_error, ''),
-                first_failure_at = coalesce(first_failure_at, $3)
-             WHERE sink = $1 AND state = 'pending'
-               AND coalesce(first_failure_at, created_at) < $2",
-            &[&sink, &cutoff, &now, &error],
-        )
-        .await
+        let context = "giving up old deliveries";
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(self.err(context))?;
+        self.fence(&tx).await?;
+        let seqs: Vec<i64> = tx
+            .query(
+                "UPDATE outbox SET state = 'dead', done_at = $3,
+                    last_error = $4 || coalesce(': ' || last_error, ''),
+                    first_failure_at = coalesce(first_failure_at, $3)
+                 WHERE sink = $1 AND state = 'pending'
+                   AND coalesce(first_failure_at, created_at) < $2
+                 RETURNING seq",
+                &[&sink, &cutoff, &now, &error],
+            )
+            .await
+            .map_err(self.err(context))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        // Operational events: each delivery given up says so, in this
+        // transaction.
+        alerts::deliveries_dead(&tx, sink, &seqs, now)
+            .await
+            .map_err(self.err("recording dead delivery alerts"))?;
+        tx.commit().await.map_err(self.err(context))?;
+        Ok(seqs.len())
     }
 
     /// Makes every pending retry of `sink` due at `now`.
@@ -78,21 +100,42 @@ impl PgStore {
     }
 
     /// Pauses the sink until `redeliver` (a receiver answered 410 Gone).
+    /// Pausing a sink that was not paused writes `orderwatch.sink.paused`
+    /// in the same transaction, unless the sink is operational itself.
     pub(super) async fn pause_sink(
         &self,
         sink: &str,
         reason: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        self.fenced_execute(
-            "pausing a sink",
+        let context = "pausing a sink";
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(self.err(context))?;
+        self.fence(&tx).await?;
+        let newly: bool = tx
+            .query_one(
+                "SELECT NOT EXISTS (SELECT 1 FROM sinks WHERE name = $1 AND paused_at IS NOT NULL)
+                    AND NOT EXISTS (SELECT 1 FROM alert_sinks WHERE name = $1)",
+                &[&sink],
+            )
+            .await
+            .map_err(self.err(context))?
+            .get(0);
+        tx.execute(
             "INSERT INTO sinks (name, paused_at, paused_reason) VALUES ($1, $2, $3)
              ON CONFLICT (name) DO UPDATE SET paused_at = excluded.paused_at,
                 paused_reason = excluded.paused_reason",
             &[&sink, &now, &reason],
         )
         .await
-        .map(|_| ())
+        .map_err(self.err(context))?;
+        if newly {
+            let a = crate::store::alert::sink_paused(sink, reason);
+            alerts::insert_alert(&tx, &a, now)
+                .await
+                .map_err(self.err("recording a paused sink alert"))?;
+        }
+        tx.commit().await.map_err(self.err(context))
     }
 
     /// Queues deliveries again for `sink` and lifts a pause. An operator's
@@ -103,6 +146,9 @@ impl PgStore {
         what: &Redeliver,
         now: i64,
     ) -> Result<usize, StoreError> {
+        if sink.operational {
+            return self.requeue_alerts(&sink.name, what, now).await;
+        }
         let mut client = self.client().await?;
         let tx = client
             .transaction()
@@ -152,13 +198,14 @@ impl PgStore {
     }
 }
 
-/// Applies each mark; returns how far an in-order sink's cursor moves.
+/// Applies each mark; returns how far an in-order sink's cursor moves, and
+/// the seqs that became dead.
 async fn apply_marks(
     tx: &Transaction<'_>,
     sink: &str,
     marks: &[(i64, Mark)],
     now: i64,
-) -> Result<Option<i64>, tokio_postgres::Error> {
+) -> Result<(Option<i64>, Vec<i64>), tokio_postgres::Error> {
     let cursor = cursor_of(tx, sink).await?;
     // Events after an in-order sink's cursor rarely have rows; list those once.
     let rows_after: HashSet<i64> = match cursor {
@@ -204,14 +251,19 @@ async fn apply_marks(
         )
         .await?;
     let mut moved_to: Option<i64> = None;
+    let mut dead_now = Vec::new();
     for (seq, mark) in marks {
         let after_cursor = cursor.is_some_and(|c| *seq > c) && !rows_after.contains(seq);
         if after_cursor {
-            failed_after_cursor(tx, &failed_row, sink, *seq, mark, now).await?;
+            if failed_after_cursor(tx, &failed_row, sink, *seq, mark, now).await? == 1
+                && matches!(mark, Mark::Dead { .. })
+            {
+                dead_now.push(*seq);
+            }
             moved_to = moved_to.max(Some(*seq));
             continue;
         }
-        match mark {
+        let changed = match mark {
             Mark::Delivered => tx.execute(&delivered, &[&sink, seq, &now]).await?,
             Mark::Retry {
                 next_attempt_at,
@@ -222,8 +274,11 @@ async fn apply_marks(
             }
             Mark::Dead { error } => tx.execute(&dead, &[&sink, seq, error, &now]).await?,
         };
+        if changed == 1 && matches!(mark, Mark::Dead { .. }) {
+            dead_now.push(*seq);
+        }
     }
-    Ok(moved_to)
+    Ok((moved_to, dead_now))
 }
 
 /// An event after an in-order sink's cursor has no row: a success needs
@@ -235,9 +290,9 @@ async fn failed_after_cursor(
     seq: i64,
     mark: &Mark,
     now: i64,
-) -> Result<(), tokio_postgres::Error> {
-    match mark {
-        Mark::Delivered => {}
+) -> Result<u64, tokio_postgres::Error> {
+    Ok(match mark {
+        Mark::Delivered => 0,
         Mark::Retry {
             next_attempt_at,
             error,
@@ -247,7 +302,7 @@ async fn failed_after_cursor(
                 failed_row,
                 &[&sink, &seq, &"pending", next_attempt_at, &now, error, &none],
             )
-            .await?;
+            .await?
         }
         Mark::Dead { error } => {
             let done = Some(now);
@@ -255,10 +310,9 @@ async fn failed_after_cursor(
                 failed_row,
                 &[&sink, &seq, &"dead", &now, &now, error, &done],
             )
-            .await?;
+            .await?
         }
-    }
-    Ok(())
+    })
 }
 
 /// `(seq, order_id, status)` of the events a redelivery concerns.
@@ -292,6 +346,8 @@ async fn redelivery_candidates(
             )
             .await?
         }
+        // Alerts go to operational sinks only (`requeue_alerts`).
+        Redeliver::Alert(_) => Vec::new(),
     };
     Ok(rows
         .iter()

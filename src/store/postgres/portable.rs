@@ -18,7 +18,8 @@ impl PgStore {
             .query_one(
                 "SELECT (SELECT count(*) FROM cursor), (SELECT count(*) FROM orders),
                         (SELECT count(*) FROM transitions), (SELECT count(*) FROM sinks),
-                        (SELECT count(*) FROM outbox), (SELECT count(*) FROM enrichment)",
+                        (SELECT count(*) FROM outbox) + (SELECT count(*) FROM alert_outbox),
+                        (SELECT count(*) FROM enrichment), (SELECT count(*) FROM alerts)",
                 &[],
             )
             .await
@@ -31,6 +32,7 @@ impl PgStore {
             sinks: n(3),
             outbox: n(4),
             held: n(5),
+            alerts: n(6),
         })
     }
 
@@ -113,6 +115,9 @@ impl PgStore {
             out.send(Batch::Sinks(sinks)).await?;
         }
         self.export_outbox(&tx, &mut out).await?;
+        for batch in super::alert_copy::read(&tx).await.map_err(&err)? {
+            out.send(batch).await?;
+        }
         Ok(out.counts)
     }
 
@@ -155,7 +160,7 @@ impl PgStore {
             .await
             .map_err(self.err("writing the copy"))?;
         if replace {
-            tx.batch_execute("TRUNCATE outbox, sinks, enrichment, transitions, orders, cursor")
+            tx.batch_execute("TRUNCATE alert_outbox, alerts, alert_sinks, outbox, sinks, enrichment, transitions, orders, cursor")
                 .await
                 .map_err(self.err("emptying the target"))?;
         }
@@ -173,6 +178,13 @@ impl PgStore {
         )
         .await
         .map_err(self.err("moving the seq generator"))?;
+        tx.execute(
+            "SELECT setval(pg_get_serial_sequence('alerts', 'seq'),
+                           coalesce((SELECT max(seq) FROM alerts), 0) + 1, false)",
+            &[],
+        )
+        .await
+        .map_err(self.err("moving the alert seq generator"))?;
         tx.commit().await.map_err(self.err("committing the copy"))?;
         Ok(counts)
     }
@@ -252,6 +264,8 @@ fn outbox_row(r: &Row) -> OutboxRow {
 
 async fn write(tx: &Transaction<'_>, batch: Batch) -> Result<(), tokio_postgres::Error> {
     match batch {
+        Batch::Alerts(rows) => super::alert_copy::write_alerts(tx, &rows).await?,
+        Batch::AlertOutbox(rows) => super::alert_copy::write_ledger(tx, &rows).await?,
         Batch::Cursor(c) => {
             tx.execute("INSERT INTO cursor (id, position) VALUES (1, $1)", &[&c])
                 .await?;

@@ -198,6 +198,7 @@ impl PgStore {
         &self,
         f: &DeliveryFilter,
     ) -> Result<Vec<DeliveryRow>, StoreError> {
+        let alerts = self.list_alert_deliveries(f).await?;
         let client = self.client().await?;
         let state = f.state.map(DeliveryState::as_str);
         let mut all: Vec<DeliveryRow> = client
@@ -222,11 +223,13 @@ impl PgStore {
                 next_attempt_at: r.get(6),
                 done_at: r.get(7),
                 last_error: r.get(8),
+                alert: None,
                 seq: r.get(9),
                 occurrence: r.get::<_, i32>(10).max(0) as u32,
             })
             .collect();
         drop(client);
+        all.extend(alerts);
         for route in f.routes.iter().filter(|r| r.by_cursor) {
             if f.sink.as_ref().is_some_and(|s| *s != route.name) {
                 continue;
@@ -251,6 +254,7 @@ impl PgStore {
                         next_attempt_at: t.seen_at,
                         done_at: None,
                         last_error: None,
+                        alert: None,
                     });
                 }
             }
@@ -299,12 +303,18 @@ impl PgStore {
         let mut out = Vec::with_capacity(sinks.len());
         for route in sinks {
             let client = self.client().await?;
+            // An operational sink's ledger is its alert deliveries.
+            let table = if route.operational {
+                "alert_outbox"
+            } else {
+                "outbox"
+            };
             let row = client
                 .query_one(
-                    "SELECT (SELECT count(*) FROM outbox WHERE sink = $1 AND state = 'pending'),
-                            (SELECT min(created_at) FROM outbox WHERE sink = $1 AND state = 'pending'),
-                            (SELECT count(*) FROM outbox WHERE sink = $1 AND state = 'dead'),
-                            EXISTS (SELECT 1 FROM sinks WHERE name = $1 AND paused_at IS NOT NULL)",
+                    &format!("SELECT (SELECT count(*) FROM {table} WHERE sink = $1 AND state = 'pending'),
+                            (SELECT min(created_at) FROM {table} WHERE sink = $1 AND state = 'pending'),
+                            (SELECT count(*) FROM {table} WHERE sink = $1 AND state = 'dead'),
+                            EXISTS (SELECT 1 FROM sinks WHERE name = $1 AND paused_at IS NOT NULL)"),
                     &[&route.name],
                 )
                 .await

@@ -3,7 +3,7 @@
 //! and rows an in-order sink's cursor still depends on stay.
 
 use super::PgStore;
-use crate::store::StoreError;
+use crate::store::{DeliveryState, StoreError};
 
 impl PgStore {
     /// Deletes up to `limit` delivered rows done before `before`. The
@@ -13,6 +13,17 @@ impl PgStore {
         before: i64,
         limit: usize,
     ) -> Result<usize, StoreError> {
+        let n = self.prune_outbox(before, limit).await?;
+        if n >= limit {
+            return Ok(n);
+        }
+        let alerts = self
+            .prune_alert_rows(DeliveryState::Delivered, None, before, limit - n, true)
+            .await?;
+        Ok(n + alerts)
+    }
+
+    async fn prune_outbox(&self, before: i64, limit: usize) -> Result<usize, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.fenced_execute(
             "deleting old delivered rows",
@@ -49,6 +60,13 @@ impl PgStore {
             )
             .await
             .map_err(self.err("deleting old dead rows"))?;
-        Ok(n as usize)
+        let n = n as usize;
+        if n >= limit as usize {
+            return Ok(n);
+        }
+        let alerts = self
+            .prune_alert_rows(DeliveryState::Dead, sink, before, limit as usize - n, false)
+            .await?;
+        Ok(n + alerts)
     }
 }

@@ -224,6 +224,7 @@ async fn a_leader_that_wakes_up_after_a_takeover_cannot_commit() {
         name: "hook".into(),
         statuses: None,
         by_cursor: false,
+        operational: false,
     }]);
     let chunk = Chunk::whole(vec![change(1, "pending")], Some(at(10)), at(10));
     asleep.record(chunk, Arc::clone(&routes)).await.unwrap();

@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/0003_retention.sql"),
     include_str!("../../../migrations/0004_returns.sql"),
     include_str!("../../../migrations/0005_enrich.sql"),
+    include_str!("../../../migrations/0006_alerts.sql"),
 ];
 
 /// The schema version this build writes.

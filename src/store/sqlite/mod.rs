@@ -19,6 +19,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+mod alert_copy;
+mod alerts;
 mod db;
 mod known;
 mod lookup;
@@ -35,9 +37,9 @@ mod tests;
 pub use db::{DaemonLock, Db, SCHEMA_VERSION, lock_for_daemon};
 
 use crate::store::{
-    Chunk, DeliveryFilter, DeliveryRow, EventFilter, Lookup, LookupBacklog, LookupOutcome, Mark,
-    OutboxEntry, Pause, RecordSummary, Redeliver, Routes, SinkRoute, SinkStats, Store, StoreError,
-    StoreReport,
+    AlertEntry, Chunk, DeliveryFilter, DeliveryRow, EventFilter, Lookup, LookupBacklog,
+    LookupOutcome, Mark, OutboxEntry, Pause, PollHealth, RecordSummary, Redeliver, Routes,
+    SinkRoute, SinkStats, Store, StoreError, StoreReport,
 };
 use crate::transition::TransitionRow;
 
@@ -231,6 +233,46 @@ impl Store for SqliteStore {
 
     async fn release_held(&self) -> Result<u64, StoreError> {
         self.write(|db| db.release_held()).await
+    }
+
+    async fn set_alert_sinks(&self, sinks: &[String]) -> Result<(), StoreError> {
+        let sinks = sinks.to_vec();
+        self.write(move |db| db.set_alert_sinks(&sinks)).await
+    }
+
+    async fn poll_health(
+        &self,
+        health: &PollHealth,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let health = health.clone();
+        self.write(move |db| db.poll_health(&health, now)).await
+    }
+
+    async fn alerts_due(
+        &self,
+        sink: &str,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<AlertEntry>, StoreError> {
+        let sink = sink.to_string();
+        self.read(move |db| db.alerts_due(&sink, now, limit)).await
+    }
+
+    async fn next_alert_due(&self, sink: &str) -> Result<Option<i64>, StoreError> {
+        let sink = sink.to_string();
+        self.read(move |db| db.next_alert_due(&sink)).await
+    }
+
+    async fn mark_alerts(
+        &self,
+        sink: &str,
+        marks: Vec<(i64, Mark)>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let sink = sink.to_string();
+        self.write(move |db| db.mark_alerts(&sink, &marks, now))
+            .await
     }
 
     async fn redeliver(

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use rusqlite::{OptionalExtension, params};
 
 use super::Db;
+use super::alerts;
 use super::db::classify;
 use super::rows::{ENTRY_COLUMNS, cursor_of, entry};
 use crate::store::{Mark, OutboxEntry, Redeliver, SinkRoute, StoreError};
@@ -73,13 +74,18 @@ impl Db {
             rows_after_cursor(&tx, sink, cursor).map_err(err("reading rows after the cursor"))?;
         let mut moved_to: Option<i64> = None;
         for (seq, mark) in marks {
-            if cursor.is_some_and(|c| *seq > c) && !rows_after.contains(seq) {
-                mark_after_cursor(&tx, sink, *seq, mark, now)
-                    .map_err(err("recording a failed delivery"))?;
+            let changed = if cursor.is_some_and(|c| *seq > c) && !rows_after.contains(seq) {
                 moved_to = moved_to.max(Some(*seq));
+                mark_after_cursor(&tx, sink, *seq, mark, now)
+                    .map_err(err("recording a failed delivery"))?
             } else {
-                mark_row(&tx, sink, *seq, mark, now)
-                    .map_err(err("recording a delivery attempt"))?;
+                mark_row(&tx, sink, *seq, mark, now).map_err(err("recording a delivery attempt"))?
+            };
+            // Operational events: a delivery that just became dead says so,
+            // in this transaction (see `store/alert.rs`).
+            if let (Mark::Dead { error }, 1) = (mark, changed) {
+                alerts::delivery_dead(&tx, sink, *seq, error, now)
+                    .map_err(err("recording a dead delivery alert"))?;
             }
         }
         if let Some(to) = moved_to {
@@ -106,16 +112,36 @@ impl Db {
         error: &str,
         now: i64,
     ) -> Result<usize, StoreError> {
-        self.conn
-            .execute(
+        let path: &std::path::Path = &self.path;
+        let err = move |context: &'static str| move |e| classify(path, context, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err("starting to give up old deliveries"))?;
+        let given_up: Vec<(i64, String)> = tx
+            .prepare_cached(
                 "UPDATE outbox SET state = 'dead', done_at = ?3,
                     last_error = ?4 || coalesce(': ' || last_error, ''),
                     first_failure_at = coalesce(first_failure_at, ?3)
                  WHERE sink = ?1 AND state = 'pending'
-                   AND coalesce(first_failure_at, created_at) < ?2",
-                params![sink, cutoff, now, error],
+                   AND coalesce(first_failure_at, created_at) < ?2
+                 RETURNING seq, last_error",
             )
-            .map_err(|e| self.err("giving up old deliveries", e))
+            .and_then(|mut q| {
+                q.query_map(params![sink, cutoff, now, error], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect()
+            })
+            .map_err(err("giving up old deliveries"))?;
+        // Operational events: each delivery given up says so, in this
+        // transaction.
+        for (seq, last_error) in &given_up {
+            alerts::delivery_dead(&tx, sink, *seq, last_error, now)
+                .map_err(err("recording a dead delivery alert"))?;
+        }
+        tx.commit().map_err(err("committing given-up deliveries"))?;
+        Ok(given_up.len())
     }
 
     /// Whether `orderwatch redeliver` queued rows of `sink` at or after
@@ -177,16 +203,36 @@ impl Db {
 
     /// Pauses the sink until `redeliver` (a receiver answered 410 Gone).
     /// The pause is stored, so it survives a restart.
+    ///
+    /// Pausing a sink that was not paused writes `orderwatch.sink.paused`
+    /// in the same transaction, unless the sink is operational itself.
     pub fn pause(&mut self, sink: &str, reason: &str, now: i64) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "INSERT INTO sinks (name, paused_at, paused_reason) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (name) DO UPDATE SET paused_at = excluded.paused_at,
-                    paused_reason = excluded.paused_reason",
-                params![sink, now, reason],
+        let path: &std::path::Path = &self.path;
+        let err = move |context: &'static str| move |e| classify(path, context, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err("starting to pause a sink"))?;
+        let newly: bool = tx
+            .query_row(
+                "SELECT NOT EXISTS (SELECT 1 FROM sinks WHERE name = ?1 AND paused_at IS NOT NULL)
+                    AND NOT EXISTS (SELECT 1 FROM alert_sinks WHERE name = ?1)",
+                [sink],
+                |r| r.get(0),
             )
-            .map(|_| ())
-            .map_err(|e| self.err("pausing a sink", e))
+            .map_err(err("reading the sink state"))?;
+        tx.execute(
+            "INSERT INTO sinks (name, paused_at, paused_reason) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET paused_at = excluded.paused_at,
+                paused_reason = excluded.paused_reason",
+            params![sink, now, reason],
+        )
+        .map_err(err("pausing a sink"))?;
+        if newly {
+            alerts::insert_alert(&tx, &crate::store::alert::sink_paused(sink, reason), now)
+                .map_err(err("recording a paused sink alert"))?;
+        }
+        tx.commit().map_err(err("committing the pause"))
     }
 
     /// Queues deliveries again for `sink` and lifts a pause. Returns how many
@@ -197,6 +243,9 @@ impl Db {
         what: &Redeliver,
         now: i64,
     ) -> Result<usize, StoreError> {
+        if sink.operational {
+            return self.redeliver_alerts(&sink.name, what, now);
+        }
         let path: &std::path::Path = &self.path;
         let err = move |context: &'static str| move |e| classify(path, context, e);
         let tx = self
@@ -299,9 +348,9 @@ fn mark_after_cursor(
     seq: i64,
     mark: &Mark,
     now: i64,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<usize> {
     let (state, next, error, done) = match mark {
-        Mark::Delivered => return Ok(()),
+        Mark::Delivered => return Ok(0),
         Mark::Retry {
             next_attempt_at,
             error,
@@ -314,8 +363,7 @@ fn mark_after_cursor(
          SELECT ?1, seq, order_id, ?3, 1, seen_at, ?4, ?5, ?6, ?7 FROM transitions WHERE seq = ?2
          ON CONFLICT (sink, seq) DO NOTHING",
     )?
-    .execute(params![sink, seq, state, next, now, error, done])?;
-    Ok(())
+    .execute(params![sink, seq, state, next, now, error, done])
 }
 
 /// `(seq, order_id, status)` of the events `what` names, oldest first.
@@ -346,5 +394,7 @@ fn redelivery_candidates(
             )?
             .query_map([since], row)?
             .collect(),
+        // Alerts go to operational sinks only (`redeliver_alerts`).
+        Redeliver::Alert(_) => Ok(Vec::new()),
     }
 }

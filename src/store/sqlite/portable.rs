@@ -27,8 +27,11 @@ impl SqliteStore {
                 orders: count("SELECT count(*) FROM orders")?,
                 transitions: count("SELECT count(*) FROM transitions")?,
                 sinks: count("SELECT count(*) FROM sinks")?,
-                outbox: count("SELECT count(*) FROM outbox")?,
+                outbox: count(
+                    "SELECT (SELECT count(*) FROM outbox) + (SELECT count(*) FROM alert_outbox)",
+                )?,
                 held: count("SELECT count(*) FROM enrichment")?,
+                alerts: count("SELECT count(*) FROM alerts")?,
             })
         })
         .await
@@ -80,6 +83,7 @@ impl SqliteStore {
                 send(Batch::Sinks(sinks))?;
             }
             export_outbox(&db.conn, &mut send).map_err(err)??;
+            super::alert_copy::export(&db.conn, &mut send).map_err(err)??;
             Ok(counts)
         })
         .await
@@ -101,7 +105,8 @@ impl SqliteStore {
                 .map_err(err)?;
             if replace {
                 tx.execute_batch(
-                    "DELETE FROM outbox; DELETE FROM sinks; DELETE FROM enrichment;
+                    "DELETE FROM alert_outbox; DELETE FROM alerts; DELETE FROM alert_sinks;
+                     DELETE FROM outbox; DELETE FROM sinks; DELETE FROM enrichment;
                      DELETE FROM transitions; DELETE FROM orders; DELETE FROM cursor;",
                 )
                 .map_err(err)?;
@@ -283,6 +288,8 @@ fn write(tx: &rusqlite::Transaction<'_>, batch: Batch) -> rusqlite::Result<()> {
             }
         }
         Batch::Held(rows) => write_held(tx, &rows)?,
+        Batch::Alerts(rows) => super::alert_copy::write_alerts(tx, &rows)?,
+        Batch::AlertOutbox(rows) => super::alert_copy::write_ledger(tx, &rows)?,
         Batch::Sinks(rows) => {
             let mut q = tx.prepare_cached(
                 "INSERT INTO sinks (name, paused_at, paused_reason, delivered_through) VALUES (?1, ?2, ?3, ?4)",

@@ -42,6 +42,15 @@ impl Db {
 
     /// Ledger rows, newest first.
     pub fn deliveries(&self, f: &DeliveryFilter) -> Result<Vec<DeliveryRow>, StoreError> {
+        let mut all = self.alert_deliveries(f)?;
+        all.extend(self.transition_deliveries(f)?);
+        all.sort_by(|a, b| b.seq.cmp(&a.seq).then_with(|| a.sink.cmp(&b.sink)));
+        all.truncate(f.limit);
+        Ok(all)
+    }
+
+    /// Ledger rows of transitions (the outbox and in-order sinks' cursors).
+    fn transition_deliveries(&self, f: &DeliveryFilter) -> Result<Vec<DeliveryRow>, StoreError> {
         let mut sql = String::from(
             "SELECT o.sink, t.order_id, t.status, o.state, o.attempts, o.created_at, o.next_attempt_at,
                     o.done_at, o.last_error, o.seq, t.occurrence
@@ -74,6 +83,7 @@ impl Db {
                     next_attempt_at: r.get(6)?,
                     done_at: r.get(7)?,
                     last_error: r.get(8)?,
+                    alert: None,
                     seq: r.get(9)?,
                     occurrence: r.get(10)?,
                 })
@@ -106,6 +116,7 @@ impl Db {
                         next_attempt_at: t.seen_at,
                         done_at: None,
                         last_error: None,
+                        alert: None,
                     });
                 }
             }
@@ -130,6 +141,17 @@ impl Db {
         let mut out = Vec::with_capacity(sinks.len());
         for route in sinks {
             let name = &route.name;
+            if route.operational {
+                let (pending, oldest_pending, dead) = self.alert_stats(name)?;
+                out.push(SinkStats {
+                    sink: name.clone(),
+                    pending,
+                    dead,
+                    oldest_pending,
+                    paused: self.paused(name)?.is_some(),
+                });
+                continue;
+            }
             let (count, oldest): (i64, Option<i64>) = pending
                 .query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))
                 .map_err(|e| self.err("counting pending deliveries", e))?;

@@ -15,13 +15,22 @@
 use rusqlite::params;
 
 use super::Db;
-use crate::store::StoreError;
+use crate::store::{DeliveryState, StoreError};
 
 impl Db {
     /// Deletes up to `limit` delivered rows done before `before` (unix ms),
     /// skipping rows an in-order sink's cursor has not passed. Returns how
     /// many were deleted; fewer than `limit` means none are left.
     pub fn prune_delivered(&mut self, before: i64, limit: usize) -> Result<usize, StoreError> {
+        let n = self.prune_outbox(before, limit)?;
+        if n >= limit {
+            return Ok(n);
+        }
+        let alerts = self.prune_alert_rows(DeliveryState::Delivered, None, before, limit - n)?;
+        Ok(n + alerts)
+    }
+
+    fn prune_outbox(&mut self, before: i64, limit: usize) -> Result<usize, StoreError> {
         self.conn
             .execute(
                 "DELETE FROM outbox WHERE (sink, seq) IN (
@@ -37,6 +46,20 @@ impl Db {
     /// Deletes up to `limit` dead rows given up before `before`, of `sink`
     /// or of every sink, except those of in-order sinks (see the module).
     pub fn purge_dead(
+        &mut self,
+        sink: Option<&str>,
+        before: i64,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let n = self.purge_outbox_dead(sink, before, limit)?;
+        if n >= limit {
+            return Ok(n);
+        }
+        let alerts = self.prune_alert_rows(DeliveryState::Dead, sink, before, limit - n)?;
+        Ok(n + alerts)
+    }
+
+    fn purge_outbox_dead(
         &mut self,
         sink: Option<&str>,
         before: i64,

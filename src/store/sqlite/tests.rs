@@ -195,6 +195,7 @@ async fn a_version_2_store_migrates_without_emitting_anything_again() {
         name: "hook".into(),
         statuses: None,
         by_cursor: false,
+        operational: false,
     };
     // Ids and seqs are what they were; the queued delivery is still due.
     let mut before: Vec<_> = store

@@ -60,6 +60,7 @@ pub fn pending_for_cursor_sink(path: &Path, sink: &str) -> HashSet<String> {
             name: sink.to_string(),
             statuses: None,
             by_cursor: true,
+            operational: false,
         }],
     };
     open(path)
