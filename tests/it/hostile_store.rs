@@ -308,6 +308,52 @@ async fn a_full_disk_under_the_store_commits_nothing_half_way_and_recovers_once_
     assert_eq!(store::transition_count(&store), ORDERS as u64 + 1);
 }
 
+/// `run --once` polls once: a store that cannot record fails the run
+/// (exit 1, naming the store) instead of retrying, commits nothing of the
+/// failed chunk and leaves the cursor, so the next run records it all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_once_with_a_full_store_exits_1_and_the_next_run_records_everything() {
+    const ORDERS: i64 = 10_000;
+    let mut w = World::new().await;
+    w.file_sink();
+    let dir = w.path("state");
+    let disk = FullDisk::new(&dir, 512 * 1024);
+    let store = dir.join("orderwatch.db");
+    w.set("store.path", store.display().to_string());
+    w.sim.set_status(1, 11, "pending", ago(60));
+    w.once();
+    let before = store::cursor(&store);
+    w.sim.bulk_insert(1000, ORDERS as usize, "issued", ago(5));
+
+    let mut cmd = w.command(&["run", "--once"]);
+    disk.apply(&mut cmd);
+    let out = output_within(cmd, Duration::from_secs(120));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let failed = failed_cycles(&err);
+    assert_eq!(failed.len(), 1, "one cycle, no retry:\n{err}");
+    assert!(failed[0].contains("code=store"), "{}", failed[0]);
+    assert!(
+        failed[0].contains(&store.display().to_string()),
+        "{}",
+        failed[0]
+    );
+    assert!(failed[0].contains(disk.cause()), "{}", failed[0]);
+    assert_eq!(store::transition_count(&store), 1);
+    assert_eq!(store::cursor(&store), before);
+
+    if let FullDisk::Tmpfs(t) = &disk {
+        t.remount("size=256m");
+    }
+    w.once();
+    let mut expected = event_ids(1000..1000 + ORDERS, "issued");
+    expected.insert("1:pending".into());
+    assert_eq!(unique(w.recorded_ids()), expected);
+    assert_eq!(store::transition_count(&store), ORDERS as u64 + 1);
+    assert_eq!(unique(w.file_ids()), expected);
+}
+
 /// Orders per chunk the poller records in one transaction (`CHUNK` in
 /// `src/poller`).
 const CHUNK: u64 = 10_000;
