@@ -33,9 +33,11 @@ pub fn measure(mut cmd: Command) -> Run {
     let mut child = cmd.spawn().expect("spawn");
     let pid = child.id();
     let mut peak = 0;
+    let mut read = false;
     let status = loop {
         if let Some(kib) = status_kib(pid, "VmHWM:") {
             peak = peak.max(kib);
+            read = true;
         }
         match child.try_wait() {
             Ok(Some(status)) => break Some(status),
@@ -44,6 +46,12 @@ pub fn measure(mut cmd: Command) -> Run {
         }
     };
     let wall = start.elapsed();
+    // A peak of 0 would pass every memory target: without /proc there is
+    // no measurement, and the run says so instead of passing.
+    assert!(
+        read,
+        "cannot read VmHWM from /proc/{pid}/status; the peak-RSS targets cannot be measured here"
+    );
     let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
     let _ = std::fs::remove_file(&err_path);
     Run {

@@ -75,8 +75,16 @@ pub async fn start_rows(runs: usize, report: &mut Report) {
         let (child, ready) = setup.start();
         best_ready = best_ready.min(ready);
         tokio::time::sleep(Duration::from_secs(3)).await;
-        idle_kib = idle_kib.max(status_kib(child.id(), "VmRSS:").unwrap_or(0));
+        // Unreadable is a failure, not 0 KiB (which would pass the target).
+        let rss = status_kib(child.id(), "VmRSS:");
+        let pid = child.id();
         stop(child);
+        let Some(rss) = rss else {
+            panic!(
+                "cannot read VmRSS from /proc/{pid}/status; the idle RSS target cannot be measured here"
+            );
+        };
+        idle_kib = idle_kib.max(rss);
     }
     report.push(
         Row::new("daemon: idle RSS", mib(idle_kib), "15 MiB".into())

@@ -107,8 +107,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Records the outcomes of attempts, all in one transaction, keyed by seq.
     async fn mark(&self, sink: &str, marks: Vec<(i64, Mark)>, now: i64) -> Result<(), StoreError>;
 
-    /// Gives up every pending delivery of `sink` undeliverable since before
-    /// `cutoff`; `error` prefixes each one's last error. Returns how many.
+    /// Gives up every pending delivery of `sink` whose first failed attempt
+    /// was before `cutoff` (never one that was not tried); `error` prefixes
+    /// each one's last error. Returns how many.
     async fn expire(
         &self,
         sink: &str,

@@ -42,7 +42,7 @@ macro_rules! store_suite {
             retry_now_pulls_backed_off_rows_forward_only,
             a_paused_sink_is_resumed_by_redeliver,
             redeliver_since_respects_the_filter_and_event_ids_are_exact,
-            expire_gives_up_old_pending_rows_only,
+            expire_gives_up_failed_rows_only_never_untried_ones,
             events_filter_by_order_status_and_time,
             seen_at_is_recorded_per_window,
             an_in_order_sink_keeps_a_cursor_not_rows,
@@ -714,30 +714,26 @@ pub async fn redeliver_since_respects_the_filter_and_event_ids_are_exact(s: Shar
     );
 }
 
-pub async fn expire_gives_up_old_pending_rows_only(s: SharedStore) {
+pub async fn expire_gives_up_failed_rows_only_never_untried_ones(s: SharedStore) {
     let a = rows("a", None);
     window(
         &s,
-        &[change(1, "issued")],
+        &[change(1, "issued"), change(2, "issued")],
         at(0),
         at(0),
         std::slice::from_ref(&a),
     )
     .await;
     let created = at(0).timestamp_millis();
-    assert_eq!(
-        s.expire("a", created, "gave up", created + 1)
-            .await
-            .unwrap(),
-        0
-    );
-    assert_eq!(
-        s.expire("a", created + 1, "gave up", created + 1)
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(stats(&s, &a).await.dead, 1);
+    let first = due(&s, &a, created, 10).await[0].seq();
+    // Row 1 fails a day after it was queued; row 2 is never tried.
+    let failed = created + 86_400_000;
+    retry(&s, first, failed, failed + 10).await;
+    let far = failed + 365 * 86_400_000;
+    assert_eq!(s.expire("a", failed, "gave up", far).await.unwrap(), 0);
+    assert_eq!(s.expire("a", far, "gave up", far).await.unwrap(), 1);
+    let st = stats(&s, &a).await;
+    assert_eq!((st.dead, st.pending), (1, 1), "the untried row is kept");
 }
 
 pub async fn events_filter_by_order_status_and_time(s: SharedStore) {
@@ -1042,6 +1038,7 @@ pub async fn expire_counts_from_the_first_failure_and_keeps_the_last_error(s: Sh
 
 pub async fn a_2xx_for_a_row_given_up_meanwhile_marks_it_delivered(s: SharedStore) {
     let seq = one_row(&s).await;
+    retry(&s, seq, T0, T0 + 1).await;
     assert_eq!(s.expire("a", T0 + 1, "gave up", T0 + 2).await.unwrap(), 1);
     // A late failure does not revive it...
     retry(&s, seq, T0 + 3, T0 + 4).await;

@@ -73,6 +73,20 @@ pub async fn given_up_deliveries_and_a_new_pause_each_alert_once(s: SharedStore)
     s.set_alert_sinks(&["ops".into()]).await.unwrap();
     let two = [change(1, "issued"), change(2, "issued")];
     window(&s, &two, at(0), at(0), std::slice::from_ref(&a)).await;
+    // Only deliveries that failed are given up for their age.
+    let failed: Vec<(i64, Mark)> = due(&s, &a, i64::MAX, 10)
+        .await
+        .iter()
+        .map(|e| {
+            let retry = Mark::Retry {
+                next_attempt_at: T0 + 1_000,
+                error: "HTTP 503".into(),
+            };
+            (e.seq(), retry)
+        })
+        .collect();
+    assert_eq!(failed.len(), 2);
+    s.mark("a", failed, T0).await.unwrap();
     assert_eq!(s.expire("a", i64::MAX, "gave up", T0).await.unwrap(), 2);
     let got = alerts(&s, "ops").await;
     let events: Vec<&str> = got.iter().map(|a| a.id.as_str()).collect();

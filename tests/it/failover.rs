@@ -53,6 +53,7 @@ async fn kill_leaders(nodes: usize, kills: usize) -> Option<Vec<Duration>> {
     let mut leader = c.settled(Duration::from_secs(30)).await;
     status_lines_name_the_roles(&c, &notify, leader).await;
     let mut took = Vec::new();
+    let mut in_flight_kills = 0;
     for k in 0..kills {
         // The new leader works a while (the new standby joins meanwhile).
         tokio::time::sleep(Duration::from_millis(400 + 300 * (k as u64 % 3))).await;
@@ -60,16 +61,33 @@ async fn kill_leaders(nodes: usize, kills: usize) -> Option<Vec<Duration>> {
             let polls = w.sim.queries().len();
             assert!(eventually(Duration::from_secs(10), || w.sim.queries().len() > polls).await);
         } else {
+            // Kill just after a request of the leader arrived: the receiver
+            // answers it 50 ms later, so it is in flight at the kill.
             let tag = Some(format!("run={leader}"));
-            let sent = |rx: &Receiver| rx.deliveries().iter().filter(|d| d.query == tag).count();
-            let before = sent(&rx);
+            let fresh = |rx: &Receiver| {
+                rx.deliveries()
+                    .iter()
+                    .any(|d| d.query == tag && d.arrived.elapsed() < Duration::from_millis(20))
+            };
             assert!(
-                eventually(Duration::from_secs(10), || sent(&rx) > before).await,
+                eventually(Duration::from_secs(10), || fresh(&rx)).await,
                 "{}",
                 c.logs()
             );
         }
         let at = c.kill(leader);
+        if k % 2 == 1 {
+            let tag = Some(format!("run={leader}"));
+            let unanswered = rx.deliveries().iter().any(|d| {
+                d.query == tag
+                    && at.saturating_duration_since(d.arrived) < Duration::from_millis(50)
+            });
+            assert!(
+                unanswered,
+                "kill {k} landed with no delivery of run {leader} in flight"
+            );
+            in_flight_kills += 1;
+        }
         let (next, after) = c.takeover(at, failover * 3).await;
         assert!(
             after < failover,
@@ -85,6 +103,7 @@ async fn kill_leaders(nodes: usize, kills: usize) -> Option<Vec<Duration>> {
         leader = c.settled(Duration::from_secs(30)).await;
         assert_eq!(leader, next);
     }
+    assert_eq!(in_flight_kills, kills / 2, "every other kill mid-delivery");
     let made = churn.finish().await;
     everything_arrives_once_in_the_store(&w, &rx, &c, &made).await;
     let ended: Vec<usize> = c.runs.iter().filter(|r| r.killed).map(|r| r.id).collect();

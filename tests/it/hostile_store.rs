@@ -6,9 +6,10 @@
 //!
 //! Startup problems are refused (exit 1 for `run`, 2 for `check`) with a
 //! message naming the store and what to do. Problems at run time fail the
-//! cycle with that message, commit nothing half-way, keep the daemon
-//! running, and once the disk works again every transition is recorded and
-//! delivered exactly once.
+//! cycle with that message, commit nothing half-way (a window is recorded
+//! chunk by chunk, each chunk all or nothing, and the cursor never passes
+//! what is recorded), keep the daemon running, and once the disk works
+//! again every transition is recorded exactly once and delivered.
 //!
 //! The faults are made as `support::disk` describes (tmpfs, `chattr +i`,
 //! `chmod`, `RLIMIT_FSIZE`); a test with no way to make its fault skips
@@ -287,7 +288,9 @@ async fn a_full_disk_under_the_store_commits_nothing_half_way_and_recovers_once_
         assert!(line.contains(disk.cause()), "{line}");
     }
     assert!(daemon.is_running(), "{log}");
-    // Not one row of the failed window, and the cursor where it was.
+    // The window's first chunk failed: not one row of it, and the cursor
+    // where it was. (A failure in a later chunk keeps the chunks before it:
+    // `a_full_disk_in_a_later_chunk_…`.)
     assert_eq!(store::transition_count(&store), 1);
     assert_eq!(store::cursor(&store), before);
     assert_eq!(w.file_ids(), ["1:pending"]);
@@ -303,6 +306,119 @@ async fn a_full_disk_under_the_store_commits_nothing_half_way_and_recovers_once_
     expected.insert("1:pending".into());
     assert_eq!(unique(w.file_ids()), expected);
     assert_eq!(store::transition_count(&store), ORDERS as u64 + 1);
+}
+
+/// `run --once` polls once: a store that cannot record fails the run
+/// (exit 1, naming the store) instead of retrying, commits nothing of the
+/// failed chunk and leaves the cursor, so the next run records it all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_once_with_a_full_store_exits_1_and_the_next_run_records_everything() {
+    const ORDERS: i64 = 10_000;
+    let mut w = World::new().await;
+    w.file_sink();
+    let dir = w.path("state");
+    let disk = FullDisk::new(&dir, 512 * 1024);
+    let store = dir.join("orderwatch.db");
+    w.set("store.path", store.display().to_string());
+    w.sim.set_status(1, 11, "pending", ago(60));
+    w.once();
+    let before = store::cursor(&store);
+    w.sim.bulk_insert(1000, ORDERS as usize, "issued", ago(5));
+
+    let mut cmd = w.command(&["run", "--once"]);
+    disk.apply(&mut cmd);
+    let out = output_within(cmd, Duration::from_secs(120));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let failed = failed_cycles(&err);
+    assert_eq!(failed.len(), 1, "one cycle, no retry:\n{err}");
+    assert!(failed[0].contains("code=store"), "{}", failed[0]);
+    assert!(
+        failed[0].contains(&store.display().to_string()),
+        "{}",
+        failed[0]
+    );
+    assert!(failed[0].contains(disk.cause()), "{}", failed[0]);
+    assert_eq!(store::transition_count(&store), 1);
+    assert_eq!(store::cursor(&store), before);
+
+    if let FullDisk::Tmpfs(t) = &disk {
+        t.remount("size=256m");
+    }
+    w.once();
+    let mut expected = event_ids(1000..1000 + ORDERS, "issued");
+    expected.insert("1:pending".into());
+    assert_eq!(unique(w.recorded_ids()), expected);
+    assert_eq!(store::transition_count(&store), ORDERS as u64 + 1);
+    assert_eq!(unique(w.file_ids()), expected);
+}
+
+/// Orders per chunk the poller records in one transaction (`CHUNK` in
+/// `src/poller`).
+const CHUNK: u64 = 10_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_in_a_later_chunk_keeps_the_chunks_before_it_and_the_cursor_behind() {
+    // One window of five chunks: order 1 (already recorded) and 49,999 new.
+    const ORDERS: u64 = 5 * CHUNK;
+    let mut w = World::new().await;
+    w.file_sink();
+    let dir = w.path("state");
+    // Room for the first chunk (about 1 MiB of database, and its WAL) but
+    // not for all five: measured, 1.5 to 5 MiB fail in a later chunk.
+    let disk = FullDisk::new(&dir, 3 * 1024 * 1024);
+    let store = dir.join("orderwatch.db");
+    w.set("store.path", store.display().to_string());
+    w.sim.set_status(1, 11, "pending", ago(60));
+    w.once();
+    let before = store::cursor(&store);
+    w.sim
+        .bulk_insert(1000, ORDERS as usize - 1, "issued", ago(5));
+
+    let mut daemon = w.spawn_with(&["run"], |c| disk.apply(c));
+    let failing = eventually(Duration::from_secs(60), || {
+        failed_cycles(&daemon.log_text()).len() >= 2
+    })
+    .await;
+    let log = daemon.log_text();
+    assert!(failing, "{log}");
+    for line in failed_cycles(&log) {
+        assert!(line.contains("code=store"), "{line}");
+        assert!(line.contains(&store.display().to_string()), "{line}");
+        assert!(line.contains(disk.cause()), "{line}");
+    }
+    assert!(daemon.is_running(), "{log}");
+    // Whole chunks only, at least the first, never the last; the cursor
+    // stays before the window, so the next cycle reads all of it again.
+    let recorded = store::transition_count(&store);
+    assert_eq!(recorded % CHUNK, 0, "a chunk recorded in part: {recorded}");
+    assert!(
+        (CHUNK..ORDERS).contains(&recorded),
+        "{recorded} recorded\n{log}"
+    );
+    assert_eq!(store::cursor(&store), before);
+
+    disk.grow(&daemon);
+    let all = eventually(Duration::from_secs(120), || {
+        store::transition_count(&store) == ORDERS && store::cursor(&store) > before
+    })
+    .await;
+    assert!(all, "{}", daemon.log_text());
+    let delivered = eventually(Duration::from_secs(120), || {
+        unique(w.file_ids()).len() as u64 == ORDERS
+    })
+    .await;
+    assert!(delivered, "{}", daemon.log_text());
+    assert!(daemon.terminate(Duration::from_secs(30)).success());
+    // Each transition recorded once: the chunks recorded before the
+    // failure were repeats when the window was read again.
+    let ids = w.recorded_ids();
+    assert_eq!(ids.len() as u64, ORDERS);
+    let mut expected = event_ids(1000..1000 + ORDERS as i64 - 1, "issued");
+    expected.insert("1:pending".into());
+    assert_eq!(unique(ids), expected);
+    assert_eq!(unique(w.file_ids()), expected);
 }
 
 /// A store, created by a real run and closed cleanly (its WAL folded in).

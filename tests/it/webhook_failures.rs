@@ -1,6 +1,7 @@
 //! What the webhook sink does when the receiver says no: a 400 is dead at
 //! once and can be redelivered after the fix; a 410 pauses only that sink
-//! until `redeliver`; failures past `give_up_after` are dead; a hanging
+//! until `redeliver`; failures past `give_up_after` (counted from the first
+//! failed attempt, so deliveries never tried are kept) are dead; a hanging
 //! receiver times out while polling and other sinks carry on.
 
 use std::collections::HashSet;
@@ -177,11 +178,83 @@ async fn deliveries_failing_past_give_up_after_are_dead() {
     for row in &dead {
         let err = row["last_error"].as_str().unwrap();
         assert!(err.starts_with("gave up after 2s"), "{err}");
-        assert!(err.contains("HTTP 503") || row["attempts"] == 0, "{row}");
+        // Only a delivery that failed can be given up.
+        assert!(err.contains("HTTP 503"), "{err}");
+        assert!(row["attempts"].as_u64() >= Some(1), "{row}");
         assert!(row["done_at"].is_string() && row["next_attempt_at"].is_null());
     }
     // A run that kills nothing new succeeds, dead rows or not.
     w.once();
+}
+
+/// `give_up_after` counts from a delivery's first failed attempt. Behind a
+/// failing receiver the sink sends one probe at a time, so most of a
+/// backlog waits untried: those rows stay pending however long the receiver
+/// fails, while every row that failed `give_up_after` ago is dead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn give_up_after_counts_from_the_first_failure_and_spares_deliveries_never_tried() {
+    const GIVE_UP: Duration = Duration::from_secs(2);
+    let (mut w, rx) = World::with_webhook().await;
+    rx.set_default(Reply::Status(503));
+    // One request at a time, probes up to 3 s apart: a few rows get tried
+    // while the rest wait far longer than give_up_after.
+    w.set("sinks.hook.give_up_after", "2s")
+        .set("sinks.hook.concurrency", 1)
+        .set("sinks.hook.backoff_initial", "3s")
+        .set("sinks.hook.backoff_max", "3s");
+    for order in 1..=40 {
+        w.sim.set_status(order, 100 + order, "issued", ago(30));
+    }
+    let mut daemon = w.spawn_ready().await;
+    // Until the first row tried failed long enough ago that the sink must
+    // have given it up: give_up_after, plus one probe interval (the sink
+    // looks for rows to give up after each failed probe), plus slack.
+    let old_enough = GIVE_UP + Duration::from_secs(3) + Duration::from_secs(2);
+    let waited = eventually(WAIT, || {
+        rx.deliveries()
+            .first()
+            .is_some_and(|d| d.arrived.elapsed() > old_enough)
+    })
+    .await;
+    assert!(waited, "no delivery arrived:\n{}", daemon.log_text());
+    assert!(daemon.terminate(WAIT).success());
+
+    let rows = w.deliveries(&["--sink", "hook"]);
+    assert_eq!(rows.len(), 40, "{rows:#?}");
+    let mut first_tried: std::collections::HashMap<String, std::time::Instant> =
+        std::collections::HashMap::new();
+    for d in rx.deliveries() {
+        first_tried.entry(d.id.clone()).or_insert(d.arrived);
+    }
+    let (mut untried, mut dead) = (0, 0);
+    for row in &rows {
+        let event = row["event"].as_str().unwrap_or_default();
+        let attempts = row["attempts"].as_u64().unwrap_or_default();
+        match row["state"].as_str() {
+            Some("dead") => {
+                dead += 1;
+                let err = row["last_error"].as_str().unwrap_or_default();
+                assert!(attempts >= 1, "given up untried: {row}");
+                assert!(err.starts_with("gave up after 2s"), "{row}");
+                assert!(err.contains("HTTP 503"), "{row}");
+            }
+            Some("pending") if attempts == 0 => {
+                untried += 1;
+                assert!(!first_tried.contains_key(event), "{row}");
+            }
+            Some("pending") => {
+                let since = first_tried[event].elapsed();
+                assert!(
+                    since < old_enough,
+                    "failing for {since:?}, still pending: {row}"
+                );
+            }
+            _ => panic!("a 503 cannot deliver: {row}"),
+        }
+    }
+    // Both kinds were there, or the test proved nothing.
+    assert!(dead >= 1, "{rows:#?}");
+    assert!(untried >= 10, "{untried} untried:\n{rows:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -126,7 +126,10 @@ impl DeliveryLoop {
     }
 
     /// Once the receiver has been failing for `give_up_after`, gives up
-    /// every delivery that has been undeliverable that long, tried or not.
+    /// every delivery whose first failed attempt is that old, even if it
+    /// is not due again yet (a backoff, or waiting behind the one probe of
+    /// a held sink). Deliveries never tried are kept: `give_up_after`
+    /// counts from a delivery's first failure, not from its queueing.
     pub(super) async fn expire_old(&self, failing_since: Option<i64>) -> Result<(), StoreError> {
         let Some(since) = failing_since else {
             return Ok(());

@@ -51,8 +51,8 @@ impl PgStore {
             .map_err(self.err("committing delivery results"))
     }
 
-    /// Gives up every pending delivery of `sink` undeliverable since before
-    /// `cutoff` (see SQLite's `expire` for why).
+    /// Gives up every pending delivery of `sink` whose first attempt failed
+    /// before `cutoff`; rows never tried are kept (see SQLite's `expire`).
     pub(super) async fn expire_old(
         &self,
         sink: &str,
@@ -67,10 +67,8 @@ impl PgStore {
         let seqs: Vec<i64> = tx
             .query(
                 "UPDATE outbox SET state = 'dead', done_at = $3,
-                    last_error = $4 || coalesce(': ' || last_error, ''),
-                    first_failure_at = coalesce(first_failure_at, $3)
-                 WHERE sink = $1 AND state = 'pending'
-                   AND coalesce(first_failure_at, created_at) < $2
+                    last_error = $4 || coalesce(': ' || last_error, '')
+                 WHERE sink = $1 AND state = 'pending' AND first_failure_at < $2
                  RETURNING seq",
                 &[&sink, &cutoff, &now, &error],
             )

@@ -98,13 +98,12 @@ impl Db {
         tx.commit().map_err(err("committing delivery results"))
     }
 
-    /// Gives up every pending delivery of `sink` that has been undeliverable
-    /// since before `cutoff`: its first attempt failed before `cutoff`, or it
-    /// has never been tried and was queued before `cutoff`. Called only while
-    /// the sink has been failing since before `cutoff` too: then only one
-    /// probe goes out at a time, and rows behind it would otherwise outlive
-    /// `give_up_after` unattempted. `error` is prefixed to each row's own
-    /// last error.
+    /// Gives up every pending delivery of `sink` whose first attempt failed
+    /// before `cutoff` (`give_up_after` ago). A row never tried (the sink
+    /// paused, the daemon stopped, rows waiting behind a failing receiver's
+    /// one probe) is never given up for its age: its clock starts at its
+    /// first failed attempt. `error` is prefixed to each row's own last
+    /// error.
     pub fn expire(
         &mut self,
         sink: &str,
@@ -121,10 +120,8 @@ impl Db {
         let given_up: Vec<(i64, String)> = tx
             .prepare_cached(
                 "UPDATE outbox SET state = 'dead', done_at = ?3,
-                    last_error = ?4 || coalesce(': ' || last_error, ''),
-                    first_failure_at = coalesce(first_failure_at, ?3)
-                 WHERE sink = ?1 AND state = 'pending'
-                   AND coalesce(first_failure_at, created_at) < ?2
+                    last_error = ?4 || coalesce(': ' || last_error, '')
+                 WHERE sink = ?1 AND state = 'pending' AND first_failure_at < ?2
                  RETURNING seq, last_error",
             )
             .and_then(|mut q| {

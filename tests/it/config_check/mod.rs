@@ -13,6 +13,8 @@ use std::time::Duration;
 use crate::support::config::shown_by_loaded_config;
 use crate::support::{bin, output_within, text};
 
+mod urls_and_secret_files;
+
 /// Recognisable secrets: none of them may appear in any output.
 const API_KEY: &str = "dc-apikey-SECRET-7f3a9c1e";
 /// `whsec_` + base64("orderwatch-test-signing-secret!!"), 32 bytes.
@@ -326,6 +328,28 @@ refused! {
     a_webhook_secret_that_is_not_whsec_is_refused_without_showing_it {
         env: [("OW_CHECK_HOOK", Some(BAD_HOOK_SECRET))],
         expect: ["sinks[2] (\"hook\").secret_env", "OW_CHECK_HOOK", "whsec_"],
+    }
+    // Item 11 of issue 17: a sink's URL follows the API's plain-http rule.
+    plain_http_to_a_remote_webhook_is_refused_naming_sink_and_key_but_not_its_credentials {
+        edit: [(HOOK_URL, "url = \"http://ops:{password}@hooks.example.net/digicert?token={token}\"")],
+        expect: [
+            "sinks[2] (\"hook\").url",
+            "http://redacted:redacted@hooks.example.net/digicert?redacted",
+            "plain http",
+            "allow_insecure_http = true",
+        ],
+    }
+    plain_http_to_a_link_local_metadata_address_is_refused {
+        edit: [(HOOK_URL, "url = \"http://169.254.169.254/latest/meta-data/\"")],
+        expect: ["sinks[2] (\"hook\").url", "169.254.169.254", "allow_insecure_http = true"],
+    }
+    // The opt-in is per section: the API's does not cover a sink.
+    the_apis_insecure_http_opt_in_does_not_cover_a_webhook {
+        edit: [
+            (BASE_URL, "base_url = \"http://api.example.net/v2\"\nallow_insecure_http = true"),
+            (HOOK_URL, "url = \"http://hooks.example.net/digicert\""),
+        ],
+        expect: ["sinks[2] (\"hook\").url", "hooks.example.net", "allow_insecure_http = true"],
     }
     several_problems_are_reported_together {
         edit: [
