@@ -13,7 +13,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 use crate::store::SinkStats;
 
@@ -84,68 +84,55 @@ impl std::fmt::Debug for Metrics {
 impl Metrics {
     pub fn new(interval: Duration) -> Metrics {
         let mut registry = Registry::with_prefix("orderwatch");
-        let polls = Family::<Labels, Counter>::default();
-        registry.register("polls", "Poll cycles by outcome (ok, error)", polls.clone());
-        let api_errors = Family::<Labels, Counter>::default();
-        registry.register(
+        let polls: Family<Labels, Counter> =
+            registered(&mut registry, "polls", "Poll cycles by outcome (ok, error)");
+        let api_errors: Family<Labels, Counter> = registered(
+            &mut registry,
             "api_errors",
             "Failed CertCentral requests by error code (the API's code, or http_<status>, network, timeout, malformed)",
-            api_errors.clone(),
         );
-        let transitions = Family::<Labels, Counter>::default();
-        registry.register(
+        let transitions: Family<Labels, Counter> = registered(
+            &mut registry,
             "transitions",
             "New order status transitions recorded, by status",
-            transitions.clone(),
         );
-        let deliveries = Family::<Labels, Counter>::default();
-        registry.register(
+        let deliveries: Family<Labels, Counter> = registered(
+            &mut registry,
             "deliveries",
             "Delivery attempts by sink and outcome (delivered, retry, dead, gone)",
-            deliveries.clone(),
         );
-        let outbox_depth = Family::<Labels, Gauge>::default();
-        registry.register(
-            "outbox_depth",
-            "Pending deliveries per sink",
-            outbox_depth.clone(),
-        );
-        let outbox_dead = Family::<Labels, Gauge>::default();
-        registry.register(
+        let outbox_depth: Family<Labels, Gauge> =
+            registered(&mut registry, "outbox_depth", "Pending deliveries per sink");
+        let outbox_dead: Family<Labels, Gauge> = registered(
+            &mut registry,
             "outbox_dead",
             "Dead deliveries per sink (see `orderwatch redeliver`)",
-            outbox_dead.clone(),
         );
-        let outbox_oldest = Family::<Labels, FloatGauge>::default();
-        registry.register(
+        let outbox_oldest: Family<Labels, FloatGauge> = registered(
+            &mut registry,
             "outbox_oldest_pending_age_seconds",
             "Age of the oldest pending delivery per sink",
-            outbox_oldest.clone(),
         );
-        let sink_paused = Family::<Labels, Gauge>::default();
-        registry.register(
+        let sink_paused: Family<Labels, Gauge> = registered(
+            &mut registry,
             "sink_paused",
             "1 while a sink is paused after 410 Gone",
-            sink_paused.clone(),
         );
         let (wakes, enrich_lookups, enrich_backlog) = register_event_metrics(&mut registry);
-        let cursor_lag = FloatGauge::default();
-        registry.register(
+        let cursor_lag: FloatGauge = registered(
+            &mut registry,
             "cursor_lag_seconds",
             "How far behind now the polling cursor is",
-            cursor_lag.clone(),
         );
-        let last_success = FloatGauge::default();
-        registry.register(
+        let last_success: FloatGauge = registered(
+            &mut registry,
             "last_successful_poll_timestamp_seconds",
             "Unix time of the last successful poll cycle",
-            last_success.clone(),
         );
-        let leader = Gauge::default();
-        registry.register(
+        let leader: Gauge = registered(
+            &mut registry,
             "leader",
             "1 while this node leads (polls and delivers), 0 while it is a standby",
-            leader.clone(),
         );
         Metrics {
             registry,
@@ -325,143 +312,34 @@ impl Metrics {
 }
 
 /// The wake endpoint's and the enrichment stage's metrics.
+/// Creates a metric, registers it under `name` with its help text, and
+/// returns the handle that updates it.
+fn registered<M: Metric + Clone + Default>(registry: &mut Registry, name: &str, help: &str) -> M {
+    let metric = M::default();
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 fn register_event_metrics(
     registry: &mut Registry,
 ) -> (Family<Labels, Counter>, Family<Labels, Counter>, Gauge) {
-    let wakes = Family::<Labels, Counter>::default();
-    registry.register(
+    let wakes: Family<Labels, Counter> = registered(
+        registry,
         "wakes",
         "POST /wake requests by outcome (accepted, rejected: wrong or missing key) and accepted wakes coalesced into a cycle already due",
-        wakes.clone(),
     );
-    let enrich_lookups = Family::<Labels, Counter>::default();
-    registry.register(
+    let enrich_lookups: Family<Labels, Counter> = registered(
+        registry,
         "enrich_lookups",
         "Order info lookups by outcome (ok, not_found, retry, given_up)",
-        enrich_lookups.clone(),
     );
-    let enrich_backlog = Gauge::default();
-    registry.register(
+    let enrich_backlog: Gauge = registered(
+        registry,
         "enrich_backlog",
         "Events held until their order's details are looked up",
-        enrich_backlog.clone(),
     );
     (wakes, enrich_lookups, enrich_backlog)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hostile_statuses_and_codes_cannot_mint_metric_series() {
-        let m = Metrics::new(Duration::from_secs(60));
-        m.transitions("issued", 1);
-        m.transitions("a%0Ab", 1);
-        for i in 0..10_000 {
-            m.transitions(&format!("s{i}"), 1);
-            m.api_error(&format!("code_{i}"));
-        }
-        let text = m.render(&[], None, 0);
-        assert!(text.contains("orderwatch_transitions_total{status=\"issued\"} 1"));
-        assert!(text.contains("status=\"other\""), "{text}");
-        assert!(text.contains("code=\"other\""), "{text}");
-        let series = text
-            .lines()
-            .filter(|l| l.starts_with("orderwatch_"))
-            .count();
-        assert!(series < 200, "{series} series");
-    }
-
-    #[test]
-    fn health_turns_bad_after_three_intervals_without_success() {
-        let m = Metrics::new(Duration::from_secs(60));
-        let start = m.started_ms.load(Ordering::Relaxed);
-        assert!(m.health(start + 1000).is_ok());
-        assert!(m.health(start + 181_000).is_err());
-        m.poll_ok(start + 200_000);
-        assert!(m.health(start + 300_000).is_ok());
-        let reason = m.health(start + 381_000).unwrap_err();
-        assert!(reason.contains("181s ago"), "{reason}");
-    }
-
-    #[test]
-    fn a_new_term_is_starting_until_its_first_poll_and_the_gauge_says_who_leads() {
-        let m = Metrics::new(Duration::from_secs(60));
-        m.poll_ok(1_000);
-        m.set_leading(false, 2_000);
-        assert!(m.render(&[], None, 0).contains("orderwatch_leader 0"));
-        // Taking over long after the last poll of an earlier term.
-        m.set_leading(true, 1_000_000);
-        assert_eq!(
-            m.health(1_010_000).unwrap(),
-            "starting: no poll has completed yet"
-        );
-        assert!(m.health(1_181_000).is_err());
-        assert!(m.render(&[], None, 0).contains("orderwatch_leader 1"));
-    }
-
-    #[test]
-    fn render_contains_every_family() {
-        let m = Metrics::new(Duration::from_secs(60));
-        m.poll_ok(1000);
-        m.api_error("invalid_api_key");
-        m.transitions("issued", 3);
-        m.delivery("ops", "delivered", 2);
-        let text = m.render(
-            &[SinkStats {
-                sink: "ops".into(),
-                pending: 4,
-                dead: 1,
-                oldest_pending: Some(0),
-                paused: false,
-            }],
-            Some(0),
-            10_000,
-        );
-        for needle in [
-            "orderwatch_polls_total{outcome=\"ok\"} 1",
-            "orderwatch_api_errors_total{code=\"invalid_api_key\"} 1",
-            "orderwatch_transitions_total{status=\"issued\"} 3",
-            "orderwatch_deliveries_total{sink=\"ops\",outcome=\"delivered\"} 2",
-            "orderwatch_outbox_depth{sink=\"ops\"} 4",
-            "orderwatch_outbox_dead{sink=\"ops\"} 1",
-            "orderwatch_outbox_oldest_pending_age_seconds{sink=\"ops\"} 10",
-            "orderwatch_cursor_lag_seconds 10",
-            "orderwatch_last_successful_poll_timestamp_seconds 1",
-        ] {
-            assert!(text.contains(needle), "missing {needle} in\n{text}");
-        }
-    }
-
-    #[test]
-    fn a_sink_removed_by_a_reload_loses_its_gauges_but_keeps_its_counters() {
-        let m = Metrics::new(Duration::from_secs(60));
-        m.delivery("old", "delivered", 1);
-        let stats = |name: &str| SinkStats {
-            sink: name.into(),
-            pending: 2,
-            dead: 0,
-            oldest_pending: None,
-            paused: false,
-        };
-        let before = m.render(&[stats("old")], None, 0);
-        assert!(
-            before.contains("orderwatch_outbox_depth{sink=\"old\"} 2"),
-            "{before}"
-        );
-        let after = m.render(&[stats("new")], None, 0);
-        assert!(
-            !after.contains("orderwatch_outbox_depth{sink=\"old\"}"),
-            "{after}"
-        );
-        assert!(
-            after.contains("orderwatch_outbox_depth{sink=\"new\"} 2"),
-            "{after}"
-        );
-        assert!(
-            after.contains("orderwatch_deliveries_total{sink=\"old\",outcome=\"delivered\"} 1"),
-            "{after}"
-        );
-    }
-}
+mod tests;
