@@ -61,6 +61,21 @@ impl Daemon {
                 Err(e)
             }
         };
+        self.drain(&mut loops, &token, control, &routes).await?;
+        cycle.map_err(|e| RunError::Runtime(e.into()))?;
+        self.no_new_dead(&routes, &dead_before).await
+    }
+
+    /// Lets the sinks finish what is pending, until `--drain-timeout` or a
+    /// second stop request; fails when a loop failed, or when the timeout
+    /// left deliveries pending.
+    async fn drain(
+        &self,
+        loops: &mut Loops,
+        token: &CancellationToken,
+        control: &Control,
+        routes: &[SinkRoute],
+    ) -> Result<(), RunError> {
         let deadline = self
             .opts
             .drain_timeout
@@ -86,7 +101,7 @@ impl Daemon {
         if timed_out {
             let stats = self
                 .store
-                .sink_stats(&routes)
+                .sink_stats(routes)
                 .await
                 .map_err(|e| RunError::Runtime(e.into()))?;
             let pending: u64 = stats.iter().map(|s| s.pending).sum();
@@ -96,8 +111,7 @@ impl Daemon {
                 )));
             }
         }
-        cycle.map_err(|e| RunError::Runtime(e.into()))?;
-        self.no_new_dead(&routes, &dead_before).await
+        Ok(())
     }
 
     /// The enrichment stage for `run --once`, among `loops`: it looks up
