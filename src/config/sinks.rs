@@ -119,6 +119,7 @@ fn parse(
         }
         Some(n) => Some(n),
     };
+    let policy = policy(&key, &raw, problems);
     let statuses = statuses(&key("statuses"), raw.statuses, problems);
     let operational = raw.operational.unwrap_or(false);
     if operational && statuses.is_some() {
@@ -127,6 +128,20 @@ fn parse(
             "an operational sink receives only orderwatch's own alerts, no transitions; remove `statuses`, or send transitions to another sink",
         );
     }
+    let kind = kind(&key, raw.kind.as_deref(), problems)?;
+    let mut table = SinkTable::new(index, name.as_deref(), kind.name, raw.rest, problems, env);
+    let settings = (kind.parse)(&mut table);
+    Some(SinkConfig {
+        name: name?,
+        statuses,
+        policy,
+        operational,
+        settings: settings?,
+    })
+}
+
+/// A sink's backoff and give-up settings, with their defaults.
+fn policy(key: &dyn Fn(&str) -> String, raw: &RawSink, problems: &mut Problems) -> DeliveryPolicy {
     let policy = DeliveryPolicy {
         backoff_initial: problems.positive(
             &key("backoff_initial"),
@@ -150,7 +165,16 @@ fn parse(
             "must not be smaller than backoff_initial",
         );
     }
-    let kind = match raw.kind.as_deref() {
+    policy
+}
+
+/// The registered sink kind `type` names.
+fn kind(
+    key: &dyn Fn(&str) -> String,
+    kind: Option<&str>,
+    problems: &mut Problems,
+) -> Option<&'static crate::sink::kind::Kind> {
+    match kind {
         None => {
             problems.add(
                 key("type"),
@@ -168,16 +192,7 @@ fn parse(
                 None
             }
         },
-    }?;
-    let mut table = SinkTable::new(index, name.as_deref(), kind.name, raw.rest, problems, env);
-    let settings = (kind.parse)(&mut table);
-    Some(SinkConfig {
-        name: name?,
-        statuses,
-        policy,
-        operational,
-        settings: settings?,
-    })
+    }
 }
 
 fn statuses(key: &str, raw: Option<Vec<String>>, problems: &mut Problems) -> Option<Vec<String>> {

@@ -613,3 +613,36 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn an_operational_sink_with_a_status_filter_is_refused_naming_the_key() {
+    let p = problems(
+        "[[sinks]]\nname = \"ops\"\ntype = \"stdout\"\noperational = true\nstatuses = [\"issued\"]\n",
+    );
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].key, "sinks[0] (\"ops\").statuses");
+    assert!(p[0].message.contains("operational"), "{}", p[0].message);
+    let c = parse("[[sinks]]\nname = \"ops\"\ntype = \"stdout\"\noperational = true\n").unwrap();
+    assert!(c.sinks[0].operational);
+    assert!(
+        !parse("[[sinks]]\nname = \"a\"\ntype = \"stdout\"\n")
+            .unwrap()
+            .sinks[0]
+            .operational
+    );
+}
+
+#[test]
+fn alerts_poll_failures_defaults_to_3_and_takes_1_to_10000() {
+    assert_eq!(parse("").unwrap().alerts.poll_failures, 3);
+    for n in [1, 10_000] {
+        let c = parse(&format!("[alerts]\npoll_failures = {n}\n")).unwrap();
+        assert_eq!(c.alerts.poll_failures, n);
+    }
+    for bad in ["0", "-1", "10001", "4294967297"] {
+        let p = problems(&format!("[alerts]\npoll_failures = {bad}\n"));
+        assert_eq!(p.len(), 1, "{bad}: {p:?}");
+        assert_eq!(p[0].key, "alerts.poll_failures");
+        assert!(p[0].message.contains(bad), "{}", p[0].message);
+    }
+}
