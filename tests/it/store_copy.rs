@@ -64,6 +64,9 @@ async fn populate(path: &Path) {
         let chunk = Chunk::whole(changes, Some(seen), seen);
         store.record(chunk, Arc::clone(&routes)).await.unwrap();
     }
+    // An operational sink: the dead delivery and the pause below become
+    // alerts, with their own ledger rows.
+    store.set_alert_sinks(&["ops".into()]).await.unwrap();
     let due = store.due(&hook, i64::MAX, 10).await.unwrap();
     let marks = vec![
         (due[0].seq(), Mark::Delivered),
@@ -111,6 +114,8 @@ async fn populate(path: &Path) {
         })
         .collect();
     store.lookups_done(released, 0).await.unwrap();
+    let alerts = store.alerts_due("ops", i64::MAX, 10).await.unwrap();
+    assert_eq!(alerts.len(), 2, "a dead delivery and a pause: {alerts:?}");
 }
 
 /// Every table of a SQLite store, in key order.
@@ -170,6 +175,7 @@ async fn sqlite_to_postgresql_and_back_keeps_everything() {
     let out = orderwatch(&sqlite_config, &to_pg);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("160 transitions"), "{}", text(&out));
+    assert!(text(&out).contains("2 alerts"), "{}", text(&out));
     assert!(
         text(&out).contains("6 waiting for order details"),
         "{}",
@@ -207,6 +213,12 @@ async fn sqlite_to_postgresql_and_back_keeps_everything() {
         before
             .iter()
             .any(|b| matches!(b, Batch::Held(h) if h.len() == 6))
+    );
+    assert!(
+        before
+            .iter()
+            .any(|b| matches!(b, Batch::Alerts(a) if a.len() == 2)),
+        "the alerts are among what is copied: {before:?}"
     );
     assert_eq!(before, after);
 }
