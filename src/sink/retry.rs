@@ -20,13 +20,40 @@ pub struct DeliveryPolicy {
     pub give_up_after: Duration,
 }
 
+/// A delivery as far as its retries go: an order transition's or an
+/// alert's, which follow the same rules.
+pub trait Attempted {
+    /// Attempts made so far.
+    fn attempts(&self) -> u32;
+    /// When the first attempt failed (unix ms), if one did.
+    fn first_failure_at(&self) -> Option<i64>;
+}
+
+impl Attempted for OutboxEntry {
+    fn attempts(&self) -> u32 {
+        self.attempts
+    }
+    fn first_failure_at(&self) -> Option<i64> {
+        self.first_failure_at
+    }
+}
+
+impl Attempted for crate::store::AlertEntry {
+    fn attempts(&self) -> u32 {
+        self.attempts
+    }
+    fn first_failure_at(&self) -> Option<i64> {
+        self.first_failure_at
+    }
+}
+
 /// How an attempt's outcome is written to the ledger. Pure.
 ///
 /// The give-up clock of a delivery starts at its first failed attempt, not
 /// when it was queued: a delivery that waited (daemon stopped, sink paused,
 /// a long backlog) still gets `give_up_after` worth of retries.
 pub fn resolve(
-    entry: &OutboxEntry,
+    entry: &impl Attempted,
     outcome: &Outcome,
     policy: &DeliveryPolicy,
     now: i64,
@@ -38,7 +65,7 @@ pub fn resolve(
             error: error.clone(),
         },
         Outcome::Retry { error, retry_after } => {
-            let failing_since = entry.first_failure_at.unwrap_or(now);
+            let failing_since = entry.first_failure_at().unwrap_or(now);
             if now.saturating_sub(failing_since) >= millis(policy.give_up_after) {
                 return Mark::Dead {
                     error: format!(
@@ -50,7 +77,7 @@ pub fn resolve(
             let delay = backoff::next_delay(
                 policy.backoff_initial,
                 policy.backoff_max,
-                entry.attempts.saturating_add(1),
+                entry.attempts().saturating_add(1),
                 *retry_after,
                 unit,
             );

@@ -21,7 +21,7 @@ use super::{IDLE_POLL, LoopContext, Mode, STORE_RETRIES_ONCE};
 use crate::alert::render;
 use crate::backoff;
 use crate::sink::kind::{Message, Outcome, Sink};
-use crate::sink::retry::{DeliveryPolicy, millis};
+use crate::sink::retry::{DeliveryPolicy, millis, resolve};
 use crate::store::{AlertEntry, Mark, StoreError};
 
 /// The "status" of every alert, for sinks that route on it.
@@ -166,44 +166,5 @@ impl AlertLoop {
             .mark_alerts(name, vec![(alert.seq, mark)], now)
             .await?;
         Ok(ok)
-    }
-}
-
-/// How an alert delivery's outcome is written: the transitions' rules
-/// (`retry::resolve`): the give-up clock starts at the first failure.
-fn resolve(
-    alert: &AlertEntry,
-    outcome: &Outcome,
-    policy: &DeliveryPolicy,
-    now: i64,
-    unit: f64,
-) -> Mark {
-    match outcome {
-        Outcome::Delivered => Mark::Delivered,
-        Outcome::Dead { error } | Outcome::Gone { error } => Mark::Dead {
-            error: error.clone(),
-        },
-        Outcome::Retry { error, retry_after } => {
-            let since = alert.first_failure_at.unwrap_or(now);
-            if now.saturating_sub(since) >= millis(policy.give_up_after) {
-                return Mark::Dead {
-                    error: format!(
-                        "gave up after {}: {error}",
-                        humantime::format_duration(policy.give_up_after)
-                    ),
-                };
-            }
-            let delay = backoff::next_delay(
-                policy.backoff_initial,
-                policy.backoff_max,
-                alert.attempts.saturating_add(1),
-                *retry_after,
-                unit,
-            );
-            Mark::Retry {
-                next_attempt_at: now.saturating_add(millis(delay)),
-                error: error.clone(),
-            }
-        }
     }
 }
