@@ -4,10 +4,9 @@
 
 use rusqlite::{Connection, params};
 
+use super::portable::{Send, send_in_batches};
 use crate::store::StoreError;
-use crate::store::copy::{AlertRow, BATCH, Batch, OutboxRow};
-
-type Send<'a> = dyn FnMut(Batch) -> Result<(), StoreError> + 'a;
+use crate::store::copy::{AlertRow, Batch, OutboxRow};
 
 /// Sends the alerts, then their ledger. Alerts are few (one per dead
 /// delivery, pause or outage), so each table is read at once and sent in
@@ -30,10 +29,8 @@ pub(super) fn export(
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    for part in alerts.chunks(BATCH) {
-        if let Err(e) = send(Batch::Alerts(part.to_vec())) {
-            return Ok(Err(e));
-        }
+    if let Err(e) = send_in_batches(&alerts, Batch::Alerts, send) {
+        return Ok(Err(e));
     }
     let rows = conn
         .prepare(
@@ -56,12 +53,7 @@ pub(super) fn export(
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    for part in rows.chunks(BATCH) {
-        if let Err(e) = send(Batch::AlertOutbox(part.to_vec())) {
-            return Ok(Err(e));
-        }
-    }
-    Ok(Ok(()))
+    Ok(send_in_batches(&rows, Batch::AlertOutbox, send))
 }
 
 pub(super) fn write_alerts(

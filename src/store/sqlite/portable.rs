@@ -123,7 +123,7 @@ impl SqliteStore {
     }
 }
 
-type Send<'a> = dyn FnMut(Batch) -> Result<(), StoreError> + 'a;
+pub(super) type Send<'a> = dyn FnMut(Batch) -> Result<(), StoreError> + 'a;
 
 fn export_orders(
     conn: &Connection,
@@ -206,12 +206,18 @@ fn export_held(conn: &Connection, send: &mut Send<'_>) -> rusqlite::Result<Resul
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    for part in rows.chunks(BATCH) {
-        if let Err(e) = send(Batch::Held(part.to_vec())) {
-            return Ok(Err(e));
-        }
-    }
-    Ok(Ok(()))
+    Ok(send_in_batches(&rows, Batch::Held, send))
+}
+
+/// Sends `rows` in batches of [`BATCH`], each wrapped by `wrap`; stops at
+/// the first the receiver refuses.
+pub(super) fn send_in_batches<T: Clone>(
+    rows: &[T],
+    wrap: fn(Vec<T>) -> Batch,
+    send: &mut Send<'_>,
+) -> Result<(), StoreError> {
+    rows.chunks(BATCH)
+        .try_for_each(|part| send(wrap(part.to_vec())))
 }
 
 fn export_outbox(
