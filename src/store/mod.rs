@@ -42,6 +42,8 @@ use chrono::{DateTime, Utc};
 pub mod alert;
 pub mod copy;
 mod error;
+#[cfg(test)]
+pub mod guarded;
 mod leader;
 mod lookup;
 mod model;

@@ -10,13 +10,9 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
+use crate::store::guarded::Guarded;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{
-    Chunk, DeliveryFilter, DeliveryRow, EventFilter, Leader, Lookup, LookupBacklog, LookupOutcome,
-    Mark, OutboxEntry, Pause, RecordSummary, Redeliver, Routes, SinkRoute, SinkStats, Store,
-    StoreError, StoreReport,
-};
-use crate::transition::TransitionRow;
+use crate::store::{Leader, StoreError};
 
 /// A leadership the test steers. A lease is handed out only while granted.
 #[derive(Debug)]
@@ -83,11 +79,7 @@ impl Steered {
         let fence = Arc::new(AtomicBool::new(false));
         st.lost = Some(lost.clone());
         st.fence = Some(Arc::clone(&fence));
-        let store = Fenceable {
-            inner: Arc::clone(&self.store),
-            term: st.term,
-            fence,
-        };
+        let store = fenceable(Arc::clone(&self.store), st.term, fence);
         Some(Lease::new(
             st.term,
             Arc::new(store),
@@ -130,137 +122,22 @@ impl Leadership for Steered {
 }
 
 /// A store whose writes fail as fenced once `fence` is set.
-#[derive(Debug)]
-struct Fenceable {
-    inner: SharedStore,
-    term: i64,
-    fence: Arc<AtomicBool>,
-}
-
-impl Fenceable {
-    fn check(&self) -> Result<(), StoreError> {
-        if self.fence.load(Ordering::SeqCst) {
+fn fenceable(inner: SharedStore, term: i64, fence: Arc<AtomicBool>) -> Guarded {
+    let location = inner.location();
+    let guard = move |_write: &'static str| {
+        if fence.load(Ordering::SeqCst) {
             return Err(StoreError::Fenced {
-                location: self.inner.location(),
-                term: self.term,
-                current: self.term + 1,
+                location: location.clone(),
+                term,
+                current: term + 1,
                 leader: "other-node:7".into(),
             });
         }
         Ok(())
-    }
-}
-
-#[async_trait]
-impl Store for Fenceable {
-    fn location(&self) -> String {
-        self.inner.location()
-    }
-    async fn cursor(&self) -> Result<Option<chrono::DateTime<Utc>>, StoreError> {
-        self.inner.cursor().await
-    }
-    async fn rewind_cursor(&self, to: chrono::DateTime<Utc>) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.rewind_cursor(to).await
-    }
-    async fn record(&self, chunk: Chunk, routes: Routes) -> Result<RecordSummary, StoreError> {
-        self.check()?;
-        self.inner.record(chunk, routes).await
-    }
-    async fn due(&self, r: &SinkRoute, now: i64, n: usize) -> Result<Vec<OutboxEntry>, StoreError> {
-        self.inner.due(r, now, n).await
-    }
-    async fn next_due(&self, r: &SinkRoute) -> Result<Option<i64>, StoreError> {
-        self.inner.next_due(r).await
-    }
-    async fn mark(&self, sink: &str, marks: Vec<(i64, Mark)>, now: i64) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.mark(sink, marks, now).await
-    }
-    async fn expire(&self, sink: &str, cut: i64, e: &str, now: i64) -> Result<usize, StoreError> {
-        self.check()?;
-        self.inner.expire(sink, cut, e, now).await
-    }
-    async fn retry_now(&self, sink: &str, now: i64) -> Result<usize, StoreError> {
-        self.check()?;
-        self.inner.retry_now(sink, now).await
-    }
-    async fn requeued_since(&self, sink: &str, since: i64) -> Result<bool, StoreError> {
-        self.inner.requeued_since(sink, since).await
-    }
-    async fn prune_delivered(&self, before: i64, limit: usize) -> Result<usize, StoreError> {
-        self.check()?;
-        self.inner.prune_delivered(before, limit).await
-    }
-    async fn purge_dead(&self, s: Option<&str>, b: i64, n: usize) -> Result<usize, StoreError> {
-        self.inner.purge_dead(s, b, n).await
-    }
-    async fn pause(&self, sink: &str, reason: &str, now: i64) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.pause(sink, reason, now).await
-    }
-    async fn pause_of(&self, sink: &str) -> Result<Option<Pause>, StoreError> {
-        self.inner.pause_of(sink).await
-    }
-    async fn set_alert_sinks(&self, sinks: &[String]) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.set_alert_sinks(sinks).await
-    }
-    async fn poll_health(
-        &self,
-        h: &crate::store::PollHealth,
-        now: i64,
-    ) -> Result<Option<String>, StoreError> {
-        self.check()?;
-        self.inner.poll_health(h, now).await
-    }
-    async fn alerts_due(
-        &self,
-        s: &str,
-        now: i64,
-        n: usize,
-    ) -> Result<Vec<crate::store::AlertEntry>, StoreError> {
-        self.inner.alerts_due(s, now, n).await
-    }
-    async fn next_alert_due(&self, s: &str) -> Result<Option<i64>, StoreError> {
-        self.inner.next_alert_due(s).await
-    }
-    async fn mark_alerts(&self, s: &str, m: Vec<(i64, Mark)>, now: i64) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.mark_alerts(s, m, now).await
-    }
-    async fn redeliver(&self, r: &SinkRoute, w: &Redeliver, now: i64) -> Result<usize, StoreError> {
-        self.inner.redeliver(r, w, now).await
-    }
-    async fn events(&self, f: &EventFilter) -> Result<Vec<TransitionRow>, StoreError> {
-        self.inner.events(f).await
-    }
-    async fn deliveries(&self, f: &DeliveryFilter) -> Result<Vec<DeliveryRow>, StoreError> {
-        self.inner.deliveries(f).await
-    }
-    async fn sink_stats(&self, routes: &[SinkRoute]) -> Result<Vec<SinkStats>, StoreError> {
-        self.inner.sink_stats(routes).await
-    }
-    async fn report(&self, deep: bool) -> Result<StoreReport, StoreError> {
-        self.inner.report(deep).await
-    }
-    async fn lookups_due(&self, now: i64, limit: usize) -> Result<Vec<Lookup>, StoreError> {
-        self.inner.lookups_due(now, limit).await
-    }
-    async fn lookups_done(
-        &self,
-        done: Vec<(Lookup, LookupOutcome)>,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.lookups_done(done, now).await
-    }
-    async fn lookup_backlog(&self) -> Result<LookupBacklog, StoreError> {
-        self.inner.lookup_backlog().await
-    }
-    async fn release_held(&self) -> Result<u64, StoreError> {
-        self.check()?;
-        self.inner.release_held().await
+    };
+    Guarded {
+        inner,
+        guard: Arc::new(guard),
     }
 }
 

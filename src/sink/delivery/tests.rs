@@ -10,12 +10,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::*;
+use crate::store::guarded::Guarded;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{
-    Chunk, DeliveryFilter, DeliveryRow, EventFilter, Lookup, LookupBacklog, LookupOutcome, Mark,
-    RecordSummary, Redeliver, Routes, SinkStats, Store, StoreReport,
-};
-use crate::transition::{OrderChange, TransitionRow};
+use crate::store::{Chunk, Redeliver, Routes, SinkStats};
+use crate::transition::OrderChange;
 
 /// 2027-01-15T08:00:00Z: where the tests' clock starts.
 const START_MS: i64 = 1_800_000_000_000;
@@ -397,135 +395,32 @@ async fn shutdown_lets_in_flight_deliveries_finish_within_the_grace_period() {
     assert_eq!(w.stats().await.pending, 1);
 }
 
-/// A store whose `mark` fails while `failing` is above zero (counting down),
-/// like a full disk that frees up.
-#[derive(Debug)]
-struct FlakyMarks {
-    inner: SharedStore,
-    failing: AtomicUsize,
-}
-
-#[async_trait]
-impl Store for FlakyMarks {
-    fn location(&self) -> String {
-        self.inner.location()
-    }
-    async fn cursor(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        self.inner.cursor().await
-    }
-    async fn rewind_cursor(&self, to: DateTime<Utc>) -> Result<(), StoreError> {
-        self.inner.rewind_cursor(to).await
-    }
-    async fn record(&self, chunk: Chunk, routes: Routes) -> Result<RecordSummary, StoreError> {
-        self.inner.record(chunk, routes).await
-    }
-    async fn due(&self, r: &SinkRoute, now: i64, n: usize) -> Result<Vec<OutboxEntry>, StoreError> {
-        self.inner.due(r, now, n).await
-    }
-    async fn next_due(&self, r: &SinkRoute) -> Result<Option<i64>, StoreError> {
-        self.inner.next_due(r).await
-    }
-    async fn mark(&self, sink: &str, marks: Vec<(i64, Mark)>, now: i64) -> Result<(), StoreError> {
-        let failing = self
-            .failing
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-        if failing.is_ok() {
+/// A store whose `mark` fails `failing` times, then works: like a full
+/// disk that frees up.
+fn flaky_marks(inner: SharedStore, failing: usize) -> Guarded {
+    let failing = AtomicUsize::new(failing);
+    let guard = move |write: &'static str| {
+        let fail = write == "mark"
+            && failing
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+        if fail {
             return Err(StoreError::Full {
                 path: "flaky.db".into(),
             });
         }
-        self.inner.mark(sink, marks, now).await
-    }
-    async fn expire(&self, s: &str, c: i64, e: &str, n: i64) -> Result<usize, StoreError> {
-        self.inner.expire(s, c, e, n).await
-    }
-    async fn retry_now(&self, s: &str, now: i64) -> Result<usize, StoreError> {
-        self.inner.retry_now(s, now).await
-    }
-    async fn prune_delivered(&self, before: i64, limit: usize) -> Result<usize, StoreError> {
-        self.inner.prune_delivered(before, limit).await
-    }
-    async fn purge_dead(
-        &self,
-        sink: Option<&str>,
-        before: i64,
-        limit: usize,
-    ) -> Result<usize, StoreError> {
-        self.inner.purge_dead(sink, before, limit).await
-    }
-    async fn requeued_since(&self, s: &str, since: i64) -> Result<bool, StoreError> {
-        self.inner.requeued_since(s, since).await
-    }
-    async fn pause(&self, s: &str, reason: &str, now: i64) -> Result<(), StoreError> {
-        self.inner.pause(s, reason, now).await
-    }
-    async fn pause_of(&self, s: &str) -> Result<Option<Pause>, StoreError> {
-        self.inner.pause_of(s).await
-    }
-    async fn set_alert_sinks(&self, sinks: &[String]) -> Result<(), StoreError> {
-        self.inner.set_alert_sinks(sinks).await
-    }
-    async fn poll_health(
-        &self,
-        h: &crate::store::PollHealth,
-        now: i64,
-    ) -> Result<Option<String>, StoreError> {
-        self.inner.poll_health(h, now).await
-    }
-    async fn alerts_due(
-        &self,
-        s: &str,
-        now: i64,
-        n: usize,
-    ) -> Result<Vec<crate::store::AlertEntry>, StoreError> {
-        self.inner.alerts_due(s, now, n).await
-    }
-    async fn next_alert_due(&self, s: &str) -> Result<Option<i64>, StoreError> {
-        self.inner.next_alert_due(s).await
-    }
-    async fn mark_alerts(&self, s: &str, m: Vec<(i64, Mark)>, now: i64) -> Result<(), StoreError> {
-        self.inner.mark_alerts(s, m, now).await
-    }
-    async fn redeliver(&self, r: &SinkRoute, w: &Redeliver, n: i64) -> Result<usize, StoreError> {
-        self.inner.redeliver(r, w, n).await
-    }
-    async fn events(&self, f: &EventFilter) -> Result<Vec<TransitionRow>, StoreError> {
-        self.inner.events(f).await
-    }
-    async fn deliveries(&self, f: &DeliveryFilter) -> Result<Vec<DeliveryRow>, StoreError> {
-        self.inner.deliveries(f).await
-    }
-    async fn sink_stats(&self, r: &[SinkRoute]) -> Result<Vec<SinkStats>, StoreError> {
-        self.inner.sink_stats(r).await
-    }
-    async fn report(&self, deep: bool) -> Result<StoreReport, StoreError> {
-        self.inner.report(deep).await
-    }
-    async fn lookups_due(&self, now: i64, n: usize) -> Result<Vec<Lookup>, StoreError> {
-        self.inner.lookups_due(now, n).await
-    }
-    async fn lookups_done(
-        &self,
-        d: Vec<(Lookup, LookupOutcome)>,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        self.inner.lookups_done(d, now).await
-    }
-    async fn lookup_backlog(&self) -> Result<LookupBacklog, StoreError> {
-        self.inner.lookup_backlog().await
-    }
-    async fn release_held(&self) -> Result<u64, StoreError> {
-        self.inner.release_held().await
+        Ok(())
+    };
+    Guarded {
+        inner,
+        guard: Arc::new(guard),
     }
 }
 
 async fn flaky_world(failures: usize) -> World {
     let dir = tempfile::tempdir().unwrap();
     let inner = Arc::new(SqliteStore::open(&dir.path().join("ow.db")).unwrap());
-    let store = Arc::new(FlakyMarks {
-        inner,
-        failing: AtomicUsize::new(failures),
-    });
+    let store = Arc::new(flaky_marks(inner, failures));
     World::with_store(dir, store)
 }
 
