@@ -59,34 +59,7 @@ impl PgStore {
         {
             out.send(Batch::Cursor(r.get(0))).await?;
         }
-        let mut after = i64::MIN;
-        while let Some(rows) = page(
-            &tx,
-            "SELECT order_id, certificate_id, status, updated_at FROM orders
-             WHERE order_id > $1 ORDER BY order_id LIMIT $2",
-            &after,
-        )
-        .await
-        .map_err(&err)?
-        {
-            after = rows[rows.len() - 1].get(0);
-            let batch = rows.iter().map(order_row).collect();
-            out.send(Batch::Orders(batch)).await?;
-        }
-        let mut after = i64::MIN;
-        while let Some(rows) = page(
-            &tx,
-            "SELECT seq, order_id, status, occurrence, certificate_id, previous_status, seen_at, details
-             FROM transitions WHERE seq > $1 ORDER BY seq LIMIT $2",
-            &after,
-        )
-        .await
-        .map_err(&err)?
-        {
-            after = rows[rows.len() - 1].get(0);
-            let batch = rows.iter().map(|r| transition(r, 0)).collect();
-            out.send(Batch::Transitions(batch)).await?;
-        }
+        self.export_history(&tx, &mut out).await?;
         let held: Vec<HeldRow> = tx
             .query(
                 "SELECT seq, order_id, held_at, next_attempt_at, attempts, last_error
@@ -119,6 +92,44 @@ impl PgStore {
             out.send(batch).await?;
         }
         Ok(out.counts)
+    }
+
+    /// Orders and transitions, the big tables, page by page.
+    async fn export_history(
+        &self,
+        tx: &Transaction<'_>,
+        out: &mut Exporter,
+    ) -> Result<(), StoreError> {
+        let err = self.err("reading the store to copy");
+        let mut after = i64::MIN;
+        while let Some(rows) = page(
+            tx,
+            "SELECT order_id, certificate_id, status, updated_at FROM orders
+             WHERE order_id > $1 ORDER BY order_id LIMIT $2",
+            &after,
+        )
+        .await
+        .map_err(&err)?
+        {
+            after = rows[rows.len() - 1].get(0);
+            let batch = rows.iter().map(order_row).collect();
+            out.send(Batch::Orders(batch)).await?;
+        }
+        let mut after = i64::MIN;
+        while let Some(rows) = page(
+            tx,
+            "SELECT seq, order_id, status, occurrence, certificate_id, previous_status, seen_at, details
+             FROM transitions WHERE seq > $1 ORDER BY seq LIMIT $2",
+            &after,
+        )
+        .await
+        .map_err(&err)?
+        {
+            after = rows[rows.len() - 1].get(0);
+            let batch = rows.iter().map(|r| transition(r, 0)).collect();
+            out.send(Batch::Transitions(batch)).await?;
+        }
+        Ok(())
     }
 
     /// The ledger, paged by `(sink, seq)`.
