@@ -24,6 +24,7 @@ use crate::window::{RelativeSpan, Window, filter_value};
 pub mod answer;
 mod api_clock;
 mod body;
+mod frames;
 mod order_info;
 pub mod orders;
 pub mod pages;
