@@ -118,7 +118,9 @@ pub(super) fn parse_from<R: Read>(body: R, statuses: &mut Statuses) -> Result<An
     // fields, its end and nothing after it, read by the streaming parser.
     let rest = Cursor::new(text.buf.split_off(text.pos));
     let mut answer = parse_streamed(
-        Cursor::new(&b"{\"orders\":[]"[..]).chain(rest).chain(text.reader),
+        Cursor::new(&b"{\"orders\":[]"[..])
+            .chain(rest)
+            .chain(text.reader),
         statuses,
     )?;
     answer.orders = orders;

@@ -19,7 +19,13 @@ impl Read for Trickle<'_> {
     }
 }
 
-type Seen = Result<(Vec<(i64, Option<i64>, String)>, Option<super::super::pages::Page>), String>;
+type Seen = Result<
+    (
+        Vec<(i64, Option<i64>, String)>,
+        Option<super::super::pages::Page>,
+    ),
+    String,
+>;
 
 fn seen(result: Result<Answer, String>, statuses: Statuses) -> Seen {
     result.map(|a| {
