@@ -26,6 +26,9 @@ use super::orders::Statuses;
 
 /// Bytes asked of the reader at a time.
 const BLOCK: usize = 64 * 1024;
+/// Text kept while looking for `{"orders":[` (only whitespace can make it
+/// long); past this the streaming parser takes the answer, in bounded memory.
+const PREFIX_LIMIT: usize = 4 * BLOCK;
 
 /// The text seen so far and not yet let go of.
 struct Text<R> {
@@ -63,7 +66,8 @@ impl<R: Read> Text<R> {
         Ok(n > 0)
     }
 
-    /// The next byte that is not JSON whitespace, reading on as needed.
+    /// The next byte that is not JSON whitespace, reading on as needed;
+    /// `None` at the end of the text (or, keeping all, past [`PREFIX_LIMIT`]).
     fn peek(&mut self, keep_all: bool) -> Result<Option<u8>, String> {
         loop {
             while let Some(&b) = self.buf.get(self.pos) {
@@ -71,6 +75,9 @@ impl<R: Read> Text<R> {
                     return Ok(Some(b));
                 }
                 self.pos += 1;
+            }
+            if keep_all && self.buf.len() >= PREFIX_LIMIT {
+                return Ok(None);
             }
             if !self.more(keep_all)? {
                 return Ok(None);

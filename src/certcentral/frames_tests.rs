@@ -129,6 +129,19 @@ fn a_large_answer_is_cut_across_read_blocks() {
 }
 
 #[test]
+fn a_long_run_of_whitespace_first_goes_to_the_streaming_parser() {
+    let body = format!("{}{}", " ".repeat(PREFIX_LIMIT + 10), VALID[2]);
+    let got = fast(body.as_bytes(), 4096).unwrap();
+    assert_eq!(got, slow(body.as_bytes()).unwrap());
+    assert_eq!(got.0.len(), 2);
+    let blank = " ".repeat(PREFIX_LIMIT * 2);
+    assert_eq!(
+        parse_from(blank.as_bytes(), &mut Statuses::default()).unwrap_err(),
+        "empty body"
+    );
+}
+
+#[test]
 fn errors_in_the_list_name_the_order_and_its_byte() {
     let body = r#"{"orders":[{"order_id":1,"status":"x"},{"order_id":"12","status":"x"}]}"#;
     let e = fast(body.as_bytes(), 5).unwrap_err();
