@@ -14,8 +14,10 @@
 //! data) is read by the streaming parser itself; and an answer that does
 //! not start with `{"orders":[` (an error object, another key first, an
 //! empty body) is handed to the streaming parser whole, since nothing of it
-//! has been let go yet. Only errors inside the list read differently: they
-//! name the byte where the order starts instead of serde's line and column.
+//! has been let go yet. Only error positions read differently: an error
+//! inside the list names the byte where its order starts instead of serde's
+//! line and column, and one after the list is placed as if the list had
+//! been empty.
 
 use std::io::{Cursor, Read};
 
