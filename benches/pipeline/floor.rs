@@ -2,7 +2,7 @@
 //! `orderwatch run --once` on a fresh store with one file sink.
 //!
 //! That result is N transition rows under their unique key `(order_id,
-//! status)` in SQLite, committed, and N CloudEvent lines in a file, fsync'd.
+//! status, occurrence)` in SQLite, committed, and N CloudEvent lines in a file, fsync'd.
 //! The floor does exactly that and nothing else, as fast as we can make it:
 //! the rows already in memory (no download, no parsing, no dedupe lookups,
 //! no per-order state), inserted with 64-row statements in one transaction
@@ -17,12 +17,6 @@ use std::time::{Duration, Instant};
 
 use orderwatch::event::EventWriter;
 use orderwatch::transition::TransitionRow;
-
-/// orderwatch's schema, as its migrations create it.
-const SCHEMA: [&str; 2] = [
-    include_str!("../../migrations/0001_init.sql"),
-    include_str!("../../migrations/0002_sink_cursor.sql"),
-];
 
 /// Rows per INSERT statement.
 const BATCH: usize = 64;
@@ -40,13 +34,14 @@ pub fn run(dir: &Path, orders: &[Order], source: &str) -> Duration {
 }
 
 fn record(path: &Path, orders: &[Order], seen_at: i64) -> rusqlite::Result<()> {
+    // The schema exactly as orderwatch's own migrations leave it (every
+    // index of `transitions`, the unique key with `occurrence`); `run
+    // --once` on a fresh store pays for the same migrations.
+    drop(orderwatch::store::sqlite::Db::open(path).expect("floor: orderwatch's schema"));
     let mut db = rusqlite::Connection::open(path)?;
     db.pragma_update(None, "journal_mode", "WAL")?;
     db.pragma_update(None, "synchronous", "NORMAL")?;
     db.pragma_update(None, "foreign_keys", "ON")?;
-    for sql in SCHEMA {
-        db.execute_batch(sql)?;
-    }
     let tx = db.transaction()?;
     {
         let columns = "INSERT INTO transitions (order_id, status, certificate_id, previous_status, seen_at) VALUES ";

@@ -22,6 +22,7 @@ pub mod answer;
 mod api_clock;
 mod body;
 mod error;
+mod frames;
 mod order_info;
 pub mod orders;
 pub mod pages;

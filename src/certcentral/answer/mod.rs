@@ -52,8 +52,15 @@ pub struct ErrorBody {
 }
 
 /// Parses an answer read from `body`, interning its statuses in `statuses`.
-/// Reads `body` to its end: trailing data is an error too.
+/// Reads `body` to its end: trailing data is an error too. The orders of a
+/// usual answer are cut out and parsed from slices (`frames`), the rest by
+/// [`parse_streamed`].
 pub fn parse_from<R: Read>(body: R, statuses: &mut Statuses) -> Result<Answer, String> {
+    super::frames::parse_from(body, statuses)
+}
+
+/// The streaming parser: the whole answer read through serde_json's reader.
+pub(super) fn parse_streamed<R: Read>(body: R, statuses: &mut Statuses) -> Result<Answer, String> {
     let mut watched = Watched {
         inner: body,
         content: false,
@@ -134,9 +141,15 @@ impl<'de> Visitor<'de> for AnswerVisitor<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Answer, A::Error> {
         let mut answer = Answer::default();
+        let mut listed = false;
         while let Some(key) = map.next_key::<AnswerField>()? {
             match key {
+                // A second list would silently replace the first.
+                AnswerField::Orders if listed => {
+                    return Err(de::Error::duplicate_field("orders"));
+                }
                 AnswerField::Orders => {
+                    listed = true;
                     answer.orders = map.next_value_seed(OrdersSeed {
                         statuses: &mut *self.statuses,
                     })?
@@ -220,9 +233,9 @@ impl<'de> Visitor<'de> for OrdersSeed<'_> {
 /// One element of `orders`, which must be a JSON object: serde would also
 /// read a struct from an array (`[7, 70, "issued"]`), and guessing which
 /// value is which is exactly what this parser refuses to do.
-struct OrderSeed<'s> {
-    index: usize,
-    statuses: &'s mut Statuses,
+pub(super) struct OrderSeed<'s> {
+    pub(super) index: usize,
+    pub(super) statuses: &'s mut Statuses,
 }
 
 impl<'de> DeserializeSeed<'de> for OrderSeed<'_> {
