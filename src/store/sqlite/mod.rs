@@ -22,6 +22,7 @@ use chrono::{DateTime, Utc};
 mod alert_copy;
 mod alerts;
 mod db;
+mod fresh;
 mod known;
 mod lookup;
 mod outbox;

@@ -7,6 +7,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::Db;
 use super::db::classify;
+use super::fresh::FreshOrders;
 use super::known::{KnownOrders, Sighting};
 use super::rows::{cursor_of, status_clause};
 use crate::store::{Chunk, Hold, RecordSummary, SAMPLE, SinkRoute, StoreError};
@@ -64,6 +65,11 @@ impl Db {
     ///
     /// A new transition the chunk's [`Hold`] takes is held for a lookup of
     /// its order in the same transaction, so no sink can see it first.
+    ///
+    /// (Longer than most functions here on purpose: it is the whole of one
+    /// chunk's transaction, and reading its steps in one place, in the
+    /// order they must happen, is what makes the ordering argument above
+    /// checkable. Each step is its own function.)
     pub fn record_chunk(
         &mut self,
         chunk: &Chunk,
@@ -143,17 +149,22 @@ impl Db {
                 .flush(&tx, seen_ms, routes, hold, &mut summary)
                 .map_err(err("recording new orders"))?;
             if let Some(cursor) = cursor {
-                tx.execute(
-                    "INSERT INTO cursor (id, position) VALUES (1, ?1)
-                     ON CONFLICT (id) DO UPDATE SET position = max(position, excluded.position)",
-                    [cursor.timestamp_millis()],
-                )
-                .map_err(err("moving the cursor"))?;
+                move_cursor(&tx, cursor).map_err(err("moving the cursor"))?;
             }
         }
         tx.commit().map_err(err("committing the cycle"))?;
         Ok(summary)
     }
+}
+
+/// Moves the cursor to `cursor`, never backwards.
+fn move_cursor(tx: &rusqlite::Transaction<'_>, cursor: DateTime<Utc>) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO cursor (id, position) VALUES (1, ?1)
+         ON CONFLICT (id) DO UPDATE SET position = max(position, excluded.position)",
+        [cursor.timestamp_millis()],
+    )
+    .map(|_| ())
 }
 
 /// Inserts the transition of a known order to `change.status`; returns its
@@ -217,17 +228,17 @@ fn update_order(
 }
 
 /// A transition being queued.
-struct New<'a> {
-    seq: i64,
-    change: &'a OrderChange,
-    occurrence: u32,
-    previous: Option<&'a str>,
+pub(super) struct New<'a> {
+    pub(super) seq: i64,
+    pub(super) change: &'a OrderChange,
+    pub(super) occurrence: u32,
+    pub(super) previous: Option<&'a str>,
 }
 
 /// Queues a new transition for every sink that takes it (an outbox row for
 /// row-per-event sinks; in-order sinks find it after their cursor) and
 /// counts it.
-fn queue(
+pub(super) fn queue(
     tx: &rusqlite::Transaction<'_>,
     routes: &[SinkRoute],
     hold: &Hold,
@@ -272,103 +283,6 @@ fn queue(
         });
     }
     Ok(())
-}
-
-/// Orders seen for the first time, inserted [`FreshOrders::BATCH`] at a time
-/// with multi-row statements: a first catch-up of a large account is almost
-/// all of these, and one statement per row is most of its cost.
-#[derive(Default)]
-struct FreshOrders<'a> {
-    rows: Vec<&'a OrderChange>,
-}
-
-impl FreshOrders<'_> {
-    const BATCH: usize = 64;
-
-    fn flush(
-        &mut self,
-        tx: &rusqlite::Transaction<'_>,
-        seen_ms: i64,
-        routes: &[SinkRoute],
-        hold: &Hold,
-        summary: &mut RecordSummary,
-    ) -> rusqlite::Result<()> {
-        let n = self.rows.len();
-        if n == 0 {
-            return Ok(());
-        }
-        let mut transitions = tx.prepare_cached(&rows_sql(
-            "INSERT INTO transitions (order_id, status, certificate_id, previous_status, seen_at) VALUES ",
-            "(?, ?, ?, NULL, ?)",
-            n,
-        ))?;
-        // Bound in place: no value or string is allocated per row.
-        for (i, c) in self.rows.iter().enumerate() {
-            transitions.raw_bind_parameter(i * 4 + 1, c.order_id)?;
-            transitions.raw_bind_parameter(i * 4 + 2, &*c.status)?;
-            transitions.raw_bind_parameter(i * 4 + 3, c.certificate_id)?;
-            transitions.raw_bind_parameter(i * 4 + 4, seen_ms)?;
-        }
-        transitions.raw_execute()?;
-        // A multi-row insert into a rowid table numbers its rows
-        // consecutively; checked, so a surprise can never misattribute.
-        let last = tx.last_insert_rowid();
-        let first = last - (n as i64 - 1);
-        let consecutive: bool = tx
-            .prepare_cached(
-                "SELECT count(*) = 2 FROM transitions WHERE (seq = ?1 AND order_id = ?2) OR (seq = ?3 AND order_id = ?4)",
-            )?
-            .query_row(
-                params![first, self.rows[0].order_id, last, self.rows[n - 1].order_id],
-                |r| r.get(0),
-            )?;
-        let mut orders = tx.prepare_cached(&rows_sql(
-            "INSERT INTO orders (order_id, certificate_id, status, updated_at) VALUES ",
-            "(?, ?, ?, ?)",
-            n,
-        ))?;
-        for (i, c) in self.rows.iter().enumerate() {
-            orders.raw_bind_parameter(i * 4 + 1, c.order_id)?;
-            orders.raw_bind_parameter(i * 4 + 2, c.certificate_id)?;
-            orders.raw_bind_parameter(i * 4 + 3, &*c.status)?;
-            orders.raw_bind_parameter(i * 4 + 4, seen_ms)?;
-        }
-        orders.raw_execute()?;
-        for (i, c) in self.rows.iter().enumerate() {
-            let seq = if consecutive {
-                first + i as i64
-            } else {
-                tx.query_row(
-                    "SELECT seq FROM transitions WHERE order_id = ?1 AND status = ?2 AND occurrence = 0",
-                    params![c.order_id, &*c.status],
-                    |r| r.get(0),
-                )?
-            };
-            let new = New {
-                seq,
-                change: c,
-                occurrence: 0,
-                previous: None,
-            };
-            queue(tx, routes, hold, &new, seen_ms, summary)?;
-        }
-        self.rows.clear();
-        Ok(())
-    }
-}
-
-/// `head` followed by `n` copies of `row`, comma-separated: the SQL of a
-/// multi-row insert (the statement cache keys on it).
-fn rows_sql(head: &str, row: &str, n: usize) -> String {
-    let mut sql = String::with_capacity(head.len() + n * (row.len() + 2));
-    sql.push_str(head);
-    for i in 0..n {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(row);
-    }
-    sql
 }
 
 /// Makes sure every sink's queue is set up before transitions are added:
