@@ -17,10 +17,17 @@ use serde::Deserializer as _;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::orders::{CompactOrder, Statuses};
-pub use super::pages::Page;
 
 mod scalar;
 use scalar::{Scalar, StatusSeed, StatusValue};
+
+/// The `page` object of a paginated answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Page {
+    pub total: u64,
+    pub limit: u64,
+    pub offset: u64,
+}
 
 /// The parser reads the body through a buffer this large: serde_json reads
 /// a byte at a time, which is only cheap from a buffer.

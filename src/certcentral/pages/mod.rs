@@ -4,15 +4,8 @@
 //! [`PageFollower`] for why consecutive pages are asked to overlap.
 
 use super::answer::Answer;
+pub use super::answer::Page;
 use super::orders::CompactOrder;
-
-/// The `page` object of a paginated answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Page {
-    pub total: u64,
-    pub limit: u64,
-    pub offset: u64,
-}
 
 /// Consecutive pages of one window overlap by up to this many orders.
 pub const PAGE_OVERLAP: u64 = 20;

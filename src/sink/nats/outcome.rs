@@ -6,8 +6,24 @@ use std::time::Duration;
 use async_nats::ConnectErrorKind;
 use async_nats::jetstream::context::PublishErrorKind;
 
-use super::publish::{ACK_TIMEOUT, Hints};
 use crate::sink::kind::Outcome;
+
+/// How long JetStream has to acknowledge a publish. A late ack is no harm:
+/// the retry carries the same `Nats-Msg-Id` and is dropped as a duplicate.
+pub(super) const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a failed publish needs for a message that says what to do.
+#[derive(Debug, Clone)]
+pub(super) struct Hints {
+    /// The servers, as shown (`nats://127.0.0.1:4222`).
+    pub servers: String,
+    /// How the sink authenticates ("token from environment variable X").
+    pub auth: String,
+    /// The subjects a stream must take (`certcentral.orders.*`).
+    pub filter: String,
+    /// The sink's `give_up_after`: the duplicate window to suggest.
+    pub give_up_after: Duration,
+}
 
 /// `72h` or `5400s`: a duration as the `nats` CLI and server configs write it.
 fn go_duration(d: Duration) -> String {

@@ -21,7 +21,7 @@ use async_nats::jetstream::publish::PublishAck;
 use async_nats::{ConnectOptions, Event, ServerAddr, jetstream};
 use async_trait::async_trait;
 
-use super::outcome::{connect_outcome, error_of, publish_outcome};
+use super::outcome::{ACK_TIMEOUT, Hints, connect_outcome, error_of, publish_outcome};
 use super::subject::{SubjectTemplate, headers};
 use crate::config::secret::Secret;
 use crate::event::EventWriter;
@@ -29,9 +29,6 @@ use crate::http::error_chain;
 use crate::sink::kind::{BuildContext, Message, Outcome, Sent, Sink};
 use crate::store::OutboxEntry;
 
-/// How long JetStream has to acknowledge a publish. A late ack is no harm:
-/// the retry carries the same `Nats-Msg-Id` and is dropped as a duplicate.
-pub(super) const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long connecting to one server may take (TCP, TLS, handshake).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// After a failed connect, concurrent deliveries get the same answer for
@@ -55,19 +52,6 @@ pub(super) enum Login {
     Token(Secret),
     User(String, Secret),
     Credentials(Secret),
-}
-
-/// What a failed publish needs for a message that says what to do.
-#[derive(Debug, Clone)]
-pub(super) struct Hints {
-    /// The servers, as shown (`nats://127.0.0.1:4222`).
-    pub servers: String,
-    /// How the sink authenticates ("token from environment variable X").
-    pub auth: String,
-    /// The subjects a stream must take (`certcentral.orders.*`).
-    pub filter: String,
-    /// The sink's `give_up_after`: the duplicate window to suggest.
-    pub give_up_after: Duration,
 }
 
 #[derive(Clone)]

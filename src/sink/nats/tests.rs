@@ -8,8 +8,8 @@ use std::time::Duration;
 use async_nats::ConnectErrorKind;
 use async_nats::jetstream::context::PublishErrorKind;
 
-use super::outcome::{connect_outcome, publish_outcome};
-use super::publish::{Hints, split};
+use super::outcome::{Hints, connect_outcome, publish_outcome};
+use super::publish::split;
 use super::*;
 use crate::config::field::Problems;
 use crate::sink::kind::Outcome;

@@ -4,7 +4,7 @@
 
 use rusqlite::params;
 
-use super::record::{New, queue};
+use super::queue::{New, queue};
 use crate::store::{Hold, RecordSummary, SinkRoute};
 use crate::transition::OrderChange;
 

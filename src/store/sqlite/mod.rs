@@ -28,6 +28,7 @@ mod lookup;
 mod outbox;
 mod portable;
 mod query;
+mod queue;
 mod record;
 mod retention;
 mod route;
