@@ -235,7 +235,9 @@ pub struct SimulateArgs {
     /// The X-DC-DEVKEY the simulator accepts.
     #[arg(long, value_name = "KEY", default_value = "sim-key")]
     pub api_key: String,
-    /// Paginate status-changes answers with this page size.
+    /// Orders per status-changes page [default: 1000]. Like CertCentral,
+    /// the simulator pages every answer and enforces DigiCert's rate limits
+    /// (100 requests per 5 s and 1000 per 5 min per key, answered with 429).
     #[arg(long, value_name = "N")]
     pub page_size: Option<usize>,
 }
