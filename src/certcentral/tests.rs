@@ -1,3 +1,5 @@
+//! The client against the simulator: Retry-After bounds and stale relative windows.
+
 use super::*;
 use crate::config::SecretSource;
 use crate::simulator::{Simulator, SimulatorConfig};

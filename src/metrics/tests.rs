@@ -1,3 +1,5 @@
+//! Metrics: bounded label sets, health after missed intervals, the leader gauge, every family rendered, sinks removed by a reload.
+
 use super::*;
 
 #[test]

@@ -1,3 +1,5 @@
+//! Following pages: overlaps, shifting pages, and answers that lie about their total.
+
 use super::*;
 
 const PENDING: u32 = 0;
