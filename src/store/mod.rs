@@ -31,7 +31,7 @@
 //!   given up dead, a pause, a poll outage), queued for every operational
 //!   sink except the one it is about; alert deliveries cause no alerts.
 //!
-//! The behaviour is pinned by one suite (`suite.rs`) that every backend runs.
+//! The behaviour is pinned by one suite (`suite/`) that every backend runs.
 
 use std::path::Path;
 use std::sync::Arc;

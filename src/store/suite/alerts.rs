@@ -1,9 +1,8 @@
 //! The store's behaviour for operational events (alerts), run against
-//! every backend by `store_suite!` like the rest of `suite.rs`.
+//! every backend by `store_suite!` like the rest of the suite.
 
-use super::alert::{DELIVERY_DEAD, POLL_FAILED, POLL_RECOVERED, SINK_PAUSED};
-use super::suite::{T0, at, change, due, rows, window};
 use super::*;
+use crate::store::alert::{DELIVERY_DEAD, POLL_FAILED, POLL_RECOVERED, SINK_PAUSED};
 
 /// An operational sink.
 fn ops(name: &str) -> SinkRoute {
