@@ -6,8 +6,9 @@
 //! chunk order by order. Here every statement is a round trip, so a chunk
 //! costs a fixed handful of them whatever its size: one lookup of the
 //! chunk's known orders (and, for returns, of how often they had each
-//! status), then the new transitions, the orders and the outbox rows each
-//! as one `INSERT ... SELECT FROM unnest(arrays)`.
+//! status), then the new transitions, the orders and the outbox rows as
+//! `INSERT ... SELECT FROM unnest(arrays)` of at most [`STATEMENT_ROWS`]
+//! rows each.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,6 +19,13 @@ use super::PgStore;
 use super::sightings::{Candidate, known_orders, number, plan};
 use crate::store::{Chunk, Hold, RecordSummary, SAMPLE, SinkRoute, StoreError};
 use crate::transition::{Dedupe, TransitionRow};
+
+/// Rows per write statement. A leader's statements run under a
+/// `statement_timeout` of a third of `failover` (see `fence.rs`): a whole
+/// 10,000-order chunk in one statement could outlast a short `failover` on
+/// a loaded server and fail the same chunk every cycle. Statements this
+/// size keep each one short at the cost of a few more round trips.
+pub(super) const STATEMENT_ROWS: usize = 1_000;
 
 /// A recorded transition's key: order, status, occurrence.
 type Key = (i64, Arc<str>, u32);
@@ -103,42 +111,43 @@ async fn insert_transitions(
     seen_ms: i64,
 ) -> Result<HashMap<Key, i64>, tokio_postgres::Error> {
     let new: Vec<&Candidate<'_>> = candidates.iter().filter(|c| c.transition).collect();
-    if new.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let orders: Vec<i64> = new.iter().map(|c| c.change.order_id).collect();
-    let statuses: Vec<&str> = new.iter().map(|c| &*c.change.status).collect();
-    let occurrences: Vec<i32> = new
-        .iter()
-        .map(|c| i32::try_from(c.occurrence).unwrap_or(i32::MAX))
-        .collect();
-    let certs: Vec<Option<i64>> = new.iter().map(|c| c.change.certificate_id).collect();
-    let previous: Vec<Option<&str>> = new.iter().map(|c| c.previous.as_deref()).collect();
-    let rows = tx
-        .query(
-            "INSERT INTO transitions (order_id, status, occurrence, certificate_id, previous_status, seen_at)
-             SELECT o, s, k, c, p, $6
-             FROM unnest($1::bigint[], $2::text[], $3::integer[], $4::bigint[], $5::text[])
-                  WITH ORDINALITY AS u (o, s, k, c, p, n)
-             ORDER BY n
-             ON CONFLICT (order_id, status, occurrence) DO NOTHING
-             RETURNING seq, order_id, status, occurrence",
-            &[&orders, &statuses, &occurrences, &certs, &previous, &seen_ms],
-        )
-        .await?;
     let by_name: HashMap<&str, &Arc<str>> = new
         .iter()
         .map(|c| (&*c.change.status, &c.change.status))
         .collect();
-    let mut out = HashMap::with_capacity(rows.len());
-    for r in rows {
-        let status: &str = r.get(2);
-        let name = by_name
-            .get(status)
-            .map(|n| Arc::clone(n))
-            .unwrap_or_else(|| Arc::from(status));
-        let occurrence = r.get::<_, i32>(3).max(0) as u32;
-        out.insert((r.get::<_, i64>(1), name, occurrence), r.get::<_, i64>(0));
+    let mut out = HashMap::with_capacity(new.len());
+    // Statements run one after the other and number their rows in answer
+    // order, so seqs follow the answer across them too.
+    for part in new.chunks(STATEMENT_ROWS) {
+        let orders: Vec<i64> = part.iter().map(|c| c.change.order_id).collect();
+        let statuses: Vec<&str> = part.iter().map(|c| &*c.change.status).collect();
+        let occurrences: Vec<i32> = part
+            .iter()
+            .map(|c| i32::try_from(c.occurrence).unwrap_or(i32::MAX))
+            .collect();
+        let certs: Vec<Option<i64>> = part.iter().map(|c| c.change.certificate_id).collect();
+        let previous: Vec<Option<&str>> = part.iter().map(|c| c.previous.as_deref()).collect();
+        let rows = tx
+            .query(
+                "INSERT INTO transitions (order_id, status, occurrence, certificate_id, previous_status, seen_at)
+                 SELECT o, s, k, c, p, $6
+                 FROM unnest($1::bigint[], $2::text[], $3::integer[], $4::bigint[], $5::text[])
+                      WITH ORDINALITY AS u (o, s, k, c, p, n)
+                 ORDER BY n
+                 ON CONFLICT (order_id, status, occurrence) DO NOTHING
+                 RETURNING seq, order_id, status, occurrence",
+                &[&orders, &statuses, &occurrences, &certs, &previous, &seen_ms],
+            )
+            .await?;
+        for r in rows {
+            let status: &str = r.get(2);
+            let name = by_name
+                .get(status)
+                .map(|n| Arc::clone(n))
+                .unwrap_or_else(|| Arc::from(status));
+            let occurrence = r.get::<_, i32>(3).max(0) as u32;
+            out.insert((r.get::<_, i64>(1), name, occurrence), r.get::<_, i64>(0));
+        }
     }
     Ok(out)
 }
@@ -164,23 +173,20 @@ async fn upsert_orders(
     // random places (a chunk is usually sorted; the map is not).
     let mut sorted: Vec<(i64, (Option<i64>, &str))> = last.into_iter().collect();
     sorted.sort_unstable_by_key(|(id, _)| *id);
-    let mut ids = Vec::with_capacity(sorted.len());
-    let mut certs = Vec::with_capacity(sorted.len());
-    let mut statuses = Vec::with_capacity(sorted.len());
-    for (id, (cert, status)) in sorted {
-        ids.push(id);
-        certs.push(cert);
-        statuses.push(status);
+    for part in sorted.chunks(STATEMENT_ROWS) {
+        let ids: Vec<i64> = part.iter().map(|(id, _)| *id).collect();
+        let certs: Vec<Option<i64>> = part.iter().map(|(_, (cert, _))| *cert).collect();
+        let statuses: Vec<&str> = part.iter().map(|(_, (_, status))| *status).collect();
+        tx.execute(
+            "INSERT INTO orders (order_id, certificate_id, status, updated_at)
+             SELECT o, c, s, $4 FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS u (o, c, s)
+             ON CONFLICT (order_id) DO UPDATE SET
+                certificate_id = coalesce(excluded.certificate_id, orders.certificate_id),
+                status = excluded.status, updated_at = excluded.updated_at",
+            &[&ids, &certs, &statuses, &seen_ms],
+        )
+        .await?;
     }
-    tx.execute(
-        "INSERT INTO orders (order_id, certificate_id, status, updated_at)
-         SELECT o, c, s, $4 FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS u (o, c, s)
-         ON CONFLICT (order_id) DO UPDATE SET
-            certificate_id = coalesce(excluded.certificate_id, orders.certificate_id),
-            status = excluded.status, updated_at = excluded.updated_at",
-        &[&ids, &certs, &statuses, &seen_ms],
-    )
-    .await?;
     Ok(())
 }
 
@@ -209,15 +215,17 @@ impl Outbox {
             .filter(|(_, _, status)| hold.takes(status))
             .map(|(seq, order, _)| (*seq, *order))
             .unzip();
-        if seqs.is_empty() {
-            return Ok(0);
+        for (seqs, orders) in seqs
+            .chunks(STATEMENT_ROWS)
+            .zip(orders.chunks(STATEMENT_ROWS))
+        {
+            tx.execute(
+                "INSERT INTO enrichment (seq, order_id, held_at, next_attempt_at)
+                 SELECT s, o, $3, $3 FROM unnest($1::bigint[], $2::bigint[]) AS u (s, o)",
+                &[&seqs, &orders, &seen_ms],
+            )
+            .await?;
         }
-        tx.execute(
-            "INSERT INTO enrichment (seq, order_id, held_at, next_attempt_at)
-             SELECT s, o, $3, $3 FROM unnest($1::bigint[], $2::bigint[]) AS u (s, o)",
-            &[&seqs, &orders, &seen_ms],
-        )
-        .await?;
         Ok(seqs.len() as u64)
     }
 
@@ -226,15 +234,19 @@ impl Outbox {
         tx: &Transaction<'_>,
         seen_ms: i64,
     ) -> Result<(), tokio_postgres::Error> {
-        if self.seqs.is_empty() {
-            return Ok(());
+        let parts = self
+            .sinks
+            .chunks(STATEMENT_ROWS)
+            .zip(self.seqs.chunks(STATEMENT_ROWS))
+            .zip(self.orders.chunks(STATEMENT_ROWS));
+        for ((sinks, seqs), orders) in parts {
+            tx.execute(
+                "INSERT INTO outbox (sink, seq, order_id, created_at, next_attempt_at)
+                 SELECT k, s, o, $4, $4 FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u (k, s, o)",
+                &[&sinks, &seqs, &orders, &seen_ms],
+            )
+            .await?;
         }
-        tx.execute(
-            "INSERT INTO outbox (sink, seq, order_id, created_at, next_attempt_at)
-             SELECT k, s, o, $4, $4 FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u (k, s, o)",
-            &[&self.sinks, &self.seqs, &self.orders, &seen_ms],
-        )
-        .await?;
         Ok(())
     }
 }
