@@ -82,7 +82,7 @@ pub struct Sent {
 #[async_trait]
 pub trait Sink: Send + Sync + 'static {
     /// Delivers a batch; returns one outcome per entry, in order.
-    async fn deliver(&self, batch: Vec<OutboxEntry>) -> Vec<Outcome>;
+    async fn deliver(&self, batch: Arc<[OutboxEntry]>) -> Vec<Outcome>;
     /// Sends one message outside the outbox, through the same path
     /// `deliver` takes for each event (signing and headers, the command,
     /// the file's lock), and reports the destination's answer. Nothing is

@@ -57,10 +57,10 @@ struct StdoutSink {
 
 #[async_trait]
 impl Sink for StdoutSink {
-    async fn deliver(&self, batch: Vec<OutboxEntry>) -> Vec<Outcome> {
+    async fn deliver(&self, batch: Arc<[OutboxEntry]>) -> Vec<Outcome> {
         let mut buf = Vec::with_capacity(batch.len() * 340);
         let mut events = EventWriter::new(&self.source);
-        for e in &batch {
+        for e in batch.iter() {
             events.write(&mut buf, &e.transition);
             buf.push(b'\n');
         }

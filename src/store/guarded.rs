@@ -1,6 +1,7 @@
 //! A store for tests whose writes can be made to fail: every call goes to
-//! `inner`, and each write first asks `guard`, with the method's name,
-//! whether it may go ahead. A fenced leader, a disk that fills up and frees
+//! `inner`, and each write (and the read-ahead of an in-order sink,
+//! `due_after`) first asks `guard`, with the method's name, whether it may
+//! go ahead. A fenced leader, a disk that fills up and frees
 //! again, are each one guard.
 
 use std::sync::Arc;
@@ -49,6 +50,16 @@ impl Store for Guarded {
     }
     async fn due(&self, r: &SinkRoute, now: i64, n: usize) -> Result<Vec<OutboxEntry>, StoreError> {
         self.inner.due(r, now, n).await
+    }
+    async fn due_after(
+        &self,
+        r: &SinkRoute,
+        now: i64,
+        n: usize,
+        after: i64,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        (self.guard)("due_after")?;
+        self.inner.due_after(r, now, n, after).await
     }
     async fn next_due(&self, r: &SinkRoute) -> Result<Option<i64>, StoreError> {
         self.inner.next_due(r).await

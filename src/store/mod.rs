@@ -103,6 +103,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError>;
 
+    /// [`Store::due`] for an in-order `route` whose deliveries up to seq
+    /// `after` are in flight: only what comes after them. A file sink reads
+    /// its next batch this way while the last one is being written and
+    /// synced, instead of after.
+    async fn due_after(
+        &self,
+        route: &SinkRoute,
+        now: i64,
+        limit: usize,
+        after: i64,
+    ) -> Result<Vec<OutboxEntry>, StoreError>;
+
     /// When `route`'s next delivery falls due (0: now), if any is pending.
     async fn next_due(&self, route: &SinkRoute) -> Result<Option<i64>, StoreError>;
 

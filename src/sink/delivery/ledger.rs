@@ -4,6 +4,7 @@
 //! a receiver failing longer than `give_up_after` has its backlog given up.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::{DeliveryLoop, round_ms};
@@ -23,7 +24,7 @@ impl DeliveryLoop {
     /// Turns outcomes into ledger marks and adds them up in `round`.
     pub(super) async fn settle(
         &self,
-        batch: Vec<OutboxEntry>,
+        batch: Arc<[OutboxEntry]>,
         outcomes: Vec<Outcome>,
         unflushed: &mut Unflushed,
         round: &mut Round,

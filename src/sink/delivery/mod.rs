@@ -111,7 +111,7 @@ pub struct DeliveryLoop {
 }
 
 /// A finished `deliver` call: the batch and one outcome per entry.
-type Attempt = (Vec<OutboxEntry>, Vec<Outcome>);
+type Attempt = (Arc<[OutboxEntry]>, Vec<Outcome>);
 
 /// What one run of the loop keeps between iterations.
 struct State {
@@ -197,6 +197,9 @@ impl DeliveryLoop {
             if open {
                 self.dispatch(&mut st, limit);
             }
+            if !open && !st.paused && !holding {
+                self.prefetch(&mut st).await?;
+            }
             if st.inflight.is_empty() && st.queue.is_empty() {
                 self.flush(&mut st.unflushed).await?;
                 if self.drained(st.paused).await? {
@@ -233,16 +236,38 @@ impl DeliveryLoop {
         Ok(())
     }
 
+    /// An in-order sink at its concurrency reads its next batch while the
+    /// last one is in flight (a file sink writes and syncs it meanwhile),
+    /// so the next one starts as soon as it is done. If the one in flight
+    /// fails, `absorb` drops what was read ahead: the next batch waits
+    /// behind the failed one's retry.
+    async fn prefetch(&self, st: &mut State) -> Result<(), StoreError> {
+        if !self.route.by_cursor || !st.queue.is_empty() {
+            return Ok(());
+        }
+        let Some(&after) = st.carrying.values().flatten().max() else {
+            return Ok(());
+        };
+        let want = self.sink.batch_size().max(1);
+        let due = self
+            .ctx
+            .store
+            .due_after(&self.route, self.now(), want, after)
+            .await?;
+        st.queue.extend(due);
+        Ok(())
+    }
+
     /// Starts requests for queued batches up to the concurrency limit.
     fn dispatch(&self, st: &mut State, limit: usize) {
         while st.inflight.len() < limit && !st.queue.is_empty() {
             let n = self.sink.batch_size().max(1).min(st.queue.len());
-            let batch: Vec<OutboxEntry> = st.queue.drain(..n).collect();
+            let batch: Arc<[OutboxEntry]> = st.queue.drain(..n).collect();
             let seqs: Vec<i64> = batch.iter().map(OutboxEntry::seq).collect();
             st.unflushed.busy.extend(seqs.iter().copied());
             let sink = Arc::clone(&self.sink);
             let task = st.inflight.spawn(async move {
-                let outcomes = sink.deliver(batch.clone()).await;
+                let outcomes = sink.deliver(Arc::clone(&batch)).await;
                 (batch, outcomes)
             });
             st.carrying.insert(task.id(), seqs);

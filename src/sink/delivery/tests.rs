@@ -36,6 +36,7 @@ type Answer = Box<dyn Fn(usize, &str) -> Outcome + Send + Sync>;
 struct Scripted {
     start: Instant,
     delay: Duration,
+    batch: usize,
     concurrency: usize,
     inflight: AtomicUsize,
     calls: Mutex<Vec<Call>>,
@@ -48,9 +49,21 @@ impl Scripted {
         delay: Duration,
         answer: impl Fn(usize, &str) -> Outcome + Send + Sync + 'static,
     ) -> Arc<Scripted> {
+        Scripted::batched(1, concurrency, delay, answer)
+    }
+
+    /// Batches of `batch` events (an in-order sink's way); each event is
+    /// answered on its own.
+    fn batched(
+        batch: usize,
+        concurrency: usize,
+        delay: Duration,
+        answer: impl Fn(usize, &str) -> Outcome + Send + Sync + 'static,
+    ) -> Arc<Scripted> {
         Arc::new(Scripted {
             start: Instant::now(),
             delay,
+            batch,
             concurrency,
             inflight: AtomicUsize::new(0),
             calls: Mutex::new(Vec::new()),
@@ -74,9 +87,9 @@ impl Scripted {
 
 #[async_trait]
 impl Sink for Scripted {
-    async fn deliver(&self, batch: Vec<OutboxEntry>) -> Vec<Outcome> {
+    async fn deliver(&self, batch: Arc<[OutboxEntry]>) -> Vec<Outcome> {
         let mut out = Vec::new();
-        for e in &batch {
+        for e in batch.iter() {
             let inflight = self.inflight.fetch_add(1, Ordering::SeqCst) + 1;
             let at = self.start.elapsed();
             tokio::time::sleep(self.delay).await;
@@ -105,7 +118,7 @@ impl Sink for Scripted {
     }
 
     fn batch_size(&self) -> usize {
-        1
+        self.batch
     }
 
     fn concurrency(&self) -> usize {
@@ -144,6 +157,7 @@ struct World {
     clock: Clock,
     shutdown: CancellationToken,
     wake: Arc<Notify>,
+    route: SinkRoute,
 }
 
 impl World {
@@ -160,7 +174,14 @@ impl World {
             clock: Clock::tokio(START_MS),
             shutdown: CancellationToken::new(),
             wake: Arc::new(Notify::new()),
+            route: route(),
         }
+    }
+
+    /// The same world for an in-order sink (a file's way: a cursor, no rows).
+    fn in_order(mut self) -> World {
+        self.route.by_cursor = true;
+        self
     }
 
     /// Records new orders (each its own transition) for the test route.
@@ -175,7 +196,7 @@ impl World {
         let now = DateTime::<Utc>::from_timestamp_millis(self.clock.now_ms()).unwrap();
         let chunk = Chunk::whole(changes, Some(now), now);
         self.store
-            .record(chunk, Routes::from([route()]))
+            .record(chunk, Routes::from([self.route.clone()]))
             .await
             .unwrap();
         self.wake.notify_one();
@@ -200,7 +221,7 @@ impl World {
         };
         let runner = DeliveryLoop {
             sink,
-            route: route(),
+            route: self.route.clone(),
             policy: policy(),
             ctx,
             mode,
@@ -209,7 +230,11 @@ impl World {
     }
 
     async fn stats(&self) -> SinkStats {
-        self.store.sink_stats(&[route()]).await.unwrap()[0].clone()
+        self.store
+            .sink_stats(std::slice::from_ref(&self.route))
+            .await
+            .unwrap()[0]
+            .clone()
     }
 
     /// Waits (in tokio time) until `done` holds; fails after `limit`.
@@ -489,4 +514,50 @@ async fn events_the_receiver_rejects_do_not_hold_the_others() {
     assert_eq!((st.pending, st.dead), (0, 12));
     w.shutdown.cancel();
     running.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_in_order_sink_reads_ahead_and_drops_what_it_read_when_a_batch_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let inner = Arc::new(SqliteStore::open(&dir.path().join("ow.db")).unwrap());
+    let read_ahead = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&read_ahead);
+    let store = Guarded {
+        inner,
+        guard: Arc::new(move |call: &'static str| {
+            if call == "due_after" {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(())
+        }),
+    };
+    let w = World::with_store(dir, Arc::new(store)).in_order();
+    w.record(1..1001, "issued").await;
+    // Batches of 600: the second (400) is read while the first is in
+    // flight. The first fails once, so what was read ahead must not go
+    // out before it.
+    let sink = Scripted::batched(600, 1, Duration::from_millis(1), |n, _| {
+        if n < 600 {
+            retry(None)
+        } else {
+            Outcome::Delivered
+        }
+    });
+    let running = w.start(sink.clone(), Mode::Drain);
+    tokio::time::timeout(Duration::from_secs(600), running)
+        .await
+        .expect("a draining loop ends by itself")
+        .unwrap()
+        .unwrap();
+    let expected: Vec<String> = (1..1001).map(|id| format!("{id}:issued")).collect();
+    assert_eq!(
+        sink.delivered(),
+        expected,
+        "each event once, in recorded order"
+    );
+    assert!(
+        read_ahead.load(Ordering::SeqCst) > 0,
+        "the next batch was read while one was in flight"
+    );
+    assert_eq!(w.stats().await.pending, 0);
 }

@@ -317,9 +317,9 @@ fn judge(ran: &Ran, dead_codes: &HashSet<i32>, program: &Path, timeout: Duration
 
 #[async_trait]
 impl Sink for ExecSink {
-    async fn deliver(&self, batch: Vec<OutboxEntry>) -> Vec<Outcome> {
+    async fn deliver(&self, batch: Arc<[OutboxEntry]>) -> Vec<Outcome> {
         let mut out = Vec::with_capacity(batch.len());
-        for e in &batch {
+        for e in batch.iter() {
             out.push(self.run_one(e).await);
         }
         out

@@ -113,7 +113,7 @@ fn writable(path: &Path) -> Result<(), String> {
 
 #[async_trait]
 impl Sink for FileSink {
-    async fn deliver(&self, batch: Vec<OutboxEntry>) -> Vec<Outcome> {
+    async fn deliver(&self, batch: Arc<[OutboxEntry]>) -> Vec<Outcome> {
         let n = batch.len();
         let file = Arc::clone(&self.file);
         let source = self.source.clone();
@@ -121,7 +121,7 @@ impl Sink for FileSink {
         let result = tokio::task::spawn_blocking(move || {
             let mut buf = Vec::with_capacity(batch.len() * 340);
             let mut events = EventWriter::new(&source);
-            for e in &batch {
+            for e in batch.iter() {
                 events.write(&mut buf, &e.transition);
                 buf.push(b'\n');
             }

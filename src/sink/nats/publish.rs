@@ -14,6 +14,7 @@
 //! away; meanwhile deliveries fail at once ("not connected"), so nothing is
 //! buffered to be sent behind the loop's back.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::context::{GetStreamByNameErrorKind, PublishError, PublishErrorKind};
@@ -211,7 +212,7 @@ fn log_event(sink: &str, servers: &str, event: Event) {
 
 #[async_trait]
 impl Sink for NatsSink {
-    async fn deliver(&self, batch: Vec<OutboxEntry>) -> Vec<Outcome> {
+    async fn deliver(&self, batch: Arc<[OutboxEntry]>) -> Vec<Outcome> {
         let n = batch.len();
         let conn = match self.connected().await {
             Ok(c) => c,
@@ -220,7 +221,7 @@ impl Sink for NatsSink {
         // Every message goes out first, then every ack is awaited.
         let mut events = EventWriter::new(&self.source);
         let mut pending = Vec::with_capacity(n);
-        for e in &batch {
+        for e in batch.iter() {
             let t = &e.transition;
             let subject = self.subject.render(t.order_id, &t.status);
             let mut body = Vec::with_capacity(340);

@@ -278,9 +278,9 @@ fn classify(code: u16, error: String, retry_after: Option<Duration>) -> Outcome 
 
 #[async_trait]
 impl Sink for WebhookSink {
-    async fn deliver(&self, batch: Vec<OutboxEntry>) -> Vec<Outcome> {
+    async fn deliver(&self, batch: Arc<[OutboxEntry]>) -> Vec<Outcome> {
         let mut out = Vec::with_capacity(batch.len());
-        for e in &batch {
+        for e in batch.iter() {
             out.push(self.post(e).await);
         }
         out

@@ -187,7 +187,17 @@ impl Store for PgStore {
         now: i64,
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
-        self.due_for(route, now, limit).await
+        self.due_for(route, now, limit, 0).await
+    }
+
+    async fn due_after(
+        &self,
+        route: &SinkRoute,
+        now: i64,
+        limit: usize,
+        after: i64,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.due_for(route, now, limit, after).await
     }
 
     async fn next_due(&self, route: &SinkRoute) -> Result<Option<i64>, StoreError> {

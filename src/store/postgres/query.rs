@@ -15,19 +15,28 @@ use crate::store::{
 use crate::transition::TransitionRow;
 
 impl PgStore {
-    /// Due outbox rows first; for an in-order sink with none pending at all,
-    /// the transitions after its cursor, oldest first.
+    /// Due outbox rows first (for an in-order sink, only those before its
+    /// first pending row not due yet, so retries keep recorded order); for
+    /// an in-order sink with none pending at all,
+    /// the transitions after its cursor, oldest first. Seqs up to `after`
+    /// (in flight) are left out.
     pub(super) async fn due_for(
         &self,
         route: &SinkRoute,
         now: i64,
         limit: usize,
+        after: i64,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         let client = self.client().await?;
         let sql = format!(
             "SELECT {ENTRY_COLUMNS}
              FROM outbox o JOIN transitions t ON t.seq = o.seq
              WHERE o.sink = $1 AND o.state = 'pending' AND o.next_attempt_at <= $2
+               AND o.seq > $4
+               AND (NOT $5 OR o.seq < coalesce((SELECT min(w.seq) FROM outbox w
+                                                WHERE w.sink = $1 AND w.state = 'pending'
+                                                  AND w.next_attempt_at > $2),
+                                               9223372036854775807))
                AND NOT EXISTS (SELECT 1 FROM outbox p
                                WHERE p.sink = $1 AND p.order_id = o.order_id
                                  AND p.state = 'pending' AND p.seq < o.seq)
@@ -35,7 +44,10 @@ impl PgStore {
              ORDER BY o.seq LIMIT $3"
         );
         let rows: Vec<OutboxEntry> = client
-            .query(&sql, &[&route.name, &now, &(limit as i64)])
+            .query(
+                &sql,
+                &[&route.name, &now, &(limit as i64), &after, &route.by_cursor],
+            )
             .await
             .map_err(self.err("reading due deliveries"))?
             .iter()
@@ -73,7 +85,10 @@ impl PgStore {
              ORDER BY seq LIMIT $3"
         );
         Ok(client
-            .query(&sql, &[&cursor, &route.statuses, &(limit as i64)])
+            .query(
+                &sql,
+                &[&cursor.max(after), &route.statuses, &(limit as i64)],
+            )
             .await
             .map_err(self.err("reading transitions after the cursor"))?
             .iter()
@@ -93,21 +108,28 @@ impl PgStore {
     /// Held transitions fall due when released, which wakes the loop.
     pub(super) async fn next_due_for(&self, route: &SinkRoute) -> Result<Option<i64>, StoreError> {
         let client = self.client().await?;
+        // An in-order sink's rows go out in seq order: the first one's
+        // time is when anything is due.
+        let sql = if route.by_cursor {
+            "SELECT o.next_attempt_at FROM outbox o
+             WHERE o.sink = $1 AND o.state = 'pending'
+               AND NOT EXISTS (SELECT 1 FROM enrichment e WHERE e.seq = o.seq)
+             ORDER BY o.seq LIMIT 1"
+        } else {
+            "SELECT min(o.next_attempt_at) FROM outbox o
+             WHERE o.sink = $1 AND o.state = 'pending'
+               AND NOT EXISTS (SELECT 1 FROM enrichment e WHERE e.seq = o.seq)"
+        };
         let next: Option<i64> = client
-            .query_one(
-                "SELECT min(o.next_attempt_at) FROM outbox o
-                 WHERE o.sink = $1 AND o.state = 'pending'
-                   AND NOT EXISTS (SELECT 1 FROM enrichment e WHERE e.seq = o.seq)",
-                &[&route.name],
-            )
+            .query_opt(sql, &[&route.name])
             .await
             .map_err(self.err("reading the next due delivery"))?
-            .get(0);
+            .and_then(|r| r.get(0));
         drop(client);
         if next.is_some() || !route.by_cursor {
             return Ok(next);
         }
-        let waiting = self.due_for(route, i64::MAX, 1).await?;
+        let waiting = self.due_for(route, i64::MAX, 1, 0).await?;
         Ok((!waiting.is_empty()).then_some(0))
     }
 

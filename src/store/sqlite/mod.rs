@@ -149,7 +149,19 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         let route = route.clone();
-        self.read(move |db| db.due_for(&route, now, limit)).await
+        self.read(move |db| db.due_for(&route, now, limit, 0)).await
+    }
+
+    async fn due_after(
+        &self,
+        route: &SinkRoute,
+        now: i64,
+        limit: usize,
+        after: i64,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let route = route.clone();
+        self.read(move |db| db.due_for(&route, now, limit, after))
+            .await
     }
 
     async fn next_due(&self, route: &SinkRoute) -> Result<Option<i64>, StoreError> {

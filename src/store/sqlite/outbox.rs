@@ -16,12 +16,30 @@ impl Db {
     /// only the oldest pending one of each order: one order's events reach a
     /// sink in the order they were recorded. A held transition (waiting for
     /// its order's details) is not due, nor, being pending, anything after
-    /// it of the same order.
-    pub fn due(&self, sink: &str, now: i64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+    /// it of the same order. Seqs up to `after` are left out. For an
+    /// in-order sink, nothing after a pending row that is not due yet is
+    /// due either (retries of one batch may fall due at slightly different
+    /// times, and must still go out in recorded order).
+    pub fn due(
+        &self,
+        route: &SinkRoute,
+        now: i64,
+        limit: usize,
+        after: i64,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let sink = &route.name;
+        let in_order = if route.by_cursor {
+            "AND o.seq < coalesce((SELECT min(w.seq) FROM outbox w
+                                   WHERE w.sink = ?1 AND w.state = 'pending'
+                                     AND w.next_attempt_at > ?2), 9223372036854775807)"
+        } else {
+            ""
+        };
         let sql = format!(
             "SELECT {ENTRY_COLUMNS}
              FROM outbox o JOIN transitions t ON t.seq = o.seq
              WHERE o.sink = ?1 AND o.state = 'pending' AND o.next_attempt_at <= ?2
+               AND o.seq > ?4 {in_order}
                AND NOT EXISTS (SELECT 1 FROM outbox p
                                WHERE p.sink = ?1 AND p.order_id = o.order_id
                                  AND p.state = 'pending' AND p.seq < o.seq)
@@ -33,7 +51,7 @@ impl Db {
             .prepare_cached(&sql)
             .map_err(|e| self.err("preparing the due query", e))?;
         let rows = stmt
-            .query_map(params![sink, now, limit as i64], entry)
+            .query_map(params![sink, now, limit as i64, after], entry)
             .map_err(|e| self.err("reading due deliveries", e))?;
         rows.collect::<Result<Vec<_>, _>>()
             .map_err(|e| self.err("reading due deliveries", e))
@@ -41,15 +59,23 @@ impl Db {
 
     /// When the next pending delivery of `sink` falls due (unix ms); held
     /// ones fall due when released, which wakes the loop.
-    pub fn next_due(&self, sink: &str) -> Result<Option<i64>, StoreError> {
+    pub fn next_due(&self, route: &SinkRoute) -> Result<Option<i64>, StoreError> {
+        // An in-order sink's rows go out in seq order: the first one's
+        // time is when anything is due.
+        let sql = if route.by_cursor {
+            "SELECT o.next_attempt_at FROM outbox o
+             WHERE o.sink = ?1 AND o.state = 'pending'
+               AND NOT EXISTS (SELECT 1 FROM enrichment e WHERE e.seq = o.seq)
+             ORDER BY o.seq LIMIT 1"
+        } else {
+            "SELECT min(o.next_attempt_at) FROM outbox o
+             WHERE o.sink = ?1 AND o.state = 'pending'
+               AND NOT EXISTS (SELECT 1 FROM enrichment e WHERE e.seq = o.seq)"
+        };
         self.conn
-            .query_row(
-                "SELECT min(o.next_attempt_at) FROM outbox o
-                 WHERE o.sink = ?1 AND o.state = 'pending'
-                   AND NOT EXISTS (SELECT 1 FROM enrichment e WHERE e.seq = o.seq)",
-                [sink],
-                |r| r.get(0),
-            )
+            .query_row(sql, [&route.name], |r| r.get(0))
+            .optional()
+            .map(Option::flatten)
             .map_err(|e| self.err("reading the next due delivery", e))
     }
 

@@ -38,14 +38,15 @@ impl Db {
 
     /// What `route` should deliver now: due outbox rows first; for an
     /// in-order sink with none pending at all, the transitions after its
-    /// cursor, oldest first.
+    /// cursor, oldest first. Seqs up to `after` (in flight) are left out.
     pub fn due_for(
         &self,
         route: &SinkRoute,
         now: i64,
         limit: usize,
+        after: i64,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
-        let rows = self.due(&route.name, now, limit)?;
+        let rows = self.due(route, now, limit, after)?;
         if !rows.is_empty() || !route.by_cursor {
             return Ok(rows);
         }
@@ -56,7 +57,7 @@ impl Db {
             // Older events wait in their backoff; newer ones queue behind.
             return Ok(rows);
         }
-        self.after_cursor(route, cursor, limit)
+        self.after_cursor(route, cursor.max(after), limit)
     }
 
     /// The first transition after `cursor` that `route` takes and that is
@@ -112,7 +113,7 @@ impl Db {
     /// When `route`'s next delivery falls due (unix ms); 0 for "now".
     /// Held transitions fall due when released, which wakes the loop.
     pub fn next_due_for(&self, route: &SinkRoute) -> Result<Option<i64>, StoreError> {
-        let next = self.next_due(&route.name)?;
+        let next = self.next_due(route)?;
         if next.is_some() || !route.by_cursor {
             return Ok(next);
         }

@@ -235,3 +235,53 @@ pub async fn large_sorted_chunks_dedupe_like_small_ones(s: SharedStore) {
     let next = window(&s, &[change(11, "issued")], at(2), at(2), &[]).await;
     assert_eq!(next.sample[0].previous_status.as_deref(), Some("pending"));
 }
+
+pub async fn an_in_order_sink_reads_ahead_past_what_is_in_flight(s: SharedStore) {
+    let f = in_order("file", None);
+    // More than one of PostgreSQL's write statements: seqs still follow
+    // the answer.
+    let many: Vec<OrderChange> = (1..=2500).map(|i| change(i, "pending")).collect();
+    window(&s, &many, at(0), at(0), std::slice::from_ref(&f)).await;
+    let all = due(&s, &f, 0, 5000).await;
+    assert_eq!(orders(&all), (1..=2500).collect::<Vec<_>>());
+    assert!(all.windows(2).all(|w| w[0].seq() < w[1].seq()));
+    // The first 1000 in flight: the next batch starts after them.
+    let after = all[999].seq();
+    let next = s.due_after(&f, 0, 10, after).await.unwrap();
+    assert_eq!(orders(&next), (1001..=1010).collect::<Vec<_>>());
+    // A failed delivery waits for its retry, and nothing is read past it.
+    let retry = Mark::Retry {
+        next_attempt_at: 10_000,
+        error: "No space left on device".into(),
+    };
+    s.mark("file", vec![(all[0].seq(), retry)], 1)
+        .await
+        .unwrap();
+    assert!(s.due_after(&f, 10_000, 10, after).await.unwrap().is_empty());
+    assert_eq!(orders(&due(&s, &f, 10_000, 10).await), vec![1]);
+}
+
+pub async fn retries_of_an_in_order_sink_keep_recorded_order(s: SharedStore) {
+    let f = in_order("file", None);
+    let both = [change(1, "pending"), change(2, "issued")];
+    window(&s, &both, at(0), at(0), std::slice::from_ref(&f)).await;
+    let batch = due(&s, &f, 0, 10).await;
+    // One failed batch; jitter makes the later event due first.
+    let retry = |next_attempt_at| Mark::Retry {
+        next_attempt_at,
+        error: "No space left on device".into(),
+    };
+    let marks = vec![
+        (batch[0].seq(), retry(10_005)),
+        (batch[1].seq(), retry(10_000)),
+    ];
+    s.mark("file", marks, 1).await.unwrap();
+    // Nothing is due before order 1 is: a loop waiting for 10_000 would
+    // find nothing then, and spin until 10_005.
+    assert_eq!(s.next_due(&f).await.unwrap(), Some(10_005));
+    assert!(
+        due(&s, &f, 10_002, 10).await.is_empty(),
+        "order 2 waits behind order 1"
+    );
+    assert_eq!(orders(&due(&s, &f, 10_005, 10).await), vec![1, 2]);
+}

@@ -54,6 +54,8 @@ macro_rules! store_suite {
             a_sink_turned_webhook_gets_rows_only_for_statuses_it_takes,
             redeliver_since_does_not_double_events_still_after_the_cursor,
             large_sorted_chunks_dedupe_like_small_ones,
+            an_in_order_sink_reads_ahead_past_what_is_in_flight,
+            retries_of_an_in_order_sink_keep_recorded_order,
             the_report_counts_transitions_and_shows_the_cursor,
             pruning_deletes_old_delivered_rows_in_batches_and_dedupe_still_holds,
             purging_dead_rows_keeps_recent_ones_and_in_order_sinks_dead_rows,
