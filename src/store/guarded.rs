@@ -48,6 +48,7 @@ impl Store for Guarded {
         (self.guard)("record")?;
         self.inner.record(chunk, routes).await
     }
+    // Not the default (`due_after` with 0): a refill is not a read-ahead.
     async fn due(&self, r: &SinkRoute, now: i64, n: usize) -> Result<Vec<OutboxEntry>, StoreError> {
         self.inner.due(r, now, n).await
     }

@@ -101,12 +101,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         route: &SinkRoute,
         now: i64,
         limit: usize,
-    ) -> Result<Vec<OutboxEntry>, StoreError>;
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.due_after(route, now, limit, 0).await
+    }
 
-    /// [`Store::due`] for an in-order `route` whose deliveries up to seq
-    /// `after` are in flight: only what comes after them. A file sink reads
-    /// its next batch this way while the last one is being written and
-    /// synced, instead of after.
+    /// [`Store::due`] leaving out seqs up to `after` (0: none), for an
+    /// in-order `route` whose deliveries up to `after` are in flight. A file
+    /// sink reads its next batch this way while the last one is being
+    /// written and synced, instead of after.
     async fn due_after(
         &self,
         route: &SinkRoute,

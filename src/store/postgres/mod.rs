@@ -181,15 +181,6 @@ impl Store for PgStore {
         self.record_chunk(&chunk, &routes).await
     }
 
-    async fn due(
-        &self,
-        route: &SinkRoute,
-        now: i64,
-        limit: usize,
-    ) -> Result<Vec<OutboxEntry>, StoreError> {
-        self.due_for(route, now, limit, 0).await
-    }
-
     async fn due_after(
         &self,
         route: &SinkRoute,

@@ -142,16 +142,6 @@ impl Store for SqliteStore {
         self.write(move |db| db.record_chunk(&chunk, &routes)).await
     }
 
-    async fn due(
-        &self,
-        route: &SinkRoute,
-        now: i64,
-        limit: usize,
-    ) -> Result<Vec<OutboxEntry>, StoreError> {
-        let route = route.clone();
-        self.read(move |db| db.due_for(&route, now, limit, 0)).await
-    }
-
     async fn due_after(
         &self,
         route: &SinkRoute,
