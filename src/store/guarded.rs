@@ -2,9 +2,11 @@
 //! `inner`, and each write (and the read-ahead of an in-order sink,
 //! `due_after`) first asks `guard`, with the method's name, whether it may
 //! go ahead. A fenced leader, a disk that fills up and frees
-//! again, are each one guard.
+//! again, are each one guard. `mark_takes` makes each ledger write take
+//! that long (in tokio time), like a busy disk or a distant database.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -22,6 +24,7 @@ pub type Guard = Arc<dyn Fn(&'static str) -> Result<(), StoreError> + Send + Syn
 pub struct Guarded {
     pub inner: SharedStore,
     pub guard: Guard,
+    pub mark_takes: Duration,
 }
 
 impl std::fmt::Debug for Guarded {
@@ -67,6 +70,7 @@ impl Store for Guarded {
     }
     async fn mark(&self, sink: &str, marks: Vec<(i64, Mark)>, now: i64) -> Result<(), StoreError> {
         (self.guard)("mark")?;
+        tokio::time::sleep(self.mark_takes).await;
         self.inner.mark(sink, marks, now).await
     }
     async fn expire(&self, sink: &str, cut: i64, e: &str, now: i64) -> Result<usize, StoreError> {

@@ -138,6 +138,7 @@ fn fenceable(inner: SharedStore, term: i64, fence: Arc<AtomicBool>) -> Guarded {
     Guarded {
         inner,
         guard: Arc::new(guard),
+        mark_takes: Duration::ZERO,
     }
 }
 

@@ -41,14 +41,20 @@ impl DeliveryLoop {
         }
         // A clean round: the freed slots take the next due rows (already
         // fetched, so already free of earlier pending rows of their orders)
-        // before the outcomes are written, so the receiver is not kept
-        // waiting on the ledger. Each round is still written before
-        // anything is fetched again.
-        if round.failed == 0 && !st.paused && !st.breaker.holding(Instant::now()) {
+        // and its outcomes are written behind, so the receiver is not kept
+        // waiting on the ledger. Everything is still written before
+        // anything is fetched again. A round with a failure is written at
+        // once: the breaker and `expire_old` below act on it.
+        let clean = round.failed == 0;
+        if clean && !st.paused && !st.breaker.holding(Instant::now()) {
             let limit = st.breaker.limit(self.sink.concurrency());
             self.dispatch(st, limit);
         }
-        self.flush(&mut st.unflushed).await?;
+        if clean {
+            self.write_behind(&mut st.unflushed);
+        } else {
+            self.flush(&mut st.unflushed).await?;
+        }
         if round.gone {
             st.paused = true;
         }

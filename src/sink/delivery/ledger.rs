@@ -1,9 +1,14 @@
 //! Writing what happened to the ledger: each attempt's outcome becomes a
 //! mark (delivered, retry at a time, dead), is logged and counted, and
-//! marks are flushed in one transaction per round. A 410 pauses the sink;
-//! a receiver failing longer than `give_up_after` has its backlog given up.
+//! marks are written in one transaction per round. A clean round is written
+//! behind: the loop sends the next requests while it commits, and the
+//! rounds that finish meanwhile share the next commit. A 410 pauses the
+//! sink; a receiver failing longer than `give_up_after` has its backlog
+//! given up.
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,8 +21,50 @@ use crate::store::{Mark, OutboxEntry, StoreError};
 #[derive(Default)]
 pub(super) struct Unflushed {
     pub marks: Vec<(i64, Mark)>,
-    /// Seqs in `marks` plus those in flight: never fetched again meanwhile.
+    /// Seqs in `marks`, in the write under way and in flight: never
+    /// fetched again meanwhile.
     pub busy: HashSet<i64>,
+    /// The write under way, if any (at most one, so commits keep the order
+    /// in which outcomes came).
+    writing: Option<Writing>,
+}
+
+/// A ledger write the loop does not wait for, and the seqs it carries.
+struct Writing {
+    commit: Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>,
+    seqs: Vec<i64>,
+}
+
+impl Unflushed {
+    /// Outcomes known but not yet committed: a crash would send these
+    /// again, besides what is in flight.
+    pub fn unwritten(&self) -> usize {
+        self.marks.len() + self.writing.as_ref().map_or(0, |w| w.seqs.len())
+    }
+
+    pub fn is_writing(&self) -> bool {
+        self.writing.is_some()
+    }
+
+    /// Waits for the write under way (forever if there is none: guard
+    /// with [`Unflushed::is_writing`]); cancel-safe, the write goes on.
+    pub async fn written(&mut self) -> Result<(), StoreError> {
+        match &mut self.writing {
+            Some(w) => w.commit.as_mut().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// The write under way finished with `result`: its seqs may be
+    /// fetched again.
+    pub fn finished(&mut self, result: Result<(), StoreError>) -> Result<(), StoreError> {
+        if let Some(w) = self.writing.take() {
+            for seq in &w.seqs {
+                self.busy.remove(seq);
+            }
+        }
+        result
+    }
 }
 
 impl DeliveryLoop {
@@ -115,7 +162,12 @@ impl DeliveryLoop {
         Ok(())
     }
 
+    /// Writes every outcome known: the write under way, then the rest.
     pub(super) async fn flush(&self, unflushed: &mut Unflushed) -> Result<(), StoreError> {
+        if unflushed.is_writing() {
+            let result = unflushed.written().await;
+            unflushed.finished(result)?;
+        }
         if unflushed.marks.is_empty() {
             return Ok(());
         }
@@ -124,6 +176,25 @@ impl DeliveryLoop {
             unflushed.busy.remove(seq);
         }
         self.ctx.store.mark(self.name(), marks, self.now()).await
+    }
+
+    /// Starts writing the outcomes known, unless a write is under way (they
+    /// go with the next one, when that one is done).
+    pub(super) fn write_behind(&self, unflushed: &mut Unflushed) {
+        if unflushed.is_writing() || unflushed.marks.is_empty() {
+            return;
+        }
+        let marks = std::mem::take(&mut unflushed.marks);
+        let seqs = marks.iter().map(|(seq, _)| *seq).collect();
+        let (store, name, now) = (
+            Arc::clone(&self.ctx.store),
+            self.name().to_string(),
+            self.now(),
+        );
+        unflushed.writing = Some(Writing {
+            commit: Box::pin(async move { store.mark(&name, marks, now).await }),
+            seqs,
+        });
     }
 
     /// Once the receiver has been failing for `give_up_after`, gives up

@@ -14,8 +14,11 @@
 //!   pending (`Store::due`), and outcomes are written before every fetch,
 //!   so one order's events go out one at a time, in recorded order,
 //!   whatever the concurrency;
-//! * outcomes are written after every round of finished requests, so a
-//!   crash repeats at most the requests that were in flight;
+//! * outcomes are written behind the requests: while one round's commit is
+//!   under way the next requests go out and the rounds finishing meanwhile
+//!   share the next commit, but no request starts while more than
+//!   `concurrency` batches' outcomes are unwritten. A crash repeats at most
+//!   what was in flight or unwritten: twice the concurrency;
 //! * nothing here waits on a receiver: requests run in their own tasks.
 
 use std::collections::{HashMap, VecDeque};
@@ -206,7 +209,7 @@ impl DeliveryLoop {
                     return Ok(());
                 }
             }
-            let idle = if st.inflight.is_empty() {
+            let idle = if st.inflight.is_empty() && !st.unflushed.is_writing() {
                 self.idle_wait(st.paused, holding, st.breaker.hold_until)
                     .await?
             } else {
@@ -215,6 +218,10 @@ impl DeliveryLoop {
             tokio::select! {
                 first = st.inflight.join_next_with_id(), if !st.inflight.is_empty() => {
                     self.absorb(&mut st, first).await?;
+                }
+                result = st.unflushed.written(), if st.unflushed.is_writing() => {
+                    st.unflushed.finished(result)?;
+                    self.write_behind(&mut st.unflushed);
                 }
                 _ = self.ctx.wake.notified() => {}
                 _ = self.ctx.recorded.cancelled(), if self.mode == Mode::Drain && !self.ctx.recorded.is_cancelled() => {}
@@ -258,10 +265,16 @@ impl DeliveryLoop {
         Ok(())
     }
 
-    /// Starts requests for queued batches up to the concurrency limit.
+    /// Starts requests for queued batches up to the concurrency limit, as
+    /// long as at most `limit` batches' outcomes are unwritten (written
+    /// behind by `absorb`), which bounds what a crash sends again.
     fn dispatch(&self, st: &mut State, limit: usize) {
-        while st.inflight.len() < limit && !st.queue.is_empty() {
-            let n = self.sink.batch_size().max(1).min(st.queue.len());
+        let batch = self.sink.batch_size().max(1);
+        while st.inflight.len() < limit
+            && !st.queue.is_empty()
+            && st.unflushed.unwritten() <= limit * batch
+        {
+            let n = batch.min(st.queue.len());
             let batch: Arc<[OutboxEntry]> = st.queue.drain(..n).collect();
             let seqs: Vec<i64> = batch.iter().map(OutboxEntry::seq).collect();
             st.unflushed.busy.extend(seqs.iter().copied());
