@@ -21,6 +21,7 @@ use chrono::{DateTime, Utc};
 
 mod alert_copy;
 mod alerts;
+mod checkpoint;
 mod db;
 mod fresh;
 mod known;
@@ -36,6 +37,7 @@ mod rows;
 #[cfg(test)]
 mod tests;
 
+use checkpoint::{Checkpointer, Thresholds};
 pub use db::{DaemonLock, Db, SCHEMA_VERSION, lock_for_daemon};
 
 use crate::store::{
@@ -54,14 +56,24 @@ pub struct SqliteStore {
     identity: Option<(u64, u64)>,
     writer: Arc<Mutex<Db>>,
     reader: Arc<Mutex<Db>>,
+    /// The daemon's store checkpoints its log on a thread of its own;
+    /// dropped last, so its connection closes last (see `checkpoint.rs`).
+    checkpointer: Option<Arc<Checkpointer>>,
 }
 
 impl SqliteStore {
     /// Opens (creating with mode 0600 and migrating if needed) the store and
     /// its reading connection: the daemon's way in. Blocking.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
-        let writer = Db::open(path)?;
-        SqliteStore::with_writer(path, writer)
+        SqliteStore::open_checkpointing(path, Thresholds::default())
+    }
+
+    fn open_checkpointing(path: &Path, at: Thresholds) -> Result<SqliteStore, StoreError> {
+        let mut writer = Db::open(path)?;
+        let checkpointer = Checkpointer::start(&mut writer, at)?;
+        let mut store = SqliteStore::with_writer(path, writer)?;
+        store.checkpointer = Some(Arc::new(checkpointer));
+        Ok(store)
     }
 
     /// Opens an existing store for a command: nothing is created, migrated
@@ -78,6 +90,7 @@ impl SqliteStore {
             identity: db::identity(path),
             writer: Arc::new(Mutex::new(writer)),
             reader: Arc::new(Mutex::new(reader)),
+            checkpointer: None,
         })
     }
 
