@@ -238,6 +238,17 @@ impl World {
             .clone()
     }
 
+    /// Runs a draining loop for `sink` until it ends by itself (within ten
+    /// minutes of tokio time), which it must do without a store error.
+    async fn drain(&self, sink: Arc<dyn Sink>) {
+        let running = self.start(sink, Mode::Drain);
+        tokio::time::timeout(Duration::from_secs(600), running)
+            .await
+            .expect("a draining loop ends by itself")
+            .unwrap()
+            .unwrap();
+    }
+
     /// Waits (in tokio time) until `done` holds; fails after `limit`.
     async fn until(&self, limit: Duration, mut done: impl AsyncFnMut() -> bool) {
         let deadline = Instant::now() + limit;
@@ -386,12 +397,7 @@ async fn draining_finishes_once_nothing_is_pending() {
     let w = World::new().await;
     w.record(1..6, "issued").await;
     let sink = Scripted::new(2, Duration::from_millis(10), |_, _| Outcome::Delivered);
-    let running = w.start(sink.clone(), Mode::Drain);
-    tokio::time::timeout(Duration::from_secs(60), running)
-        .await
-        .expect("a draining loop ends by itself")
-        .unwrap()
-        .unwrap();
+    w.drain(sink.clone()).await;
     assert_eq!(sink.delivered().len(), 5);
     assert_eq!(w.stats().await.pending, 0);
 }
@@ -546,12 +552,7 @@ async fn an_in_order_sink_reads_ahead_and_drops_what_it_read_when_a_batch_fails(
             Outcome::Delivered
         }
     });
-    let running = w.start(sink.clone(), Mode::Drain);
-    tokio::time::timeout(Duration::from_secs(600), running)
-        .await
-        .expect("a draining loop ends by itself")
-        .unwrap()
-        .unwrap();
+    w.drain(sink.clone()).await;
     let expected: Vec<String> = (1..1001).map(|id| format!("{id}:issued")).collect();
     assert_eq!(
         sink.delivered(),
@@ -590,12 +591,7 @@ async fn forty_through_a_slow_ledger(
         delay: Box::new(request),
         ..Arc::into_inner(sink).unwrap()
     });
-    let running = w.start(sink.clone(), Mode::Drain);
-    tokio::time::timeout(Duration::from_secs(600), running)
-        .await
-        .expect("a draining loop ends by itself")
-        .unwrap()
-        .unwrap();
+    w.drain(sink.clone()).await;
     let mut delivered = sink.delivered();
     delivered.sort();
     delivered.dedup();
