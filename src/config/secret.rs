@@ -114,7 +114,7 @@ fn read_file(path: &Path) -> Result<Secret, SecretError> {
 
 /// Says so when a secret file is readable by every user: the secret is
 /// only as safe as the file. systemd credentials are private by design.
-fn warn_if_shared(path: &Path) {
+pub(crate) fn warn_if_shared(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(meta) = std::fs::metadata(path)
         && meta.permissions().mode() & 0o004 != 0

@@ -22,7 +22,7 @@ use serde::Deserialize;
 
 use super::kind::{BuildContext, BuildError, Kind, Sink, SinkSettings};
 use crate::config::field::read_small_file;
-use crate::config::secret::{Secret, SecretSource};
+use crate::config::secret::{Secret, SecretSource, warn_if_shared};
 use crate::config::table::SinkTable;
 
 mod outcome;
@@ -272,6 +272,7 @@ fn read_creds(source: &SecretSource) -> Result<Secret, BuildError> {
             format!("cannot read {}: {e}", path.display()),
         )
     })?;
+    warn_if_shared(path);
     let creds = Secret::new(text);
     // Parses the JWT and the seed; the errors name neither.
     async_nats::ConnectOptions::new()

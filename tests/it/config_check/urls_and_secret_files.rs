@@ -113,3 +113,39 @@ fn a_secret_file_readable_by_everyone_is_used_with_a_warning() {
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(!err.contains(warning), "a private file warned:\n{err}");
 }
+
+/// The same for a NATS sink's `.creds` file, which holds an NKEY seed.
+#[test]
+fn a_nats_creds_file_readable_by_everyone_is_used_with_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Setup::new();
+    let creds = s.path("nats.creds");
+    std::fs::write(&creds, NATS_CREDS).unwrap();
+    let toml = format!(
+        "{}\n[[sinks]]\nname = \"bus\"\ntype = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\ncredentials_file = {:?}\n",
+        s.good(),
+        creds.display()
+    );
+    let warning = "readable by every user";
+
+    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = s.check(&toml);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.contains(warning))
+        .unwrap_or_else(|| panic!("no warning about {}:\n{err}", creds.display()));
+    assert!(line.contains(&creds.display().to_string()), "{line}");
+    assert!(!err.contains("SUAOY5JZ"), "the seed was shown:\n{err}");
+
+    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = s.check(&toml);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains(warning), "a private file warned:\n{err}");
+}
+
+/// A well-formed `.creds` file: a user JWT (not checked client-side) and
+/// the example seed of NATS's documentation.
+const NATS_CREDS: &str = include_str!("../../fixtures/nats-example.creds");
