@@ -82,42 +82,49 @@ fn run_refuses_a_remote_plain_http_webhook_before_doing_anything() {
     assert!(!s.path("orderwatch.db").exists(), "a store was created");
 }
 
-/// A secret file every user may read is used, with a warning naming the
-/// file and the fix; a private one gets no warning. The secret itself
-/// never shows.
-#[test]
-fn a_secret_file_readable_by_everyone_is_used_with_a_warning() {
+/// Checks `toml` with `file` readable by everyone, then private: `check`
+/// passes both times, warns (naming the file and `chmod 600`) only the
+/// first time, and never shows `secret`.
+fn warns_only_while_shared(s: &Setup, file: &std::path::Path, toml: &str, secret: &str) {
     use std::os::unix::fs::PermissionsExt;
-    let s = Setup::new();
-    let key_file = s.path("digicert-api-key");
-    std::fs::write(&key_file, format!("{API_KEY}\n")).unwrap();
-    let toml = replace(&s.good(), KEY_ENV, &s.expand(KEY_FILE));
     let warning = "readable by every user";
 
-    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = s.check(&toml);
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = s.check(toml);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     let line = err
         .lines()
         .find(|l| l.contains(warning))
-        .unwrap_or_else(|| panic!("no warning about {}:\n{err}", key_file.display()));
+        .unwrap_or_else(|| panic!("no warning about {}:\n{err}", file.display()));
     assert!(line.contains("WARN"), "{line}");
-    assert!(line.contains(&key_file.display().to_string()), "{line}");
+    assert!(line.contains(&file.display().to_string()), "{line}");
     assert!(line.contains("chmod 600"), "{line}");
+    assert!(!err.contains(secret), "the secret was shown:\n{err}");
     assert_no_secrets(&out);
 
-    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let out = s.check(&toml);
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = s.check(toml);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(!err.contains(warning), "a private file warned:\n{err}");
 }
 
+/// A secret file every user may read is used, with a warning naming the
+/// file and the fix; a private one gets no warning. The secret itself
+/// never shows.
+#[test]
+fn a_secret_file_readable_by_everyone_is_used_with_a_warning() {
+    let s = Setup::new();
+    let key_file = s.path("digicert-api-key");
+    std::fs::write(&key_file, format!("{API_KEY}\n")).unwrap();
+    let toml = replace(&s.good(), KEY_ENV, &s.expand(KEY_FILE));
+    warns_only_while_shared(&s, &key_file, &toml, API_KEY);
+}
+
 /// The same for a NATS sink's `.creds` file, which holds an NKEY seed.
 #[test]
 fn a_nats_creds_file_readable_by_everyone_is_used_with_a_warning() {
-    use std::os::unix::fs::PermissionsExt;
     let s = Setup::new();
     let creds = s.path("nats.creds");
     std::fs::write(&creds, NATS_CREDS).unwrap();
@@ -126,24 +133,7 @@ fn a_nats_creds_file_readable_by_everyone_is_used_with_a_warning() {
         s.good(),
         creds.display()
     );
-    let warning = "readable by every user";
-
-    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = s.check(&toml);
-    let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
-    let line = err
-        .lines()
-        .find(|l| l.contains(warning))
-        .unwrap_or_else(|| panic!("no warning about {}:\n{err}", creds.display()));
-    assert!(line.contains(&creds.display().to_string()), "{line}");
-    assert!(!err.contains("SUAOY5JZ"), "the seed was shown:\n{err}");
-
-    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let out = s.check(&toml);
-    let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
-    assert!(!err.contains(warning), "a private file warned:\n{err}");
+    warns_only_while_shared(&s, &creds, &toml, "SUAOY5JZ");
 }
 
 /// A well-formed `.creds` file: a user JWT (not checked client-side) and
