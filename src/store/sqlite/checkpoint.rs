@@ -83,25 +83,17 @@ impl Checkpointer {
         // pending is the same wake-up.
         let (signal, signals) = sync_channel(1);
         let wake = signal.clone();
-        // Pages of the log already copied, as the thread last saw it.
-        let copied = Arc::new(AtomicI32::new(0));
-        let seen = Arc::clone(&copied);
+        let log = Arc::new(LogPages::default());
+        let seen = Arc::clone(&log);
         writer
             .conn
             .wal_hook(Some(move |wal: &mut Wal, pages: c_int| {
-                let copied = seen.load(Ordering::Relaxed);
-                // A log smaller than what was copied has restarted.
-                let new = if pages >= copied {
-                    pages - copied
-                } else {
-                    pages
-                };
                 if pages >= at.writer_at {
                     // An error here would fail a commit that already
                     // happened, so a busy checkpoint (the thread is at it)
                     // is left to the next commit.
                     let _ = wal.checkpoint();
-                } else if new >= at.wake_at {
+                } else if seen.uncopied(pages) >= at.wake_at {
                     let _ = wake.try_send(Signal::Wake);
                 }
                 Ok(())
@@ -111,7 +103,7 @@ impl Checkpointer {
         let counted = Arc::clone(&done);
         let thread = std::thread::Builder::new()
             .name("wal-checkpoint".into())
-            .spawn(move || run(&conn, &signals, &path, &counted, &copied))
+            .spawn(move || run(&conn, &signals, &path, &counted, &log))
             .map_err(|e| StoreError::Task(format!("cannot start the checkpointing thread: {e}")))?;
         Ok(Checkpointer {
             signal,
@@ -137,19 +129,57 @@ impl Drop for Checkpointer {
     }
 }
 
+/// The writer's view of the log: how many of its pages the thread has not
+/// copied yet, counting from the log's restart when it restarted.
+///
+/// The log restarts from its first page once a checkpoint copied all of it,
+/// so the page count a commit reports can fall. The thread's last count
+/// belongs to the old log then and is forgotten; kept, it would hide the
+/// new log's first pages from the count until the thread's next checkpoint.
+#[derive(Debug, Default)]
+struct LogPages {
+    /// Pages the thread's last checkpoint found copied.
+    copied: AtomicI32,
+    /// Pages in the log at the writer's last commit.
+    last: AtomicI32,
+}
+
+impl LogPages {
+    /// The thread checkpointed: `pages` of the current log are copied.
+    fn copied(&self, pages: c_int) {
+        self.copied.store(pages, Ordering::Relaxed);
+    }
+
+    /// A commit left `pages` in the log: how many are not copied yet.
+    fn uncopied(&self, pages: c_int) -> c_int {
+        if pages < self.last.swap(pages, Ordering::Relaxed) {
+            // Restarted: nothing of this log was copied. (Should the thread
+            // store a count of the new log meanwhile, this forgets it and
+            // the thread is woken early once, which costs one checkpoint.)
+            self.copied.store(0, Ordering::Relaxed);
+        }
+        let copied = self.copied.load(Ordering::Relaxed);
+        if pages >= copied {
+            pages - copied
+        } else {
+            pages
+        }
+    }
+}
+
 fn run(
     conn: &Connection,
     signals: &Receiver<Signal>,
     path: &Path,
     done: &AtomicU64,
-    copied: &AtomicI32,
+    log: &LogPages,
 ) {
     let mut failing = false;
     loop {
         let stop = matches!(signals.recv(), Ok(Signal::Stop) | Err(_));
         match checkpoint(conn) {
             Ok(pages) => {
-                copied.store(pages, Ordering::Relaxed);
+                log.copied(pages);
                 done.fetch_add(1, Ordering::Relaxed);
                 failing = false;
             }
@@ -204,6 +234,19 @@ mod tests {
                 .collect();
             db.record_window(&changes, at, at, &[]).unwrap();
         }
+    }
+
+    #[test]
+    fn a_restarted_log_counts_from_its_first_page() {
+        let log = LogPages::default();
+        log.uncopied(1500);
+        log.copied(1500);
+        assert_eq!(log.uncopied(1600), 100, "copied pages are not counted");
+        // The log restarted after that checkpoint: the old count is gone.
+        assert_eq!(log.uncopied(50), 50);
+        assert_eq!(log.uncopied(1600), 1600, "all of the new log is uncopied");
+        log.copied(1000);
+        assert_eq!(log.uncopied(1700), 700);
     }
 
     #[test]
