@@ -78,11 +78,18 @@ pub struct Sent {
     pub answer: String,
 }
 
+/// Events for one `deliver` call. A `Vec` rather than a slice, so the
+/// delivery loop can take the storage back once the attempt is over and
+/// fill it with the next batch: a file sink's batches are 16,384 events
+/// (2.4 MB), and a new buffer per batch is a new mapping whose every page
+/// faults in.
+pub type Batch = Arc<Vec<OutboxEntry>>;
+
 /// A built sink: delivers batches of events.
 #[async_trait]
 pub trait Sink: Send + Sync + 'static {
     /// Delivers a batch; returns one outcome per entry, in order.
-    async fn deliver(&self, batch: Arc<[OutboxEntry]>) -> Vec<Outcome>;
+    async fn deliver(&self, batch: Batch) -> Vec<Outcome>;
     /// Sends one message outside the outbox, through the same path
     /// `deliver` takes for each event (signing and headers, the command,
     /// the file's lock), and reports the destination's answer. Nothing is

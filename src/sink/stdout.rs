@@ -7,11 +7,10 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::kind::{
-    BuildContext, BuildError, Kind, Message, Outcome, Sent, Sink, SinkSettings, written,
+    Batch, BuildContext, BuildError, Kind, Message, Outcome, Sent, Sink, SinkSettings, written,
 };
 use crate::config::table::SinkTable;
 use crate::event::EventWriter;
-use crate::store::OutboxEntry;
 
 pub static KIND: Kind = Kind {
     name: "stdout",
@@ -57,7 +56,7 @@ struct StdoutSink {
 
 #[async_trait]
 impl Sink for StdoutSink {
-    async fn deliver(&self, batch: Arc<[OutboxEntry]>) -> Vec<Outcome> {
+    async fn deliver(&self, batch: Batch) -> Vec<Outcome> {
         let mut buf = Vec::with_capacity(batch.len() * 340);
         let mut events = EventWriter::new(&self.source);
         for e in batch.iter() {

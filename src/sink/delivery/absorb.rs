@@ -25,8 +25,9 @@ impl DeliveryLoop {
             match joined {
                 Ok((id, (batch, outcomes))) => {
                     st.carrying.remove(&id);
-                    self.settle(batch, outcomes, &mut st.unflushed, &mut round)
+                    self.settle(&batch, outcomes, &mut st.unflushed, &mut round)
                         .await?;
+                    st.spare.recycle(batch, self.sink.batch_size());
                 }
                 Err(e) => {
                     // A sink panicked: its rows stay pending and go out

@@ -71,7 +71,7 @@ impl DeliveryLoop {
     /// Turns outcomes into ledger marks and adds them up in `round`.
     pub(super) async fn settle(
         &self,
-        batch: Arc<[OutboxEntry]>,
+        batch: &[OutboxEntry],
         outcomes: Vec<Outcome>,
         unflushed: &mut Unflushed,
         round: &mut Round,

@@ -34,7 +34,7 @@ mod absorb;
 pub mod alerts;
 mod ledger;
 
-use super::kind::{Outcome, Sink};
+use super::kind::{Batch, Outcome, Sink};
 use super::retry::{Breaker, DeliveryPolicy, Round, millis};
 use crate::backoff;
 use crate::metrics::Metrics;
@@ -114,7 +114,7 @@ pub struct DeliveryLoop {
 }
 
 /// A finished `deliver` call: the batch and one outcome per entry.
-type Attempt = (Arc<[OutboxEntry]>, Vec<Outcome>);
+type Attempt = (Batch, Vec<Outcome>);
 
 /// What one run of the loop keeps between iterations.
 struct State {
@@ -122,6 +122,7 @@ struct State {
     /// Which seqs each request task carries, to release them if it panics.
     carrying: HashMap<tokio::task::Id, Vec<i64>>,
     queue: VecDeque<OutboxEntry>,
+    spare: Spare,
     unflushed: Unflushed,
     breaker: Breaker,
     paused: bool,
@@ -178,6 +179,7 @@ impl DeliveryLoop {
             inflight: JoinSet::new(),
             carrying: HashMap::new(),
             queue: VecDeque::new(),
+            spare: Spare::default(),
             unflushed: Unflushed::default(),
             breaker: Breaker::new(Instant::now()),
             paused: self.paused_at_start().await?,
@@ -275,7 +277,9 @@ impl DeliveryLoop {
             && st.unflushed.unwritten() <= limit * batch
         {
             let n = batch.min(st.queue.len());
-            let batch: Arc<[OutboxEntry]> = st.queue.drain(..n).collect();
+            let mut entries = st.spare.take();
+            entries.extend(st.queue.drain(..n));
+            let batch = Arc::new(entries);
             let seqs: Vec<i64> = batch.iter().map(OutboxEntry::seq).collect();
             st.unflushed.busy.extend(seqs.iter().copied());
             let sink = Arc::clone(&self.sink);
@@ -344,7 +348,7 @@ impl DeliveryLoop {
         while !inflight.is_empty() {
             match tokio::time::timeout_at(deadline, inflight.join_next()).await {
                 Ok(Some(Ok((batch, outcomes)))) => {
-                    self.settle(batch, outcomes, &mut unflushed, &mut round)
+                    self.settle(&batch, outcomes, &mut unflushed, &mut round)
                         .await?;
                 }
                 Ok(Some(Err(_))) => {}
@@ -357,6 +361,30 @@ impl DeliveryLoop {
             }
         }
         self.flush(&mut unflushed).await
+    }
+}
+
+/// The storage of a finished full batch, kept for the next batch (see
+/// [`Batch`]).
+#[derive(Default)]
+struct Spare(Vec<OutboxEntry>);
+
+impl Spare {
+    fn take(&mut self) -> Vec<OutboxEntry> {
+        std::mem::take(&mut self.0)
+    }
+
+    /// Keeps `batch`'s storage if the batch was full (a backlog is being
+    /// worked off) and nobody else holds it. A smaller batch means the
+    /// backlog is gone: its storage is freed, and an idle loop holds none.
+    fn recycle(&mut self, batch: Batch, full: usize) {
+        if batch.len() < full {
+            return;
+        }
+        if let Ok(mut entries) = Arc::try_unwrap(batch) {
+            entries.clear();
+            self.0 = entries;
+        }
     }
 }
 

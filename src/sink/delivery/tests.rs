@@ -88,7 +88,7 @@ impl Scripted {
 
 #[async_trait]
 impl Sink for Scripted {
-    async fn deliver(&self, batch: Arc<[OutboxEntry]>) -> Vec<Outcome> {
+    async fn deliver(&self, batch: Batch) -> Vec<Outcome> {
         let mut out = Vec::new();
         for e in batch.iter() {
             let inflight = self.inflight.fetch_add(1, Ordering::SeqCst) + 1;
@@ -641,4 +641,42 @@ async fn a_slow_ledger_bounds_what_goes_out_before_it_is_written() {
         .filter(|c| c.at < Duration::from_secs(1))
         .count();
     assert_eq!(early, 8, "requests sent before the first write was done");
+}
+
+#[test]
+fn a_full_batch_leaves_its_storage_to_the_next_and_a_short_one_frees_it() {
+    let entry = |seq| OutboxEntry {
+        attempts: 0,
+        created_at: 0,
+        first_failure_at: None,
+        transition: crate::transition::TransitionRow {
+            seq,
+            order_id: seq,
+            status: "issued".into(),
+            occurrence: 0,
+            certificate_id: None,
+            previous_status: None,
+            seen_at: 0,
+            details: None,
+        },
+    };
+    let batch = |n: i64| -> Batch { Arc::new((1..=n).map(entry).collect()) };
+    let mut spare = Spare::default();
+
+    spare.recycle(batch(64), 64);
+    let kept = spare.take();
+    assert!(
+        kept.is_empty() && kept.capacity() >= 64,
+        "a full batch's storage is kept, emptied"
+    );
+
+    // Still held elsewhere (a sink kept its copy): left alone.
+    let shared = batch(64);
+    let _held = Arc::clone(&shared);
+    spare.recycle(shared, 64);
+    assert_eq!(spare.take().capacity(), 0);
+
+    // The backlog is gone: a short batch's storage is not kept.
+    spare.recycle(batch(10), 64);
+    assert_eq!(spare.take().capacity(), 0, "an idle loop holds no storage");
 }

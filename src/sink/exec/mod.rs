@@ -22,7 +22,9 @@ use serde::Deserialize;
 
 mod run;
 
-use super::kind::{BuildContext, BuildError, Kind, Message, Outcome, Sent, Sink, SinkSettings};
+use super::kind::{
+    Batch, BuildContext, BuildError, Kind, Message, Outcome, Sent, Sink, SinkSettings,
+};
 use crate::config::table::SinkTable;
 use crate::event::write_event;
 use crate::store::OutboxEntry;
@@ -317,7 +319,7 @@ fn judge(ran: &Ran, dead_codes: &HashSet<i32>, program: &Path, timeout: Duration
 
 #[async_trait]
 impl Sink for ExecSink {
-    async fn deliver(&self, batch: Arc<[OutboxEntry]>) -> Vec<Outcome> {
+    async fn deliver(&self, batch: Batch) -> Vec<Outcome> {
         let mut out = Vec::with_capacity(batch.len());
         for e in batch.iter() {
             out.push(self.run_one(e).await);

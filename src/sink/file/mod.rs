@@ -21,12 +21,11 @@ mod tests;
 use appender::Appender;
 
 use super::kind::{
-    BuildContext, BuildError, Kind, Message, Outcome, Sent, Sink, SinkSettings, written,
+    Batch, BuildContext, BuildError, Kind, Message, Outcome, Sent, Sink, SinkSettings, written,
 };
 use crate::config::field::{dir_writable, parent_dir};
 use crate::config::table::SinkTable;
 use crate::event::EventWriter;
-use crate::store::OutboxEntry;
 
 pub static KIND: Kind = Kind {
     name: "file",
@@ -91,6 +90,7 @@ impl SinkSettings for Settings {
             source: ctx.source.to_string(),
             file: Arc::new(Mutex::new(Appender::new(self.path.clone()))),
             reopen: Arc::new(AtomicBool::new(false)),
+            lines: Arc::default(),
         }))
     }
 }
@@ -100,7 +100,13 @@ struct FileSink {
     source: String,
     file: Arc<Mutex<Appender>>,
     reopen: Arc<AtomicBool>,
+    /// The rendered lines of the last full batch, reused by the next one
+    /// (see [`FileSink::deliver`]).
+    lines: Arc<Mutex<Vec<u8>>>,
 }
+
+/// Events per batch.
+const BATCH: usize = 16_384;
 
 /// The file can be appended to (or created in its directory). Creates
 /// nothing: a probe file is removed again.
@@ -113,20 +119,32 @@ fn writable(path: &Path) -> Result<(), String> {
 
 #[async_trait]
 impl Sink for FileSink {
-    async fn deliver(&self, batch: Arc<[OutboxEntry]>) -> Vec<Outcome> {
+    async fn deliver(&self, batch: Batch) -> Vec<Outcome> {
         let n = batch.len();
         let file = Arc::clone(&self.file);
         let source = self.source.clone();
         let reopen = self.reopen.swap(false, Ordering::SeqCst);
+        let lines = Arc::clone(&self.lines);
         let result = tokio::task::spawn_blocking(move || {
-            let mut buf = Vec::with_capacity(batch.len() * 340);
+            // A catch-up writes full batches one after the other (one at a
+            // time: the concurrency is 1). Each needs a 5 MB buffer, and a
+            // new one is a new mapping whose every page faults in; so a full
+            // batch's buffer is kept for the next. A smaller batch means the
+            // backlog is gone: its buffer is freed, and the idle daemon holds none.
+            let mut buf = std::mem::take(&mut *lines.lock().unwrap_or_else(|e| e.into_inner()));
+            buf.clear();
+            buf.reserve(batch.len() * 340);
             let mut events = EventWriter::new(&source);
             for e in batch.iter() {
                 events.write(&mut buf, &e.transition);
                 buf.push(b'\n');
             }
             let mut appender = file.lock().unwrap_or_else(|e| e.into_inner());
-            appender.append(&buf, reopen)
+            let result = appender.append(&buf, reopen);
+            if batch.len() >= BATCH {
+                *lines.lock().unwrap_or_else(|e| e.into_inner()) = buf;
+            }
+            result
         })
         .await;
         vec![written(result, &format!("append to {}", self.path.display())); n]
@@ -156,7 +174,7 @@ impl Sink for FileSink {
     /// Large batches: one write and one fsync per batch is what makes a
     /// big catch-up cheap (16k events are about 5 MB).
     fn batch_size(&self) -> usize {
-        16_384
+        BATCH
     }
 
     fn concurrency(&self) -> usize {

@@ -6,6 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use super::appender::{Appender, LINE_START};
 use super::*;
+use crate::store::OutboxEntry;
 
 /// A line as orderwatch writes it (the start is what matters here).
 fn line(id: &str) -> Vec<u8> {
@@ -155,4 +156,72 @@ fn a_missing_directory_is_an_error_then_recovers() {
     std::fs::create_dir(dir.path().join("sub")).unwrap();
     a.append(&line("1"), false).unwrap();
     assert_eq!(std::fs::read(&path).unwrap(), line("1"));
+}
+
+/// `n` events, seqs from `first`.
+fn entries(first: i64, n: usize) -> Batch {
+    let entries = (first..first + n as i64)
+        .map(|seq| OutboxEntry {
+            attempts: 0,
+            created_at: 1_795_514_523_000,
+            first_failure_at: None,
+            transition: crate::transition::TransitionRow {
+                seq,
+                order_id: seq + 1000,
+                status: "issued".into(),
+                occurrence: 0,
+                certificate_id: Some(seq + 2000),
+                previous_status: Some("pending".into()),
+                seen_at: 1_795_514_523_000,
+                details: None,
+            },
+        })
+        .collect();
+    Arc::new(entries)
+}
+
+#[tokio::test]
+async fn a_backlog_reuses_its_line_buffer_and_an_idle_sink_holds_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let sink = FileSink {
+        path: path.clone(),
+        source: "http://127.0.0.1/services/v2".into(),
+        file: Arc::new(Mutex::new(Appender::new(path.clone()))),
+        reopen: Arc::default(),
+        lines: Arc::default(),
+    };
+    let held = || sink.lines.lock().unwrap().capacity();
+    let delivered = |outcomes: Vec<Outcome>| outcomes.iter().all(|o| *o == Outcome::Delivered);
+
+    assert!(delivered(sink.deliver(entries(1, BATCH)).await));
+    let kept = held();
+    assert!(
+        kept >= BATCH * 300,
+        "a full batch's buffer is kept: {kept} bytes"
+    );
+    assert!(delivered(
+        sink.deliver(entries(1 + BATCH as i64, BATCH)).await
+    ));
+    assert_eq!(held(), kept, "the next full batch reused it");
+    // The backlog is gone: a short batch frees the buffer.
+    assert!(delivered(
+        sink.deliver(entries(1 + 2 * BATCH as i64, 10)).await
+    ));
+    assert_eq!(held(), 0, "the idle sink holds no buffer");
+
+    // Every event once, in order: nothing of an earlier batch written twice.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let seqs: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(seqs.len(), 2 * BATCH + 10);
+    let expected: Vec<String> = (1..=(2 * BATCH + 10) as i64)
+        .map(|seq| format!("{}:issued", seq + 1000))
+        .collect();
+    assert_eq!(seqs, expected);
 }

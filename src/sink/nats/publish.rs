@@ -14,7 +14,6 @@
 //! away; meanwhile deliveries fail at once ("not connected"), so nothing is
 //! buffered to be sent behind the loop's back.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::context::{GetStreamByNameErrorKind, PublishError, PublishErrorKind};
@@ -27,8 +26,7 @@ use super::subject::{SubjectTemplate, headers};
 use crate::config::secret::Secret;
 use crate::event::EventWriter;
 use crate::http::error_chain;
-use crate::sink::kind::{BuildContext, Message, Outcome, Sent, Sink};
-use crate::store::OutboxEntry;
+use crate::sink::kind::{Batch, BuildContext, Message, Outcome, Sent, Sink};
 
 /// How long connecting to one server may take (TCP, TLS, handshake).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -212,7 +210,7 @@ fn log_event(sink: &str, servers: &str, event: Event) {
 
 #[async_trait]
 impl Sink for NatsSink {
-    async fn deliver(&self, batch: Arc<[OutboxEntry]>) -> Vec<Outcome> {
+    async fn deliver(&self, batch: Batch) -> Vec<Outcome> {
         let n = batch.len();
         let conn = match self.connected().await {
             Ok(c) => c,

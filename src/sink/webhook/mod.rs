@@ -22,7 +22,9 @@ mod reach;
 mod redact;
 pub mod signature;
 
-use super::kind::{BuildContext, BuildError, Kind, Message, Outcome, Sent, Sink, SinkSettings};
+use super::kind::{
+    Batch, BuildContext, BuildError, Kind, Message, Outcome, Sent, Sink, SinkSettings,
+};
 use crate::backoff::parse_retry_after;
 use crate::config::field::RedactedUrl;
 use crate::config::secret::SecretSource;
@@ -278,7 +280,7 @@ fn classify(code: u16, error: String, retry_after: Option<Duration>) -> Outcome 
 
 #[async_trait]
 impl Sink for WebhookSink {
-    async fn deliver(&self, batch: Arc<[OutboxEntry]>) -> Vec<Outcome> {
+    async fn deliver(&self, batch: Batch) -> Vec<Outcome> {
         let mut out = Vec::with_capacity(batch.len());
         for e in batch.iter() {
             out.push(self.post(e).await);
