@@ -207,9 +207,11 @@ async fn a_sigkill_during_deliveries_loses_nothing() {
         "accepted before the kill: {at_kill}; duplicates after restart: {extra} {duplicates:?}"
     );
     assert_eq!(counts.len(), ORDERS as usize);
-    // Outcomes are written after every round, so only what was in flight
-    // (at most `concurrency`) can be sent again.
-    assert!(extra <= 8, "{extra} duplicates for concurrency 8");
+    // Outcomes are written behind the requests, and no request starts
+    // while more than `concurrency` outcomes are unwritten: what was in
+    // flight or answered but unwritten, at most twice the concurrency, can
+    // be sent again.
+    assert!(extra <= 16, "{extra} duplicates for concurrency 8");
     assert!(rx.deliveries().iter().all(|d| d.signature_ok));
     assert!(second.terminate(WAIT).success());
 }
