@@ -97,6 +97,27 @@ impl OutboxEntry {
     pub fn order_id(&self) -> i64 {
         self.transition.order_id
     }
+
+    /// For tests: a delivery never tried of event `seq`, order `seq + 1000`
+    /// going from `pending` to `issued` (event id `"{seq + 1000}:issued"`).
+    #[cfg(test)]
+    pub(crate) fn untried(seq: i64) -> OutboxEntry {
+        OutboxEntry {
+            attempts: 0,
+            created_at: 1_795_514_523_000,
+            first_failure_at: None,
+            transition: crate::transition::TransitionRow {
+                seq,
+                order_id: seq + 1000,
+                status: "issued".into(),
+                occurrence: 0,
+                certificate_id: Some(seq + 2000),
+                previous_status: Some("pending".into()),
+                seen_at: 1_795_514_523_000,
+                details: None,
+            },
+        }
+    }
 }
 
 /// The result of one attempt, as the ledger records it.

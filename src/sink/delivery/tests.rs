@@ -645,22 +645,7 @@ async fn a_slow_ledger_bounds_what_goes_out_before_it_is_written() {
 
 #[test]
 fn a_full_batch_leaves_its_storage_to_the_next_and_a_short_one_frees_it() {
-    let entry = |seq| OutboxEntry {
-        attempts: 0,
-        created_at: 0,
-        first_failure_at: None,
-        transition: crate::transition::TransitionRow {
-            seq,
-            order_id: seq,
-            status: "issued".into(),
-            occurrence: 0,
-            certificate_id: None,
-            previous_status: None,
-            seen_at: 0,
-            details: None,
-        },
-    };
-    let batch = |n: i64| -> Batch { Arc::new((1..=n).map(entry).collect()) };
+    let batch = |n: i64| -> Batch { Arc::new((1..=n).map(OutboxEntry::untried).collect()) };
     let mut spare = Spare::default();
 
     spare.recycle(batch(64), 64);

@@ -160,24 +160,11 @@ fn a_missing_directory_is_an_error_then_recovers() {
 
 /// `n` events, seqs from `first`.
 fn entries(first: i64, n: usize) -> Batch {
-    let entries = (first..first + n as i64)
-        .map(|seq| OutboxEntry {
-            attempts: 0,
-            created_at: 1_795_514_523_000,
-            first_failure_at: None,
-            transition: crate::transition::TransitionRow {
-                seq,
-                order_id: seq + 1000,
-                status: "issued".into(),
-                occurrence: 0,
-                certificate_id: Some(seq + 2000),
-                previous_status: Some("pending".into()),
-                seen_at: 1_795_514_523_000,
-                details: None,
-            },
-        })
-        .collect();
-    Arc::new(entries)
+    Arc::new(
+        (first..first + n as i64)
+            .map(OutboxEntry::untried)
+            .collect(),
+    )
 }
 
 #[tokio::test]
