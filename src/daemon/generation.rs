@@ -15,7 +15,8 @@ use crate::enrich::Enricher;
 use crate::metrics::Metrics;
 use crate::pacer::Pacer;
 use crate::poller::{LastCycle, Poller, WakeSchedule};
-use crate::sink::{self, LoopContext, Mode, Sink, SinkHandle, Wake};
+use crate::sink::delivery::watch as store_watch;
+use crate::sink::{self, LoopContext, Mode, Sink, SinkHandle, Wake, Watched};
 use crate::store::{SinkRoute, StoreError};
 
 /// A configuration with its change source and built sinks, ready to start
@@ -40,6 +41,8 @@ pub(super) struct Loops {
     pub tasks: JoinSet<Result<(), StoreError>>,
     pub handles: Vec<SinkHandle>,
     pub wake: Wake,
+    /// Whether the store watch wakes the loops (and the enrichment stage).
+    pub watched: Watched,
 }
 
 pub(super) struct Generation {
@@ -98,7 +101,8 @@ impl Daemon {
     }
 
     /// Starts a delivery loop for each sink. `Mode::Drain` loops (`run
-    /// --once`) may finish once `recorded` is cancelled.
+    /// --once`) may finish once `recorded` is cancelled; a daemon's are
+    /// `watched` once [`Daemon::start`] starts the store watch.
     pub(super) fn start_loops(
         &self,
         sinks: Vec<(SinkConfig, Arc<dyn Sink>)>,
@@ -111,6 +115,7 @@ impl Daemon {
         let mut tasks = JoinSet::new();
         let mut handles = Vec::with_capacity(sinks.len());
         let mut wakes = Vec::with_capacity(sinks.len());
+        let watched = Watched::default();
         tasks.spawn(register_alert_sinks(Arc::clone(&self.store), &sinks));
         for (cfg, built) in sinks {
             let wake = Arc::new(Notify::new());
@@ -123,6 +128,7 @@ impl Daemon {
                 grace: SHUTDOWN_GRACE,
                 clock: self.opts.clock,
                 source: Arc::clone(&source),
+                watched: watched.clone(),
             };
             handles.push(sink::start(&cfg, built, ctx, mode, &mut tasks));
             wakes.push(wake);
@@ -131,6 +137,7 @@ impl Daemon {
             tasks,
             handles,
             wake: Wake::new(wakes),
+            watched,
         }
     }
 
@@ -162,12 +169,13 @@ impl Daemon {
 
     /// The enrichment stage of a prepared generation (`None` when `[enrich]`
     /// is off), waking `sinks` when it releases transitions and woken by
-    /// `held`.
+    /// `held` (and, while `watched`, by the store watch).
     pub(super) fn enricher(
         &self,
         p: &Prepared,
         sinks: Wake,
         held: Arc<Notify>,
+        watched: Watched,
     ) -> Option<Enricher> {
         let config = p.config.enrich.clone()?;
         let per_minute = config.lookups_per_minute(p.config.digicert.max_requests_per_minute);
@@ -181,6 +189,7 @@ impl Daemon {
             sinks,
             held,
             clock: self.opts.clock,
+            watched,
         })
     }
 
@@ -194,7 +203,8 @@ impl Daemon {
         stop: &CancellationToken,
     ) -> Wake {
         let held = Arc::new(Notify::new());
-        match self.enricher(p, loops.wake.clone(), Arc::clone(&held)) {
+        let watched = loops.watched.clone();
+        match self.enricher(p, loops.wake.clone(), Arc::clone(&held), watched) {
             Some(e) => loops.tasks.spawn(e.run_until_stopped(stop.clone())),
             None => {
                 let (store, sinks) = (Arc::clone(&self.store), loops.wake.clone());
@@ -230,6 +240,16 @@ impl Daemon {
         let source = p.config.digicert.base_url.clone();
         let mut loops = self.start_loops(sinks, &source, &token, Mode::Daemon, recorded);
         let wake = self.start_enricher(&p, &mut loops, &token);
+        let watch = store_watch::run(
+            Arc::clone(&self.store),
+            wake.clone(),
+            loops.watched.clone(),
+            token.clone(),
+        );
+        loops.tasks.spawn(async move {
+            watch.await;
+            Ok(())
+        });
         self.metrics.set_interval(p.config.poll.interval);
         self.guard_wakes(&p);
         let poller = self.poller(&p, wake);

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::generation::{Loops, Prepared};
 use super::{Control, Daemon, RunError};
-use crate::sink::{Mode, Wake};
+use crate::sink::{Mode, Wake, Watched};
 use crate::store::SinkRoute;
 
 impl Daemon {
@@ -130,7 +130,7 @@ impl Daemon {
         let held = Arc::new(Notify::new());
         let (sinks, cycle_done, recorded) =
             (loops.wake.clone(), cycle_done.clone(), recorded.clone());
-        match self.enricher(p, sinks.clone(), Arc::clone(&held)) {
+        match self.enricher(p, sinks.clone(), Arc::clone(&held), Watched::default()) {
             Some(enricher) => {
                 let stop = stop.clone();
                 loops.tasks.spawn(async move {

@@ -267,7 +267,8 @@ impl Daemon {
                     };
                 }
                 Some(done) = generation.loops.tasks.join_next() => match done {
-                    // A loop returns on its own only at shutdown.
+                    // A loop returns on its own only at shutdown; a one-off
+                    // task, or a store watch with nothing to watch, sooner.
                     Ok(Ok(())) => {}
                     Ok(Err(e)) if e.ends_leadership() => break TermEnd::Lost(e.to_string()),
                     Ok(Err(e)) => break TermEnd::Failed(anyhow::Error::new(e).context("a delivery loop failed")),

@@ -31,7 +31,7 @@ use crate::certcentral::ChangeSource;
 use crate::config::EnrichConfig;
 use crate::metrics::Metrics;
 use crate::pacer::Pacer;
-use crate::sink::Wake;
+use crate::sink::{Wake, Watched};
 use crate::store::{Hold, Lookup, LookupBacklog, LookupOutcome, SharedStore, StoreError};
 use crate::transition::Clock;
 
@@ -42,9 +42,6 @@ const CONCURRENCY: usize = 4;
 const RETRY_INITIAL: Duration = Duration::from_secs(5);
 /// ...to at most this.
 const RETRY_MAX: Duration = Duration::from_secs(300);
-/// The longest wait between looks at the store: held transitions are
-/// announced, but a missed announcement must not cost more than this.
-const IDLE: Duration = Duration::from_secs(1);
 /// After a store failure, try again this much later.
 const STORE_PAUSE: Duration = Duration::from_secs(5);
 /// A backlog line at most this often.
@@ -79,6 +76,10 @@ pub struct Enricher {
     /// Poked (by the poller) when transitions were held.
     pub held: Arc<Notify>,
     pub clock: Clock,
+    /// The longest wait between looks at the store: held transitions are
+    /// announced, but a missed announcement must not cost more than a
+    /// second; the store watch, while on, tells of every change.
+    pub watched: Watched,
 }
 
 /// Lookups in flight, and the order each task is for (so a lookup still
@@ -216,15 +217,16 @@ impl Enricher {
     }
 
     /// How long to sleep with this backlog: until its next lookup is due,
-    /// at most [`IDLE`] (lookups finishing and new held transitions wake
-    /// the loop sooner).
+    /// at most until the next look (lookups finishing, new held
+    /// transitions and the store watch wake the loop sooner).
     fn wait_for(&self, backlog: &LookupBacklog) -> Duration {
+        let idle = self.watched.look_every();
         match backlog.next_due {
             Some(due) if due > self.clock.now_ms() => {
-                let ms = (due - self.clock.now_ms()).min(IDLE.as_millis() as i64);
+                let ms = (due - self.clock.now_ms()).min(idle.as_millis() as i64);
                 Duration::from_millis(ms as u64)
             }
-            _ => IDLE,
+            _ => idle,
         }
     }
 

@@ -117,6 +117,7 @@ impl Stage {
             sinks: Wake::default(),
             held: Arc::new(Notify::new()),
             clock: self.clock,
+            watched: Default::default(),
         };
         let stop = CancellationToken::new();
         let running = tokio::spawn(enricher.run_until_stopped(stop.clone()));

@@ -22,6 +22,7 @@ mod nats;
 mod stdout;
 mod webhook;
 
+pub use delivery::watch::Watched;
 pub use delivery::{LoopContext, Mode, Wake};
 pub use kind::{Message, Outcome, Sent, Sink};
 pub use retry::DeliveryPolicy;

@@ -4,8 +4,11 @@
 //! go ahead. A fenced leader, a disk that fills up and frees
 //! again, are each one guard. `mark_takes` makes each ledger write take
 //! that long (in tokio time), like a busy disk or a distant database.
+//! `looks` counts the reads a delivery loop makes to learn what to do
+//! (what is due, when next, whether paused or requeued).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -25,6 +28,13 @@ pub struct Guarded {
     pub inner: SharedStore,
     pub guard: Guard,
     pub mark_takes: Duration,
+    pub looks: Arc<AtomicUsize>,
+}
+
+impl Guarded {
+    fn look(&self) {
+        self.looks.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for Guarded {
@@ -53,6 +63,7 @@ impl Store for Guarded {
     }
     // Not the default (`due_after` with 0): a refill is not a read-ahead.
     async fn due(&self, r: &SinkRoute, now: i64, n: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.look();
         self.inner.due(r, now, n).await
     }
     async fn due_after(
@@ -66,6 +77,7 @@ impl Store for Guarded {
         self.inner.due_after(r, now, n, after).await
     }
     async fn next_due(&self, r: &SinkRoute) -> Result<Option<i64>, StoreError> {
+        self.look();
         self.inner.next_due(r).await
     }
     async fn mark(&self, sink: &str, marks: Vec<(i64, Mark)>, now: i64) -> Result<(), StoreError> {
@@ -82,6 +94,7 @@ impl Store for Guarded {
         self.inner.retry_now(sink, now).await
     }
     async fn requeued_since(&self, sink: &str, since: i64) -> Result<bool, StoreError> {
+        self.look();
         self.inner.requeued_since(sink, since).await
     }
     async fn prune_delivered(&self, before: i64, limit: usize) -> Result<usize, StoreError> {
@@ -97,6 +110,7 @@ impl Store for Guarded {
         self.inner.pause(sink, reason, now).await
     }
     async fn pause_of(&self, sink: &str) -> Result<Option<Pause>, StoreError> {
+        self.look();
         self.inner.pause_of(sink).await
     }
     async fn lookups_due(&self, now: i64, limit: usize) -> Result<Vec<Lookup>, StoreError> {
@@ -126,9 +140,11 @@ impl Store for Guarded {
         self.inner.poll_health(h, now).await
     }
     async fn alerts_due(&self, s: &str, now: i64, n: usize) -> Result<Vec<AlertEntry>, StoreError> {
+        self.look();
         self.inner.alerts_due(s, now, n).await
     }
     async fn next_alert_due(&self, sink: &str) -> Result<Option<i64>, StoreError> {
+        self.look();
         self.inner.next_alert_due(sink).await
     }
     async fn mark_alerts(&self, s: &str, m: Vec<(i64, Mark)>, now: i64) -> Result<(), StoreError> {
@@ -150,5 +166,8 @@ impl Store for Guarded {
     }
     async fn report(&self, deep: bool) -> Result<StoreReport, StoreError> {
         self.inner.report(deep).await
+    }
+    fn version_probe(&self) -> Option<super::VersionProbe> {
+        self.inner.version_probe()
     }
 }

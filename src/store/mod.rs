@@ -244,7 +244,21 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Schema, size and cursor; with `deep`, an integrity check that reads
     /// the whole store (only `check` asks for it).
     async fn report(&self, deep: bool) -> Result<StoreReport, StoreError>;
+
+    /// For the store watch (`sink/delivery/watch.rs`), which calls it on a
+    /// thread of its own about once a second: a blocking read of a number
+    /// that moves whenever anything is committed to the store, by this
+    /// process or another (`orderwatch redeliver`). A daemon's idle loops
+    /// then sleep until it moves instead of each querying the store every
+    /// second. `None`: this backend cannot tell cheaply, and idle loops
+    /// look every second.
+    fn version_probe(&self) -> Option<VersionProbe> {
+        None
+    }
 }
+
+/// See [`Store::version_probe`].
+pub type VersionProbe = Box<dyn FnMut() -> Result<i64, StoreError> + Send>;
 
 /// The single-writer lock; released when dropped.
 pub struct WriterLock {

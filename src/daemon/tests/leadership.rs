@@ -139,6 +139,7 @@ fn fenceable(inner: SharedStore, term: i64, fence: Arc<AtomicBool>) -> Guarded {
         inner,
         guard: Arc::new(guard),
         mark_takes: Duration::ZERO,
+        looks: Default::default(),
     }
 }
 

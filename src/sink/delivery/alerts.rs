@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{IDLE_POLL, LoopContext, Mode, STORE_RETRIES_ONCE};
+use super::{LoopContext, Mode, STORE_RETRIES_ONCE};
 use crate::alert::render;
 use crate::backoff;
 use crate::sink::kind::{Message, Outcome, Sink};
@@ -96,11 +96,12 @@ impl AlertLoop {
             {
                 return Ok(());
             }
+            let look = self.ctx.watched.look_every();
             let idle = match next {
-                Some(t) if !paused => Duration::from_millis(
-                    (t - self.now()).clamp(0, millis(IDLE_POLL)).unsigned_abs(),
-                ),
-                _ => IDLE_POLL,
+                Some(t) if !paused => {
+                    Duration::from_millis((t - self.now()).clamp(0, millis(look)).unsigned_abs())
+                }
+                _ => look,
             };
             if idle.is_zero() {
                 continue;

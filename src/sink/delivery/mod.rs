@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 mod absorb;
 pub mod alerts;
 mod ledger;
+pub mod watch;
 
 use super::kind::{Batch, Outcome, Sink};
 use super::retry::{Breaker, DeliveryPolicy, Round, millis};
@@ -41,13 +42,15 @@ use crate::metrics::Metrics;
 use crate::store::{OutboxEntry, Pause, SharedStore, SinkRoute, StoreError};
 use crate::transition::Clock;
 use ledger::Unflushed;
+use watch::Watched;
 
 /// Store failures in a row after which `run --once` stops delivering.
 const STORE_RETRIES_ONCE: u32 = 4;
 /// Rows fetched per outbox query beyond what is in flight.
 const PREFETCH: usize = 512;
 /// While idle, paused or holding, look at the store this often for rows
-/// queued by another process (`orderwatch redeliver`) or a lifted pause.
+/// queued by another process (`orderwatch redeliver`) or a lifted pause,
+/// unless the store watch ([`watch`]) tells when something changed.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
 /// How long a loop runs.
@@ -102,6 +105,9 @@ pub struct LoopContext {
     pub clock: Clock,
     /// Every event's `source` (the API base URL): alerts are rendered here.
     pub source: Arc<str>,
+    /// Whether the store watch wakes this loop on every change (then an
+    /// idle loop sleeps until its next due time).
+    pub watched: Watched,
 }
 
 /// One sink's delivery loop.
@@ -126,6 +132,8 @@ struct State {
     unflushed: Unflushed,
     breaker: Breaker,
     paused: bool,
+    /// Woken since the last look at the pause: the store may have changed.
+    woken: bool,
     last_check: Instant,
 }
 
@@ -183,13 +191,15 @@ impl DeliveryLoop {
             unflushed: Unflushed::default(),
             breaker: Breaker::new(Instant::now()),
             paused: self.paused_at_start().await?,
+            woken: false,
             last_check: Instant::now(),
         };
         loop {
             if self.ctx.shutdown.is_cancelled() {
                 return self.finish(st.inflight, st.unflushed).await;
             }
-            if st.last_check.elapsed() >= IDLE_POLL {
+            if st.woken || st.last_check.elapsed() >= self.ctx.watched.look_every() {
+                st.woken = false;
                 st.last_check = Instant::now();
                 self.check_operator(&mut st.paused, &mut st.breaker).await?;
             }
@@ -225,7 +235,7 @@ impl DeliveryLoop {
                     st.unflushed.finished(result)?;
                     self.write_behind(&mut st.unflushed);
                 }
-                _ = self.ctx.wake.notified() => {}
+                _ = self.ctx.wake.notified() => st.woken = true,
                 _ = self.ctx.recorded.cancelled(), if self.mode == Mode::Drain && !self.ctx.recorded.is_cancelled() => {}
                 _ = tokio::time::sleep(idle) => {}
                 _ = self.ctx.shutdown.cancelled() => {}
@@ -300,26 +310,28 @@ impl DeliveryLoop {
     }
 
     /// How long to sleep when nothing is in flight: until the next row is
-    /// due, the hold ends, or the idle poll.
+    /// due, the hold ends, or the next look (every second, or with the
+    /// store watch on, once a minute: it wakes the loop on a change).
     async fn idle_wait(
         &self,
         paused: bool,
         holding: bool,
         hold_until: Instant,
     ) -> Result<Duration, StoreError> {
+        let look = self.ctx.watched.look_every();
         if paused {
-            return Ok(IDLE_POLL);
+            return Ok(look);
         }
         if holding {
             return Ok(hold_until
                 .saturating_duration_since(Instant::now())
-                .min(IDLE_POLL));
+                .min(look));
         }
         Ok(match self.ctx.store.next_due(&self.route).await? {
             Some(t) => {
-                Duration::from_millis((t - self.now()).clamp(0, millis(IDLE_POLL)).unsigned_abs())
+                Duration::from_millis((t - self.now()).clamp(0, millis(look)).unsigned_abs())
             }
-            None => IDLE_POLL,
+            None => look,
         })
     }
 

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use super::*;
 use crate::store::guarded::Guarded;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{Chunk, Redeliver, Routes, SinkStats};
+use crate::store::{Chunk, Redeliver, Routes, SinkStats, Store};
 use crate::transition::OrderChange;
 
 /// 2027-01-15T08:00:00Z: where the tests' clock starts.
@@ -185,8 +185,15 @@ impl World {
         self
     }
 
-    /// Records new orders (each its own transition) for the test route.
+    /// Records new orders (each its own transition) for the test route and
+    /// wakes the loop, as the poller does.
     async fn record(&self, orders: std::ops::Range<i64>, status: &str) {
+        self.record_unannounced(orders, status).await;
+        self.wake.notify_one();
+    }
+
+    /// Records without waking the loop: only a store watch can notice.
+    async fn record_unannounced(&self, orders: std::ops::Range<i64>, status: &str) {
         let changes = orders
             .map(|order_id| OrderChange {
                 order_id,
@@ -200,13 +207,39 @@ impl World {
             .record(chunk, Routes::from([self.route.clone()]))
             .await
             .unwrap();
-        self.wake.notify_one();
     }
 
     fn start(
         &self,
         sink: Arc<dyn Sink>,
         mode: Mode,
+    ) -> tokio::task::JoinHandle<Result<(), StoreError>> {
+        self.start_watched(sink, mode, Watched::default())
+    }
+
+    /// A daemon loop woken by a store watch, as `orderwatch run` starts it
+    /// (on the real clock: the watch is a thread).
+    fn start_with_watch(&self, sink: Arc<dyn Sink>) -> tokio::task::JoinHandle<()> {
+        let watched = Watched::default();
+        let loops = Wake::new(vec![Arc::clone(&self.wake)]);
+        let watch = watch::run(
+            Arc::clone(&self.store),
+            loops,
+            watched.clone(),
+            self.shutdown.clone(),
+        );
+        let running = self.start_watched(sink, Mode::Daemon, watched);
+        tokio::spawn(async move {
+            watch.await;
+            running.await.unwrap().unwrap();
+        })
+    }
+
+    fn start_watched(
+        &self,
+        sink: Arc<dyn Sink>,
+        mode: Mode,
+        watched: Watched,
     ) -> tokio::task::JoinHandle<Result<(), StoreError>> {
         let recorded = CancellationToken::new();
         recorded.cancel();
@@ -219,6 +252,7 @@ impl World {
             grace: Duration::from_secs(5),
             clock: self.clock,
             source: Arc::from("s"),
+            watched,
         };
         let runner = DeliveryLoop {
             sink,
@@ -447,6 +481,7 @@ fn flaky_marks(inner: SharedStore, failing: usize) -> Guarded {
         inner,
         guard: Arc::new(guard),
         mark_takes: Duration::ZERO,
+        looks: Default::default(),
     }
 }
 
@@ -539,6 +574,7 @@ async fn an_in_order_sink_reads_ahead_and_drops_what_it_read_when_a_batch_fails(
             Ok(())
         }),
         mark_takes: Duration::ZERO,
+        looks: Default::default(),
     };
     let w = World::with_store(dir, Arc::new(store)).in_order();
     w.record(1..1001, "issued").await;
@@ -574,6 +610,7 @@ async fn slow_ledger_world(mark_takes: Duration) -> World {
         inner,
         guard: Arc::new(|_| Ok(())),
         mark_takes,
+        looks: Default::default(),
     };
     World::with_store(dir, Arc::new(store))
 }
@@ -664,4 +701,84 @@ fn a_full_batch_leaves_its_storage_to_the_next_and_a_short_one_frees_it() {
     // The backlog is gone: a short batch's storage is not kept.
     spare.recycle(batch(10), 64);
     assert_eq!(spare.take().capacity(), 0, "an idle loop holds no storage");
+}
+
+/// A store that counts the loop's looks at it: what is due, when next,
+/// whether paused or requeued.
+fn counted_world() -> (World, Arc<AtomicUsize>) {
+    let dir = tempfile::tempdir().unwrap();
+    let inner = Arc::new(SqliteStore::open(&dir.path().join("ow.db")).unwrap());
+    let looks = Arc::new(AtomicUsize::new(0));
+    let store = Guarded {
+        inner,
+        guard: Arc::new(|_| Ok(())),
+        mark_takes: Duration::ZERO,
+        looks: Arc::clone(&looks),
+    };
+    (World::with_store(dir, Arc::new(store)), looks)
+}
+
+/// Waits until the loop stopped looking at the store for a while (its
+/// last wake-up is over); the looks so far.
+async fn settled(looks: &AtomicUsize) -> usize {
+    for _ in 0..20 {
+        let before = looks.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        if looks.load(Ordering::SeqCst) == before {
+            return before;
+        }
+    }
+    panic!("the loop never stopped looking at the store");
+}
+
+/// With the store watch, an idle loop does not look at the store at all,
+/// and yet delivers within about a second what was committed behind its
+/// back: by this process without a wake-up, or by another process
+/// (`orderwatch redeliver`). Without the watch's wake-ups it would wait
+/// for its once-a-minute look.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watched_idle_loop_looks_at_the_store_only_when_it_changed() {
+    let (w, looks) = counted_world();
+    let sink = Scripted::new(1, Duration::ZERO, |_, _| Outcome::Delivered);
+    let running = w.start_with_watch(sink.clone());
+    let soon = Duration::from_secs(5);
+    w.record(1..2, "issued").await;
+    w.until(soon, async || sink.delivered().len() == 1).await;
+
+    let idle = settled(&looks).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(looks.load(Ordering::SeqCst), idle, "an idle loop looked");
+
+    w.record_unannounced(2..3, "issued").await;
+    w.until(soon, async || sink.delivered().len() == 2).await;
+
+    let other = SqliteStore::open_existing(&w._dir.path().join("ow.db"), false).unwrap();
+    let queued = other
+        .redeliver(&w.route, &Redeliver::Since(0), w.clock.now_ms())
+        .await
+        .unwrap();
+    assert_eq!(queued, 2);
+    w.until(soon, async || sink.delivered().len() == 4).await;
+    assert_eq!(
+        sink.delivered(),
+        ["1:issued", "2:issued", "1:issued", "2:issued"]
+    );
+    w.shutdown.cancel();
+    running.await.unwrap();
+}
+
+/// Without the watch (a PostgreSQL store, or one failing to answer it),
+/// an idle loop looks at the store every second itself.
+#[tokio::test(start_paused = true)]
+async fn an_unwatched_idle_loop_looks_every_second() {
+    let (w, looks) = counted_world();
+    let sink = Scripted::new(1, Duration::ZERO, |_, _| Outcome::Delivered);
+    let running = w.start(sink, Mode::Daemon);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = looks.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let n = looks.load(Ordering::SeqCst) - before;
+    assert!((10..=40).contains(&n), "{n} looks in 10 s");
+    w.shutdown.cancel();
+    running.await.unwrap().unwrap();
 }

@@ -43,7 +43,7 @@ pub use db::{DaemonLock, Db, SCHEMA_VERSION, lock_for_daemon};
 use crate::store::{
     AlertEntry, Chunk, DeliveryFilter, DeliveryRow, EventFilter, Lookup, LookupBacklog,
     LookupOutcome, Mark, OutboxEntry, Pause, PollHealth, RecordSummary, Redeliver, Routes,
-    SinkRoute, SinkStats, Store, StoreError, StoreReport,
+    SinkRoute, SinkStats, Store, StoreError, StoreReport, VersionProbe,
 };
 use crate::transition::TransitionRow;
 
@@ -315,6 +315,16 @@ impl Store for SqliteStore {
     async fn sink_stats(&self, routes: &[SinkRoute]) -> Result<Vec<SinkStats>, StoreError> {
         let routes = routes.to_vec();
         self.read(move |db| db.sink_stats(&routes)).await
+    }
+
+    fn version_probe(&self) -> Option<VersionProbe> {
+        // The reading connection sees every other connection's commits
+        // move it: this process's writer's and other processes'.
+        let reader = Arc::clone(&self.reader);
+        Some(Box::new(move || {
+            let db = reader.lock().unwrap_or_else(|e| e.into_inner());
+            db.data_version()
+        }))
     }
 
     async fn report(&self, deep: bool) -> Result<StoreReport, StoreError> {

@@ -224,6 +224,15 @@ impl Db {
             .map_err(|e| self.err("reading the sink state", e))
     }
 
+    /// SQLite's `data_version`: it moves whenever another connection
+    /// (this process's writer, or another process) commits.
+    pub fn data_version(&self) -> Result<i64, StoreError> {
+        self.conn
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(|e| self.err("reading the store's data version", e))
+    }
+
     /// Pauses the sink until `redeliver` (a receiver answered 410 Gone).
     /// The pause is stored, so it survives a restart.
     ///

@@ -389,3 +389,28 @@ async fn writing_to_a_store_deleted_or_replaced_under_it_is_refused() {
     let err = store.record(one(), Arc::from([])).await.unwrap_err();
     assert!(matches!(err, StoreError::Replaced { .. }), "{err}");
 }
+
+/// The store watch's probe moves on every commit by another connection
+/// (this process's writer, another process) and not on a read, so an idle
+/// daemon wakes its loops when, and only when, something changed.
+#[tokio::test]
+async fn the_version_moves_on_every_commit_and_only_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ow.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let mut probe = store.version_probe().expect("SQLite tells changes");
+    let start = probe().unwrap();
+    assert_eq!(probe().unwrap(), start, "nothing was committed");
+    store.events(&EventFilter::default()).await.unwrap();
+    assert_eq!(probe().unwrap(), start, "a read commits nothing");
+
+    store.pause("hook", "410", 1).await.unwrap();
+    let written = probe().unwrap();
+    assert_ne!(written, start, "the daemon's own writer committed");
+    assert_eq!(probe().unwrap(), written);
+
+    // `orderwatch redeliver` and friends open the file beside the daemon.
+    let other = SqliteStore::open_existing(&path, false).unwrap();
+    other.pause("archive", "410", 2).await.unwrap();
+    assert_ne!(probe().unwrap(), written, "another process committed");
+}
