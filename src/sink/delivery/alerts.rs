@@ -21,7 +21,7 @@ use super::{LoopContext, Mode, STORE_RETRIES_ONCE};
 use crate::alert::render;
 use crate::backoff;
 use crate::sink::kind::{Message, Outcome, Sink};
-use crate::sink::retry::{DeliveryPolicy, millis, resolve};
+use crate::sink::retry::{DeliveryPolicy, resolve};
 use crate::store::{AlertEntry, Mark, StoreError};
 
 /// The "status" of every alert, for sinks that route on it.
@@ -96,12 +96,10 @@ impl AlertLoop {
             {
                 return Ok(());
             }
-            let look = self.ctx.watched.look_every();
-            let idle = match next {
-                Some(t) if !paused => {
-                    Duration::from_millis((t - self.now()).clamp(0, millis(look)).unsigned_abs())
-                }
-                _ => look,
+            let idle = if paused {
+                self.ctx.watched.look_every()
+            } else {
+                self.ctx.watched.idle_until(next, self.now())
             };
             if idle.is_zero() {
                 continue;

@@ -36,7 +36,7 @@ mod ledger;
 pub mod watch;
 
 use super::kind::{Batch, Outcome, Sink};
-use super::retry::{Breaker, DeliveryPolicy, Round, millis};
+use super::retry::{Breaker, DeliveryPolicy, Round};
 use crate::backoff;
 use crate::metrics::Metrics;
 use crate::store::{OutboxEntry, Pause, SharedStore, SinkRoute, StoreError};
@@ -327,12 +327,8 @@ impl DeliveryLoop {
                 .saturating_duration_since(Instant::now())
                 .min(look));
         }
-        Ok(match self.ctx.store.next_due(&self.route).await? {
-            Some(t) => {
-                Duration::from_millis((t - self.now()).clamp(0, millis(look)).unsigned_abs())
-            }
-            None => look,
-        })
+        let next = self.ctx.store.next_due(&self.route).await?;
+        Ok(self.ctx.watched.idle_until(next, self.now()))
     }
 
     /// Reads the stored pause, saying loudly at start that nothing will be

@@ -21,6 +21,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{IDLE_POLL, Wake};
+use crate::sink::retry::millis;
 use crate::store::{SharedStore, VersionProbe};
 
 /// While the watch is on, an idle loop looks at the store at least this
@@ -38,6 +39,17 @@ impl Watched {
             WATCHED_LOOK
         } else {
             IDLE_POLL
+        }
+    }
+
+    /// How long an idle loop sleeps when its next row falls due at `due`
+    /// (unix ms; `None`: nothing is pending): until then (at once if it
+    /// is due), but no longer than [`Watched::look_every`].
+    pub fn idle_until(&self, due: Option<i64>, now: i64) -> Duration {
+        let look = self.look_every();
+        match due {
+            Some(t) => Duration::from_millis((t - now).clamp(0, millis(look)).unsigned_abs()),
+            None => look,
         }
     }
 
