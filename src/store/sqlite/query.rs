@@ -131,7 +131,8 @@ impl Db {
         let mut pending = self
             .conn
             .prepare_cached(
-                "SELECT count(*), min(created_at) FROM outbox WHERE sink = ?1 AND state = 'pending'",
+                "SELECT count(*), min(created_at) FROM outbox INDEXED BY outbox_pending
+                 WHERE sink = ?1 AND state = 'pending'",
             )
             .map_err(|e| self.err("preparing outbox statistics", e))?;
         let mut dead = self
