@@ -14,6 +14,39 @@ use crate::store::{
 };
 use crate::transition::TransitionRow;
 
+/// The due outbox rows of a sink (`$1` sink, `$2` now, `$3` limit, `$4`
+/// after, `$5` in order), shaped so that the plan cannot depend on the
+/// table's statistics:
+///
+/// * "the oldest pending row of its order" is a scalar subquery with
+///   `ORDER BY seq LIMIT 1`, which only the index on `(sink, order_id, seq)`
+///   answers well. As `NOT EXISTS`, PostgreSQL plans it as an anti join, and
+///   on a table never analyzed (a new deployment's first catch-up) it chose
+///   to scan every pending row of the sink for each candidate: 3.9 s for
+///   512 due rows out of 50,000 pending, instead of 2 ms;
+/// * the candidates are picked and limited first, then joined to their
+///   transitions, so the join never walks `transitions` from its start.
+pub(super) fn due_sql() -> String {
+    format!(
+        "SELECT {ENTRY_COLUMNS}
+         FROM (SELECT o.attempts, o.created_at, o.first_failure_at, o.seq FROM outbox o
+               WHERE o.sink = $1 AND o.state = 'pending' AND o.next_attempt_at <= $2
+                 AND o.seq > $4
+                 AND (NOT $5 OR o.seq < coalesce((SELECT min(w.seq) FROM outbox w
+                                                  WHERE w.sink = $1 AND w.state = 'pending'
+                                                    AND w.next_attempt_at > $2),
+                                                 9223372036854775807))
+                 AND o.seq = (SELECT p.seq FROM outbox p
+                              WHERE p.sink = $1 AND p.order_id = o.order_id
+                                AND p.state = 'pending'
+                              ORDER BY p.seq LIMIT 1)
+                 AND NOT EXISTS (SELECT 1 FROM enrichment e WHERE e.seq = o.seq)
+               ORDER BY o.seq LIMIT $3) o
+         JOIN transitions t ON t.seq = o.seq
+         ORDER BY o.seq"
+    )
+}
+
 impl PgStore {
     /// Due outbox rows first (for an in-order sink, only those before its
     /// first pending row not due yet, so retries keep recorded order); for
@@ -28,24 +61,9 @@ impl PgStore {
         after: i64,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         let client = self.client().await?;
-        let sql = format!(
-            "SELECT {ENTRY_COLUMNS}
-             FROM outbox o JOIN transitions t ON t.seq = o.seq
-             WHERE o.sink = $1 AND o.state = 'pending' AND o.next_attempt_at <= $2
-               AND o.seq > $4
-               AND (NOT $5 OR o.seq < coalesce((SELECT min(w.seq) FROM outbox w
-                                                WHERE w.sink = $1 AND w.state = 'pending'
-                                                  AND w.next_attempt_at > $2),
-                                               9223372036854775807))
-               AND NOT EXISTS (SELECT 1 FROM outbox p
-                               WHERE p.sink = $1 AND p.order_id = o.order_id
-                                 AND p.state = 'pending' AND p.seq < o.seq)
-               AND NOT EXISTS (SELECT 1 FROM enrichment e WHERE e.seq = o.seq)
-             ORDER BY o.seq LIMIT $3"
-        );
         let rows: Vec<OutboxEntry> = client
             .query(
-                &sql,
+                &due_sql(),
                 &[&route.name, &now, &(limit as i64), &after, &route.by_cursor],
             )
             .await
