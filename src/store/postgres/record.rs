@@ -293,13 +293,22 @@ fn count(
 /// `prepare_routes` does: a new in-order sink starts after the newest
 /// transition; a sink that was in-order and now keeps rows gets rows for
 /// what was still after its cursor.
-async fn prepare_routes(
+///
+/// An in-order sink that has its cursor is only read here, never written.
+/// An upsert of its row (even one that changes nothing) holds the row's
+/// lock until the chunk commits, so the sink's own cursor moves (`mark`)
+/// waited for every chunk being recorded: 36 ms per file batch on average
+/// through a 1,000,000-order catch-up, and a dead row version per chunk.
+pub(super) async fn prepare_routes(
     tx: &Transaction<'_>,
     routes: &[SinkRoute],
     now: i64,
 ) -> Result<(), tokio_postgres::Error> {
     for route in routes {
         if route.by_cursor {
+            if super::rows::cursor_of(tx, &route.name).await?.is_some() {
+                continue;
+            }
             tx.execute(
                 "INSERT INTO sinks (name, delivered_through)
                  VALUES ($1, (SELECT coalesce(max(seq), 0) FROM transitions))

@@ -411,3 +411,54 @@ async fn due_rows_cost_what_is_fetched_even_on_a_table_never_analyzed() {
     assert_eq!(due[0].seq(), 5001, "the oldest pending row comes first");
     assert!(due.windows(2).all(|w| w[0].seq() < w[1].seq()));
 }
+
+#[tokio::test]
+async fn an_in_order_sink_moves_its_cursor_while_a_chunk_is_being_recorded() {
+    let Some(db) = testdb::database("sink row lock").await else {
+        return;
+    };
+    let store = Arc::new(
+        PgStore::open(&config(&db, Duration::from_secs(15)))
+            .await
+            .unwrap(),
+    );
+    let routes: crate::store::Routes = Arc::from(vec![crate::store::SinkRoute {
+        name: "archive".into(),
+        statuses: None,
+        by_cursor: true,
+        operational: false,
+    }]);
+    let shared: SharedStore = store.clone();
+    let chunk = Chunk::whole(vec![change(1, "pending")], Some(at(10)), at(10));
+    shared.record(chunk, Arc::clone(&routes)).await.unwrap();
+    // A chunk being recorded: its transaction has set up the sinks' queues
+    // and stays open (inserting thousands of transitions, say).
+    let mut recorder = store.client().await.unwrap();
+    let chunk = recorder.transaction().await.unwrap();
+    super::record::prepare_routes(&chunk, &routes, 0)
+        .await
+        .unwrap();
+    // Meanwhile the sink delivers seq 1 and moves its cursor past it.
+    let moved = tokio::time::timeout(
+        Duration::from_secs(5),
+        shared.mark("archive", vec![(1, crate::store::Mark::Delivered)], 1),
+    )
+    .await;
+    chunk.rollback().await.unwrap();
+    assert!(
+        matches!(moved, Ok(Ok(()))),
+        "the sink's cursor move waited for the chunk being recorded: {moved:?}"
+    );
+    let cursor: Option<i64> = store
+        .client()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT delivered_through FROM sinks WHERE name = 'archive'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(cursor, Some(1));
+}

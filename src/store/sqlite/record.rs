@@ -240,6 +240,10 @@ fn prepare_routes(
 ) -> rusqlite::Result<()> {
     for route in routes {
         if route.by_cursor {
+            // One with its cursor is only read (PostgreSQL's twin explains).
+            if cursor_of(tx, &route.name)?.is_some() {
+                continue;
+            }
             tx.execute(
                 "INSERT INTO sinks (name, delivered_through)
                  VALUES (?1, (SELECT coalesce(max(seq), 0) FROM transitions))
