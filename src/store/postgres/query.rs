@@ -48,6 +48,26 @@ pub(super) fn due_sql() -> String {
     )
 }
 
+/// When a sink's next delivery falls due (`$1` sink). An in-order sink's
+/// rows go out in seq order, so its first one's time is when anything is
+/// due; for another sink it is the earliest time of any row that is not
+/// held. That one reads the `(sink, next_attempt_at)` pending index in
+/// order and stops at its first row: as `min(...)` PostgreSQL visited
+/// every pending row (31–36 ms at 50,000, analyzed or not).
+pub(super) fn next_due_sql(in_order: bool) -> &'static str {
+    if in_order {
+        "SELECT o.next_attempt_at FROM outbox o
+         WHERE o.sink = $1 AND o.state = 'pending'
+           AND NOT EXISTS (SELECT 1 FROM enrichment e WHERE e.seq = o.seq)
+         ORDER BY o.seq LIMIT 1"
+    } else {
+        "SELECT o.next_attempt_at FROM outbox o
+         WHERE o.sink = $1 AND o.state = 'pending'
+           AND NOT EXISTS (SELECT 1 FROM enrichment e WHERE e.seq = o.seq)
+         ORDER BY o.next_attempt_at LIMIT 1"
+    }
+}
+
 impl PgStore {
     /// Due outbox rows first (for an in-order sink, only those before its
     /// first pending row not due yet, so retries keep recorded order); for
@@ -127,20 +147,8 @@ impl PgStore {
     /// Held transitions fall due when released, which wakes the loop.
     pub(super) async fn next_due_for(&self, route: &SinkRoute) -> Result<Option<i64>, StoreError> {
         let client = self.client().await?;
-        // An in-order sink's rows go out in seq order: the first one's
-        // time is when anything is due.
-        let sql = if route.by_cursor {
-            "SELECT o.next_attempt_at FROM outbox o
-             WHERE o.sink = $1 AND o.state = 'pending'
-               AND NOT EXISTS (SELECT 1 FROM enrichment e WHERE e.seq = o.seq)
-             ORDER BY o.seq LIMIT 1"
-        } else {
-            "SELECT min(o.next_attempt_at) FROM outbox o
-             WHERE o.sink = $1 AND o.state = 'pending'
-               AND NOT EXISTS (SELECT 1 FROM enrichment e WHERE e.seq = o.seq)"
-        };
         let next: Option<i64> = client
-            .query_opt(sql, &[&route.name])
+            .query_opt(next_due_sql(route.by_cursor), &[&route.name])
             .await
             .map_err(self.err("reading the next due delivery"))?
             .and_then(|r| r.get(0));
