@@ -406,12 +406,7 @@ async fn pending_questions_cost_what_they_answer_even_on_a_table_never_analyzed(
         buffers < 16 * 512,
         "fetching 512 due rows touched {buffers} buffers"
     );
-    let route = crate::store::SinkRoute {
-        name: "hook".into(),
-        statuses: None,
-        by_cursor: false,
-        operational: false,
-    };
+    let route = crate::store::suite::rows("hook", None);
     let due = store.due(&route, i64::MAX, 512).await.unwrap();
     assert_eq!(due.len(), 512);
     assert_eq!(due[0].seq(), 5001, "the oldest pending row comes first");
@@ -441,12 +436,8 @@ async fn an_in_order_sink_moves_its_cursor_while_a_chunk_is_being_recorded() {
             .await
             .unwrap(),
     );
-    let routes: crate::store::Routes = Arc::from(vec![crate::store::SinkRoute {
-        name: "archive".into(),
-        statuses: None,
-        by_cursor: true,
-        operational: false,
-    }]);
+    let routes: crate::store::Routes =
+        Arc::from(vec![crate::store::suite::in_order("archive", None)]);
     let shared: SharedStore = store.clone();
     let chunk = Chunk::whole(vec![change(1, "pending")], Some(at(10)), at(10));
     shared.record(chunk, Arc::clone(&routes)).await.unwrap();

@@ -454,30 +454,22 @@ fn questions_about_pending_deliveries_do_not_walk_the_delivered_ledger() {
              COMMIT;"
         ))
         .unwrap();
-    let mut route = crate::store::SinkRoute {
-        name: "hook".into(),
-        statuses: None,
-        by_cursor: false,
-        operational: false,
-    };
+    let route = crate::store::suite::rows("hook", None);
     // A plan through the primary key visits every delivered row: at least
     // 20,000 rows, several instructions each, so hundreds of steps.
     let cheap = |what: &str, steps: usize| assert!(steps < 20, "{what}: {steps} hundred VM steps");
 
-    let (due, n) = steps(&mut db, |db| db.due(&route, 10, 512, 0).unwrap());
-    assert_eq!(due.len(), 1);
-    cheap("due", n);
-    let (next, n) = steps(&mut db, |db| db.next_due(&route).unwrap());
-    assert_eq!(next, Some(1));
-    cheap("next due", n);
-    route.by_cursor = true;
-    let (due, n) = steps(&mut db, |db| db.due(&route, 10, 512, 0).unwrap());
-    assert_eq!(due.len(), 1);
-    cheap("due, in order", n);
-    let (next, n) = steps(&mut db, |db| db.next_due(&route).unwrap());
-    assert_eq!(next, Some(1));
-    cheap("next due, in order", n);
-    route.by_cursor = false;
+    for (sink, kind) in [
+        (route.clone(), ""),
+        (crate::store::suite::in_order("hook", None), ", in order"),
+    ] {
+        let (due, n) = steps(&mut db, |db| db.due(&sink, 10, 512, 0).unwrap());
+        assert_eq!(due.len(), 1);
+        cheap(&format!("due{kind}"), n);
+        let (next, n) = steps(&mut db, |db| db.next_due(&sink).unwrap());
+        assert_eq!(next, Some(1));
+        cheap(&format!("next due{kind}"), n);
+    }
     let (stats, n) = steps(&mut db, |db| {
         db.sink_stats(std::slice::from_ref(&route)).unwrap()
     });

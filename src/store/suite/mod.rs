@@ -107,7 +107,7 @@ pub(super) fn rows(name: &str, statuses: Option<&[&str]>) -> SinkRoute {
 
 /// An in-order sink (file-like): a cursor, rows only when something needs
 /// remembering.
-fn in_order(name: &str, statuses: Option<&[&str]>) -> SinkRoute {
+pub(super) fn in_order(name: &str, statuses: Option<&[&str]>) -> SinkRoute {
     SinkRoute {
         by_cursor: true,
         operational: false,
