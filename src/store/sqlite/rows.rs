@@ -46,15 +46,12 @@ pub(super) fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxEntry> {
 
 /// The cursor of sink `sink` on any connection or transaction: every
 /// transition up to this seq has been delivered or has an outbox row.
-/// `None` for row-per-event sinks.
+/// `None` for row-per-event sinks. Cached: each mark and each chunk asks.
 pub(super) fn cursor_of(conn: &rusqlite::Connection, sink: &str) -> rusqlite::Result<Option<i64>> {
-    conn.query_row(
-        "SELECT delivered_through FROM sinks WHERE name = ?1",
-        [sink],
-        |r| r.get::<_, Option<i64>>(0),
-    )
-    .optional()
-    .map(Option::flatten)
+    conn.prepare_cached("SELECT delivered_through FROM sinks WHERE name = ?1")?
+        .query_row([sink], |r| r.get::<_, Option<i64>>(0))
+        .optional()
+        .map(Option::flatten)
 }
 
 /// ` AND status IN (?, ...)` and its values, for queries on `transitions`.
