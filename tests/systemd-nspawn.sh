@@ -6,6 +6,8 @@
 #
 #   sudo tests/systemd-nspawn.sh              # from anywhere in the checkout
 #   DEB=path/to/orderwatch_x_amd64.deb ...    # test a .deb built elsewhere
+#   sudo tests/systemd-nspawn.sh --rootfs-only # only build the cached rootfs
+#                                              # (.ci/run, beside the tests)
 #
 # Needs root, systemd-nspawn (systemd-container), debootstrap, cargo-deb and a
 # Debian mirror (the one in the host's apt sources). The container shares the
@@ -56,6 +58,31 @@ wait_for() {
 for tool in systemd-nspawn debootstrap nsenter cargo; do
     command -v "$tool" >/dev/null 2>&1 || skip "$tool is not installed"
 done
+# The Debian root filesystem, built once into $ROOTFS and kept for later runs.
+build_rootfs() {
+    if [ "$(cat "$CACHE/rootfs.recipe" 2>/dev/null)" = "$RECIPE" ] && [ -x "$ROOTFS/lib/systemd/systemd" ]; then
+        return
+    fi
+    step "debootstrap ($RECIPE)"
+    local mirror
+    mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null)
+    [ -n "$mirror" ] || mirror=$(awk '$1 == "deb" {print $2; exit}' /etc/apt/sources.list 2>/dev/null)
+    mirror=${mirror:-http://deb.debian.org/debian}
+    mkdir -p "$CACHE"
+    rm -rf "$ROOTFS" "$ROOTFS.tmp" "$CACHE/rootfs.recipe"
+    debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,procps \
+        bookworm "$ROOTFS.tmp" "$mirror" >"$CACHE/debootstrap.log" 2>&1 \
+        || { tail -20 "$CACHE/debootstrap.log"; echo "FAIL: debootstrap from $mirror"; exit 1; }
+    mv "$ROOTFS.tmp" "$ROOTFS"
+    echo "$RECIPE" >"$CACHE/rootfs.recipe"
+}
+
+if [ "${1:-}" = --rootfs-only ]; then
+    build_rootfs
+    echo "rootfs ready: $ROOTFS (+$(($(date +%s) - START))s)"
+    exit 0
+fi
+
 if [ -z "${DEB:-}" ]; then
     cargo deb --version >/dev/null 2>&1 || skip "cargo-deb is not installed (cargo install cargo-deb)"
 fi
@@ -71,19 +98,7 @@ fi
 DEB=$(realpath "$DEB")
 echo "package: $DEB"
 
-if [ "$(cat "$CACHE/rootfs.recipe" 2>/dev/null)" != "$RECIPE" ] || [ ! -x "$ROOTFS/lib/systemd/systemd" ]; then
-    step "debootstrap ($RECIPE)"
-    mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null)
-    [ -n "$mirror" ] || mirror=$(awk '$1 == "deb" {print $2; exit}' /etc/apt/sources.list 2>/dev/null)
-    mirror=${mirror:-http://deb.debian.org/debian}
-    mkdir -p "$CACHE"
-    rm -rf "$ROOTFS" "$ROOTFS.tmp" "$CACHE/rootfs.recipe"
-    debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,procps \
-        bookworm "$ROOTFS.tmp" "$mirror" >"$CACHE/debootstrap.log" 2>&1 \
-        || { tail -20 "$CACHE/debootstrap.log"; echo "FAIL: debootstrap from $mirror"; exit 1; }
-    mv "$ROOTFS.tmp" "$ROOTFS"
-    echo "$RECIPE" >"$CACHE/rootfs.recipe"
-fi
+build_rootfs
 
 step "boot $MACHINE"
 # --register=no --keep-unit: the host's PID 1 need not be systemd.

@@ -82,8 +82,78 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     Some(Duration::from_secs_f64((utime + stime) as f64 / hz as f64))
 }
 
+/// `target/release`: this benchmark runs as `target/release/deps/pipeline-*`,
+/// wherever the target directory is.
+fn release_dir() -> PathBuf {
+    let me = std::env::current_exe().expect("the benchmark's own path");
+    me.parent()
+        .and_then(Path::parent)
+        .expect("the benchmark runs from target/release/deps")
+        .to_path_buf()
+}
+
+/// The target directory (where `target/bench/pipeline.json` goes).
+pub fn target_dir() -> PathBuf {
+    let release = release_dir();
+    release.parent().unwrap_or(&release).to_path_buf()
+}
+
+/// The checkout: the workspace this benchmark's package belongs to.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The release binary, which [`build_orderwatch`] keeps current.
 pub fn orderwatch_exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_orderwatch"))
+    release_dir().join("orderwatch")
+}
+
+/// Builds the binary that is measured exactly as `cargo build --release`
+/// does (and `cargo deb` packages), so the benchmark never measures a stale
+/// or differently built one. A no-op when it is up to date.
+pub fn build_orderwatch() {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let manifest = workspace().join("Cargo.toml");
+    let mut build = Command::new(cargo);
+    // What cargo set for this benchmark's own run: build scripts that watch
+    // one of these (ring watches CARGO_MANIFEST_DIR) would rebuild otherwise.
+    for (key, _) in std::env::vars_os() {
+        let key_str = key.to_string_lossy();
+        if key_str.starts_with("CARGO_PKG_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+                "OUT_DIR",
+            ]
+            .contains(&&*key_str)
+        {
+            build.env_remove(&key);
+        }
+    }
+    let status = build
+        .args([
+            "build",
+            "--release",
+            "--package",
+            "orderwatch",
+            "--bin",
+            "orderwatch",
+        ])
+        .arg("--manifest-path")
+        .arg(manifest)
+        .status()
+        .expect("running cargo build --release");
+    assert!(status.success(), "cargo build --release failed: {status}");
+    let exe = orderwatch_exe();
+    assert!(
+        exe.is_file(),
+        "no binary at {} after cargo build --release",
+        exe.display()
+    );
 }
 
 /// Writes `orderwatch.toml` in `dir` for the API at `base_url`, with `sinks`

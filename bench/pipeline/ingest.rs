@@ -145,7 +145,7 @@ async fn ingest(
 async fn python(server: &AnswerServer, n: usize) -> Run {
     let dir = tempfile::tempdir().expect("tmp");
     let mut c = Command::new("python3");
-    c.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/reference.py"))
+    c.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("reference.py"))
         .arg(server.url())
         .arg(API_KEY)
         .arg(dir.path().join("ref.db"))

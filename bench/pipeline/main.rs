@@ -1,12 +1,12 @@
 //! Performance targets of orderwatch, measured side by side in one run.
 //!
 //! ```text
-//! cargo bench --bench pipeline                # every target (about 15 minutes)
-//! cargo bench --bench pipeline -- --quick     # small sizes, one run (CI)
+//! cargo bench -p orderwatch-bench               # every target (about 15 minutes)
+//! cargo bench -p orderwatch-bench -- --quick    # small sizes, one run (CI)
 //! options: --sizes 50000,200000 --runs R --history N --webhook-events N
 //!          --idle-seconds S
 //!          --only ingest,history,webhook,nats,daemon,postgres,latency,idle
-//!          --picture PATH (also write the SVG there)
+//!          --picture PATH (also write the SVG there; relative to the checkout)
 //!          --serve ORDERS (only serve that answer, for profiling by hand)
 //! ```
 //!
@@ -112,7 +112,8 @@ impl Args {
             a.idle = Duration::from_secs(n);
         }
         a.only = value("--only").map(|v| v.split(',').map(str::to_string).collect());
-        a.picture = value("--picture").map(PathBuf::from);
+        // Relative to the checkout, not to bench/ where cargo runs us.
+        a.picture = value("--picture").map(|p| child::workspace().join(p));
         a
     }
 
@@ -192,6 +193,7 @@ fn main() {
         return;
     }
     let a = Args::parse(&argv);
+    child::build_orderwatch();
     let measured = std::panic::catch_unwind(|| {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -207,7 +209,7 @@ fn main() {
         std::process::exit(1);
     };
     let missed = report.print(a.quick, a.runs);
-    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    let out = child::target_dir().join("bench");
     let json = out.join("pipeline.json");
     if let Err(e) = report.write_json(&json, a.quick, a.runs) {
         eprintln!("cannot write {}: {e}", json.display());

@@ -38,7 +38,7 @@ const CONNECT_FAILURE_MEMORY: Duration = Duration::from_secs(1);
 /// faster (on 2 cores under load, 256 in flight as 4 x 64 made about
 /// 16-24k acked publishes/s, as 2 x 128 about 21-39k/s); two calls rather
 /// than one keep publishes flowing while the loop records the other's
-/// outcomes. `cargo bench --bench pipeline -- --only nats` measures it.
+/// outcomes. `cargo bench -p orderwatch-bench -- --only nats` measures it.
 const BATCH: usize = 128;
 /// What `{status}` becomes for a message without one (`orderwatch
 /// test-sink`'s test event), and `{order_id}` is 0: the test lands where
