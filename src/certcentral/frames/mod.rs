@@ -1,15 +1,19 @@
 //! The fast path of the answer parser: an answer shaped as CertCentral
 //! sends it (`{"orders":[{...},{...}],...}`) is cut into its orders as the
-//! text streams in, and each order is parsed from a slice by the same strict
-//! visitor as the streaming parser of [`super::answer`].
+//! text streams in. An order in its plainest form (three known keys, plain
+//! digits, an unescaped status) is read in one pass by [`plain`]; any other
+//! is parsed from a slice by the same strict visitor as the streaming
+//! parser of [`super::answer`].
 //!
 //! Why: serde_json reads from a `Read` a byte at a time, through a scratch
 //! buffer for every string; from a slice it scans in bulk. For a million
 //! orders that is most of a re-poll's time. The text is still never held
 //! whole: only the order being cut, and one read block.
 //!
-//! What stays exactly the streaming parser's: every order goes through
-//! `OrderSeed` (the same checks and messages, with its index in the list);
+//! What stays exactly the streaming parser's: every order it does not read
+//! the same way goes through `OrderSeed` (the same checks and messages,
+//! with its index in the list; `plain` only takes what `OrderSeed` accepts,
+//! and the tests check the two agree);
 //! everything after the list (`page`, `errors`, unknown fields, trailing
 //! data) is read by the streaming parser itself; and an answer that does
 //! not start with `{"orders":[` (an error object, another key first, an
@@ -25,6 +29,7 @@ use serde::de::DeserializeSeed;
 
 use super::answer::{Answer, OrderSeed, parse_streamed};
 use super::orders::Statuses;
+use plain::plain_order;
 
 /// Bytes asked of the reader at a time.
 const BLOCK: usize = 64 * 1024;
@@ -136,18 +141,13 @@ pub(super) fn parse_from<R: Read>(body: R, statuses: &mut Statuses) -> Result<An
     Ok(answer)
 }
 
-/// The elements of the list up to its `]`, each parsed by `OrderSeed`.
+/// The elements of the list up to its `]`: each read by [`plain_order`]
+/// when it can, by `OrderSeed` otherwise.
 fn orders<R: Read>(
     text: &mut Text<R>,
     statuses: &mut Statuses,
 ) -> Result<Vec<super::orders::CompactOrder>, String> {
     let mut out = Vec::new();
-    let eof = |text: &Text<R>, index: usize| {
-        format!(
-            "EOF while parsing the list of orders (orders[{index}]) at byte {}",
-            text.offset()
-        )
-    };
     if text.peek(false)? == Some(b']') {
         text.pos += 1;
         return Ok(out);
@@ -157,23 +157,14 @@ fn orders<R: Read>(
         if text.peek(false)?.is_none() {
             return Err(eof(text, index));
         }
-        let len = loop {
-            match value_len(&text.buf[text.pos..], text.eof) {
-                Some(n) => break n,
-                None if !text.more(false)? => return Err(eof(text, index)),
-                None => {}
+        let order = match plain_order(&text.buf[text.pos..], statuses) {
+            Some((order, len)) => {
+                text.pos += len;
+                order
             }
+            None => parsed_by_serde(text, index, statuses)?,
         };
-        let element = &text.buf[text.pos..text.pos + len];
-        let mut de = serde_json::Deserializer::from_slice(element);
-        let parsed = OrderSeed { index, statuses }
-            .deserialize(&mut de)
-            .and_then(|order| de.end().map(|()| order));
-        match parsed {
-            Ok(order) => out.push(order),
-            Err(e) => return Err(at(&e, text.offset())),
-        }
-        text.pos += len;
+        out.push(order);
         match text.peek(false)? {
             Some(b',') => text.pos += 1,
             Some(b']') => {
@@ -190,6 +181,38 @@ fn orders<R: Read>(
             None => return Err(eof(text, index + 1)),
         }
     }
+}
+
+/// The answer ended inside the list, at element `index`.
+fn eof<R: Read>(text: &Text<R>, index: usize) -> String {
+    format!(
+        "EOF while parsing the list of orders (orders[{index}]) at byte {}",
+        text.offset()
+    )
+}
+
+/// The element at `text.pos`, cut by [`value_len`] (reading on as needed)
+/// and parsed by `OrderSeed`: anything [`plain_order`] leaves alone.
+fn parsed_by_serde<R: Read>(
+    text: &mut Text<R>,
+    index: usize,
+    statuses: &mut Statuses,
+) -> Result<super::orders::CompactOrder, String> {
+    let len = loop {
+        match value_len(&text.buf[text.pos..], text.eof) {
+            Some(n) => break n,
+            None if !text.more(false)? => return Err(eof(text, index)),
+            None => {}
+        }
+    };
+    let element = &text.buf[text.pos..text.pos + len];
+    let mut de = serde_json::Deserializer::from_slice(element);
+    let order = OrderSeed { index, statuses }
+        .deserialize(&mut de)
+        .and_then(|order| de.end().map(|()| order))
+        .map_err(|e| at(&e, text.offset()))?;
+    text.pos += len;
+    Ok(order)
 }
 
 /// serde's message for an element, placed by the element's byte offset in
@@ -251,5 +274,6 @@ fn string_len(b: &[u8]) -> Option<usize> {
     }
 }
 
+mod plain;
 #[cfg(test)]
 mod tests;
