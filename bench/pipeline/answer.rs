@@ -79,6 +79,19 @@ pub struct AnswerServer {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// Serves `app` on a free loopback port until its task is aborted (dropping
+/// the handle leaves it serving, for the rest of the run).
+pub async fn serve(app: axum::Router) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, task)
+}
+
 impl AnswerServer {
     pub async fn start(body: Bytes) -> AnswerServer {
         let app = axum::Router::new().route(
@@ -88,13 +101,7 @@ impl AnswerServer {
                 async move { ([("content-type", "application/json")], body) }
             }),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("address");
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (addr, task) = serve(app).await;
         AnswerServer { addr, task }
     }
 
