@@ -82,6 +82,14 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     Some(Duration::from_secs_f64((utime + stime) as f64 / hz as f64))
 }
 
+/// A loopback port nothing listens on now (for a server started as a child).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
 /// `target/release`: this benchmark runs as `target/release/deps/pipeline-*`,
 /// wherever the target directory is.
 fn release_dir() -> PathBuf {

@@ -25,7 +25,7 @@ use axum::http::HeaderMap;
 use orderwatch::simulator::{Simulator, SimulatorConfig, SimulatorHandle};
 use rand::RngExt;
 
-use crate::child::orderwatch_exe;
+use crate::child::{free_port, orderwatch_exe};
 use crate::report::{Report, Row};
 
 const KEY: &str = "sim-key";
@@ -55,13 +55,6 @@ async fn receiver() -> (SocketAddr, Arrivals) {
     );
     let (addr, _) = crate::answer::serve(app).await;
     (addr, arrivals)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 fn config(dir: &Path, sim: &SimulatorHandle, hook: SocketAddr, wake: Option<u16>) -> PathBuf {
