@@ -97,11 +97,28 @@ fn trust_roots() -> &'static [CertificateDer<'static>] {
 
 /// The system's roots when there are any, else the bundled ones. Files
 /// that cannot be read beside usable ones are not worth a warning.
+///
+/// Each root is kept once. Debian's store holds every root twice, in the
+/// bundle `ca-certificates.crt` and as a file of `/etc/ssl/certs`, and
+/// both are read; every copy would otherwise be parsed again by every
+/// client and held for the daemon's life.
 fn choose_roots(native: CertificateResult) -> Roots {
+    // Marked by borrowing, not copying: what a copy takes stays in the
+    // heap of a daemon that never frees that much again.
+    let first: Vec<bool> = {
+        let mut seen = std::collections::HashSet::with_capacity(native.certs.len());
+        native
+            .certs
+            .iter()
+            .map(|c| seen.insert(c.as_ref()))
+            .collect()
+    };
     let system: Vec<CertificateDer<'static>> = native
         .certs
         .into_iter()
-        .filter(|c| reqwest::Certificate::from_der(c).is_ok())
+        .zip(first)
+        .filter(|(c, first)| *first && reqwest::Certificate::from_der(c).is_ok())
+        .map(|(c, _)| c)
         .collect();
     if !system.is_empty() {
         return Roots::System(system);
@@ -208,6 +225,20 @@ mod tests {
         }
         match choose_roots(CertificateResult::default()) {
             Roots::Bundled(_, why) => assert!(why.contains("none found"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_root_found_twice_is_kept_once() {
+        let roots = &webpki_root_certs::TLS_SERVER_ROOT_CERTS;
+        let mut native = CertificateResult::default();
+        // The bundle, then the directory: the same roots again.
+        native.certs.extend(roots[..3].iter().cloned());
+        native.certs.extend(roots[..3].iter().rev().cloned());
+        native.certs.push(roots[3].clone());
+        match choose_roots(native) {
+            Roots::System(certs) => assert_eq!(certs, roots[..4].to_vec()),
             other => panic!("{other:?}"),
         }
     }
