@@ -1,6 +1,8 @@
 //! Ingest rows: `run --once` recording N new transitions (a fresh store, one
 //! file sink) against the durable floor and the Python reference, measured
 //! side by side run after run; then re-polling the same N, already seen.
+//! For context, the same `run --once` with no sink at all: recording alone,
+//! which tells the store's part of the time from the file sink's.
 
 use std::path::Path;
 use std::process::Command;
@@ -64,6 +66,7 @@ async fn ingest(
     let orders = answer::orders(n);
     let source = server.base_url();
     let (mut ow, mut fl, mut py) = (Best::default(), Best::default(), Best::default());
+    let mut alone = Best::default();
     let mut kept = None;
     for _ in 0..args.runs {
         let dir = tempfile::tempdir().expect("tmp");
@@ -90,6 +93,9 @@ async fn ingest(
         assert_eq!(count_lines(&events), n, "every transition in the file");
         ow.add(run.wall, run.peak_rss_kib);
         kept = Some((config, dir));
+
+        let run = record_alone(server).await;
+        alone.add(run.wall, run.peak_rss_kib);
 
         // Last: its exit frees far more memory than the others use, and
         // whoever runs next takes it back fresh (see "the slow mode").
@@ -138,7 +144,32 @@ async fn ingest(
             report.push(r);
         }
     }
+    report.push(row(
+        format!("ingest {n} new: recording alone, no sink (context)"),
+        secs(alone.wall.unwrap_or_default()),
+        format!(
+            "floor {} ({:.2}x)",
+            secs(fl.wall.unwrap_or_default()),
+            alone.secs() / fl.secs()
+        ),
+    ));
     kept.expect("at least one run")
+}
+
+/// `run --once` on a fresh store with no sink: only the recording.
+async fn record_alone(server: &AnswerServer) -> Run {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = child::write_config(dir.path(), &server.base_url(), "1m", "");
+    let cmd = child::orderwatch(&config, &["run", "--once"]);
+    let run = tokio::task::spawn_blocking(move || measure(cmd))
+        .await
+        .expect("orderwatch");
+    assert!(
+        run.ok,
+        "orderwatch run --once without sinks failed: {}",
+        run.stderr
+    );
+    run
 }
 
 /// One run of the Python reference; checks it wrote every event.
