@@ -74,7 +74,7 @@ pub async fn rows(runs: usize, transitions: u64, report: &mut Report) {
     );
     report.push(Row::new(
         format!(
-            "{}M-transition store: 1,000 changes to the most recent orders (context)",
+            "{}M-transition store: the cycle on recent orders (context)",
             transitions / 1_000_000
         ),
         secs(best_recent),
