@@ -61,16 +61,20 @@ async fn receiver() -> (SocketAddr, Counter) {
 }
 
 /// Waits until `counter` reached `events`, then stops `child`; the CPU
-/// time `child` used (read before it is reaped, so also after it exited).
+/// time `child` used. It is read from `/proc` while the child is not yet
+/// reaped (an exited child stays readable until then); if `try_wait`
+/// reaped it first, the last reading stands, at most 10 ms old.
 async fn until(counter: &Counter, events: usize, mut child: std::process::Child) -> Duration {
     let deadline = Instant::now() + Duration::from_secs(300);
+    let mut cpu = None;
     while counter.count.load(Ordering::Relaxed) < events as u64 && Instant::now() < deadline {
+        cpu = child::cpu_time(child.id()).or(cpu);
         if let Ok(Some(_)) = child.try_wait() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let cpu = child::cpu_time(child.id());
+    let cpu = child::cpu_time(child.id()).or(cpu);
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(
