@@ -18,6 +18,7 @@ pub mod retry;
 
 mod exec;
 mod file;
+mod lines;
 mod nats;
 mod stdout;
 mod webhook;

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use super::kind::{
     Batch, BuildContext, BuildError, Kind, Message, Outcome, Sent, Sink, SinkSettings, written,
 };
+use super::lines::Lines;
 use crate::config::table::SinkTable;
-use crate::event::EventWriter;
 
 pub static KIND: Kind = Kind {
     name: "stdout",
@@ -46,6 +46,7 @@ impl SinkSettings for Settings {
     fn build(&self, ctx: &BuildContext<'_>) -> Result<Arc<dyn Sink>, BuildError> {
         Ok(Arc::new(StdoutSink {
             source: ctx.source.to_string(),
+            lines: Arc::new(Lines::new(BATCH)),
         }))
     }
 }
@@ -59,22 +60,22 @@ const BATCH: usize = 4096;
 
 struct StdoutSink {
     source: String,
+    /// The rendered lines of the last full batch, reused by the next one.
+    lines: Arc<Lines>,
 }
 
 #[async_trait]
 impl Sink for StdoutSink {
     async fn deliver(&self, batch: Batch) -> Vec<Outcome> {
-        let mut buf = Vec::with_capacity(batch.len() * 340);
-        let mut events = EventWriter::new(&self.source);
-        for e in batch.iter() {
-            events.write(&mut buf, &e.transition);
-            buf.push(b'\n');
-        }
         let n = batch.len();
-        // Blocking write: stdout may be a slow pipe.
+        let (source, lines) = (self.source.clone(), Arc::clone(&self.lines));
+        // Rendered and written off the runtime: stdout may be a slow pipe.
         let result = tokio::task::spawn_blocking(move || {
+            let buf = lines.render(&source, &batch);
             let mut out = std::io::stdout().lock();
-            out.write_all(&buf).and_then(|()| out.flush())
+            let result = out.write_all(&buf).and_then(|()| out.flush());
+            lines.give_back(buf, batch.len());
+            result
         })
         .await;
         vec![written(result, "write to stdout"); n]

@@ -23,9 +23,9 @@ use appender::Appender;
 use super::kind::{
     Batch, BuildContext, BuildError, Kind, Message, Outcome, Sent, Sink, SinkSettings, written,
 };
+use super::lines::Lines;
 use crate::config::field::{dir_writable, parent_dir};
 use crate::config::table::SinkTable;
-use crate::event::EventWriter;
 
 pub static KIND: Kind = Kind {
     name: "file",
@@ -90,7 +90,7 @@ impl SinkSettings for Settings {
             source: ctx.source.to_string(),
             file: Arc::new(Mutex::new(Appender::new(self.path.clone()))),
             reopen: Arc::new(AtomicBool::new(false)),
-            lines: Arc::default(),
+            lines: Arc::new(Lines::new(BATCH)),
         }))
     }
 }
@@ -100,9 +100,8 @@ struct FileSink {
     source: String,
     file: Arc<Mutex<Appender>>,
     reopen: Arc<AtomicBool>,
-    /// The rendered lines of the last full batch, reused by the next one
-    /// (see [`FileSink::deliver`]).
-    lines: Arc<Mutex<Vec<u8>>>,
+    /// The rendered lines of the last full batch, reused by the next one.
+    lines: Arc<Lines>,
 }
 
 /// Events per batch.
@@ -126,24 +125,10 @@ impl Sink for FileSink {
         let reopen = self.reopen.swap(false, Ordering::SeqCst);
         let lines = Arc::clone(&self.lines);
         let result = tokio::task::spawn_blocking(move || {
-            // A catch-up writes full batches one after the other (one at a
-            // time: the concurrency is 1). Each needs a 5 MB buffer, and a
-            // new one is a new mapping whose every page faults in; so a full
-            // batch's buffer is kept for the next. A smaller batch means the
-            // backlog is gone: its buffer is freed, and the idle daemon holds none.
-            let mut buf = std::mem::take(&mut *lines.lock().unwrap_or_else(|e| e.into_inner()));
-            buf.clear();
-            buf.reserve(batch.len() * 340);
-            let mut events = EventWriter::new(&source);
-            for e in batch.iter() {
-                events.write(&mut buf, &e.transition);
-                buf.push(b'\n');
-            }
+            let buf = lines.render(&source, &batch);
             let mut appender = file.lock().unwrap_or_else(|e| e.into_inner());
             let result = appender.append(&buf, reopen);
-            if batch.len() >= BATCH {
-                *lines.lock().unwrap_or_else(|e| e.into_inner()) = buf;
-            }
+            lines.give_back(buf, batch.len());
             result
         })
         .await;

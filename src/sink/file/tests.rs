@@ -176,9 +176,9 @@ async fn a_backlog_reuses_its_line_buffer_and_an_idle_sink_holds_none() {
         source: "http://127.0.0.1/services/v2".into(),
         file: Arc::new(Mutex::new(Appender::new(path.clone()))),
         reopen: Arc::default(),
-        lines: Arc::default(),
+        lines: Arc::new(Lines::new(BATCH)),
     };
-    let held = || sink.lines.lock().unwrap().capacity();
+    let held = || sink.lines.kept_capacity();
     let delivered = |outcomes: Vec<Outcome>| outcomes.iter().all(|o| *o == Outcome::Delivered);
 
     assert!(delivered(sink.deliver(entries(1, BATCH)).await));
