@@ -15,28 +15,32 @@ use crate::store::OutboxEntry;
 /// About the length of one rendered line, to size the buffer at once.
 const LINE_BYTES: usize = 340;
 
-/// The buffer of the last full batch, if any.
+/// How a sink renders its batches: the events' `source`, and the buffer of
+/// the last full batch, if any.
 #[derive(Debug)]
 pub(super) struct Lines {
+    source: String,
     full: usize,
     kept: Mutex<Vec<u8>>,
 }
 
 impl Lines {
-    /// Lines for a sink whose full batches hold `full` events.
-    pub(super) fn new(full: usize) -> Lines {
+    /// Lines of events from `source`, for a sink whose full batches hold
+    /// `full` events.
+    pub(super) fn new(source: &str, full: usize) -> Lines {
         Lines {
+            source: source.to_string(),
             full,
             kept: Mutex::default(),
         }
     }
 
     /// `batch` as lines (each ending in `\n`), in the kept buffer if any.
-    pub(super) fn render(&self, source: &str, batch: &[OutboxEntry]) -> Vec<u8> {
+    pub(super) fn render(&self, batch: &[OutboxEntry]) -> Vec<u8> {
         let mut buf = std::mem::take(&mut *self.kept.lock().unwrap_or_else(|e| e.into_inner()));
         buf.clear();
         buf.reserve(batch.len() * LINE_BYTES);
-        let mut events = EventWriter::new(source);
+        let mut events = EventWriter::new(&self.source);
         for e in batch {
             events.write(&mut buf, &e.transition);
             buf.push(b'\n');
@@ -64,10 +68,9 @@ mod tests {
 
     #[test]
     fn every_event_is_one_line_in_batch_order() {
-        let lines = Lines::new(4);
+        let lines = Lines::new("https://example.net/services/v2", 4);
         let batch: Vec<OutboxEntry> = (1..=3).map(OutboxEntry::untried).collect();
-        let text =
-            String::from_utf8(lines.render("https://example.net/services/v2", &batch)).unwrap();
+        let text = String::from_utf8(lines.render(&batch)).unwrap();
         let ids: Vec<String> = text
             .lines()
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].to_string())
@@ -81,13 +84,13 @@ mod tests {
 
     #[test]
     fn the_next_batch_is_written_into_a_full_batchs_storage() {
-        let lines = Lines::new(3);
+        let lines = Lines::new("s", 3);
         let full: Vec<OutboxEntry> = (1..=3).map(OutboxEntry::untried).collect();
-        let buf = lines.render("s", &full);
+        let buf = lines.render(&full);
         let ptr = buf.as_ptr();
         lines.give_back(buf, full.len());
 
-        let again = lines.render("s", &full[..1]);
+        let again = lines.render(&full[..1]);
         assert_eq!(again.as_ptr(), ptr, "the same storage");
         assert_eq!(
             String::from_utf8_lossy(&again).lines().count(),

@@ -45,8 +45,7 @@ impl SinkSettings for Settings {
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<Arc<dyn Sink>, BuildError> {
         Ok(Arc::new(StdoutSink {
-            source: ctx.source.to_string(),
-            lines: Arc::new(Lines::new(BATCH)),
+            lines: Arc::new(Lines::new(ctx.source, BATCH)),
         }))
     }
 }
@@ -59,7 +58,6 @@ impl SinkSettings for Settings {
 const BATCH: usize = 4096;
 
 struct StdoutSink {
-    source: String,
     /// The rendered lines of the last full batch, reused by the next one.
     lines: Arc<Lines>,
 }
@@ -68,10 +66,10 @@ struct StdoutSink {
 impl Sink for StdoutSink {
     async fn deliver(&self, batch: Batch) -> Vec<Outcome> {
         let n = batch.len();
-        let (source, lines) = (self.source.clone(), Arc::clone(&self.lines));
+        let lines = Arc::clone(&self.lines);
         // Rendered and written off the runtime: stdout may be a slow pipe.
         let result = tokio::task::spawn_blocking(move || {
-            let buf = lines.render(&source, &batch);
+            let buf = lines.render(&batch);
             let mut out = std::io::stdout().lock();
             let result = out.write_all(&buf).and_then(|()| out.flush());
             lines.give_back(buf, batch.len());

@@ -87,17 +87,15 @@ impl SinkSettings for Settings {
         })?;
         Ok(Arc::new(FileSink {
             path: self.path.clone(),
-            source: ctx.source.to_string(),
             file: Arc::new(Mutex::new(Appender::new(self.path.clone()))),
             reopen: Arc::new(AtomicBool::new(false)),
-            lines: Arc::new(Lines::new(BATCH)),
+            lines: Arc::new(Lines::new(ctx.source, BATCH)),
         }))
     }
 }
 
 struct FileSink {
     path: PathBuf,
-    source: String,
     file: Arc<Mutex<Appender>>,
     reopen: Arc<AtomicBool>,
     /// The rendered lines of the last full batch, reused by the next one.
@@ -121,11 +119,10 @@ impl Sink for FileSink {
     async fn deliver(&self, batch: Batch) -> Vec<Outcome> {
         let n = batch.len();
         let file = Arc::clone(&self.file);
-        let source = self.source.clone();
         let reopen = self.reopen.swap(false, Ordering::SeqCst);
         let lines = Arc::clone(&self.lines);
         let result = tokio::task::spawn_blocking(move || {
-            let buf = lines.render(&source, &batch);
+            let buf = lines.render(&batch);
             let mut appender = file.lock().unwrap_or_else(|e| e.into_inner());
             let result = appender.append(&buf, reopen);
             lines.give_back(buf, batch.len());

@@ -173,10 +173,9 @@ async fn a_backlog_reuses_its_line_buffer_and_an_idle_sink_holds_none() {
     let path = dir.path().join("events.jsonl");
     let sink = FileSink {
         path: path.clone(),
-        source: "http://127.0.0.1/services/v2".into(),
         file: Arc::new(Mutex::new(Appender::new(path.clone()))),
         reopen: Arc::default(),
-        lines: Arc::new(Lines::new(BATCH)),
+        lines: Arc::new(Lines::new("http://127.0.0.1/services/v2", BATCH)),
     };
     let held = || sink.lines.kept_capacity();
     let delivered = |outcomes: Vec<Outcome>| outcomes.iter().all(|o| *o == Outcome::Delivered);
