@@ -62,6 +62,17 @@ pub fn measure(mut cmd: Command) -> Run {
     }
 }
 
+/// `orderwatch --config CONFIG run --once`, measured ([`measure`]) off the
+/// runtime; panics with its stderr if it failed.
+pub async fn run_once(config: &Path) -> Run {
+    let cmd = orderwatch(config, &["run", "--once"]);
+    let run = tokio::task::spawn_blocking(move || measure(cmd))
+        .await
+        .expect("orderwatch");
+    assert!(run.ok, "orderwatch run --once failed: {}", run.stderr);
+    run
+}
+
 /// A `/proc/PID/status` value in KiB (`VmRSS:`, `VmHWM:`).
 pub fn status_kib(pid: u32, key: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

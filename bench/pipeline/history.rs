@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::answer::{self, AnswerServer};
-use crate::child::{self, count_lines, measure, secs};
+use crate::child::{self, count_lines, secs};
 use crate::report::{Report, Row};
 
 const CHANGES: usize = 1000;
@@ -108,11 +108,7 @@ async fn cycle(dir: &Path, server: &AnswerServer) -> Duration {
     let events = dir.join("events.jsonl");
     let before = count_lines(&events);
     let config = child::write_config(dir, &server.base_url(), "1m", &child::file_sink(&events));
-    let cmd = child::orderwatch(&config, &["run", "--once"]);
-    let run = tokio::task::spawn_blocking(move || measure(cmd))
-        .await
-        .expect("orderwatch");
-    assert!(run.ok, "run --once failed: {}", run.stderr);
+    let run = child::run_once(&config).await;
     assert_eq!(
         count_lines(&events) - before,
         CHANGES,

@@ -85,11 +85,7 @@ async fn ingest(
             "1m",
             &child::file_sink(&events),
         );
-        let cmd = child::orderwatch(&config, &["run", "--once"]);
-        let run = tokio::task::spawn_blocking(move || measure(cmd))
-            .await
-            .expect("orderwatch");
-        assert!(run.ok, "orderwatch run --once failed: {}", run.stderr);
+        let run = child::run_once(&config).await;
         assert_eq!(count_lines(&events), n, "every transition in the file");
         ow.add(run.wall, run.peak_rss_kib);
         kept = Some((config, dir));
@@ -160,16 +156,7 @@ async fn ingest(
 async fn record_alone(server: &AnswerServer) -> Run {
     let dir = tempfile::tempdir().expect("tmp");
     let config = child::write_config(dir.path(), &server.base_url(), "1m", "");
-    let cmd = child::orderwatch(&config, &["run", "--once"]);
-    let run = tokio::task::spawn_blocking(move || measure(cmd))
-        .await
-        .expect("orderwatch");
-    assert!(
-        run.ok,
-        "orderwatch run --once without sinks failed: {}",
-        run.stderr
-    );
-    run
+    child::run_once(&config).await
 }
 
 /// One run of the Python reference; checks it wrote every event.

@@ -16,7 +16,7 @@ use orderwatch::simulator::{Simulator, SimulatorConfig};
 
 use crate::Args;
 use crate::answer::{self, AnswerServer};
-use crate::child::{self, count_lines, measure, secs};
+use crate::child::{self, count_lines, secs};
 use crate::report::{Report, Row};
 use crate::testdb::{self, TestDb, TestServer};
 
@@ -93,11 +93,7 @@ async fn ingest(runs: usize, n: usize, server: &TestServer, report: &mut Report)
 
 /// One `run --once` that must deliver `n` events to `events`; its wall time.
 async fn once(config: &Path, events: &Path, n: usize) -> Duration {
-    let cmd = child::orderwatch(config, &["run", "--once"]);
-    let run = tokio::task::spawn_blocking(move || measure(cmd))
-        .await
-        .expect("orderwatch");
-    assert!(run.ok, "orderwatch run --once failed: {}", run.stderr);
+    let run = child::run_once(config).await;
     assert_eq!(count_lines(events), n, "every transition in the file");
     run.wall
 }
