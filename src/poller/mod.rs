@@ -13,7 +13,7 @@ use crate::certcentral::{ApiError, ChangeSource};
 use crate::config::PollConfig;
 use crate::metrics::Metrics;
 use crate::sink::Wake;
-use crate::store::{Chunk, Hold, RecordSummary, Routes, SharedStore, StoreError};
+use crate::store::{Chunk, Committed, Hold, RecordSummary, Routes, SharedStore, StoreError};
 use crate::transition::Dedupe;
 use crate::window::{PlannedWindow, Window, plan};
 
@@ -313,24 +313,30 @@ impl Poller {
         orders.sort();
         let seen_at = Utc::now();
         let total = orders.len();
-        let chunks = total.div_ceil(CHUNK).max(1);
-        let mut summary = RecordSummary::default();
-        for c in 0..chunks {
-            let last = c + 1 == chunks;
+        let n = total.div_ceil(CHUNK).max(1);
+        let (dedupe, hold) = (self.dedupe, self.hold.clone());
+        let chunks = (0..n).map(move |c| {
+            let last = c + 1 == n;
             let mut chunk = Chunk::whole(
                 orders.changes(c * CHUNK..((c + 1) * CHUNK).min(total)),
                 cursor.filter(|_| last),
                 seen_at,
             );
-            chunk.dedupe = self.dedupe;
-            chunk.hold = self.hold.clone();
-            let part = self.store.record(chunk, Arc::clone(&self.routes)).await?;
-            self.metrics.beat();
+            chunk.dedupe = dedupe;
+            chunk.hold = hold.clone();
+            chunk
+        });
+        let (metrics, wake) = (Arc::clone(&self.metrics), self.wake.clone());
+        let committed: Committed = Arc::new(move |part: &RecordSummary| {
+            metrics.beat();
             if part.queued > 0 || part.held > 0 {
-                self.wake.all();
+                wake.all();
             }
-            summary.absorb(part);
-        }
+        });
+        let summary = self
+            .store
+            .record_chunks(Box::new(chunks), Arc::clone(&self.routes), committed)
+            .await?;
         Ok(summary)
     }
 }

@@ -72,9 +72,10 @@ impl Store for Guarded {
         now: i64,
         n: usize,
         after: i64,
+        into: Vec<OutboxEntry>,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         (self.guard)("due_after")?;
-        self.inner.due_after(r, now, n, after).await
+        self.inner.due_after(r, now, n, after, into).await
     }
     async fn next_due(&self, r: &SinkRoute) -> Result<Option<i64>, StoreError> {
         self.look();

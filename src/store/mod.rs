@@ -71,6 +71,13 @@ use crate::transition::TransitionRow;
 /// A shared handle on the open store.
 pub type SharedStore = Arc<dyn Store>;
 
+/// The chunks of one window, made one at a time as they are recorded (see
+/// [`Store::record_chunks`]).
+pub type Chunks = Box<dyn Iterator<Item = Chunk> + Send>;
+
+/// Told each chunk's summary once that chunk is committed: wakes the sinks.
+pub type Committed = Arc<dyn Fn(&RecordSummary) + Send + Sync>;
+
 /// What the rest of orderwatch may ask of a store. Times are unix ms.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
@@ -92,6 +99,27 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// never moves back).
     async fn record(&self, chunk: Chunk, routes: Routes) -> Result<RecordSummary, StoreError>;
 
+    /// Records a window's chunks in order, each as [`Store::record`] does
+    /// (one transaction each), calling `committed` with each chunk's
+    /// summary once it is committed; stops at the first error. Dropping
+    /// the future stops it after the chunk under way. A backend may run the
+    /// whole sequence off the runtime, so that the next chunk starts the
+    /// moment the last one committed (SQLite does).
+    async fn record_chunks(
+        &self,
+        chunks: Chunks,
+        routes: Routes,
+        committed: Committed,
+    ) -> Result<RecordSummary, StoreError> {
+        let mut summary = RecordSummary::default();
+        for chunk in chunks {
+            let part = self.record(chunk, Arc::clone(&routes)).await?;
+            committed(&part);
+            summary.absorb(part);
+        }
+        Ok(summary)
+    }
+
     // --- delivery ---
 
     /// What `route` should deliver now, oldest first, at most `limit`, and
@@ -102,11 +130,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: i64,
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
-        self.due_after(route, now, limit, 0).await
+        self.due_after(route, now, limit, 0, Vec::new()).await
     }
 
     /// [`Store::due`] leaving out seqs up to `after` (0: none), for an
-    /// in-order `route` whose deliveries up to `after` are in flight. A file
+    /// in-order `route` whose deliveries up to `after` are in flight, and
+    /// appended to `into`: the storage of a finished batch, so a backlog
+    /// worked off in big batches does not map fresh memory for each. A file
     /// sink reads its next batch this way while the last one is being
     /// written and synced, instead of after.
     async fn due_after(
@@ -115,6 +145,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: i64,
         limit: usize,
         after: i64,
+        into: Vec<OutboxEntry>,
     ) -> Result<Vec<OutboxEntry>, StoreError>;
 
     /// When `route`'s next delivery falls due (0: now), if any is pending.

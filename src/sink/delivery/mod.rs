@@ -271,9 +271,14 @@ impl DeliveryLoop {
         let due = self
             .ctx
             .store
-            .due_after(&self.route, self.now(), want, after)
+            .due_after(&self.route, self.now(), want, after, st.spare.take())
             .await?;
-        st.queue.extend(due);
+        if st.queue.is_empty() {
+            // Becomes the next batch as it is, storage and all.
+            st.queue = VecDeque::from(due);
+        } else {
+            st.queue.extend(due);
+        }
         Ok(())
     }
 
@@ -287,8 +292,14 @@ impl DeliveryLoop {
             && st.unflushed.unwritten() <= limit * batch
         {
             let n = batch.min(st.queue.len());
-            let mut entries = st.spare.take();
-            entries.extend(st.queue.drain(..n));
+            let entries = if self.route.by_cursor && n == st.queue.len() {
+                // No copy: an in-order sink's read-ahead is its next batch.
+                Vec::from(std::mem::take(&mut st.queue))
+            } else {
+                let mut entries = st.spare.take();
+                entries.extend(st.queue.drain(..n));
+                entries
+            };
             let batch = Arc::new(entries);
             let seqs: Vec<i64> = batch.iter().map(OutboxEntry::seq).collect();
             st.unflushed.busy.extend(seqs.iter().copied());

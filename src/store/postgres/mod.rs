@@ -187,8 +187,10 @@ impl Store for PgStore {
         now: i64,
         limit: usize,
         after: i64,
+        mut into: Vec<OutboxEntry>,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
-        self.due_for(route, now, limit, after).await
+        into.extend(self.due_for(route, now, limit, after).await?);
+        Ok(into)
     }
 
     async fn next_due(&self, route: &SinkRoute) -> Result<Option<i64>, StoreError> {

@@ -14,6 +14,7 @@
 //! beside a running daemon.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -41,9 +42,9 @@ use checkpoint::{Checkpointer, Thresholds};
 pub use db::{DaemonLock, Db, SCHEMA_VERSION, lock_for_daemon};
 
 use crate::store::{
-    AlertEntry, Chunk, DeliveryFilter, DeliveryRow, EventFilter, Lookup, LookupBacklog,
-    LookupOutcome, Mark, OutboxEntry, Pause, PollHealth, RecordSummary, Redeliver, Routes,
-    SinkRoute, SinkStats, Store, StoreError, StoreReport, VersionProbe,
+    AlertEntry, Chunk, Chunks, Committed, DeliveryFilter, DeliveryRow, EventFilter, Lookup,
+    LookupBacklog, LookupOutcome, Mark, OutboxEntry, Pause, PollHealth, RecordSummary, Redeliver,
+    Routes, SinkRoute, SinkStats, Store, StoreError, StoreReport, VersionProbe,
 };
 use crate::transition::TransitionRow;
 
@@ -104,9 +105,7 @@ impl SqliteStore {
     {
         let (path, identity) = (self.path.clone(), self.identity);
         on(Arc::clone(&self.writer), move |db| {
-            if db::identity(&path) != identity {
-                return Err(StoreError::Replaced { path });
-            }
+            still_there(&path, identity)?;
             f(db)
         })
         .await
@@ -120,6 +119,33 @@ impl SqliteStore {
         F: FnOnce(&Db) -> Result<T, StoreError> + Send + 'static,
     {
         on(Arc::clone(&self.reader), move |db| f(db)).await
+    }
+}
+
+/// Whether `path` still names the database opened as `identity`.
+fn still_there(path: &Path, identity: Option<(u64, u64)>) -> Result<(), StoreError> {
+    if db::identity(path) != identity {
+        return Err(StoreError::Replaced {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+/// Set when the future that owns it is dropped: tells work it started on
+/// the blocking pool to stop at its next step.
+#[derive(Default)]
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl StopOnDrop {
+    fn flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.0)
+    }
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 
@@ -155,15 +181,52 @@ impl Store for SqliteStore {
         self.write(move |db| db.record_chunk(&chunk, &routes)).await
     }
 
+    /// One call on the blocking pool records every chunk. The writing
+    /// connection is released between two chunks (a sink's ledger write
+    /// may go first), but the next chunk does not wait for a turn on the
+    /// runtime: while a catch-up's sinks keep both cores busy, that turn
+    /// took milliseconds per chunk.
+    async fn record_chunks(
+        &self,
+        chunks: Chunks,
+        routes: Routes,
+        committed: Committed,
+    ) -> Result<RecordSummary, StoreError> {
+        let stop = StopOnDrop::default();
+        let stopped = stop.flag();
+        let (writer, path, identity) = (Arc::clone(&self.writer), self.path.clone(), self.identity);
+        let recorded = tokio::task::spawn_blocking(move || {
+            let mut summary = RecordSummary::default();
+            for chunk in chunks {
+                if stopped.load(Ordering::Relaxed) {
+                    break;
+                }
+                let part = {
+                    let mut db = writer.lock().unwrap_or_else(|e| e.into_inner());
+                    still_there(&path, identity)?;
+                    db.record_chunk(&chunk, &routes)?
+                };
+                committed(&part);
+                summary.absorb(part);
+            }
+            Ok(summary)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?;
+        drop(stop);
+        recorded
+    }
+
     async fn due_after(
         &self,
         route: &SinkRoute,
         now: i64,
         limit: usize,
         after: i64,
+        into: Vec<OutboxEntry>,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         let route = route.clone();
-        self.read(move |db| db.due_for(&route, now, limit, after))
+        self.read(move |db| db.due_for(&route, now, limit, after, into))
             .await
     }
 

@@ -36,28 +36,32 @@ impl Db {
             .map_err(|e| self.err("looking for pending deliveries", e))
     }
 
-    /// What `route` should deliver now: due outbox rows first; for an
-    /// in-order sink with none pending at all, the transitions after its
-    /// cursor, oldest first. Seqs up to `after` (in flight) are left out.
+    /// What `route` should deliver now, appended to `into` (storage of an
+    /// earlier batch): due outbox rows first; for an in-order sink with
+    /// none pending at all, the transitions after its cursor, oldest first.
+    /// Seqs up to `after` (in flight) are left out.
     pub fn due_for(
         &self,
         route: &SinkRoute,
         now: i64,
         limit: usize,
         after: i64,
+        mut into: Vec<OutboxEntry>,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         let rows = self.due(route, now, limit, after)?;
         if !rows.is_empty() || !route.by_cursor {
-            return Ok(rows);
+            into.extend(rows);
+            return Ok(into);
         }
         let Some(cursor) = self.delivered_through(&route.name)? else {
-            return Ok(rows);
+            return Ok(into);
         };
         if self.has_pending_rows(&route.name)? {
             // Older events wait in their backoff; newer ones queue behind.
-            return Ok(rows);
+            return Ok(into);
         }
-        self.after_cursor(route, cursor.max(after), limit)
+        self.after_cursor(route, cursor.max(after), limit, &mut into)?;
+        Ok(into)
     }
 
     /// The first transition after `cursor` that `route` takes and that is
@@ -75,13 +79,15 @@ impl Db {
     }
 
     /// The transitions after `cursor` that `route` takes, as untried
-    /// entries, up to the first one held for its order's details.
+    /// entries appended to `into`, up to the first one held for its
+    /// order's details.
     fn after_cursor(
         &self,
         route: &SinkRoute,
         cursor: i64,
         limit: usize,
-    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        into: &mut Vec<OutboxEntry>,
+    ) -> Result<(), StoreError> {
         let held = self.first_held(route, cursor)?.unwrap_or(i64::MAX);
         let mut args = vec![Value::Integer(cursor)];
         let filter = status_clause(route, &mut args);
@@ -106,8 +112,10 @@ impl Db {
                 })
             })
             .map_err(|e| self.err("reading transitions after the cursor", e))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(|e| self.err("reading transitions after the cursor", e))
+        for row in rows {
+            into.push(row.map_err(|e| self.err("reading transitions after the cursor", e))?);
+        }
+        Ok(())
     }
 
     /// When `route`'s next delivery falls due (unix ms); 0 for "now".
@@ -120,7 +128,9 @@ impl Db {
         let Some(cursor) = self.delivered_through(&route.name)? else {
             return Ok(None);
         };
-        Ok((!self.after_cursor(route, cursor, 1)?.is_empty()).then_some(0))
+        let mut first = Vec::with_capacity(1);
+        self.after_cursor(route, cursor, 1, &mut first)?;
+        Ok((!first.is_empty()).then_some(0))
     }
 
     /// For an in-order sink: how many transitions wait after its cursor, and

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use super::*;
 use crate::store::StoreError;
 use crate::store::suite::store_suite;
-use crate::store::{EventFilter, SharedStore};
+use crate::store::{Chunk, Committed, EventFilter, RecordSummary, SharedStore};
 use crate::transition::OrderChange;
 
 /// A fresh SQLite store in a temporary directory (removed with the guard).
@@ -388,6 +388,95 @@ async fn writing_to_a_store_deleted_or_replaced_under_it_is_refused() {
     drop(Db::open(&path).unwrap());
     let err = store.record(one(), Arc::from([])).await.unwrap_err();
     assert!(matches!(err, StoreError::Replaced { .. }), "{err}");
+    // A whole window of chunks too, before its first commit.
+    let told = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = Arc::clone(&told);
+    let err = store
+        .record_chunks(
+            Box::new([one(), one()].into_iter()),
+            Arc::from([]),
+            Arc::new(move |_: &RecordSummary| {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Replaced { .. }), "{err}");
+    assert_eq!(told.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+/// Chunks handed out one at a time; says when the recording let go of them.
+struct Handout {
+    chunks: std::vec::IntoIter<Chunk>,
+    done: std::sync::mpsc::Sender<()>,
+}
+
+impl Iterator for Handout {
+    type Item = Chunk;
+    fn next(&mut self) -> Option<Chunk> {
+        self.chunks.next()
+    }
+}
+
+impl Drop for Handout {
+    fn drop(&mut self) {
+        let _ = self.done.send(());
+    }
+}
+
+/// A window whose recording is dropped (a shutdown) stops after the chunk
+/// under way: later chunks are not recorded behind the caller's back, and
+/// the cursor, which only the last chunk moves, stays.
+#[tokio::test]
+async fn a_dropped_window_stops_after_the_chunk_under_way() {
+    use std::sync::mpsc::channel;
+    use std::time::Duration;
+    let (_dir, store) = fresh().await.unwrap();
+    let answer = Arc::new((1..=3).map(|id| change(id, "pending")).collect::<Vec<_>>());
+    let chunks: Vec<Chunk> = (0..3)
+        .map(|i| Chunk {
+            orders: Arc::clone(&answer),
+            range: i..i + 1,
+            cursor: (i == 2).then(|| at(9)),
+            seen_at: at(0),
+            dedupe: crate::transition::Dedupe::Change,
+            hold: crate::store::Hold::Nothing,
+        })
+        .collect();
+    let (done, finished) = channel();
+    let handout = Handout {
+        chunks: chunks.into_iter(),
+        done,
+    };
+    let (committed_tx, committed) = channel();
+    let (go_on, wait) = channel::<()>();
+    let wait = std::sync::Mutex::new(wait);
+    let told: Committed = Arc::new(move |_: &RecordSummary| {
+        committed_tx.send(()).unwrap();
+        // Hold the blocking thread until the caller has gone.
+        let _ = wait.lock().unwrap().recv_timeout(Duration::from_secs(10));
+    });
+    let recording = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            store
+                .record_chunks(Box::new(handout), Arc::from([]), told)
+                .await
+        })
+    };
+    tokio::task::spawn_blocking(move || committed.recv_timeout(Duration::from_secs(10)))
+        .await
+        .unwrap()
+        .unwrap();
+    recording.abort();
+    assert!(recording.await.unwrap_err().is_cancelled());
+    go_on.send(()).unwrap();
+    tokio::task::spawn_blocking(move || finished.recv_timeout(Duration::from_secs(10)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.report(false).await.unwrap().transitions, 1);
+    assert_eq!(store.cursor().await.unwrap(), None);
 }
 
 /// The store watch's probe moves on every commit by another connection

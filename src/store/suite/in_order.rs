@@ -247,7 +247,7 @@ pub async fn an_in_order_sink_reads_ahead_past_what_is_in_flight(s: SharedStore)
     assert!(all.windows(2).all(|w| w[0].seq() < w[1].seq()));
     // The first 1000 in flight: the next batch starts after them.
     let after = all[999].seq();
-    let next = s.due_after(&f, 0, 10, after).await.unwrap();
+    let next = s.due_after(&f, 0, 10, after, Vec::new()).await.unwrap();
     assert_eq!(orders(&next), (1001..=1010).collect::<Vec<_>>());
     // A failed delivery waits for its retry, and nothing is read past it.
     let retry = Mark::Retry {
@@ -257,7 +257,12 @@ pub async fn an_in_order_sink_reads_ahead_past_what_is_in_flight(s: SharedStore)
     s.mark("file", vec![(all[0].seq(), retry)], 1)
         .await
         .unwrap();
-    assert!(s.due_after(&f, 10_000, 10, after).await.unwrap().is_empty());
+    assert!(
+        s.due_after(&f, 10_000, 10, after, Vec::new())
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(orders(&due(&s, &f, 10_000, 10).await), vec![1]);
 }
 

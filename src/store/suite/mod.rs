@@ -32,6 +32,7 @@ macro_rules! store_suite {
             the_cursor_never_moves_back,
             a_cursor_in_the_future_can_be_rewound,
             only_the_last_chunk_moves_the_cursor,
+            chunks_are_recorded_in_order_each_commit_told,
             outbox_rows_follow_each_sinks_status_filter,
             only_the_oldest_pending_event_of_an_order_is_due,
             retries_wait_for_their_time_and_dead_rows_can_be_redelivered,

@@ -37,6 +37,38 @@ pub async fn only_the_last_chunk_moves_the_cursor(s: SharedStore) {
     assert_eq!(s.report(false).await.unwrap().transitions, 2);
 }
 
+/// A window recorded as a sequence of chunks: in order, each committed on
+/// its own (told as it happens), the cursor moved by the last one only.
+pub async fn chunks_are_recorded_in_order_each_commit_told(s: SharedStore) {
+    let answer = Arc::new((1..=5).map(|id| change(id, "pending")).collect::<Vec<_>>());
+    let told = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&told);
+    let probe = Arc::clone(&s);
+    let chunks = [0..2, 2..4, 4..5].into_iter().map(move |range| Chunk {
+        orders: Arc::clone(&answer),
+        cursor: (range.end == 5).then(|| at(9)),
+        range,
+        seen_at: at(0),
+        dedupe: Dedupe::Change,
+        hold: Hold::Nothing,
+    });
+    let committed: Committed = Arc::new(move |part: &RecordSummary| {
+        seen.lock().unwrap().push(part.queued);
+    });
+    let sinks = [rows("a", None)];
+    let summary = probe
+        .record_chunks(Box::new(chunks), sinks[..].into(), committed)
+        .await
+        .unwrap();
+    assert_eq!(*told.lock().unwrap(), [2, 2, 1]);
+    assert_eq!((summary.seen, summary.queued), (5, 5));
+    assert_eq!(s.cursor().await.unwrap(), Some(at(9)));
+    let queued = due(&s, &sinks[0], i64::MAX, 10).await;
+    let seqs: Vec<i64> = queued.iter().map(OutboxEntry::seq).collect();
+    assert_eq!(orders(&queued), [1, 2, 3, 4, 5]);
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+}
+
 pub async fn outbox_rows_follow_each_sinks_status_filter(s: SharedStore) {
     let sinks = [rows("all", None), rows("issued", Some(&["issued"]))];
     let both = [change(1, "pending"), change(2, "issued")];
