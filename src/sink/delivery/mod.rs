@@ -273,7 +273,10 @@ impl DeliveryLoop {
             .store
             .due_after(&self.route, self.now(), want, after, st.spare.take())
             .await?;
-        if st.queue.is_empty() {
+        if due.is_empty() {
+            // Nothing behind the batch in flight: the backlog is gone, and
+            // its storage goes back to the system (an idle loop holds none).
+        } else if st.queue.is_empty() {
             // Becomes the next batch as it is, storage and all.
             st.queue = VecDeque::from(due);
         } else {
