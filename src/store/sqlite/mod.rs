@@ -15,7 +15,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -149,18 +149,20 @@ impl Drop for StopOnDrop {
     }
 }
 
+/// Takes a connection's lock. A panic while holding it leaves the
+/// connection usable, so a poisoned lock is taken all the same.
+fn hold(conn: &Mutex<Db>) -> MutexGuard<'_, Db> {
+    conn.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 async fn on<T, F>(conn: Arc<Mutex<Db>>, f: F) -> Result<T, StoreError>
 where
     T: Send + 'static,
     F: FnOnce(&mut Db) -> Result<T, StoreError> + Send + 'static,
 {
-    tokio::task::spawn_blocking(move || {
-        // A panic while holding the lock leaves the connection usable.
-        let mut guard = conn.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut guard)
-    })
-    .await
-    .map_err(|e| StoreError::Task(e.to_string()))?
+    tokio::task::spawn_blocking(move || f(&mut hold(&conn)))
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
 }
 
 #[async_trait]
@@ -202,7 +204,7 @@ impl Store for SqliteStore {
                     break;
                 }
                 let part = {
-                    let mut db = writer.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut db = hold(&writer);
                     still_there(&path, identity)?;
                     db.record_chunk(&chunk, &routes)?
                 };
@@ -384,10 +386,7 @@ impl Store for SqliteStore {
         // The reading connection sees every other connection's commits
         // move it: this process's writer's and other processes'.
         let reader = Arc::clone(&self.reader);
-        Some(Box::new(move || {
-            let db = reader.lock().unwrap_or_else(|e| e.into_inner());
-            db.data_version()
-        }))
+        Some(Box::new(move || hold(&reader).data_version()))
     }
 
     async fn report(&self, deep: bool) -> Result<StoreReport, StoreError> {
