@@ -26,8 +26,8 @@ use std::time::Duration;
 use crate::support::disk::{FullDisk, Immutable, Tmpfs};
 use crate::support::receiver::Reply;
 use crate::support::{
-    World, ago, event_ids, eventually, failed_cycles, ids, is_root, output_within, skip, store,
-    text, unique,
+    Daemon, World, ago, event_ids, eventually, failed_cycles, ids, is_root, output_within, skip,
+    store, text, unique,
 };
 
 /// A command that must be refused: `code`, the fragments in stderr, no panic.
@@ -260,26 +260,44 @@ async fn run_once_gives_up_with_exit_1_after_four_failed_ledger_writes_and_loses
     assert!(rx.accepted_counts()["1:pending"] >= 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_under_the_store_commits_nothing_half_way_and_recovers_once_space_is_freed() {
-    const ORDERS: i64 = 10_000;
-    let mut w = World::new().await;
-    w.file_sink();
-    let dir = w.path("state");
-    let disk = FullDisk::new(&dir, 512 * 1024);
-    let store = dir.join("orderwatch.db");
-    w.set("store.path", store.display().to_string());
-    w.sim.set_status(1, 11, "pending", ago(60));
-    w.once();
-    let before = store::cursor(&store);
-    // Far more than the disk has room for, all in one window.
-    w.sim.bulk_insert(1000, ORDERS as usize, "issued", ago(5));
+/// A store on a disk with room for `room` bytes (see `FullDisk`) and a
+/// file sink: order 1's `pending` recorded, and `orders` new `issued`
+/// orders (1000 on) waiting in one window.
+struct FullStore {
+    w: World,
+    disk: FullDisk,
+    store: PathBuf,
+    /// The store's cursor before the new orders.
+    before: Option<chrono::DateTime<chrono::Utc>>,
+}
 
+impl FullStore {
+    async fn new(room: u64, orders: usize) -> FullStore {
+        let mut w = World::new().await;
+        w.file_sink();
+        let dir = w.path("state");
+        let disk = FullDisk::new(&dir, room);
+        let store = dir.join("orderwatch.db");
+        w.set("store.path", store.display().to_string());
+        w.sim.set_status(1, 11, "pending", ago(60));
+        w.once();
+        let before = store::cursor(&store);
+        w.sim.bulk_insert(1000, orders, "issued", ago(5));
+        FullStore {
+            w,
+            disk,
+            store,
+            before,
+        }
+    }
+}
+
+/// Starts the daemon on `disk` and waits up to `wait` for two failed
+/// cycles, each naming the store, its path and the disk's fault; the
+/// daemon is still running.
+async fn failing_daemon(w: &World, disk: &FullDisk, store: &Path, wait: Duration) -> Daemon {
     let mut daemon = w.spawn_with(&["run"], |c| disk.apply(c));
-    let failing = eventually(Duration::from_secs(30), || {
-        failed_cycles(&daemon.log_text()).len() >= 2
-    })
-    .await;
+    let failing = eventually(wait, || failed_cycles(&daemon.log_text()).len() >= 2).await;
     let log = daemon.log_text();
     assert!(failing, "{log}");
     for line in failed_cycles(&log) {
@@ -288,6 +306,20 @@ async fn a_full_disk_under_the_store_commits_nothing_half_way_and_recovers_once_
         assert!(line.contains(disk.cause()), "{line}");
     }
     assert!(daemon.is_running(), "{log}");
+    daemon
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_under_the_store_commits_nothing_half_way_and_recovers_once_space_is_freed() {
+    const ORDERS: i64 = 10_000;
+    // Far more than the disk has room for, all in one window.
+    let FullStore {
+        w,
+        disk,
+        store,
+        before,
+    } = FullStore::new(512 * 1024, ORDERS as usize).await;
+    let mut daemon = failing_daemon(&w, &disk, &store, Duration::from_secs(30)).await;
     // The window's first chunk failed: not one row of it, and the cursor
     // where it was. (A failure in a later chunk keeps the chunks before it:
     // `a_full_disk_in_a_later_chunk_…`.)
@@ -314,16 +346,12 @@ async fn a_full_disk_under_the_store_commits_nothing_half_way_and_recovers_once_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_once_with_a_full_store_exits_1_and_the_next_run_records_everything() {
     const ORDERS: i64 = 10_000;
-    let mut w = World::new().await;
-    w.file_sink();
-    let dir = w.path("state");
-    let disk = FullDisk::new(&dir, 512 * 1024);
-    let store = dir.join("orderwatch.db");
-    w.set("store.path", store.display().to_string());
-    w.sim.set_status(1, 11, "pending", ago(60));
-    w.once();
-    let before = store::cursor(&store);
-    w.sim.bulk_insert(1000, ORDERS as usize, "issued", ago(5));
+    let FullStore {
+        w,
+        disk,
+        store,
+        before,
+    } = FullStore::new(512 * 1024, ORDERS as usize).await;
 
     let mut cmd = w.command(&["run", "--once"]);
     disk.apply(&mut cmd);
@@ -362,33 +390,16 @@ const CHUNK: u64 = 10_000;
 async fn a_full_disk_in_a_later_chunk_keeps_the_chunks_before_it_and_the_cursor_behind() {
     // One window of five chunks: order 1 (already recorded) and 49,999 new.
     const ORDERS: u64 = 5 * CHUNK;
-    let mut w = World::new().await;
-    w.file_sink();
-    let dir = w.path("state");
     // Room for the first chunk (about 1 MiB of database, and its WAL) but
     // not for all five: measured, 1.5 to 5 MiB fail in a later chunk.
-    let disk = FullDisk::new(&dir, 3 * 1024 * 1024);
-    let store = dir.join("orderwatch.db");
-    w.set("store.path", store.display().to_string());
-    w.sim.set_status(1, 11, "pending", ago(60));
-    w.once();
-    let before = store::cursor(&store);
-    w.sim
-        .bulk_insert(1000, ORDERS as usize - 1, "issued", ago(5));
-
-    let mut daemon = w.spawn_with(&["run"], |c| disk.apply(c));
-    let failing = eventually(Duration::from_secs(60), || {
-        failed_cycles(&daemon.log_text()).len() >= 2
-    })
-    .await;
+    let FullStore {
+        w,
+        disk,
+        store,
+        before,
+    } = FullStore::new(3 * 1024 * 1024, ORDERS as usize - 1).await;
+    let mut daemon = failing_daemon(&w, &disk, &store, Duration::from_secs(60)).await;
     let log = daemon.log_text();
-    assert!(failing, "{log}");
-    for line in failed_cycles(&log) {
-        assert!(line.contains("code=store"), "{line}");
-        assert!(line.contains(&store.display().to_string()), "{line}");
-        assert!(line.contains(disk.cause()), "{line}");
-    }
-    assert!(daemon.is_running(), "{log}");
     // Whole chunks only, at least the first, never the last; the cursor
     // stays before the window, so the next cycle reads all of it again.
     let recorded = store::transition_count(&store);
