@@ -1,7 +1,7 @@
 //! A store for tests whose writes can be made to fail: every call goes to
-//! `inner`, and each write (and the read-ahead of an in-order sink,
-//! `due_after`) first asks `guard`, with the method's name, whether it may
-//! go ahead. A fenced leader, a disk that fills up and frees
+//! `inner`, and each write (and the delivery loop's reads of what is due,
+//! `due_after` and `next_due`) first asks `guard`, with the method's name,
+//! whether it may go ahead. A fenced leader, a disk that fills up and frees
 //! again, are each one guard. `mark_takes` makes each ledger write take
 //! that long (in tokio time), like a busy disk or a distant database.
 //! `looks` counts the reads a delivery loop makes to learn what to do
@@ -79,6 +79,7 @@ impl Store for Guarded {
     }
     async fn next_due(&self, r: &SinkRoute) -> Result<Option<i64>, StoreError> {
         self.look();
+        (self.guard)("next_due")?;
         self.inner.next_due(r).await
     }
     async fn mark(&self, sink: &str, marks: Vec<(i64, Mark)>, now: i64) -> Result<(), StoreError> {

@@ -124,8 +124,10 @@ impl Leadership for Steered {
 /// A store whose writes fail as fenced once `fence` is set.
 fn fenceable(inner: SharedStore, term: i64, fence: Arc<AtomicBool>) -> Guarded {
     let location = inner.location();
-    let guard = move |_write: &'static str| {
-        if fence.load(Ordering::SeqCst) {
+    let guard = move |call: &'static str| {
+        // PostgreSQL fences writes; a loop's look at its next due time is
+        // a read.
+        if fence.load(Ordering::SeqCst) && call != "next_due" {
             return Err(StoreError::Fenced {
                 location: location.clone(),
                 term,

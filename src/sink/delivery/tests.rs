@@ -782,3 +782,54 @@ async fn an_unwatched_idle_loop_looks_every_second() {
     w.shutdown.cancel();
     running.await.unwrap().unwrap();
 }
+
+/// A retrying event with a later event of its order waiting behind it:
+/// the loop sleeps until the retry instead of going round (each round a
+/// read of the store) because the later one's own time has come. A store
+/// that refuses reads after a budget turns such a spin into a failure
+/// rather than a test that never ends on the paused clock. Whether the
+/// breaker's hold ends before the retry falls due depends on both jitters,
+/// so the scenario runs 20 times.
+#[tokio::test(start_paused = true)]
+async fn an_event_waiting_behind_a_retry_of_its_order_does_not_spin_the_loop() {
+    for _ in 0..20 {
+        waiting_behind_a_retry().await;
+    }
+}
+
+async fn waiting_behind_a_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let inner = Arc::new(SqliteStore::open(&dir.path().join("ow.db")).unwrap());
+    let reads = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&reads);
+    let store = Guarded {
+        inner,
+        guard: Arc::new(move |call: &'static str| {
+            let read = matches!(call, "due_after" | "next_due");
+            if read && counted.fetch_add(1, Ordering::SeqCst) >= 1_000 {
+                return Err(StoreError::Task("read budget spent: the loop spins".into()));
+            }
+            Ok(())
+        }),
+        mark_takes: Duration::ZERO,
+        looks: Default::default(),
+    };
+    let w = World::with_store(dir, Arc::new(store));
+    w.record(1..4, "pending").await;
+    w.record(1..4, "issued").await;
+    let fails = Arc::new(AtomicUsize::new(0));
+    let sink = Scripted::new(4, Duration::from_millis(5), move |_, event| {
+        if event == "2:pending" && fails.fetch_add(1, Ordering::SeqCst) < 2 {
+            retry(None)
+        } else {
+            Outcome::Delivered
+        }
+    });
+    w.drain(sink.clone()).await;
+    let delivered = sink.delivered();
+    assert_eq!(delivered.len(), 6, "{delivered:?}");
+    let pos = |e: &str| delivered.iter().position(|d| d == e).unwrap();
+    assert!(pos("2:pending") < pos("2:issued"), "{delivered:?}");
+    let reads = reads.load(Ordering::SeqCst);
+    assert!(reads < 200, "{reads} reads of what is due");
+}

@@ -64,19 +64,31 @@ impl Db {
     }
 
     /// When the next pending delivery of `sink` falls due (unix ms); held
-    /// ones fall due when released, which wakes the loop.
+    /// ones fall due when released, which wakes the loop. A row waiting
+    /// behind an earlier pending one of its order is due only once that
+    /// one is done (whose mark wakes the loop), so its own time does not
+    /// count: else a loop would wake at once, find nothing due and go
+    /// round again until the earlier one's retry came.
     pub fn next_due(&self, route: &SinkRoute) -> Result<Option<i64>, StoreError> {
         // An in-order sink's rows go out in seq order: the first one's
-        // time is when anything is due.
+        // time is when anything is due. Another sink's rows are read in
+        // time order, up to the first that is its order's oldest.
         let sql = if route.by_cursor {
             "SELECT o.next_attempt_at FROM outbox o INDEXED BY outbox_pending
              WHERE o.sink = ?1 AND o.state = 'pending'
                AND NOT EXISTS (SELECT 1 FROM enrichment e WHERE e.seq = o.seq)
+               AND NOT EXISTS (SELECT 1 FROM outbox p INDEXED BY outbox_pending_order
+                               WHERE p.sink = ?1 AND p.order_id = o.order_id
+                                 AND p.state = 'pending' AND p.seq < o.seq)
              ORDER BY o.seq LIMIT 1"
         } else {
-            "SELECT min(o.next_attempt_at) FROM outbox o
+            "SELECT o.next_attempt_at FROM outbox o INDEXED BY outbox_due
              WHERE o.sink = ?1 AND o.state = 'pending'
-               AND NOT EXISTS (SELECT 1 FROM enrichment e WHERE e.seq = o.seq)"
+               AND NOT EXISTS (SELECT 1 FROM enrichment e WHERE e.seq = o.seq)
+               AND NOT EXISTS (SELECT 1 FROM outbox p INDEXED BY outbox_pending_order
+                               WHERE p.sink = ?1 AND p.order_id = o.order_id
+                                 AND p.state = 'pending' AND p.seq < o.seq)
+             ORDER BY o.next_attempt_at LIMIT 1"
         };
         self.conn
             .query_row(sql, [&route.name], |r| r.get(0))

@@ -35,6 +35,7 @@ macro_rules! store_suite {
             chunks_are_recorded_in_order_each_commit_told,
             outbox_rows_follow_each_sinks_status_filter,
             only_the_oldest_pending_event_of_an_order_is_due,
+            an_event_waiting_behind_its_order_does_not_make_the_sink_due,
             retries_wait_for_their_time_and_dead_rows_can_be_redelivered,
             the_first_failure_is_remembered_across_retries,
             expire_counts_from_the_first_failure_and_keeps_the_last_error,

@@ -106,6 +106,41 @@ pub async fn only_the_oldest_pending_event_of_an_order_is_due(s: SharedStore) {
     );
 }
 
+/// An event waiting behind an earlier one of its order is not due, so it
+/// must not make the sink's next due time "now": a loop would otherwise
+/// wake at once, find nothing due and go round again until the earlier
+/// one's retry (or the lookup it is held for) comes.
+pub async fn an_event_waiting_behind_its_order_does_not_make_the_sink_due(s: SharedStore) {
+    let a = rows("a", None);
+    let ms = |t: i64| at(t).timestamp_millis();
+    let first = [change(1, "pending")];
+    window(&s, &first, at(0), at(0), std::slice::from_ref(&a)).await;
+    let head = due(&s, &a, ms(0), 10).await;
+    let retry = Mark::Retry {
+        next_attempt_at: ms(100),
+        error: "HTTP 503".into(),
+    };
+    s.mark("a", vec![(head[0].seq(), retry)], ms(0))
+        .await
+        .unwrap();
+    // Order 1's next event is queued (due at once) behind its retry.
+    let next = [change(1, "issued")];
+    window(&s, &next, at(1), at(1), std::slice::from_ref(&a)).await;
+    assert!(due(&s, &a, ms(50), 10).await.is_empty());
+    assert_eq!(s.next_due(&a).await.unwrap(), Some(ms(100)));
+    // Behind a held one of its order: nothing more is due until the release.
+    let mut held = Chunk::whole(vec![change(2, "pending")], Some(at(2)), at(2));
+    held.hold = Hold::All;
+    s.record(held, vec![a.clone()].into()).await.unwrap();
+    let later = [change(2, "issued")];
+    window(&s, &later, at(3), at(3), std::slice::from_ref(&a)).await;
+    assert!(due(&s, &a, ms(50), 10).await.is_empty());
+    assert_eq!(s.next_due(&a).await.unwrap(), Some(ms(100)));
+    s.release_held().await.unwrap();
+    assert_eq!(orders(&due(&s, &a, ms(50), 10).await), [2]);
+    assert_eq!(s.next_due(&a).await.unwrap(), Some(ms(2)));
+}
+
 pub async fn retries_wait_for_their_time_and_dead_rows_can_be_redelivered(s: SharedStore) {
     let a = rows("a", None);
     window(
