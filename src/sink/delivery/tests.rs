@@ -561,22 +561,15 @@ async fn events_the_receiver_rejects_do_not_hold_the_others() {
 
 #[tokio::test(start_paused = true)]
 async fn an_in_order_sink_reads_ahead_and_drops_what_it_read_when_a_batch_fails() {
-    let dir = tempfile::tempdir().unwrap();
-    let inner = Arc::new(SqliteStore::open(&dir.path().join("ow.db")).unwrap());
     let read_ahead = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&read_ahead);
-    let store = Guarded {
-        inner,
-        guard: Arc::new(move |call: &'static str| {
-            if call == "due_after" {
-                counted.fetch_add(1, Ordering::SeqCst);
-            }
-            Ok(())
-        }),
-        mark_takes: Duration::ZERO,
-        looks: Default::default(),
+    let guard = move |call: &'static str| {
+        if call == "due_after" {
+            counted.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
     };
-    let w = World::with_store(dir, Arc::new(store)).in_order();
+    let w = guarded_world(guard, Duration::ZERO).in_order();
     w.record(1..1001, "issued").await;
     // Batches of 600: the second (400) is read while the first is in
     // flight. The first fails once, so what was read ahead must not go
@@ -602,17 +595,27 @@ async fn an_in_order_sink_reads_ahead_and_drops_what_it_read_when_a_batch_fails(
     assert_eq!(w.stats().await.pending, 0);
 }
 
-/// A store whose every ledger write takes `mark_takes` (tokio time).
-async fn slow_ledger_world(mark_takes: Duration) -> World {
+/// A world on a SQLite store that asks `guard` before each write (and
+/// each read of what is due), and whose ledger writes take `mark_takes`
+/// (tokio time); see `store/guarded.rs`.
+fn guarded_world(
+    guard: impl Fn(&'static str) -> Result<(), StoreError> + Send + Sync + 'static,
+    mark_takes: Duration,
+) -> World {
     let dir = tempfile::tempdir().unwrap();
     let inner = Arc::new(SqliteStore::open(&dir.path().join("ow.db")).unwrap());
     let store = Guarded {
         inner,
-        guard: Arc::new(|_| Ok(())),
+        guard: Arc::new(guard),
         mark_takes,
         looks: Default::default(),
     };
     World::with_store(dir, Arc::new(store))
+}
+
+/// A store whose every ledger write takes `mark_takes` (tokio time).
+async fn slow_ledger_world(mark_takes: Duration) -> World {
+    guarded_world(|_| Ok(()), mark_takes)
 }
 
 /// Runs 40 events through a 4-wide sink whose requests take `request`
@@ -798,23 +801,16 @@ async fn an_event_waiting_behind_a_retry_of_its_order_does_not_spin_the_loop() {
 }
 
 async fn waiting_behind_a_retry() {
-    let dir = tempfile::tempdir().unwrap();
-    let inner = Arc::new(SqliteStore::open(&dir.path().join("ow.db")).unwrap());
     let reads = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&reads);
-    let store = Guarded {
-        inner,
-        guard: Arc::new(move |call: &'static str| {
-            let read = matches!(call, "due_after" | "next_due");
-            if read && counted.fetch_add(1, Ordering::SeqCst) >= 1_000 {
-                return Err(StoreError::Task("read budget spent: the loop spins".into()));
-            }
-            Ok(())
-        }),
-        mark_takes: Duration::ZERO,
-        looks: Default::default(),
+    let guard = move |call: &'static str| {
+        let read = matches!(call, "due_after" | "next_due");
+        if read && counted.fetch_add(1, Ordering::SeqCst) >= 1_000 {
+            return Err(StoreError::Task("read budget spent: the loop spins".into()));
+        }
+        Ok(())
     };
-    let w = World::with_store(dir, Arc::new(store));
+    let w = guarded_world(guard, Duration::ZERO);
     w.record(1..4, "pending").await;
     w.record(1..4, "issued").await;
     let fails = Arc::new(AtomicUsize::new(0));
