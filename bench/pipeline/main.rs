@@ -3,23 +3,20 @@
 //! ```text
 //! cargo bench -p orderwatch-bench               # every target (about 15 minutes)
 //! cargo bench -p orderwatch-bench -- --quick    # small sizes, one run (CI)
-//! options: --sizes 50000,200000 --runs R --history N --webhook-events N
-//!          --idle-seconds S
-//!          --only ingest,history,webhook,nats,daemon,postgres,latency,idle
-//!          --picture PATH (also write the SVG there; relative to the checkout)
-//!          --serve ORDERS (only serve that answer, for profiling by hand)
+//! cargo bench -p orderwatch-bench -- --help     # the options ([`USAGE`])
 //! ```
 //!
 //! Timings on shared machines are noisy, so every target is a ratio against
 //! a reference measured in the same run on the same machine (or a fixed
 //! bound for memory and latency), best of R runs; see [`report`] for when a
 //! target counts as missed. Exit status: 0 when every target holds, 1 when
-//! one is missed or the benchmark itself broke.
+//! one is missed or the benchmark itself broke, 2 on a bad option (an
+//! unknown one, or a value that is not a number).
 //!
 //! Each row is one function (`ingest::rows`, `history::rows`, ...) that
 //! measures and pushes [`report::Row`]s; a new row (a PostgreSQL store,
-//! NATS publishes, change-to-delivery latency) is a new module and one line
-//! in [`run`]. orderwatch and the Python reference run as child processes,
+//! NATS publishes, change-to-delivery latency) is a new module, its name in
+//! [`ROWS`] and one line in [`run`]. orderwatch and the Python reference run as child processes,
 //! so their wall time, peak RSS and CPU time are theirs alone; answers are
 //! served from memory by [`answer::AnswerServer`].
 
@@ -58,10 +55,45 @@ pub struct Args {
     pub picture: Option<PathBuf>,
 }
 
+/// The rows `--only` may name, in the order they run.
+const ROWS: [&str; 8] = [
+    "ingest", "history", "webhook", "nats", "daemon", "postgres", "latency", "idle",
+];
+
+/// What `--help` prints.
+const USAGE: &str = "\
+usage: cargo bench -p orderwatch-bench [-- OPTIONS]
+
+Measures orderwatch's performance targets side by side in one run and
+prints the table; exit status 0 when every target holds, 1 when one is
+missed or the benchmark broke, 2 on a bad option.
+
+options:
+  --quick               one run at small sizes (what CI runs): 200000 orders,
+                        a 1000000-transition store, 5000 webhook events, 30 s idle
+  --sizes N,N,...       orders per ingest answer (default 50000,200000,1000000)
+  --runs R              runs per row, the best counts (default 3)
+  --history N           transitions in the long-lived store (default 10000000)
+  --webhook-events N    events per webhook and NATS run (default 20000)
+  --idle-seconds S      how long the idle daemon's CPU is measured (default 600)
+  --only ROW,ROW,...    only these rows: ingest, history, webhook, nats,
+                        daemon, postgres, latency, idle
+  --picture PATH        also draw the SVG at PATH (relative to the checkout)
+  --serve ORDERS        only serve that answer on loopback, for profiling by hand
+  -h, --help            this text
+";
+
+/// What the command line asks for.
+enum Command {
+    Measure(Args),
+    Serve(usize),
+    BarePost { url: String, events: usize },
+    Help,
+}
+
 impl Args {
-    fn parse(argv: &[String]) -> Args {
-        let quick = argv.iter().any(|a| a == "--quick");
-        let mut a = if quick {
+    fn defaults(quick: bool) -> Args {
+        if quick {
             Args {
                 quick,
                 runs: 1,
@@ -85,36 +117,7 @@ impl Args {
                 only: None,
                 picture: None,
             }
-        };
-        let value = |flag: &str| {
-            argv.iter()
-                .position(|a| a == flag)
-                .and_then(|i| argv.get(i + 1))
-                .cloned()
-        };
-        let number = |flag: &str| value(flag).and_then(|v| v.replace('_', "").parse::<u64>().ok());
-        if let Some(v) = value("--sizes") {
-            a.sizes = v
-                .split(',')
-                .filter_map(|s| s.replace('_', "").parse().ok())
-                .collect();
         }
-        if let Some(n) = number("--runs") {
-            a.runs = (n as usize).max(1);
-        }
-        if let Some(n) = number("--history") {
-            a.history = n.max(2_000);
-        }
-        if let Some(n) = number("--webhook-events") {
-            a.webhook_events = (n as usize).max(2);
-        }
-        if let Some(n) = number("--idle-seconds") {
-            a.idle = Duration::from_secs(n);
-        }
-        a.only = value("--only").map(|v| v.split(',').map(str::to_string).collect());
-        // Relative to the checkout, not to bench/ where cargo runs us.
-        a.picture = value("--picture").map(|p| child::workspace().join(p));
-        a
     }
 
     fn wants(&self, row: &str) -> bool {
@@ -122,6 +125,69 @@ impl Args {
             .as_ref()
             .is_none_or(|o| o.iter().any(|r| r == row))
     }
+}
+
+/// A whole number, `_` allowed between digits; the error names the option.
+fn number(flag: &str, value: &str) -> Result<u64, String> {
+    value
+        .replace('_', "")
+        .parse()
+        .map_err(|_| format!("{flag}: {value:?} is not a whole number"))
+}
+
+/// Reads the command line (without the program's name). Unknown options
+/// and bad values are errors: a benchmark that silently ignored `--runs x`
+/// would report numbers measured some other way than asked.
+fn parse(argv: &[String]) -> Result<Command, String> {
+    let mut a = Args::defaults(argv.iter().any(|a| a == "--quick"));
+    let mut it = argv.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .map(String::as_str)
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            // cargo bench passes --bench to every bench target.
+            "--quick" | "--bench" => {}
+            "--sizes" => {
+                let v = value()?;
+                a.sizes = v
+                    .split(',')
+                    .map(|n| match number("--sizes", n)? {
+                        0 => Err("--sizes: an answer needs at least one order".to_string()),
+                        n => Ok(n as usize),
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            "--runs" => a.runs = number(flag, value()?)?.max(1) as usize,
+            "--history" => a.history = number(flag, value()?)?.max(2_000),
+            "--webhook-events" => a.webhook_events = number(flag, value()?)?.max(2) as usize,
+            "--idle-seconds" => a.idle = Duration::from_secs(number(flag, value()?)?),
+            "--only" => {
+                let rows: Vec<String> = value()?.split(',').map(str::to_string).collect();
+                if let Some(bad) = rows.iter().find(|r| !ROWS.contains(&r.as_str())) {
+                    return Err(format!(
+                        "--only: no row {bad:?}; the rows are {}",
+                        ROWS.join(", ")
+                    ));
+                }
+                a.only = Some(rows);
+            }
+            // Relative to the checkout, not to bench/ where cargo runs us.
+            "--picture" => a.picture = Some(child::workspace().join(value()?)),
+            "--serve" => return Ok(Command::Serve(number(flag, value()?)? as usize)),
+            // Internal: the benchmark starts itself so to run the bare loop.
+            "--bare-post" => {
+                let url = value()?.to_string();
+                let events = number(flag, value()?)? as usize;
+                return Ok(Command::BarePost { url, events });
+            }
+            other => return Err(format!("unknown option {other:?} (see --help)")),
+        }
+    }
+    Ok(Command::Measure(a))
 }
 
 /// Measures every row the arguments ask for.
@@ -173,26 +239,28 @@ fn serve_main(orders: usize) {
 }
 
 fn main() {
-    let argv: Vec<String> = std::env::args().collect();
-    if let Some(i) = argv.iter().position(|a| a == "--bare-post") {
-        let url = argv.get(i + 1).expect("--bare-post URL EVENTS");
-        let events = argv
-            .get(i + 2)
-            .and_then(|n| n.parse().ok())
-            .expect("EVENTS");
-        webhook::bare_post_main(url, events);
-        return;
-    }
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let a = match parse(&argv) {
+        Ok(Command::Measure(a)) => a,
+        Ok(Command::Help) => {
+            print!("{USAGE}");
+            return;
+        }
+        Ok(Command::BarePost { url, events }) => {
+            webhook::bare_post_main(&url, events);
+            return;
+        }
+        Ok(Command::Serve(orders)) => {
+            orderwatch::http::install_crypto_provider();
+            serve_main(orders);
+            return;
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
     orderwatch::http::install_crypto_provider();
-    if let Some(i) = argv.iter().position(|a| a == "--serve") {
-        let n = argv
-            .get(i + 1)
-            .and_then(|n| n.parse().ok())
-            .expect("--serve ORDERS");
-        serve_main(n);
-        return;
-    }
-    let a = Args::parse(&argv);
     child::build_orderwatch();
     let measured = std::panic::catch_unwind(|| {
         let rt = tokio::runtime::Builder::new_multi_thread()
