@@ -102,7 +102,15 @@ pub(super) const MIN_HOLD: Duration = Duration::from_millis(100);
 /// a failed round the receiver is presumed down: deliveries are held, then
 /// only one request at a time goes out (a probe), each after a hold that
 /// grows exponentially with full jitter and is never shorter than the
-/// receiver's `Retry-After`. The first clean round closes it. Pure state.
+/// receiver's `Retry-After`. A probe that succeeds closes it. Pure state.
+///
+/// Only answers to requests sent since the breaker last changed (its
+/// [`Breaker::epoch`]) move it: at a concurrency of 8, the other 7 requests
+/// sent before the first failure are still out, and their answers say
+/// nothing new. Such a success does not close the breaker (it would end a
+/// `Retry-After` hold early), and such failures do not lengthen the hold
+/// one step each (8 of them would hold for 2^7 initial backoffs); their
+/// `Retry-After` is still honoured.
 #[derive(Debug)]
 pub(super) struct Breaker {
     /// Failed rounds in a row.
@@ -110,6 +118,8 @@ pub(super) struct Breaker {
     pub(super) hold_until: Instant,
     /// When the current run of failures began (unix ms).
     pub(super) failing_since: Option<i64>,
+    /// Counts trips and closes; a request carries the epoch it was sent in.
+    pub(super) epoch: u64,
 }
 
 impl Breaker {
@@ -118,6 +128,23 @@ impl Breaker {
             failures: 0,
             hold_until: now,
             failing_since: None,
+            epoch: 0,
+        }
+    }
+
+    /// Whether a request sent in `epoch` was sent since the last change.
+    pub(super) fn fresh(&self, epoch: u64) -> bool {
+        epoch == self.epoch
+    }
+
+    /// An answer to an older request asked to wait `retry_after`: the hold
+    /// lasts at least that long, without counting as another failed round.
+    pub(super) fn honour(&mut self, retry_after: Option<Duration>, now: Instant) {
+        if let Some(wait) = retry_after
+            && self.failing()
+            && let Some(until) = now.checked_add(wait)
+        {
+            self.hold_until = self.hold_until.max(until);
         }
     }
 
@@ -153,8 +180,11 @@ impl Breaker {
             unit,
         )
         .max(MIN_HOLD);
-        self.hold_until = now.checked_add(hold).unwrap_or(now + policy.backoff_max);
-        hold
+        let until = now.checked_add(hold).unwrap_or(now + policy.backoff_max);
+        // A longer hold already asked for (a `Retry-After`) stands.
+        self.hold_until = self.hold_until.max(until);
+        self.epoch += 1;
+        self.hold_until.saturating_duration_since(now)
     }
 
     /// Closes the breaker (a clean round, or an operator's `redeliver`);
@@ -164,12 +194,13 @@ impl Breaker {
         self.failures = 0;
         self.failing_since = None;
         self.hold_until = now;
+        self.epoch += 1;
         ended
     }
 }
 
 /// What one round of finished deliveries amounted to.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, Copy)]
 pub(super) struct Round {
     pub(super) delivered: usize,
     /// Retries, dead deliveries and 410s.
@@ -177,6 +208,18 @@ pub(super) struct Round {
     pub(super) gone: bool,
     /// The longest `Retry-After` any receiver answer asked for.
     pub(super) retry_after: Option<Duration>,
+}
+
+impl Round {
+    /// Both rounds as one.
+    pub(super) fn and(self, other: Round) -> Round {
+        Round {
+            delivered: self.delivered + other.delivered,
+            failed: self.failed + other.failed,
+            gone: self.gone || other.gone,
+            retry_after: self.retry_after.max(other.retry_after),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -299,6 +342,34 @@ mod tests {
         assert_eq!(b.limit(8), 8);
         assert_eq!(b.failing_since, None);
         assert!(!b.holding(t0));
+    }
+
+    #[test]
+    fn a_later_trip_or_an_older_answer_never_shortens_a_retry_after_hold() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(t0);
+        let sent = b.epoch;
+        b.trip(&policy(), Some(Duration::from_secs(60)), t0, 0, 0.5);
+        assert!(!b.fresh(sent), "requests sent before the trip are older");
+        // A 503 without Retry-After from the next probe: not sooner than 60 s.
+        let t1 = t0 + Duration::from_secs(1);
+        let hold = b.trip(&policy(), None, t1, 0, 0.0);
+        assert_eq!(hold, Duration::from_secs(59));
+        assert!(b.holding(t0 + Duration::from_millis(59_999)));
+        // An older request's 429 asks for longer: the hold grows to it, and
+        // no failed round is added.
+        b.honour(Some(Duration::from_secs(120)), t1);
+        assert_eq!(b.failures, 2);
+        assert!(
+            b.holding(t1 + Duration::from_millis(119_999))
+                && !b.holding(t1 + Duration::from_secs(120))
+        );
+        let before = b.epoch;
+        b.close(t1);
+        assert!(!b.fresh(before), "a close starts another epoch too");
+        // Closed, an older answer's Retry-After holds nothing.
+        b.honour(Some(Duration::from_secs(30)), t1);
+        assert!(!b.holding(t1));
     }
 
     #[test]

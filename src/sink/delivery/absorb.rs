@@ -16,23 +16,35 @@ impl DeliveryLoop {
         st: &mut State,
         first: Option<Result<(tokio::task::Id, Attempt), tokio::task::JoinError>>,
     ) -> Result<(), StoreError> {
-        let mut round = Round::default();
+        // Answers to requests sent since the breaker last changed, and to
+        // older ones (see `Breaker`): only the first kind moves it.
+        let (mut fresh, mut older) = (Round::default(), Round::default());
         let mut finished: Vec<_> = first.into_iter().collect();
         while let Some(more) = st.inflight.try_join_next_with_id() {
             finished.push(more);
         }
         for joined in finished {
+            let id = match &joined {
+                Ok((id, _)) => *id,
+                Err(e) => e.id(),
+            };
+            let carried = st.carrying.remove(&id);
+            let epoch = carried.as_ref().map_or(st.breaker.epoch, |c| c.epoch);
+            let round = if st.breaker.fresh(epoch) {
+                &mut fresh
+            } else {
+                &mut older
+            };
             match joined {
-                Ok((id, (batch, outcomes))) => {
-                    st.carrying.remove(&id);
-                    self.settle(&batch, outcomes, &mut st.unflushed, &mut round)
+                Ok((_, (batch, outcomes))) => {
+                    self.settle(&batch, outcomes, &mut st.unflushed, round)
                         .await?;
                     st.spare.recycle(batch, self.sink.batch_size());
                 }
                 Err(e) => {
                     // A sink panicked: its rows stay pending and go out
                     // again after the hold.
-                    for seq in st.carrying.remove(&e.id()).unwrap_or_default() {
+                    for seq in carried.map(|c| c.seqs).unwrap_or_default() {
                         st.unflushed.busy.remove(&seq);
                     }
                     round.failed += 1;
@@ -40,6 +52,7 @@ impl DeliveryLoop {
                 }
             }
         }
+        let round = fresh.and(older);
         // A clean round: the freed slots take the next due rows (already
         // fetched, so already free of earlier pending rows of their orders)
         // and its outcomes are written behind, so the receiver is not kept
@@ -59,7 +72,7 @@ impl DeliveryLoop {
         if round.gone {
             st.paused = true;
         }
-        if round.failed > 0 {
+        if fresh.failed > 0 {
             let first_failure = !st.breaker.failing();
             let hold = st.breaker.trip(
                 &self.policy,
@@ -72,10 +85,14 @@ impl DeliveryLoop {
                 tracing::warn!(sink = %self.name(), hold = %humantime::format_duration(round_ms(hold)),
                     "deliveries failing: holding the sink, then one request at a time until one succeeds");
             }
+        } else {
+            st.breaker.honour(older.retry_after, Instant::now());
+        }
+        if round.failed > 0 {
             // After the hold, read again what is due.
             st.queue.clear();
             self.expire_old(st.breaker.failing_since).await?;
-        } else if round.delivered > 0 && st.breaker.failing() {
+        } else if fresh.delivered > 0 && st.breaker.failing() {
             let rounds = st.breaker.close(Instant::now());
             let moved = self.ctx.store.retry_now(self.name(), self.now()).await?;
             tracing::info!(sink = %self.name(), failed_rounds = rounds, retries_due_now = moved,

@@ -125,8 +125,9 @@ type Attempt = (Batch, Vec<Outcome>);
 /// What one run of the loop keeps between iterations.
 struct State {
     inflight: JoinSet<Attempt>,
-    /// Which seqs each request task carries, to release them if it panics.
-    carrying: HashMap<tokio::task::Id, Vec<i64>>,
+    /// What each request task carries: its seqs, to release them if it
+    /// panics, and the breaker epoch it was sent in.
+    carrying: HashMap<tokio::task::Id, Carried>,
     queue: VecDeque<OutboxEntry>,
     spare: Spare,
     unflushed: Unflushed,
@@ -135,6 +136,12 @@ struct State {
     /// Woken since the last look at the pause: the store may have changed.
     woken: bool,
     last_check: Instant,
+}
+
+/// One request task's seqs and the breaker epoch it was sent in.
+struct Carried {
+    seqs: Vec<i64>,
+    epoch: u64,
 }
 
 impl DeliveryLoop {
@@ -264,7 +271,7 @@ impl DeliveryLoop {
         if !self.route.by_cursor || !st.queue.is_empty() {
             return Ok(());
         }
-        let Some(&after) = st.carrying.values().flatten().max() else {
+        let Some(&after) = st.carrying.values().flat_map(|c| &c.seqs).max() else {
             return Ok(());
         };
         let want = self.sink.batch_size().max(1);
@@ -311,7 +318,8 @@ impl DeliveryLoop {
                 let outcomes = sink.deliver(Arc::clone(&batch)).await;
                 (batch, outcomes)
             });
-            st.carrying.insert(task.id(), seqs);
+            let epoch = st.breaker.epoch;
+            st.carrying.insert(task.id(), Carried { seqs, epoch });
         }
     }
 

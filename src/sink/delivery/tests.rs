@@ -72,6 +72,33 @@ impl Scripted {
         })
     }
 
+    /// One event at a time, each request taking `delay(event)`.
+    fn timed(
+        concurrency: usize,
+        delay: impl Fn(&str) -> Duration + Send + Sync + 'static,
+        answer: impl Fn(usize, &str) -> Outcome + Send + Sync + 'static,
+    ) -> Arc<Scripted> {
+        Arc::new(Scripted {
+            start: Instant::now(),
+            delay: Box::new(delay),
+            batch: 1,
+            concurrency,
+            inflight: AtomicUsize::new(0),
+            calls: Mutex::new(Vec::new()),
+            answer: Box::new(answer),
+        })
+    }
+
+    /// When each attempt at `event` went out.
+    fn attempts(&self, event: &str) -> Vec<Duration> {
+        let calls = self.calls();
+        calls
+            .iter()
+            .filter(|c| c.event == event)
+            .map(|c| c.at)
+            .collect()
+    }
+
     fn calls(&self) -> Vec<Call> {
         self.calls.lock().unwrap().clone()
     }
@@ -385,6 +412,114 @@ async fn a_failing_receiver_gets_one_probe_at_a_time_then_full_concurrency() {
     delivered.sort();
     delivered.dedup();
     assert_eq!(delivered.len(), 40, "every event delivered once");
+    w.shutdown.cancel();
+    running.await.unwrap().unwrap();
+}
+
+/// The breaker moves on answers to requests sent since it last changed:
+/// the others of the first round, still out when it tripped, neither end
+/// nor lengthen the hold.
+#[tokio::test(start_paused = true)]
+async fn a_success_sent_before_the_breaker_tripped_does_not_end_a_retry_after() {
+    let w = World::new().await;
+    w.record(1..9, "issued").await;
+    // 1:issued is answered 429 Retry-After 60 s at once; the other seven,
+    // sent at the same moment, are answered 200 half a second later.
+    let sink = Scripted::timed(
+        8,
+        |event| match event {
+            "1:issued" => Duration::ZERO,
+            _ => Duration::from_millis(500),
+        },
+        |n, event| match (n, event) {
+            (0, "1:issued") => retry(Some(Duration::from_secs(60))),
+            _ => Outcome::Delivered,
+        },
+    );
+    let running = w.start(sink.clone(), Mode::Daemon);
+    w.until(Duration::from_secs(600), async || {
+        sink.delivered().len() == 8
+    })
+    .await;
+    let tries = sink.attempts("1:issued");
+    assert_eq!(tries.len(), 2, "{:#?}", sink.calls());
+    assert!(
+        tries[1] - tries[0] >= Duration::from_secs(60),
+        "retried after {:?}, within its Retry-After",
+        tries[1] - tries[0]
+    );
+    w.shutdown.cancel();
+    running.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn failures_of_one_round_in_flight_lengthen_the_hold_once() {
+    let w = World::new().await;
+    w.record(1..9, "issued").await;
+    // Eight requests out at once, all failing, their answers spread over
+    // 0.7 s: one failed round, not eight (2^7 initial backoffs of hold).
+    let sink = Scripted::timed(
+        8,
+        |event| {
+            let order: u64 = event
+                .split(':')
+                .next()
+                .and_then(|o| o.parse().ok())
+                .unwrap_or(0);
+            Duration::from_millis(100 * order.saturating_sub(1))
+        },
+        |n, _| {
+            if n < 8 {
+                retry(None)
+            } else {
+                Outcome::Delivered
+            }
+        },
+    );
+    let running = w.start(sink.clone(), Mode::Daemon);
+    w.until(Duration::from_secs(7200), async || sink.calls().len() > 8)
+        .await;
+    let calls = sink.calls();
+    let probe = calls[8].at;
+    // The first trip holds at most backoff_initial (5 s, full jitter) from
+    // the first answer (at 0 s); the loop looks every second.
+    assert!(
+        probe <= Duration::from_secs(5) + IDLE_POLL + Duration::from_millis(100),
+        "the first probe went out at {probe:?}"
+    );
+    w.shutdown.cancel();
+    running.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_later_failure_of_the_same_round_does_not_shorten_a_retry_after() {
+    let w = World::new().await;
+    w.record(1..3, "issued").await;
+    // 1:issued: 429 with Retry-After 60 s at once; 2:issued, sent with
+    // it: 503 without one, a second later.
+    let sink = Scripted::timed(
+        2,
+        |event| match event {
+            "1:issued" => Duration::ZERO,
+            _ => Duration::from_secs(1),
+        },
+        |n, event| match (n, event) {
+            (_, "1:issued") if n < 2 => retry(Some(Duration::from_secs(60))),
+            (_, "2:issued") if n < 2 => retry(None),
+            _ => Outcome::Delivered,
+        },
+    );
+    let running = w.start(sink.clone(), Mode::Daemon);
+    w.until(Duration::from_secs(600), async || {
+        sink.delivered().len() == 2
+    })
+    .await;
+    let calls = sink.calls();
+    assert!(
+        calls[2].at >= Duration::from_secs(60),
+        "the next request went out at {:?}: {calls:#?}",
+        calls[2].at
+    );
     w.shutdown.cancel();
     running.await.unwrap().unwrap();
 }
