@@ -163,6 +163,42 @@ pub async fn an_in_order_sink_waits_only_for_held_transitions_it_takes(s: Shared
     assert_eq!(orders(&due(&s, &everything, i64::MAX, 10).await), [1, 2]);
 }
 
+/// `redeliver --event` of a held transition the sink does not take leaves
+/// the in-order sink a pending row that is not due: transitions after its
+/// cursor wait behind it, and the next due time must say so, not "now"
+/// (the loop would find nothing and ask again at once).
+pub async fn an_in_order_sink_behind_a_held_row_is_not_due(s: SharedStore) {
+    let revoked = in_order("revoked", Some(&["revoked"]));
+    let issued_only = Hold::Statuses(vec!["issued".to_string()].into());
+    let both = [change(1, "issued"), change(2, "revoked")];
+    held_window(
+        &s,
+        &both,
+        at(0),
+        issued_only,
+        std::slice::from_ref(&revoked),
+    )
+    .await;
+    let held = crate::transition::parse_event_id("1:issued").unwrap();
+    assert_eq!(
+        s.redeliver(&revoked, &Redeliver::Event(held), T0)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(
+        due(&s, &revoked, i64::MAX, 10).await.is_empty(),
+        "behind the held row"
+    );
+    assert_eq!(s.next_due(&revoked).await.unwrap(), None);
+    let lookup = s.lookups_due(i64::MAX, 10).await.unwrap();
+    s.lookups_done(vec![(lookup[0].clone(), released("{}"))], T0)
+        .await
+        .unwrap();
+    assert_eq!(s.next_due(&revoked).await.unwrap(), Some(T0));
+    assert_eq!(orders(&due(&s, &revoked, i64::MAX, 10).await), [1]);
+}
+
 pub async fn release_held_lets_everything_go_without_details(s: SharedStore) {
     let a = rows("a", None);
     let both = [change(1, "pending"), change(2, "issued")];

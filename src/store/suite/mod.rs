@@ -28,6 +28,7 @@ macro_rules! store_suite {
             a_held_transition_reaches_no_sink_until_its_lookup_releases_it,
             held_transitions_of_one_order_share_a_lookup_and_later_ones_wait,
             an_in_order_sink_waits_only_for_held_transitions_it_takes,
+            an_in_order_sink_behind_a_held_row_is_not_due,
             release_held_lets_everything_go_without_details,
             the_cursor_never_moves_back,
             a_cursor_in_the_future_can_be_rewound,
