@@ -26,7 +26,8 @@ use scalar::{Scalar, StatusSeed, StatusValue};
 pub struct Page {
     pub total: u64,
     pub limit: u64,
-    pub offset: u64,
+    /// The offset the server says this page starts at, if it says.
+    pub offset: Option<u64>,
 }
 
 /// The parser reads the body through a buffer this large: serde_json reads
@@ -149,6 +150,7 @@ impl<'de> Visitor<'de> for AnswerVisitor<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Answer, A::Error> {
         let mut answer = Answer::default();
         let mut listed = false;
+        let mut others = 0usize;
         while let Some(key) = map.next_key::<AnswerField>()? {
             match key {
                 // A second list would silently replace the first.
@@ -176,10 +178,23 @@ impl<'de> Visitor<'de> for AnswerVisitor<'_> {
                         None => ("unknown".into(), "empty errors list".into()),
                     });
                 }
+                // Fields added later are ignored, so a newer API still parses.
                 AnswerField::Other => {
+                    others += 1;
                     map.next_value::<IgnoredAny>()?;
                 }
             }
+        }
+        // `{}` is the answer for "nothing changed". An object with fields
+        // but no list (`{"message":"maintenance"}` from a proxy, a renamed
+        // field) says nothing about the window: taking it as empty would
+        // move the cursor over every change in it.
+        if !listed && answer.error.is_none() && others > 0 {
+            return Err(de::Error::custom(format!(
+                "no \"orders\" list in an answer with {others} other field{}; \
+                 expected {{\"orders\":[...]}}, or {{}} when nothing changed",
+                if others == 1 { "" } else { "s" }
+            )));
         }
         Ok(answer)
     }
@@ -192,7 +207,7 @@ struct PageRaw {
     #[serde(default)]
     limit: u64,
     #[serde(default)]
-    offset: u64,
+    offset: Option<u64>,
 }
 
 impl PageRaw {

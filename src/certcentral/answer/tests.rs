@@ -46,6 +46,24 @@ fn empty_object_means_nothing_changed() {
 }
 
 #[test]
+fn fields_without_an_orders_list_are_an_error_not_an_empty_window() {
+    // A proxy's maintenance object or a renamed list says nothing about
+    // the window; taken as "nothing changed" it would move the cursor.
+    for body in [
+        r#"{"error":"Service temporarily unavailable"}"#,
+        r#"{"message":"maintenance","orders_list":[{"order_id":1}]}"#,
+        r#"{"Orders":[{"order_id":5,"certificate_id":1,"status":"issued"}]}"#,
+    ] {
+        let e = error(body);
+        assert!(e.contains("no \"orders\" list"), "{body}: {e}");
+    }
+    assert!(error(r#"{"a":1,"b":2}"#).contains("2 other fields"));
+    // A page object alone is an empty paginated answer.
+    let a = parse(br#"{"page":{"total":0,"limit":100,"offset":0}}"#).unwrap();
+    assert!(a.orders.is_empty());
+}
+
+#[test]
 fn extra_fields_are_ignored_and_unknown_statuses_pass_through_lowercased() {
     let got = orders(
         r#"{"orders":[{"order_id":1,"certificate_id":2,"status":"On_Hold","product":{"x":[1]}}],"extra":true}"#,
@@ -61,7 +79,7 @@ fn page_object_is_read() {
         Some(Page {
             total: 10,
             limit: 5,
-            offset: 5
+            offset: Some(5)
         })
     );
 }

@@ -71,7 +71,7 @@ impl PageFollower {
     /// Takes one page's answer: its orders go to `into` (those the overlap
     /// repeats only once), and the answer says what to ask for next.
     pub fn take(&mut self, answer: Answer, into: &mut Vec<CompactOrder>) -> NextPage {
-        if let Some(refused) = self.believable(&answer) {
+        if let Some(refused) = self.believable(&answer).or_else(|| self.misplaced(&answer)) {
             return NextPage::Refuse(refused);
         }
         let connected = self.tail.is_empty() || answer.orders.iter().any(|o| self.in_tail(o));
@@ -164,6 +164,33 @@ impl PageFollower {
             );
         }
         None
+    }
+
+    /// Why this page is not the one asked for, if it is not: a server (or
+    /// a proxy) that ignores `offset` answers the first page again, whose
+    /// last orders are the tail, so the overlap alone would take it for the
+    /// next page and end the window without the orders after the first.
+    /// The `page.offset` it echoes gives it away. (Where the tail sits in
+    /// the page cannot: orders changed in the same second come in any
+    /// order, so the tail may be anywhere among its ties.)
+    fn misplaced(&self, answer: &Answer) -> Option<String> {
+        if let Some(echoed) = answer.page.and_then(|p| p.offset)
+            && echoed != self.offset
+        {
+            return Some(format!(
+                "asked for the page at offset {} and got page.offset {echoed}; a server that does not honour offset cannot be paged",
+                self.offset
+            ));
+        }
+        let got = answer.orders.len() as u64;
+        match answer.page {
+            // The first page empty while page.total promises orders.
+            Some(page) if got == 0 && self.tail.is_empty() && page.total > 0 => Some(format!(
+                "the first page has no order while page.total says {}",
+                page.total
+            )),
+            _ => None,
+        }
     }
 
     fn in_tail(&self, o: &CompactOrder) -> bool {

@@ -15,7 +15,7 @@ fn page(ids: &[i64], offset: u64, total: u64) -> Answer {
         page: Some(Page {
             total,
             limit: 8,
-            offset,
+            offset: Some(offset),
         }),
         error: None,
     }
@@ -185,4 +185,36 @@ fn far_more_pages_than_the_first_total_needs_are_refused() {
         next = f.take(page(&ids, offset, offset + 16), &mut got);
     }
     panic!("still paging: {next:?}");
+}
+
+#[test]
+fn a_server_that_ignores_offset_is_refused_not_taken_for_the_next_page() {
+    // The first page again, whatever offset is asked, and it says so.
+    let mut f = PageFollower::default();
+    let mut got = Vec::new();
+    assert_eq!(
+        f.take(page(&[1, 2, 3, 4], 0, 12), &mut got),
+        NextPage::At(3)
+    );
+    let next = f.take(page(&[1, 2, 3, 4], 0, 12), &mut got);
+    let NextPage::Refuse(why) = next else {
+        panic!("expected a refusal, got {next:?}");
+    };
+    assert!(
+        why.contains("offset 3") && why.contains("page.offset 0"),
+        "{why}"
+    );
+}
+
+#[test]
+fn an_empty_first_page_that_promises_orders_is_refused() {
+    let mut f = PageFollower::default();
+    let next = f.take(page(&[], 0, 500), &mut Vec::new());
+    assert!(
+        matches!(&next, NextPage::Refuse(why) if why.contains("page.total says 500")),
+        "{next:?}"
+    );
+    // An empty list that says it is empty is a window with no change.
+    let mut f = PageFollower::default();
+    assert_eq!(f.take(page(&[], 0, 0), &mut Vec::new()), NextPage::Done);
 }
