@@ -123,11 +123,53 @@ pub fn parse_event_id(id: &str) -> Option<EventId> {
     if status.is_empty() {
         return None;
     }
+    // An id as orderwatch printed it carries the status already escaped
+    // ("5:on%20hold"); escaping it again would name another event. What
+    // a person typed ("264:Canceled") is made a status name.
+    let status = if is_status_name(status) {
+        status.to_string()
+    } else {
+        status_name(status)
+    };
     Some(EventId {
         order_id,
-        status: status_name(status),
+        status,
         occurrence,
     })
+}
+
+/// `name` is what [`status_name`] makes of some status: `[a-z0-9_]` and
+/// `%XX` escapes (upper-case hex), at most [`MAX_STATUS_LEN`] long, or 48
+/// such characters (the cut may split an escape) then `~` and 12 hex digits.
+fn is_status_name(name: &str) -> bool {
+    let (body, cut) = match name.split_once('~') {
+        Some((body, tag)) => {
+            let tag_ok =
+                tag.len() == 12 && tag.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+            if !tag_ok || body.len() != 48 {
+                return false;
+            }
+            (body.as_bytes(), true)
+        }
+        None if name.len() > MAX_STATUS_LEN => return false,
+        None => (name.as_bytes(), false),
+    };
+    let hex = |b: &u8| matches!(b, b'0'..=b'9' | b'A'..=b'F');
+    let mut i = 0;
+    while i < body.len() {
+        match body[i] {
+            b'a'..=b'z' | b'0'..=b'9' | b'_' => i += 1,
+            b'%' => {
+                let escape = &body[i + 1..body.len().min(i + 3)];
+                if !escape.iter().all(hex) || (escape.len() < 2 && !cut) {
+                    return false;
+                }
+                i += 1 + escape.len();
+            }
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// Which sightings of an order are transitions (`[events] dedupe`).
@@ -235,6 +277,33 @@ mod tests {
             assert_eq!(parse_event_id(&text).unwrap().to_string(), text);
         }
         assert_eq!(parse_event_id("264:"), None);
+        // Typed by a person: made a status name.
+        assert_eq!(parse_event_id("264:Canceled"), id(264, "canceled", 0));
+        assert_eq!(parse_event_id("5:on hold"), id(5, "on%20hold", 0));
+        assert_eq!(parse_event_id("5:100%"), id(5, "100%25", 0));
+    }
+
+    #[test]
+    fn an_id_orderwatch_printed_names_its_event_again() {
+        // Escaped, cut (one of them in the middle of an escape) and plain.
+        let long = format!("{}é and more", "x".repeat(46));
+        for raw in [
+            "On Hold",
+            "a\nb",
+            "é",
+            "rtl\u{202e}",
+            &"a".repeat(200),
+            &long,
+            "issued",
+        ] {
+            let status = status_name(raw);
+            assert!(is_status_name(&status), "{raw:?} gave {status:?}");
+            for k in [0, 3] {
+                let printed = event_id(42, &status, k);
+                assert_eq!(parse_event_id(&printed), id(42, &status, k), "{printed}");
+            }
+        }
+        assert!(status_name(&long).contains("%C3~") || status_name(&long).contains("%C~"));
         assert_eq!(parse_event_id("264::3"), None);
         assert_eq!(parse_event_id("264:issued:99999999999"), None);
         assert_eq!(parse_event_id("x:issued"), None);
