@@ -12,6 +12,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
+use reqwest::header::HeaderValue;
+
 use crate::config::{DigicertConfig, Secret};
 use crate::http::{self, read_prefix};
 use crate::metrics::Metrics;
@@ -53,7 +55,8 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 pub struct Client {
     http: reqwest::Client,
     base_url: String,
-    api_key: Secret,
+    /// The API key as the `X-DC-DEVKEY` header, marked sensitive.
+    api_key: HeaderValue,
     pacer: Arc<Pacer>,
     tz: Tz,
     timeout: Duration,
@@ -89,6 +92,13 @@ impl Client {
                 url: cfg.base_url.clone(),
                 detail: format!("cannot build the HTTP client: {e}"),
             })?;
+        // Loaded with `SecretSource::load_header`, which names the source
+        // of a key that is not a header value; checked again, not replaced.
+        let mut api_key = HeaderValue::from_str(api_key.expose()).map_err(|_| ApiError::Network {
+            url: cfg.base_url.clone(),
+            detail: "the API key has a control or non-ASCII character, so it cannot be sent in the X-DC-DEVKEY header".into(),
+        })?;
+        api_key.set_sensitive(true);
         Ok(Client {
             http,
             base_url: cfg.base_url.clone(),

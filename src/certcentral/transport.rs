@@ -18,10 +18,7 @@ use crate::http::{error_chain, read_prefix, snippet};
 
 impl Client {
     pub(super) fn key_header(&self) -> HeaderValue {
-        let mut v = HeaderValue::from_str(self.api_key.expose())
-            .unwrap_or_else(|_| HeaderValue::from_static("invalid-key"));
-        v.set_sensitive(true);
-        v
+        self.api_key.clone()
     }
 
     pub(super) fn count(&self, err: &ApiError) {

@@ -11,7 +11,7 @@ use crate::pacer::Pacer;
 
 pub async fn run(config_flag: Option<&Path>, args: &CancelArgs) -> Result<(), Failure> {
     let config = load_config(config_flag)?;
-    let key = config.digicert.api_key.load().map_err(|e| {
+    let key = config.digicert.api_key.load_header().map_err(|e| {
         Failure::usage(anyhow::anyhow!(
             "cannot read the DigiCert API key from {}: {e}",
             config.digicert.api_key

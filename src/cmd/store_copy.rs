@@ -68,13 +68,33 @@ fn target(args: &CopyArgs) -> Result<StoreConfig, Failure> {
             path: PathBuf::from(to),
         });
     }
-    let target = PgTarget::parse(to)
-        .map_err(|e| Failure::usage(anyhow::anyhow!("--to {}: {e}", shown_url(to))))?;
+    let target = PgTarget::parse(to).map_err(|e| {
+        let e = if e == crate::store::postgres::target::password_refused() {
+            "must not carry a password (it would show in `ps` and the shell's history); give it with --password-env VAR or --password-file PATH".to_string()
+        } else {
+            e
+        };
+        Failure::usage(anyhow::anyhow!("--to {}: {e}", shown_url(to)))
+    })?;
     let password = match (&args.password_env, &args.password_file) {
-        (Some(var), _) => Some(SecretSource::Env(var.clone())),
+        (Some(var), _) => Some(
+            crate::config::secret::env_source(var)
+                .map_err(|e| Failure::usage(anyhow::anyhow!("--password-env: {e}")))?,
+        ),
         (_, Some(file)) => Some(SecretSource::File(file.clone())),
         (None, None) => None,
     };
+    // A password that cannot be read is a mistake on the command line, not
+    // a database that is down: said before anything is opened, exit 2.
+    if let Some(source) = &password
+        && let Err(e) = source.load()
+    {
+        let flag = match source {
+            SecretSource::Env(_) => "--password-env",
+            _ => "--password-file",
+        };
+        return Err(Failure::usage(anyhow::anyhow!("{flag}: {e}")));
+    }
     Ok(StoreConfig::Postgres(Box::new(PostgresConfig::new(
         target, password,
     ))))

@@ -161,6 +161,43 @@ pub fn is_loopback(url: &reqwest::Url) -> bool {
 }
 
 /// The directory a file lives in (`.` for a bare file name).
+/// What keeps a SQLite store at `path` from starting, if anything: its
+/// directory missing ([`store_dir_missing`]), or not writable. The daemon
+/// creates `<db>.lock`, `<db>-wal` and `<db>-shm` beside the database, so a
+/// store that opens in a read-only directory fails at start (or at the
+/// first checkpoint) with SQLite's vaguest message.
+pub fn store_dir_problem(path: &std::path::Path) -> Option<String> {
+    if let Some(missing) = store_dir_missing(path) {
+        return Some(missing);
+    }
+    let store_dir = parent_dir(path);
+    dir_writable(store_dir).err().map(|e| {
+        format!(
+            "{}: {e}; the store needs to create its lock, -wal and -shm files there: make the directory writable by the orderwatch user",
+            path.display()
+        )
+    })
+}
+
+/// A store path whose directory does not exist: a mistake in `[store]
+/// path` that no restart fixes, so `run` refuses it as configuration
+/// (exit 2), as `check` does. (A directory that exists but is read-only is
+/// the disk's state, which can change: `run` exits 1 and is restarted.)
+pub fn store_dir_missing(path: &std::path::Path) -> Option<String> {
+    let store_dir = parent_dir(path);
+    if store_dir.is_dir() || path.exists() {
+        return None;
+    }
+    let why = std::fs::read_dir(store_dir)
+        .err()
+        .map_or_else(|| "not a directory".to_string(), |e| e.to_string());
+    Some(format!(
+        "{}: cannot use directory {}: {why}; create it (writable by the orderwatch user) or point [store] path elsewhere",
+        path.display(),
+        store_dir.display()
+    ))
+}
+
 pub fn parent_dir(path: &std::path::Path) -> &std::path::Path {
     match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,

@@ -58,6 +58,12 @@ pub enum SecretError {
     },
     #[error("{0} is empty")]
     FileEmpty(PathBuf),
+    /// The value cannot travel in an HTTP header (the API key's
+    /// `X-DC-DEVKEY`): a second line, a control or non-ASCII character.
+    #[error(
+        "what {from} holds is not sendable in an HTTP header (a control or non-ASCII character at character {at}); it must hold the key alone, on one line"
+    )]
+    NotHeaderSafe { from: String, at: usize },
 }
 
 impl SecretSource {
@@ -81,6 +87,21 @@ impl SecretSource {
         self.load_with(&super::process_env)
     }
 
+    /// Reads a secret that is sent as an HTTP header value (the DigiCert
+    /// API key): one that is not, such as a key file with a comment on a
+    /// second line, is refused here, naming where it came from, instead of
+    /// reaching DigiCert as something else and coming back as a bare 401.
+    pub fn load_header(&self) -> Result<Secret, SecretError> {
+        let secret = self.load()?;
+        match secret.0.chars().position(|c| !(' '..='~').contains(&c)) {
+            None => Ok(secret),
+            Some(i) => Err(SecretError::NotHeaderSafe {
+                from: self.to_string(),
+                at: i + 1,
+            }),
+        }
+    }
+
     pub fn load_with(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Secret, SecretError> {
         match self {
             SecretSource::Env(var) => match env(var) {
@@ -92,6 +113,25 @@ impl SecretSource {
             SecretSource::Credential { dir, name } => read_file(&dir.join(name)),
         }
     }
+}
+
+/// `{stem}_env = "NAME"` as a source, if `NAME` can be a variable's name.
+/// A value that cannot (or a Standard Webhooks secret, `whsec_...`) is
+/// most likely the secret itself pasted into the wrong key: it is refused
+/// without being repeated, so it does not end up in the journal.
+pub fn env_source(var: &str) -> Result<SecretSource, &'static str> {
+    let mut bytes = var.bytes();
+    let name = bytes
+        .next()
+        .is_some_and(|b| b == b'_' || b.is_ascii_alphabetic())
+        && bytes.all(|b| b == b'_' || b.is_ascii_alphanumeric());
+    if !name || var.starts_with("whsec_") {
+        return Err(
+            "is not the name of an environment variable (letters, digits and _, not starting with a digit); \
+             it names the variable that holds the secret, never the secret itself (the value is not shown)",
+        );
+    }
+    Ok(SecretSource::Env(var.to_string()))
 }
 
 /// The largest secret file read: keys and secrets are well under 1 KiB.
@@ -146,6 +186,26 @@ mod tests {
         assert!(!format!("{s:?}").contains("supersecret"));
         assert!(!format!("{s}").contains("supersecret"));
         assert_eq!(s.expose(), "whsec_supersecret");
+    }
+
+    #[test]
+    fn a_key_that_cannot_be_a_header_is_refused_naming_its_file_not_its_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, "realkey123\n# rotated 2026-11\n").unwrap();
+        let e = SecretSource::File(path.clone())
+            .load_header()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains(&path.display().to_string()), "{e}");
+        assert!(e.contains("at character 11"), "{e}");
+        assert!(!e.contains("realkey123") && !e.contains("rotated"), "{e}");
+        std::fs::write(&path, "realkey 123\n").unwrap();
+        let ok = SecretSource::File(path)
+            .load_header()
+            .map(|s| s.expose().to_string());
+        assert_eq!(ok.ok().as_deref(), Some("realkey 123"), "one line, trimmed");
     }
 
     #[test]

@@ -95,11 +95,13 @@ impl Validator {
                 );
                 None
             }
-            (Some(var), None) if var.trim().is_empty() => {
-                self.problem("store.password_env", "must name an environment variable");
-                None
-            }
-            (Some(var), None) => Some(Some(SecretSource::Env(var.clone()))),
+            (Some(var), None) => match super::secret::env_source(var) {
+                Ok(source) => Some(Some(source)),
+                Err(problem) => {
+                    self.problem("store.password_env", problem);
+                    None
+                }
+            },
             (None, Some(file)) => Some(Some(SecretSource::File(file.clone()))),
             (None, None) => Some(default_password(env)),
         };

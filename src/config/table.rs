@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use super::field::{Problems, RedactedUrl, is_loopback, shown_url, sink_key};
-use super::secret::SecretSource;
+use super::secret::{SecretSource, env_source};
 
 /// The kind-specific part of one `[[sinks]]` table.
 pub struct SinkTable<'a> {
@@ -63,15 +63,19 @@ impl<'a> SinkTable<'a> {
     /// as "not a key of a \"file\" sink".
     pub fn keys<T: DeserializeOwned>(&mut self) -> Option<T> {
         let table = std::mem::take(&mut self.rest);
-        match toml::Value::Table(table).try_into::<T>() {
+        // The table has lost its TOML positions, so the error names the key
+        // (`sinks[0] ("c").timeout: invalid type: integer `10`, ...`).
+        match serde_path_to_error::deserialize::<_, T>(toml::Value::Table(table)) {
             Ok(v) => Some(v),
             Err(e) => {
-                let message = e.message().trim().to_string();
+                let path = e.path().to_string();
+                let message = e.into_inner().message().trim().to_string();
                 match unknown_field(&message) {
                     Some(field) => {
                         let kind = self.kind;
                         self.problem(&field, format!("is not a key of a {kind:?} sink"));
                     }
+                    None if path != "." => self.problem(&path, message.replace('\n', "; ")),
                     None => {
                         let label = match self.name {
                             Some(n) => format!("sinks[{}] ({n:?})", self.index),
@@ -132,7 +136,13 @@ impl<'a> SinkTable<'a> {
                 );
                 None
             }
-            (Some(var), None) => Some(SecretSource::Env(var)),
+            (Some(var), None) => match env_source(&var) {
+                Ok(source) => Some(source),
+                Err(problem) => {
+                    self.problem(&format!("{stem}_env"), problem);
+                    None
+                }
+            },
             (None, Some(file)) => Some(SecretSource::File(file)),
             (None, None) => match self.credential(credential) {
                 Some(source) => Some(source),

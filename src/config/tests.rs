@@ -646,3 +646,36 @@ fn alerts_poll_failures_defaults_to_3_and_takes_1_to_10000() {
         assert!(p[0].message.contains(bad), "{}", p[0].message);
     }
 }
+
+#[test]
+fn a_kind_key_of_the_wrong_type_is_named() {
+    let cases = [
+        (
+            "type = \"webhook\"\nurl = \"https://h.example/x\"\nsecret_env = \"S\"\ntimeout = 10",
+            "timeout",
+            "integer `10`",
+        ),
+        (
+            "type = \"webhook\"\nurl = \"https://h.example/x\"\nsecret_env = \"S\"\nconcurrency = \"8\"",
+            "concurrency",
+            "string \"8\"",
+        ),
+        ("type = \"file\"\npath = 1", "path", "integer `1`"),
+        (
+            "type = \"exec\"\ncommand = \"/bin/true\"",
+            "command",
+            "string \"/bin/true\"",
+        ),
+    ];
+    for (keys, key, value) in cases {
+        let text = format!("[[sinks]]\nname = \"c\"\n{keys}\n");
+        let found = problems(&text);
+        let wanted = format!("sinks[0] (\"c\").{key}");
+        assert!(
+            found.iter().any(|p| p.key == wanted
+                && p.message.contains("invalid type")
+                && p.message.contains(value)),
+            "{keys}: {found:?}"
+        );
+    }
+}

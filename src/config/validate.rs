@@ -185,7 +185,13 @@ impl Validator {
                 );
                 None
             }
-            (Some(var), None) => Some(SecretSource::Env(var.clone())),
+            (Some(var), None) => match super::secret::env_source(var) {
+                Ok(source) => Some(source),
+                Err(problem) => {
+                    self.problem("digicert.api_key_env", problem);
+                    None
+                }
+            },
             (None, Some(file)) => Some(SecretSource::File(file.clone())),
             (None, None) => Some(SecretSource::default_api_key(env)),
         }

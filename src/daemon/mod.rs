@@ -123,7 +123,7 @@ pub enum RunError {
 /// Loads the config file and its API key.
 pub fn load(path: &Path) -> Result<(Config, Secret), RunError> {
     let config = Config::load(path).map_err(|e| RunError::Config(e.into()))?;
-    let key = config.digicert.api_key.load().map_err(|e| {
+    let key = config.digicert.api_key.load_header().map_err(|e| {
         RunError::Config(anyhow::anyhow!(
             "{}: cannot read the DigiCert API key from {}: {e}",
             config.source.display(),
@@ -224,7 +224,16 @@ impl Daemon {
         let metrics_addr = config.metrics.as_ref().map(|m| m.listen);
         let wake_addr = config.wake.as_ref().map(|w| w.listen);
         // Secrets and sinks first: a bad one refuses the start before the
-        // store is touched.
+        // store is touched. So does a store directory that does not exist
+        // (exit 2, as `check` says: a restart cannot fix `[store] path`).
+        if let StoreConfig::Sqlite { path } = &store_config
+            && let Some(problem) = crate::config::field::store_dir_missing(path)
+        {
+            return Err(RunError::Config(anyhow::anyhow!(
+                "{}: store.path: {problem}",
+                config.source.display()
+            )));
+        }
         let prepared = generation::prepare(&opts, &pacer, &metrics, config, api_key)?;
         let runtime = |e: store::StoreError| RunError::Runtime(e.into());
         let node = store::node_identity();

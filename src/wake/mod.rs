@@ -80,21 +80,22 @@ pub fn load_key(config: &Config) -> anyhow::Result<Option<Secret>> {
     let Some(source) = config.wake.as_ref().and_then(|w| w.key.as_ref()) else {
         return Ok(None);
     };
+    let key_name = match source {
+        SecretSource::File(_) => "wake.key_file",
+        SecretSource::Env(_) => "wake.key_env",
+        SecretSource::Credential { .. } => "wake",
+    };
     let key = source.load().map_err(|e| {
         anyhow::anyhow!(
-            "{}: cannot read the wake key from {source}: {e}",
+            "{}: {key_name}: cannot read the wake key from {source}: {e}",
             config.source.display()
         )
     })?;
     let len = key.expose().chars().count();
     if len < MIN_WAKE_KEY_LEN {
         anyhow::bail!(
-            "{}: wake.key_{}: the wake key from {source} has {len} characters; use at least {MIN_WAKE_KEY_LEN} (CertCentral's webhook secrets have at least 32), e.g. `openssl rand -hex 24`",
+            "{}: {key_name}: the wake key from {source} has {len} characters; use at least {MIN_WAKE_KEY_LEN} (CertCentral's webhook secrets have at least 32), e.g. `openssl rand -hex 24`",
             config.source.display(),
-            match source {
-                SecretSource::File(_) => "file",
-                _ => "env",
-            }
         );
     }
     Ok(Some(key))

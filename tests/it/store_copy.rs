@@ -222,3 +222,54 @@ async fn sqlite_to_postgresql_and_back_keeps_everything() {
     );
     assert_eq!(before, after);
 }
+
+/// Mistakes in `--to` and the password flags are usage errors (exit 2)
+/// worded for the command line, found before any store is opened.
+#[test]
+fn password_mistakes_on_the_command_line_are_usage_errors() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = dir.path().join("orderwatch.toml");
+    let store = dir.path().join("orderwatch.db");
+    std::fs::write(
+        &config,
+        format!("[store]\npath = {:?}\n", store.display().to_string()),
+    )
+    .expect("config");
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--to", "postgresql://ow:hunter2@127.0.0.1:1/ow"],
+            "give it with --password-env VAR or --password-file PATH",
+        ),
+        (
+            &[
+                "--to",
+                "postgresql://ow@127.0.0.1:1/ow",
+                "--password-env",
+                "OW_TEST_NEVER_SET",
+            ],
+            "--password-env: environment variable OW_TEST_NEVER_SET is not set",
+        ),
+        (
+            &[
+                "--to",
+                "postgresql://ow@127.0.0.1:1/ow",
+                "--password-env",
+                "s3cr3t pass",
+            ],
+            "--password-env: is not the name of an environment variable",
+        ),
+    ];
+    for (args, expected) in cases {
+        let mut all = vec!["store", "copy"];
+        all.extend_from_slice(args);
+        let out = orderwatch(&config, &all);
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {said}");
+        assert!(said.contains(expected), "{args:?}: {said}");
+        assert!(
+            !said.contains("hunter2") && !said.contains("s3cr3t"),
+            "{said}"
+        );
+    }
+    assert!(!store.exists(), "nothing was opened");
+}

@@ -105,9 +105,20 @@ async fn no_ready_is_sent_when_the_config_is_invalid_or_the_store_cannot_open() 
     let out = output_within(c, Duration::from_secs(60));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 
-    // A store in a directory that does not exist: a runtime failure, exit 1.
+    // A store in a directory that does not exist: `[store] path` is wrong,
+    // a config error, exit 2 (the unit is not restarted over it).
     let missing = w.path("missing/dir/orderwatch.db");
     w.set("store.path", missing.display().to_string());
+    let mut c = w.command(&["run"]);
+    c.env("NOTIFY_SOCKET", &notify.path);
+    let out = output_within(c, Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+
+    // A store that cannot open (garbage where the database should be): a
+    // runtime failure, exit 1.
+    let garbage = w.path("garbage.db");
+    std::fs::write(&garbage, vec![0x5a; 8192]).expect("garbage");
+    w.set("store.path", garbage.display().to_string());
     let mut c = w.command(&["run"]);
     c.env("NOTIFY_SOCKET", &notify.path);
     let out = output_within(c, Duration::from_secs(60));

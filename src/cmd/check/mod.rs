@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::{Failure, config_path};
-use crate::config::{Config, PostgresConfig, SecretSource, StoreConfig, dir_writable, parent_dir};
+use crate::config::{Config, PostgresConfig, SecretSource, StoreConfig};
 use crate::sink;
 use crate::store;
 use crate::store::postgres::{Roots, TlsMode};
@@ -42,7 +42,7 @@ pub async fn inspect(config: &Config) -> Result<Vec<String>, Vec<String>> {
 /// The API key can be read; the schedule in one line.
 fn digicert(config: &Config, found: &mut Findings) {
     let d = &config.digicert;
-    match d.api_key.load() {
+    match d.api_key.load_header() {
         Ok(_) => found.lines.push(format!(
             "digicert: {} (API key from {})",
             d.base_url, d.api_key
@@ -124,26 +124,8 @@ async fn sqlite_store(path: &Path, found: &mut Findings) {
 
 /// The store's directory takes the files the daemon creates beside it.
 fn check_store_dir(path: &Path, found: &mut Findings) {
-    // The daemon creates `<db>.lock`, `<db>-wal` and `<db>-shm` beside the
-    // database: a store that opens but sits in a read-only directory fails
-    // at start (or at the first checkpoint) with SQLite's vaguest message.
-    let store_dir = parent_dir(path);
-    match (store_dir.is_dir(), dir_writable(store_dir)) {
-        (true, Err(e)) => found.problems.push(format!(
-            "store.path: {}: {e}; the store needs to create its lock, -wal and -shm files there: make the directory writable by the orderwatch user",
-            path.display()
-        )),
-        (false, _) if !path.exists() => {
-            let why = std::fs::read_dir(store_dir)
-                .err()
-                .map_or_else(|| "not a directory".to_string(), |e| e.to_string());
-            found.problems.push(format!(
-                "store.path: {}: cannot use directory {}: {why}; create it (writable by the orderwatch user) or point [store] path elsewhere",
-                path.display(),
-                store_dir.display()
-            ));
-        }
-        _ => {}
+    if let Some(problem) = crate::config::field::store_dir_problem(path) {
+        found.problems.push(format!("store.path: {problem}"));
     }
 }
 
@@ -201,6 +183,8 @@ fn sinks(config: &Config, found: &mut Findings) {
     }
     for (i, s) in config.sinks.iter().enumerate() {
         let filter = match &s.statuses {
+            // An operational sink receives orderwatch's alerts, no transition.
+            _ if s.operational => "operational: orderwatch's alerts only".to_string(),
             None => "all statuses".to_string(),
             Some(l) => format!("statuses {}", l.join(", ")),
         };

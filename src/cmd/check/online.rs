@@ -39,7 +39,7 @@ pub async fn reach(config: &Config) -> Findings {
 /// One `status-changes` request for the last minute, sent once.
 async fn digicert(config: &Config, found: &mut Findings) {
     let d = &config.digicert;
-    let Ok(key) = d.api_key.load() else {
+    let Ok(key) = d.api_key.load_header() else {
         // Offline `check` already refused an unreadable key.
         return;
     };

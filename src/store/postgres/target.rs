@@ -184,7 +184,8 @@ impl PartialEq for PgTarget {
     }
 }
 
-fn password_refused() -> String {
+/// The refusal of a URL with a password, worded for `[store] url`.
+pub(crate) fn password_refused() -> String {
     "must not carry a password (it would sit in the config file); set password_env, password_file or the systemd credential \"postgres-password\"".to_string()
 }
 

@@ -588,3 +588,69 @@ fn huge_or_blocking_config_and_secret_files_are_refused_at_once() {
         assert!(err.contains("not a regular file"), "{to}: {err}");
     }
 }
+
+/// A store whose directory is missing cannot start however often systemd
+/// restarts it: `check` and `run` both refuse it as configuration (exit 2,
+/// which the unit does not restart), before anything is opened.
+#[test]
+fn a_store_in_a_missing_directory_is_a_config_error_for_check_and_run() {
+    let s = Setup::new();
+    let toml = replace(
+        &s.good(),
+        &s.expand(STORE),
+        &s.expand("\"{dir}/nodir/orderwatch.db\""),
+    );
+    let expect = ["store.path", "cannot use directory", "nodir"];
+    assert_refused(&s, &s.check(&toml), &expect);
+    let run = s.command(&[
+        "--config",
+        &s.config().display().to_string(),
+        "run",
+        "--once",
+    ]);
+    assert_refused(&s, &output_within(run, Duration::from_secs(60)), &expect);
+    assert!(!s.path("nodir").exists());
+}
+
+/// A secret pasted where the name of its variable belongs is refused
+/// without being repeated (it would land in the journal).
+#[test]
+fn a_secret_in_an_env_key_is_refused_without_showing_it() {
+    let s = Setup::new();
+    let toml = replace(
+        &s.good(),
+        "secret_env = \"OW_CHECK_HOOK\"",
+        &format!("secret_env = \"{HOOK_SECRET}\""),
+    );
+    let toml = replace(&toml, KEY_ENV, &format!("api_key_env = \"{API_KEY}\""));
+    let out = s.check(&toml);
+    assert_refused(
+        &s,
+        &out,
+        &[
+            "sinks[2] (\"hook\").secret_env: is not the name of an environment variable",
+            "digicert.api_key_env: is not the name of an environment variable",
+        ],
+    );
+}
+
+#[test]
+fn check_says_an_operational_sink_receives_alerts_not_transitions() {
+    let s = Setup::new();
+    let toml = format!(
+        "{}\n[[sinks]]\nname = \"ops\"\ntype = \"file\"\npath = \"{}\"\noperational = true\n",
+        s.good(),
+        s.path("alerts.jsonl").display()
+    );
+    let out = s.check(&toml);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("sink ops:"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("alerts only") && !line.contains("all statuses"),
+        "{stdout}"
+    );
+}
