@@ -69,8 +69,14 @@ impl PollWake {
     /// ring nobody waited for, so a scheduled cycle that happened to start
     /// first is not followed by a redundant one.
     pub fn take(&self) {
-        self.pending.store(false, Ordering::Release);
+        // The ring first, then the flag. The other way round, a wake
+        // between the two would set the flag and ring, and the ring would
+        // be dropped here: the flag stays set, so every later wake is
+        // "coalesced" into a cycle nobody asked for, until the next
+        // scheduled one. This way such a wake is answered by the cycle
+        // about to start, and one after it rings for the next.
         let _ = self.notify.notified().now_or_never();
+        self.pending.store(false, Ordering::Release);
     }
 }
 
