@@ -89,6 +89,25 @@ impl Scripted {
         })
     }
 
+    /// `1:issued` answered at once, every other event after `others`.
+    fn first_at_once(
+        concurrency: usize,
+        others: Duration,
+        answer: impl Fn(usize, &str) -> Outcome + Send + Sync + 'static,
+    ) -> Arc<Scripted> {
+        Scripted::timed(
+            concurrency,
+            move |event| {
+                if event == "1:issued" {
+                    Duration::ZERO
+                } else {
+                    others
+                }
+            },
+            answer,
+        )
+    }
+
     /// When each attempt at `event` went out.
     fn attempts(&self, event: &str) -> Vec<Duration> {
         let calls = self.calls();
@@ -425,17 +444,11 @@ async fn a_success_sent_before_the_breaker_tripped_does_not_end_a_retry_after() 
     w.record(1..9, "issued").await;
     // 1:issued is answered 429 Retry-After 60 s at once; the other seven,
     // sent at the same moment, are answered 200 half a second later.
-    let sink = Scripted::timed(
-        8,
-        |event| match event {
-            "1:issued" => Duration::ZERO,
-            _ => Duration::from_millis(500),
-        },
-        |n, event| match (n, event) {
+    let sink =
+        Scripted::first_at_once(8, Duration::from_millis(500), |n, event| match (n, event) {
             (0, "1:issued") => retry(Some(Duration::from_secs(60))),
             _ => Outcome::Delivered,
-        },
-    );
+        });
     let running = w.start(sink.clone(), Mode::Daemon);
     w.until(Duration::from_secs(600), async || {
         sink.delivered().len() == 8
@@ -497,18 +510,11 @@ async fn a_later_failure_of_the_same_round_does_not_shorten_a_retry_after() {
     w.record(1..3, "issued").await;
     // 1:issued: 429 with Retry-After 60 s at once; 2:issued, sent with
     // it: 503 without one, a second later.
-    let sink = Scripted::timed(
-        2,
-        |event| match event {
-            "1:issued" => Duration::ZERO,
-            _ => Duration::from_secs(1),
-        },
-        |n, event| match (n, event) {
-            (_, "1:issued") if n < 2 => retry(Some(Duration::from_secs(60))),
-            (_, "2:issued") if n < 2 => retry(None),
-            _ => Outcome::Delivered,
-        },
-    );
+    let sink = Scripted::first_at_once(2, Duration::from_secs(1), |n, event| match (n, event) {
+        (_, "1:issued") if n < 2 => retry(Some(Duration::from_secs(60))),
+        (_, "2:issued") if n < 2 => retry(None),
+        _ => Outcome::Delivered,
+    });
     let running = w.start(sink.clone(), Mode::Daemon);
     w.until(Duration::from_secs(600), async || {
         sink.delivered().len() == 2
