@@ -82,16 +82,17 @@ pub(super) fn parse_all(
     let mut sinks = Vec::new();
     let mut names = HashSet::new();
     for (i, raw_sink) in raw.into_iter().enumerate() {
+        // Named before the rest is read, so a duplicate is reported with a
+        // sink's other problems, not only once they are fixed.
+        if let Some(name) = raw_sink.name.as_deref().filter(|n| valid_sink_name(n))
+            && !names.insert(name.to_string())
+        {
+            problems.add(
+                format!("sinks[{i}].name"),
+                format!("duplicate sink name {name:?}; every sink needs a unique name"),
+            );
+        }
         if let Some(sink) = parse(i, raw_sink, problems, env) {
-            if !names.insert(sink.name.clone()) {
-                problems.add(
-                    format!("sinks[{i}].name"),
-                    format!(
-                        "duplicate sink name {:?}; every sink needs a unique name",
-                        sink.name
-                    ),
-                );
-            }
             sinks.push(sink);
         }
     }

@@ -97,6 +97,16 @@ fn duplicate_and_unknown_sinks_are_named() {
 }
 
 #[test]
+fn a_duplicate_name_is_reported_with_the_sinks_other_problems() {
+    let p = problems(
+        "[[sinks]]\nname = \"a\"\ntype = \"webhook\"\nurl = \"not a url\"\nsecret_env = \"S\"\n[[sinks]]\nname = \"a\"\ntype = \"stdout\"\n",
+    );
+    let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+    assert!(keys.contains(&"sinks[0] (\"a\").url"), "{p:?}");
+    assert!(keys.contains(&"sinks[1].name"), "{p:?}");
+}
+
+#[test]
 fn keys_of_other_sink_types_are_refused() {
     let p = problems(
         "[[sinks]]\nname = \"f\"\ntype = \"file\"\npath = \"/tmp/x\"\nurl = \"https://x\"\n",
