@@ -21,15 +21,19 @@ const CERTIFICATE_TEXT: &[&str] = &[
 /// `data.order` for an order info answer, as compact JSON with a fixed
 /// key order (so every sink and redelivery carries the same bytes), and
 /// the fields left out for having the wrong type. An answer that is not
-/// an object, or is about another order, is refused.
+/// an object, has no `id`, or is about another order, is refused (and the
+/// lookup tried again): a proxy's `{"message":"maintenance"}` with HTTP
+/// 200 would otherwise release the event for good with empty details.
 pub fn extract(order_id: i64, answer: &Value) -> Result<(String, Vec<String>), String> {
     let Some(top) = answer.as_object() else {
         return Err("the answer is not a JSON object".into());
     };
-    if let Some(id) = top.get("id")
-        && id.as_i64() != Some(order_id)
-    {
-        return Err(format!("the answer is about order {id}, not {order_id}"));
+    match top.get("id") {
+        None => return Err("the answer has no \"id\": it is not an order".into()),
+        Some(id) if id.as_i64() != Some(order_id) => {
+            return Err(format!("the answer is about order {id}, not {order_id}"));
+        }
+        Some(_) => {}
     }
     let mut out = Map::new();
     let mut dropped = Vec::new();
@@ -196,7 +200,7 @@ mod tests {
             json,
             r#"{"common_name":"a.example","dns_names":["a.example"],"product":{"name_id":"ssl_plus"}}"#
         );
-        assert_eq!(extract(7, &json!({})).unwrap().0, "{}");
+        assert_eq!(extract(7, &json!({"id": 7})).unwrap().0, "{}");
     }
 
     #[test]
@@ -232,5 +236,9 @@ mod tests {
         let other = extract(7, &json!({"id": 8})).unwrap_err();
         assert!(other.contains("order 8"), "{other}");
         assert!(extract(7, &json!({"id": "7"})).is_err());
+        for not_an_order in [json!({}), json!({"message": "maintenance"})] {
+            let e = extract(7, &not_an_order).unwrap_err();
+            assert!(e.contains("no \"id\""), "{e}");
+        }
     }
 }

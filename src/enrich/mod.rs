@@ -221,10 +221,12 @@ impl Enricher {
     /// transitions and the store watch wake the loop sooner).
     fn wait_for(&self, backlog: &LookupBacklog) -> Duration {
         let idle = self.watched.look_every();
+        // One reading of the clock: two could straddle `due`, and a
+        // negative wait cast to u64 would be a sleep of ages.
+        let now = self.clock.now_ms();
         match backlog.next_due {
-            Some(due) if due > self.clock.now_ms() => {
-                let ms = (due - self.clock.now_ms()).min(idle.as_millis() as i64);
-                Duration::from_millis(ms as u64)
+            Some(due) if due > now => {
+                Duration::from_millis(u64::try_from(due - now).unwrap_or(0)).min(idle)
             }
             _ => idle,
         }
