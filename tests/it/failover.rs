@@ -13,13 +13,14 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::cluster::Cluster;
+use crate::support::cluster::{Cluster, use_postgres};
 use crate::support::ha::{
     CONCURRENCY, Churn, digest, everything_arrives_once_in_the_store,
     file_duplicates_were_in_flight, webhook_duplicates_were_in_flight, world,
 };
 use crate::support::notify::NotifySocket;
 use crate::support::receiver::{Receiver, Reply};
+use crate::support::silent::SilentProxy;
 use crate::support::{World, eventually, free_port, text};
 use crate::testdb;
 
@@ -328,4 +329,92 @@ async fn postgresql_unreachable_at_start_is_an_error_naming_the_host_and_exit_1(
     );
     assert!(started.elapsed() < Duration::from_secs(30));
     assert!(w.sim.queries().is_empty(), "polled without a store");
+}
+
+/// A standby whose database connections go silent (a NAT or a firewall
+/// forgot them: no reset, no answer) still takes over when the leader
+/// dies, and then works: its probe gives up on the silent connection after
+/// `failover` and makes another, and its pool checks each connection
+/// before handing it out, so the new leader's poller does not hang on one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_whose_connections_went_silent_takes_over_and_works() {
+    let Some(db) = testdb::database("silent connections at takeover").await else {
+        return;
+    };
+    let proxy = SilentProxy::start(db.port).await;
+    let mut w = World::new().await;
+    w.file_sink();
+    use_postgres(&mut w, &db, "3s");
+    let mut c = Cluster::new(None);
+    let first = c.start(&mut w);
+    assert_eq!(c.settled(Duration::from_secs(30)).await, first);
+    // The second node reaches the database through the proxy.
+    let direct = format!("127.0.0.1:{}/", db.port);
+    let proxied = format!("127.0.0.1:{}/", proxy.port);
+    w.set("store.url", db.url.replace(&direct, &proxied));
+    let standby = c.start(&mut w);
+    assert_eq!(c.settled(Duration::from_secs(30)).await, first);
+    // Let it make its connections (probe, pool), then silence them all.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    proxy.silence();
+    let killed = c.kill(first);
+    let (leader, took) = c.takeover(killed, Duration::from_secs(30)).await;
+    assert_eq!(leader, standby, "{}", c.logs());
+    // It polls and delivers as leader: a change made now reaches its file.
+    w.sim
+        .sim()
+        .set_status(777_001, 777_002, "issued", chrono::Utc::now());
+    let arrived = eventually(Duration::from_secs(30), || {
+        c.runs[standby]
+            .file_ids()
+            .iter()
+            .any(|id| id == "777001:issued")
+    })
+    .await;
+    assert!(
+        arrived,
+        "took over after {took:?} but delivered nothing:\n{}",
+        c.logs()
+    );
+}
+
+/// A leader whose connections all go silent loses its lease (it cannot
+/// renew), takes it again on a new connection, and works on: its pool
+/// does not hand the new term's poller a silent connection to hang on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_connections_went_silent_leads_again_and_works() {
+    let Some(db) = testdb::database("silent connections under a leader").await else {
+        return;
+    };
+    let proxy = SilentProxy::start(db.port).await;
+    let mut w = World::new().await;
+    w.file_sink();
+    use_postgres(&mut w, &db, "3s");
+    let direct = format!("127.0.0.1:{}/", db.port);
+    let proxied = format!("127.0.0.1:{}/", proxy.port);
+    w.set("store.url", db.url.replace(&direct, &proxied));
+    let mut c = Cluster::new(None);
+    let node = c.start(&mut w);
+    assert_eq!(c.settled(Duration::from_secs(30)).await, node);
+    w.sim
+        .sim()
+        .set_status(777_001, 777_002, "pending", chrono::Utc::now());
+    let seen = |id: &'static str| {
+        let run = &c.runs[node];
+        move || run.file_ids().iter().any(|i| i == id)
+    };
+    assert!(
+        eventually(Duration::from_secs(30), seen("777001:pending")).await,
+        "{}",
+        c.logs()
+    );
+    proxy.silence();
+    w.sim
+        .sim()
+        .set_status(777_001, 777_002, "issued", chrono::Utc::now());
+    assert!(
+        eventually(Duration::from_secs(40), seen("777001:issued")).await,
+        "nothing delivered after the connections went silent:\n{}",
+        c.logs()
+    );
 }

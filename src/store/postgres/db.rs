@@ -33,6 +33,10 @@ pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 pub(super) const NAMESPACE: i32 = 0x6f77_6174; // "owat"
 pub(super) const MIGRATION_LOCK: i32 = -1;
 
+/// How long a pooled connection may take to answer its check before it is
+/// dropped and another one made.
+const RECYCLE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Everything needed to open connections to one store.
 #[derive(Clone)]
 pub(super) struct Connector {
@@ -70,8 +74,12 @@ impl Connector {
         let manager = Manager::from_config(
             self.config.clone(),
             self.tls.clone(),
+            // A pooled connection is asked a round trip before it is
+            // handed out (within `RECYCLE_TIMEOUT`): one that went silent
+            // is dropped and replaced, not given to the next generation's
+            // poller to hang on.
             ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
+                recycling_method: RecyclingMethod::Verified,
             },
         );
         let wait = self
@@ -84,6 +92,7 @@ impl Connector {
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(wait * 3))
             .create_timeout(Some(wait))
+            .recycle_timeout(Some(RECYCLE_TIMEOUT))
             .build()
             .map_err(|e| StoreError::Unreachable {
                 location: self.location.clone(),

@@ -78,8 +78,33 @@ impl PgLeadership {
     }
 
     /// One look at the lease; takes it over when it is free or expired.
+    /// Bounded by `failover`: a connection that went silent (its packets
+    /// dropped, not refused) is given up and the next look makes another,
+    /// instead of this standby waiting on it for ever while the leader it
+    /// watches may be gone.
     async fn attempt(&self) -> Result<Option<Lease>, StoreError> {
         let mut slot = self.conn.lock().await;
+        match tokio::time::timeout(self.failover, self.look(&mut slot)).await {
+            Ok(result) => result,
+            Err(_) => {
+                *slot = None;
+                Err(self.silent("looking at the leadership lease"))
+            }
+        }
+    }
+
+    /// The store did not answer within `failover`.
+    fn silent(&self, doing: &str) -> StoreError {
+        StoreError::Unreachable {
+            location: self.connector.location.clone(),
+            error: format!(
+                "{doing}: no answer within {}; trying another connection",
+                humantime::format_duration(self.failover)
+            ),
+        }
+    }
+
+    async fn look(&self, slot: &mut Option<Conn>) -> Result<Option<Lease>, StoreError> {
         if slot.as_ref().is_none_or(|c| c.client.is_closed()) {
             let (client, closed) = self.connector.connect().await?;
             *slot = Some(Conn { client, closed });
@@ -178,6 +203,31 @@ impl PgLeadership {
             .await
             .map_err(self.err("committing the takeover"))?;
         Ok(Some(next))
+    }
+
+    /// Who holds the lease, on a pooled connection.
+    async fn read_leader(&self) -> Result<Option<Leader>, StoreError> {
+        let client = self.store.client().await?;
+        let row = client
+            .query_one(
+                "SELECT term, holder, (extract(epoch FROM since) * 1000)::bigint, expires_at > now(),
+                        pg_try_advisory_xact_lock($1, term::int)
+                 FROM leadership WHERE id = 1",
+                &[&NAMESPACE],
+            )
+            .await
+            .map_err(self.err("reading the leadership lease"))?;
+        let term: i64 = row.get(0);
+        if term == 0 {
+            return Ok(None);
+        }
+        let (live, vacant): (bool, bool) = (row.get(3), row.get(4));
+        Ok(Some(Leader {
+            holder: row.get(1),
+            term,
+            since: chrono::DateTime::from_timestamp_millis(row.get(2)).unwrap_or_default(),
+            live: live && !vacant,
+        }))
     }
 
     /// The lease of `term`, renewed in the background on `conn`.
@@ -318,26 +368,8 @@ impl Leadership for PgLeadership {
     }
 
     async fn leader(&self) -> Result<Option<Leader>, StoreError> {
-        let client = self.store.client().await?;
-        let row = client
-            .query_one(
-                "SELECT term, holder, (extract(epoch FROM since) * 1000)::bigint, expires_at > now(),
-                        pg_try_advisory_xact_lock($1, term::int)
-                 FROM leadership WHERE id = 1",
-                &[&NAMESPACE],
-            )
+        tokio::time::timeout(self.failover, self.read_leader())
             .await
-            .map_err(self.err("reading the leadership lease"))?;
-        let term: i64 = row.get(0);
-        if term == 0 {
-            return Ok(None);
-        }
-        let (live, vacant): (bool, bool) = (row.get(3), row.get(4));
-        Ok(Some(Leader {
-            holder: row.get(1),
-            term,
-            since: chrono::DateTime::from_timestamp_millis(row.get(2)).unwrap_or_default(),
-            live: live && !vacant,
-        }))
+            .unwrap_or_else(|_| Err(self.silent("reading the leadership lease")))
     }
 }

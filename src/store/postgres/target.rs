@@ -125,6 +125,25 @@ impl PgTarget {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
+        // A connection whose peer went silent (a NAT or firewall dropped its
+        // state, the database moved) must fail within seconds, not after
+        // the kernel's two hours of keepalive idle or its ~15 minutes of
+        // retransmissions: a standby probing on it would never take over,
+        // and a leader's pool would hand it out again. Unless the URL says
+        // otherwise (`keepalives_idle`, `tcp_user_timeout`, ...).
+        if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60)
+            && config.get_keepalives_interval().is_none()
+            && config.get_keepalives_retries().is_none()
+        {
+            config
+                .keepalives(true)
+                .keepalives_idle(Duration::from_secs(5))
+                .keepalives_interval(Duration::from_secs(2))
+                .keepalives_retries(3);
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(Duration::from_secs(10));
+        }
         let shown = show(&config, &user);
         Ok(PgTarget {
             config,

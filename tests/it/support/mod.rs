@@ -23,6 +23,7 @@ pub mod ha;
 pub mod nats;
 pub mod notify;
 pub mod receiver;
+pub mod silent;
 pub mod sim;
 mod skip;
 pub mod standard_webhooks;
