@@ -64,20 +64,6 @@ impl Db {
         Ok(into)
     }
 
-    /// The first transition after `cursor` that `route` takes and that is
-    /// held for its order's details: an in-order sink stops before it.
-    fn first_held(&self, route: &SinkRoute, cursor: i64) -> Result<Option<i64>, StoreError> {
-        let mut args = vec![Value::Integer(cursor)];
-        let filter = status_clause(route, &mut args);
-        let sql = format!(
-            "SELECT min(e.seq) FROM enrichment e JOIN transitions t ON t.seq = e.seq
-             WHERE e.seq > ?{filter}"
-        );
-        self.conn
-            .query_row(&sql, params_from_iter(args), |r| r.get(0))
-            .map_err(|e| self.err("looking for held transitions", e))
-    }
-
     /// The transitions after `cursor` that `route` takes, as untried
     /// entries appended to `into`, up to the first one held for its
     /// order's details.
@@ -88,14 +74,21 @@ impl Db {
         limit: usize,
         into: &mut Vec<OutboxEntry>,
     ) -> Result<(), StoreError> {
-        let held = self.first_held(route, cursor)?.unwrap_or(i64::MAX);
+        // Up to the first one held for its details, found in the same
+        // statement: read apart, a chunk committed between the two reads
+        // could add held transitions the first read did not see, and they
+        // would go out without their details.
         let mut args = vec![Value::Integer(cursor)];
         let filter = status_clause(route, &mut args);
-        args.push(Value::Integer(held));
+        args.push(Value::Integer(cursor));
+        let held_filter = status_clause(route, &mut args);
         args.push(Value::Integer(limit as i64));
         let sql = format!(
-            "SELECT {TRANSITION_COLUMNS} FROM transitions WHERE seq > ?{filter} AND seq < ?
-             ORDER BY seq LIMIT ?"
+            "SELECT {TRANSITION_COLUMNS} FROM transitions WHERE seq > ?{filter}
+               AND seq < coalesce((SELECT min(e.seq) FROM enrichment e JOIN transitions t ON t.seq = e.seq
+                                   WHERE e.seq > ?{held_filter}), {})
+             ORDER BY seq LIMIT ?",
+            i64::MAX
         );
         let mut stmt = self
             .conn
