@@ -69,7 +69,7 @@ pub async fn run(config_flag: Option<&Path>, args: &TestSinkArgs) -> Result<(), 
     let config = load_config(config_flag)?;
     let cfg = known_sink(&config, &args.name)?;
     let label = format!("sink {} ({})", cfg.name, cfg.settings.describe());
-    let built = sink::build(cfg, &config.digicert.base_url)
+    let built = sink::build_guest(cfg, &config.digicert.base_url)
         .map_err(|e| Failure::usage(anyhow!("{}", e.render(&format!("sink {:?}", cfg.name)))))?;
     let now = Utc::now();
     let id = test_event_id(now, rand::random());

@@ -120,6 +120,10 @@ pub struct BuildContext<'a> {
     /// How long the sink keeps retrying a delivery; nothing should make it
     /// wait longer (a receiver's `Retry-After`, say).
     pub give_up_after: Duration,
+    /// Built for the daemon, which owns what the sink writes: only then may
+    /// a file sink cut a torn last line (an interrupted write) off its file.
+    /// `test-sink` and `check` may run beside a daemon that is writing.
+    pub owner: bool,
 }
 
 /// One sink's validated, kind-specific settings, as the config holds them.

@@ -49,10 +49,21 @@ pub fn route(cfg: &SinkConfig) -> SinkRoute {
 /// without sending anything. `source` is every event's `source` (the API
 /// base URL). `check` runs exactly this, and drops the result.
 pub fn build(cfg: &SinkConfig, source: &str) -> Result<Arc<dyn Sink>, BuildError> {
+    build_as(cfg, source, true)
+}
+
+/// [`build`] for a command that runs beside the daemon (`test-sink`,
+/// `check`): the sink never changes what the daemon may be writing.
+pub fn build_guest(cfg: &SinkConfig, source: &str) -> Result<Arc<dyn Sink>, BuildError> {
+    build_as(cfg, source, false)
+}
+
+fn build_as(cfg: &SinkConfig, source: &str, owner: bool) -> Result<Arc<dyn Sink>, BuildError> {
     cfg.settings.build(&BuildContext {
         name: &cfg.name,
         source,
         give_up_after: cfg.policy.give_up_after,
+        owner,
     })
 }
 

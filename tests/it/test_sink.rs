@@ -118,4 +118,19 @@ async fn exec_and_file_sinks_run_and_write_the_test_event() {
     let lines = read_jsonl(&w.events_file());
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["type"], "orderwatch.test");
+
+    // The file ends in the middle of an event line, as while a running
+    // daemon appends a batch: test-sink leaves it alone and says so.
+    let mut mid_write = std::fs::read(w.events_file()).unwrap();
+    mid_write.extend_from_slice(b"{\"specversion\":\"1.0\",\"id\":\"7:iss");
+    std::fs::write(w.events_file(), &mid_write).unwrap();
+    let out = w.run(&["test-sink", "archive"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("in the middle of an event line"), "{err}");
+    assert_eq!(
+        std::fs::read(w.events_file()).unwrap(),
+        mid_write,
+        "untouched"
+    );
 }

@@ -23,6 +23,10 @@ pub(super) const LINE_START: &[u8] = b"{\"specversion\":\"1.0\",\"id\":";
 pub(super) struct Appender {
     path: PathBuf,
     open: Option<Opened>,
+    /// May cut a torn last line of an earlier run: the daemon's own sinks
+    /// only. A guest (`test-sink`) may be looking at a daemon's write in
+    /// progress, which a cut would destroy after the daemon synced it.
+    cut_torn: bool,
 }
 
 struct Opened {
@@ -33,7 +37,20 @@ struct Opened {
 
 impl Appender {
     pub fn new(path: PathBuf) -> Appender {
-        Appender { path, open: None }
+        Appender {
+            path,
+            open: None,
+            cut_torn: true,
+        }
+    }
+
+    /// An appender that never cuts a torn last line: it refuses to append
+    /// after one instead (a daemon may be writing it right now).
+    pub fn guest(path: PathBuf) -> Appender {
+        Appender {
+            cut_torn: false,
+            ..Appender::new(path)
+        }
     }
 
     /// Appends `buf` (whole lines) and fsyncs. Reopens first when asked
@@ -46,7 +63,7 @@ impl Appender {
         };
         if stale {
             self.open = None;
-            self.open = Some(Opened::open(&self.path)?);
+            self.open = Some(Opened::open(&self.path, self.cut_torn)?);
         }
         let Some(o) = self.open.as_mut() else {
             return Err(std::io::Error::other("file not open"));
@@ -72,7 +89,7 @@ impl Opened {
     /// Opens for appending (created 0640, never world-readable), refusing
     /// what is not a regular file, and deals with a last line without its
     /// newline (see the module docs).
-    fn open(path: &Path) -> std::io::Result<Opened> {
+    fn open(path: &Path, cut_torn: bool) -> std::io::Result<Opened> {
         let file = OpenOptions::new()
             .create(true)
             .read(true)
@@ -88,7 +105,7 @@ impl Opened {
             )));
         }
         let len = file.metadata()?.len();
-        let synced = check_tail(path, &file, len, true)?;
+        let synced = check_tail(path, &file, len, cut_torn)?;
         Ok(Opened { file, synced })
     }
 }
@@ -138,6 +155,14 @@ fn check_tail(path: &Path, file: &File, len: u64, cut_ours: bool) -> std::io::Re
     }
     let mut start = vec![0u8; (len - end).min(LINE_START.len() as u64) as usize];
     file.read_exact_at(&mut start, end)?;
+    if !cut_ours && is_ours(&start) {
+        return Err(std::io::Error::other(format!(
+            "{} ends in the middle of an event line: the daemon is writing to it, or an earlier \
+             run was interrupted (the daemon cuts such a fragment when it next opens the file); \
+             not appending now, try again",
+            path.display()
+        )));
+    }
     if cut_ours && is_ours(&start) {
         tracing::warn!(
             file = %path.display(),

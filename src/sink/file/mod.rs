@@ -87,7 +87,11 @@ impl SinkSettings for Settings {
         })?;
         Ok(Arc::new(FileSink {
             path: self.path.clone(),
-            file: Arc::new(Mutex::new(Appender::new(self.path.clone()))),
+            file: Arc::new(Mutex::new(if ctx.owner {
+                Appender::new(self.path.clone())
+            } else {
+                Appender::guest(self.path.clone())
+            })),
             reopen: Arc::new(AtomicBool::new(false)),
             lines: Arc::new(Lines::new(ctx.source, BATCH)),
         }))

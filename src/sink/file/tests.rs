@@ -33,6 +33,34 @@ fn appends_create_private_files_and_follow_rotation() {
     );
 }
 
+/// `test-sink` beside a daemon in the middle of a 5 MB batch sees a file
+/// that ends mid-line: it must neither cut it (the daemon's write goes on,
+/// and is then synced and marked delivered) nor append after it.
+#[test]
+fn a_guest_never_cuts_a_torn_line_it_may_be_watching_being_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let mut being_written = line("1");
+    being_written.extend_from_slice(LINE_START);
+    being_written.extend_from_slice(b"\"2\"");
+    std::fs::write(&path, &being_written).unwrap();
+    let err = Appender::guest(path.clone())
+        .append(&line("test"), false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("in the middle of an event line"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), being_written, "untouched");
+    // Once the line is whole, the guest appends after it.
+    std::fs::write(&path, [line("1"), line("2")].concat()).unwrap();
+    Appender::guest(path.clone())
+        .append(&line("test"), false)
+        .unwrap();
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        [line("1"), line("2"), line("test")].concat()
+    );
+}
+
 #[test]
 fn a_torn_line_of_our_own_is_cut_off_before_appending() {
     let dir = tempfile::tempdir().unwrap();

@@ -202,6 +202,7 @@ fn ctx() -> BuildContext<'static> {
         name: "bus",
         source: "https://www.digicert.com/services/v2",
         give_up_after: Duration::from_secs(3 * 24 * 3600),
+        owner: true,
     }
 }
 
