@@ -370,7 +370,7 @@ pub async fn open(config: &StoreConfig) -> Result<SharedStore, StoreError> {
             .map_err(|e| StoreError::Task(e.to_string()))??;
             Ok(Arc::new(store))
         }
-        StoreConfig::Postgres(pg) => Ok(Arc::new(postgres::PgStore::open(pg).await?)),
+        StoreConfig::Postgres(pg) => Ok(Arc::new(postgres::PgStore::open_existing(pg).await?)),
     }
 }
 

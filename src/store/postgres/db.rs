@@ -183,6 +183,45 @@ pub(super) async fn migrate(
     Ok(SCHEMA_VERSION)
 }
 
+/// For a command beside the daemon: the database holds an orderwatch store
+/// at exactly this build's schema. Nothing is created or migrated: a
+/// newer binary's `orderwatch events` must not upgrade the schema under
+/// older nodes still running, nor a mistyped database get tables.
+pub(super) async fn check_version(
+    client: &tokio_postgres::Client,
+    location: &str,
+) -> Result<(), StoreError> {
+    let err = |context| move |e: tokio_postgres::Error| classify(location, context, &e);
+    let path = PathBuf::from(location);
+    let exists: bool = client
+        .query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[])
+        .await
+        .map_err(err("looking for the store's tables"))?
+        .get(0);
+    if !exists {
+        return Err(StoreError::Missing { path });
+    }
+    let found: i32 = client
+        .query_one("SELECT coalesce(max(version), 0) FROM schema_version", &[])
+        .await
+        .map_err(err("reading the schema version"))?
+        .get(0);
+    let found = found.max(0) as u32;
+    match found.cmp(&SCHEMA_VERSION) {
+        std::cmp::Ordering::Equal => Ok(()),
+        std::cmp::Ordering::Greater => Err(StoreError::TooNew {
+            path,
+            found,
+            supported: SCHEMA_VERSION,
+        }),
+        std::cmp::Ordering::Less => Err(StoreError::Outdated {
+            path,
+            found,
+            current: SCHEMA_VERSION,
+        }),
+    }
+}
+
 /// Turns a PostgreSQL or connection error into one that says what to do.
 pub(super) fn classify(
     location: &str,

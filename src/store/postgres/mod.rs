@@ -99,6 +99,22 @@ impl PgStore {
         PgStore::open_with(&connector, config.failover).await
     }
 
+    /// Connects to a store that must exist at this build's schema, for a
+    /// command beside the daemon (`events`, `deliveries`, `redeliver`):
+    /// nothing is created or migrated (see `db::check_version`).
+    pub async fn open_existing(config: &PostgresConfig) -> Result<PgStore, StoreError> {
+        let connector = db::Connector::new(config)?;
+        let (client, _closed) = connector.connect().await?;
+        db::check_version(&client, &connector.location).await?;
+        drop(client);
+        Ok(PgStore {
+            pool: connector.pool(POOL_SIZE)?,
+            location: Arc::from(connector.location.as_str()),
+            fence: None,
+            stall_limit: config.failover / 3,
+        })
+    }
+
     async fn open_with(
         connector: &db::Connector,
         failover: Duration,

@@ -472,3 +472,45 @@ async fn an_in_order_sink_moves_its_cursor_while_a_chunk_is_being_recorded() {
         .get(0);
     assert_eq!(cursor, Some(1));
 }
+
+/// `events`, `deliveries` and `redeliver` open the store as it is: a
+/// database without orderwatch's tables is not given them, and a schema
+/// of another version is neither upgraded nor used.
+#[tokio::test]
+async fn a_command_beside_the_daemon_neither_creates_nor_migrates() {
+    let Some(db) = testdb::database("open existing").await else {
+        return;
+    };
+    let c = config(&db, Duration::from_secs(15));
+    let err = PgStore::open_existing(&c).await.unwrap_err();
+    assert!(matches!(err, StoreError::Missing { .. }), "{err}");
+    let daemon = PgStore::open(&c).await.unwrap();
+    assert!(PgStore::open_existing(&c).await.is_ok());
+    let set = |v: i32| {
+        let daemon = daemon.clone();
+        async move {
+            daemon
+                .client()
+                .await
+                .unwrap()
+                .execute("UPDATE schema_version SET version = $1", &[&v])
+                .await
+                .unwrap();
+        }
+    };
+    set(SCHEMA_VERSION as i32 - 1).await;
+    let err = PgStore::open_existing(&c).await.unwrap_err();
+    assert!(matches!(err, StoreError::Outdated { .. }), "{err}");
+    let version: i32 = daemon
+        .client()
+        .await
+        .unwrap()
+        .query_one("SELECT version FROM schema_version", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, SCHEMA_VERSION as i32 - 1, "not migrated");
+    set(99).await;
+    let err = PgStore::open_existing(&c).await.unwrap_err();
+    assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err}");
+}
