@@ -514,3 +514,29 @@ async fn a_command_beside_the_daemon_neither_creates_nor_migrates() {
     let err = PgStore::open_existing(&c).await.unwrap_err();
     assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err}");
 }
+
+/// A node of an older build never takes over a store a newer one migrated.
+#[tokio::test]
+async fn an_older_node_does_not_take_over_a_newer_schema() {
+    let Some(db) = testdb::database("takeover schema").await else {
+        return;
+    };
+    let old = PgLeadership::open(&config(&db, Duration::from_secs(3)), "old:1".into())
+        .await
+        .unwrap();
+    old.store()
+        .client()
+        .await
+        .unwrap()
+        .execute("UPDATE schema_version SET version = 99", &[])
+        .await
+        .unwrap();
+    let err = old
+        .try_acquire()
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("schema version 99"), "{err}");
+    assert_eq!(old.leader().await.unwrap(), None, "nobody took the lease");
+}
