@@ -309,8 +309,12 @@ impl Keeper {
                 _ = tokio::time::sleep(every) => {}
             }
             let sent = Instant::now();
+            // Never past the deadline: a renewal still pending then may
+            // already be too late, and the lease must be given up by the
+            // time the server lets a standby take it.
+            let left = deadline.saturating_duration_since(sent);
             let renewed = tokio::time::timeout(
-                every,
+                every.min(left),
                 self.client.execute(
                     "UPDATE leadership SET expires_at = now() + $2::float8 * interval '1 millisecond'
                      WHERE id = 1 AND term = $1",
