@@ -122,11 +122,13 @@ impl KnownOrders {
     }
 
     /// Remembers what this chunk recorded for an order: its status, and
-    /// its certificate unless the sighting had none.
-    pub(super) fn set(&mut self, change: &OrderChange) {
+    /// its certificate unless the sighting had none (then the one it had
+    /// `before`, as the store keeps it).
+    pub(super) fn set(&mut self, change: &OrderChange, before: Option<&Current>) {
         match self {
             KnownOrders::Point(updated) => {
-                let next = Current::after(updated.get(&change.order_id), change);
+                let old = updated.get(&change.order_id).or(before);
+                let next = Current::after(old, change);
                 updated.insert(change.order_id, next);
             }
             KnownOrders::Scanned {
@@ -147,7 +149,8 @@ impl KnownOrders {
                             })
                         }),
                 };
-                *last_set = Some((change.order_id, Current::after(old.as_ref(), change)));
+                let old = old.as_ref().or(before);
+                *last_set = Some((change.order_id, Current::after(old, change)));
             }
         }
     }

@@ -100,7 +100,7 @@ impl Db {
                 else {
                     // An order never seen: its transition cannot exist yet.
                     // Such rows (most of a first catch-up) go in many at a time.
-                    known.set(change);
+                    known.set(change, None);
                     fresh.rows.push(change);
                     if fresh.rows.len() == FreshOrders::BATCH {
                         fresh
@@ -118,12 +118,12 @@ impl Db {
                             .flush(&tx, seen_ms, routes, hold, &mut summary)
                             .map_err(err("recording new orders"))?;
                         update_order(&tx, change, seen_ms).map_err(err("updating an order"))?;
-                        known.set(change);
+                        known.set(change, Some(&current));
                         continue;
                     }
                     Sighting::Transition => {}
                 }
-                known.set(change);
+                known.set(change, Some(&current));
                 // Keep recording order: everything before this goes in first.
                 fresh
                     .flush(&tx, seen_ms, routes, hold, &mut summary)

@@ -22,6 +22,7 @@ macro_rules! store_suite {
             a_status_seen_before_is_not_a_transition_in_first_sighting_mode,
             a_status_that_comes_back_is_a_transition_with_a_counted_id,
             a_new_certificate_with_the_same_status_is_a_transition,
+            a_sighting_without_a_certificate_keeps_the_known_one_within_a_chunk,
             a_sighting_without_a_certificate_is_a_repeat,
             returns_are_counted_across_windows_and_overlaps_emit_nothing_twice,
             redeliver_names_one_return_exactly,

@@ -238,3 +238,28 @@ pub async fn redeliver_names_one_return_exactly(s: SharedStore) {
         Some("needs_approval")
     );
 }
+
+/// One answer lists an order twice: first with another status and no
+/// certificate, then with that status and a new certificate. The first
+/// sighting keeps the certificate the store knows, so the second is a
+/// transition (a reissue), not the order's first certificate.
+pub async fn a_sighting_without_a_certificate_keeps_the_known_one_within_a_chunk(s: SharedStore) {
+    let sinks = [rows("a", None)];
+    window(
+        &s,
+        &[with_certificate(7, "issued", Some(10))],
+        at(0),
+        at(0),
+        &sinks,
+    )
+    .await;
+    let twice = [
+        with_certificate(7, "pending", None),
+        with_certificate(7, "pending", Some(11)),
+    ];
+    // Sorted by order id, the two keep their answer order (a stable sort).
+    let summary = window(&s, &twice, at(1), at(1), &sinks).await;
+    assert_eq!(summary.new_transitions(), 2, "{summary:?}");
+    let ids: Vec<String> = event_log(&s).await.into_iter().map(|e| e.0).collect();
+    assert_eq!(ids, ["7:issued", "7:pending", "7:pending:1"]);
+}
