@@ -186,8 +186,10 @@ impl End {
                         leader,
                     });
                 };
+                // Fenced: a copy that lost the lease meanwhile (its keeper's
+                // connection dropped, a daemon took over) commits nothing.
                 Ok(End::Postgres {
-                    store: leadership.store().clone(),
+                    store: leadership.fenced_by(&lease),
                     _lease: lease,
                 })
             }

@@ -90,6 +90,12 @@ impl Lease {
         self.term
     }
 
+    /// Where the keeper writes why the lease was lost, for another handle
+    /// fenced by this lease.
+    pub(crate) fn why_handle(&self) -> Arc<Mutex<Option<String>>> {
+        Arc::clone(&self.why)
+    }
+
     /// The store to poll and deliver with: every write that records a
     /// window, moves a cursor or marks a delivery fails with
     /// [`StoreError::Fenced`] once another node has taken over.

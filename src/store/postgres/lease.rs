@@ -58,6 +58,13 @@ impl PgLeadership {
         })
     }
 
+    /// The store with its writes fenced by `lease` (held by this node):
+    /// once another node took over, they fail instead of landing.
+    pub fn fenced_by(&self, lease: &Lease) -> PgStore {
+        self.store
+            .fenced(lease.term(), lease.lost(), lease.why_handle())
+    }
+
     /// The unfenced store, for a standby's reads (status, metrics).
     pub fn store(&self) -> &PgStore {
         &self.store

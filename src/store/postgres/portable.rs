@@ -196,6 +196,8 @@ impl PgStore {
         )
         .await
         .map_err(self.err("moving the alert seq generator"))?;
+        // Last, so its statement time-out does not bound the copy's writes.
+        self.fence(&tx).await?;
         tx.commit().await.map_err(self.err("committing the copy"))?;
         Ok(counts)
     }

@@ -540,3 +540,36 @@ async fn an_older_node_does_not_take_over_a_newer_schema() {
     assert!(err.contains("schema version 99"), "{err}");
     assert_eq!(old.leader().await.unwrap(), None, "nobody took the lease");
 }
+
+/// `store copy --force` into a store whose lease another node took while
+/// the copy ran: the copy's transaction (emptying the store and all)
+/// commits nothing.
+#[tokio::test]
+async fn a_copy_that_lost_its_lease_commits_nothing() {
+    let Some(db) = testdb::database("copy fenced").await else {
+        return;
+    };
+    let target = PgLeadership::open(&config(&db, Duration::from_secs(15)), "copy:1".into())
+        .await
+        .unwrap();
+    let routes: crate::store::Routes = Arc::from(Vec::new());
+    let chunk = Chunk::whole(vec![change(1, "pending")], Some(at(10)), at(10));
+    target.store().record(chunk, routes).await.unwrap();
+    let lease = target.try_acquire().await.unwrap().unwrap();
+    let copying = target.fenced_by(&lease);
+    // Another node takes over (as after the copy's keeper lost its connection).
+    target
+        .store()
+        .client()
+        .await
+        .unwrap()
+        .execute("UPDATE leadership SET term = term + 1", &[])
+        .await
+        .unwrap();
+    let (send, receive) = tokio::sync::mpsc::channel(1);
+    drop(send);
+    let err = copying.import(receive, true).await.unwrap_err();
+    assert!(matches!(err, StoreError::Fenced { .. }), "{err}");
+    let left = target.store().counts().await.unwrap();
+    assert_eq!(left.transitions, 1, "the store was not emptied");
+}
