@@ -349,9 +349,7 @@ async fn a_standby_whose_connections_went_silent_takes_over_and_works() {
     let first = c.start(&mut w);
     assert_eq!(c.settled(Duration::from_secs(30)).await, first);
     // The second node reaches the database through the proxy.
-    let direct = format!("127.0.0.1:{}/", db.port);
-    let proxied = format!("127.0.0.1:{}/", proxy.port);
-    w.set("store.url", db.url.replace(&direct, &proxied));
+    w.set("store.url", through(&proxy, &db));
     let standby = c.start(&mut w);
     assert_eq!(c.settled(Duration::from_secs(30)).await, first);
     // Let it make its connections (probe, pool), then silence them all.
@@ -364,15 +362,8 @@ async fn a_standby_whose_connections_went_silent_takes_over_and_works() {
     w.sim
         .sim()
         .set_status(777_001, 777_002, "issued", chrono::Utc::now());
-    let arrived = eventually(Duration::from_secs(30), || {
-        c.runs[standby]
-            .file_ids()
-            .iter()
-            .any(|id| id == "777001:issued")
-    })
-    .await;
     assert!(
-        arrived,
+        written(&c, standby, "777001:issued", Duration::from_secs(30)).await,
         "took over after {took:?} but delivered nothing:\n{}",
         c.logs()
     );
@@ -390,21 +381,15 @@ async fn a_leader_whose_connections_went_silent_leads_again_and_works() {
     let mut w = World::new().await;
     w.file_sink();
     use_postgres(&mut w, &db, "3s");
-    let direct = format!("127.0.0.1:{}/", db.port);
-    let proxied = format!("127.0.0.1:{}/", proxy.port);
-    w.set("store.url", db.url.replace(&direct, &proxied));
+    w.set("store.url", through(&proxy, &db));
     let mut c = Cluster::new(None);
     let node = c.start(&mut w);
     assert_eq!(c.settled(Duration::from_secs(30)).await, node);
     w.sim
         .sim()
         .set_status(777_001, 777_002, "pending", chrono::Utc::now());
-    let seen = |id: &'static str| {
-        let run = &c.runs[node];
-        move || run.file_ids().iter().any(|i| i == id)
-    };
     assert!(
-        eventually(Duration::from_secs(30), seen("777001:pending")).await,
+        written(&c, node, "777001:pending", Duration::from_secs(30)).await,
         "{}",
         c.logs()
     );
@@ -413,8 +398,20 @@ async fn a_leader_whose_connections_went_silent_leads_again_and_works() {
         .sim()
         .set_status(777_001, 777_002, "issued", chrono::Utc::now());
     assert!(
-        eventually(Duration::from_secs(40), seen("777001:issued")).await,
+        written(&c, node, "777001:issued", Duration::from_secs(40)).await,
         "nothing delivered after the connections went silent:\n{}",
         c.logs()
     );
+}
+
+/// `db`'s URL, reached through `proxy`.
+fn through(proxy: &SilentProxy, db: &testdb::TestDb) -> String {
+    let direct = format!("127.0.0.1:{}/", db.port);
+    db.url
+        .replace(&direct, &format!("127.0.0.1:{}/", proxy.port))
+}
+
+/// Whether event `id` reaches run `run`'s events file within `within`.
+async fn written(c: &Cluster, run: usize, id: &str, within: Duration) -> bool {
+    eventually(within, || c.runs[run].file_ids().iter().any(|i| i == id)).await
 }

@@ -48,6 +48,18 @@ fn change(order_id: i64, status: &str) -> OrderChange {
     }
 }
 
+/// Runs `statement` on one of `store`'s connections (a test's hand on the
+/// database: another node, an operator).
+async fn sql(store: &PgStore, statement: &str) {
+    store
+        .client()
+        .await
+        .unwrap()
+        .execute(statement, &[])
+        .await
+        .unwrap();
+}
+
 fn at(s: i64) -> DateTime<chrono::Utc> {
     DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
 }
@@ -71,13 +83,7 @@ async fn nodes_starting_together_migrate_once_and_a_newer_schema_is_refused() {
     let admin = testdb::server("migrations").unwrap().superuser().await;
     drop(admin);
     let store = PgStore::open(&c).await.unwrap();
-    store
-        .client()
-        .await
-        .unwrap()
-        .execute("UPDATE schema_version SET version = 99", &[])
-        .await
-        .unwrap();
+    sql(&store, "UPDATE schema_version SET version = 99").await;
     let err = PgStore::open(&c).await.unwrap_err();
     assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err}");
     let text = err.to_string();
@@ -486,19 +492,8 @@ async fn a_command_beside_the_daemon_neither_creates_nor_migrates() {
     assert!(matches!(err, StoreError::Missing { .. }), "{err}");
     let daemon = PgStore::open(&c).await.unwrap();
     assert!(PgStore::open_existing(&c).await.is_ok());
-    let set = |v: i32| {
-        let daemon = daemon.clone();
-        async move {
-            daemon
-                .client()
-                .await
-                .unwrap()
-                .execute("UPDATE schema_version SET version = $1", &[&v])
-                .await
-                .unwrap();
-        }
-    };
-    set(SCHEMA_VERSION as i32 - 1).await;
+    let older = format!("UPDATE schema_version SET version = {}", SCHEMA_VERSION - 1);
+    sql(&daemon, &older).await;
     let err = PgStore::open_existing(&c).await.unwrap_err();
     assert!(matches!(err, StoreError::Outdated { .. }), "{err}");
     let version: i32 = daemon
@@ -510,7 +505,7 @@ async fn a_command_beside_the_daemon_neither_creates_nor_migrates() {
         .unwrap()
         .get(0);
     assert_eq!(version, SCHEMA_VERSION as i32 - 1, "not migrated");
-    set(99).await;
+    sql(&daemon, "UPDATE schema_version SET version = 99").await;
     let err = PgStore::open_existing(&c).await.unwrap_err();
     assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err}");
 }
@@ -524,13 +519,7 @@ async fn an_older_node_does_not_take_over_a_newer_schema() {
     let old = PgLeadership::open(&config(&db, Duration::from_secs(3)), "old:1".into())
         .await
         .unwrap();
-    old.store()
-        .client()
-        .await
-        .unwrap()
-        .execute("UPDATE schema_version SET version = 99", &[])
-        .await
-        .unwrap();
+    sql(old.store(), "UPDATE schema_version SET version = 99").await;
     let err = old
         .try_acquire()
         .await
@@ -558,14 +547,7 @@ async fn a_copy_that_lost_its_lease_commits_nothing() {
     let lease = target.try_acquire().await.unwrap().unwrap();
     let copying = target.fenced_by(&lease);
     // Another node takes over (as after the copy's keeper lost its connection).
-    target
-        .store()
-        .client()
-        .await
-        .unwrap()
-        .execute("UPDATE leadership SET term = term + 1", &[])
-        .await
-        .unwrap();
+    sql(target.store(), "UPDATE leadership SET term = term + 1").await;
     let (send, receive) = tokio::sync::mpsc::channel(1);
     drop(send);
     let err = copying.import(receive, true).await.unwrap_err();
