@@ -82,6 +82,16 @@ impl SecretSource {
         SecretSource::Env(DEFAULT_API_KEY_ENV.to_string())
     }
 
+    /// Where in its table this source was named, after the table's name:
+    /// `.{stem}_env`, `.{stem}_file`, or ` (systemd credential "name")`.
+    pub fn key_suffix(&self, stem: &str) -> String {
+        match self {
+            SecretSource::Env(_) => format!(".{stem}_env"),
+            SecretSource::File(_) => format!(".{stem}_file"),
+            SecretSource::Credential { name, .. } => format!(" (systemd credential {name:?})"),
+        }
+    }
+
     /// Reads the secret, trimming the trailing newline editors and `echo` add.
     pub fn load(&self) -> Result<Secret, SecretError> {
         self.load_with(&super::process_env)

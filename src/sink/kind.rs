@@ -182,13 +182,8 @@ impl BuildError {
     /// `{stem}_file` or a systemd credential). The message never holds the
     /// secret: only where it came from and what is wrong.
     pub fn secret(stem: &str, source: &SecretSource, message: impl Into<String>) -> BuildError {
-        let at = match source {
-            SecretSource::Env(_) => format!(".{stem}_env"),
-            SecretSource::File(_) => format!(".{stem}_file"),
-            SecretSource::Credential { name, .. } => format!(" (systemd credential {name:?})"),
-        };
         BuildError {
-            at,
+            at: source.key_suffix(stem),
             message: message.into(),
         }
     }

@@ -16,7 +16,7 @@ use axum::http::HeaderName;
 use futures_util::FutureExt;
 use tokio::sync::Notify;
 
-use crate::config::{Config, MIN_WAKE_KEY_LEN, Secret, SecretSource, WakeConfig};
+use crate::config::{Config, MIN_WAKE_KEY_LEN, Secret, WakeConfig};
 
 pub mod listener;
 
@@ -86,11 +86,7 @@ pub fn load_key(config: &Config) -> anyhow::Result<Option<Secret>> {
     let Some(source) = config.wake.as_ref().and_then(|w| w.key.as_ref()) else {
         return Ok(None);
     };
-    let key_name = match source {
-        SecretSource::File(_) => "wake.key_file",
-        SecretSource::Env(_) => "wake.key_env",
-        SecretSource::Credential { .. } => "wake",
-    };
+    let key_name = format!("wake{}", source.key_suffix("key"));
     let key = source.load().map_err(|e| {
         anyhow::anyhow!(
             "{}: {key_name}: cannot read the wake key from {source}: {e}",

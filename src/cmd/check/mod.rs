@@ -205,11 +205,7 @@ fn sinks(config: &Config, found: &mut Findings) {
 /// The config key a secret came from: `digicert.api_key_env`,
 /// `sinks[0] ("hook").secret_file`, or the systemd credential's name.
 fn secret_key(table: &str, stem: &str, source: &SecretSource) -> String {
-    match source {
-        SecretSource::Env(_) => format!("{table}.{stem}_env"),
-        SecretSource::File(_) => format!("{table}.{stem}_file"),
-        SecretSource::Credential { name, .. } => format!("{table} (systemd credential {name:?})"),
-    }
+    format!("{table}{}", source.key_suffix(stem))
 }
 
 pub async fn run(config_flag: Option<&Path>, online: bool) -> Result<(), Failure> {
