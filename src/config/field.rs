@@ -42,6 +42,19 @@ impl Problems {
         });
     }
 
+    /// `key = "NAME"` (a `*_env` key) as the source of a secret, or a
+    /// problem at `key` when `NAME` cannot be a variable's name (see
+    /// [`super::secret::env_source`]).
+    pub fn env_var(&mut self, key: impl Into<String>, var: &str) -> Option<super::SecretSource> {
+        match super::secret::env_source(var) {
+            Ok(source) => Some(source),
+            Err(problem) => {
+                self.add(key, problem);
+                None
+            }
+        }
+    }
+
     /// A humantime duration (`"30s"`, `"10m"`, `"7d"`), `default` if unset.
     pub fn duration(&mut self, key: &str, value: Option<&str>, default: Duration) -> Duration {
         let Some(text) = value else {

@@ -95,13 +95,7 @@ impl Validator {
                 );
                 None
             }
-            (Some(var), None) => match super::secret::env_source(var) {
-                Ok(source) => Some(Some(source)),
-                Err(problem) => {
-                    self.problem("store.password_env", problem);
-                    None
-                }
-            },
+            (Some(var), None) => self.problems.env_var("store.password_env", var).map(Some),
             (None, Some(file)) => Some(Some(SecretSource::File(file.clone()))),
             (None, None) => Some(default_password(env)),
         };

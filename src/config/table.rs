@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use super::field::{Problems, RedactedUrl, is_loopback, shown_url, sink_key};
-use super::secret::{SecretSource, env_source};
+use super::secret::SecretSource;
 
 /// The kind-specific part of one `[[sinks]]` table.
 pub struct SinkTable<'a> {
@@ -136,13 +136,10 @@ impl<'a> SinkTable<'a> {
                 );
                 None
             }
-            (Some(var), None) => match env_source(&var) {
-                Ok(source) => Some(source),
-                Err(problem) => {
-                    self.problem(&format!("{stem}_env"), problem);
-                    None
-                }
-            },
+            (Some(var), None) => {
+                let key = self.key(&format!("{stem}_env"));
+                self.problems.env_var(key, &var)
+            }
             (None, Some(file)) => Some(SecretSource::File(file)),
             (None, None) => match self.credential(credential) {
                 Some(source) => Some(source),

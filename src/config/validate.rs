@@ -185,13 +185,7 @@ impl Validator {
                 );
                 None
             }
-            (Some(var), None) => match super::secret::env_source(var) {
-                Ok(source) => Some(source),
-                Err(problem) => {
-                    self.problem("digicert.api_key_env", problem);
-                    None
-                }
-            },
+            (Some(var), None) => self.problems.env_var("digicert.api_key_env", var),
             (None, Some(file)) => Some(SecretSource::File(file.clone())),
             (None, None) => Some(SecretSource::default_api_key(env)),
         }

@@ -94,13 +94,7 @@ pub(super) fn parse(
             problems.add("wake.key_file", "set either key_env or key_file, not both");
             None
         }
-        (Some(var), None) => match super::secret::env_source(&var) {
-            Ok(source) => Some(source),
-            Err(problem) => {
-                problems.add("wake.key_env", problem);
-                None
-            }
-        },
+        (Some(var), None) => problems.env_var("wake.key_env", &var),
         (None, Some(file)) => Some(SecretSource::File(file)),
         (None, None) => env("CREDENTIALS_DIRECTORY")
             .filter(|dir| Path::new(dir).join(WAKE_KEY_CREDENTIAL).exists())
