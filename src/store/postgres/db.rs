@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::GenericClient;
 use tokio_postgres::error::SqlState;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -146,28 +147,9 @@ pub(super) async fn migrate(
     )
     .await
     .map_err(err("waiting for another node's migration"))?;
-    let exists: bool = tx
-        .query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[])
-        .await
-        .map_err(err("reading the schema version"))?
-        .get(0);
-    let found: u32 = if exists {
-        let v: i32 = tx
-            .query_one("SELECT max(version) FROM schema_version", &[])
-            .await
-            .map_err(err("reading the schema version"))?
-            .get::<_, Option<i32>>(0)
-            .unwrap_or(0);
-        v.max(0) as u32
-    } else {
-        0
-    };
+    let found = schema_version(&tx, location).await?.unwrap_or(0);
     if found > SCHEMA_VERSION {
-        return Err(StoreError::TooNew {
-            path: PathBuf::from(location),
-            found,
-            supported: SCHEMA_VERSION,
-        });
+        return Err(too_new(location, found));
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         tx.batch_execute(sql)
@@ -191,34 +173,50 @@ pub(super) async fn check_version(
     client: &tokio_postgres::Client,
     location: &str,
 ) -> Result<(), StoreError> {
-    let err = |context| move |e: tokio_postgres::Error| classify(location, context, &e);
     let path = PathBuf::from(location);
-    let exists: bool = client
-        .query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[])
-        .await
-        .map_err(err("looking for the store's tables"))?
-        .get(0);
-    if !exists {
+    let Some(found) = schema_version(client, location).await? else {
         return Err(StoreError::Missing { path });
-    }
-    let found: i32 = client
-        .query_one("SELECT coalesce(max(version), 0) FROM schema_version", &[])
-        .await
-        .map_err(err("reading the schema version"))?
-        .get(0);
-    let found = found.max(0) as u32;
+    };
     match found.cmp(&SCHEMA_VERSION) {
         std::cmp::Ordering::Equal => Ok(()),
-        std::cmp::Ordering::Greater => Err(StoreError::TooNew {
-            path,
-            found,
-            supported: SCHEMA_VERSION,
-        }),
+        std::cmp::Ordering::Greater => Err(too_new(location, found)),
         std::cmp::Ordering::Less => Err(StoreError::Outdated {
             path,
             found,
             current: SCHEMA_VERSION,
         }),
+    }
+}
+
+/// The schema version the store is at; `None` when it has no
+/// `schema_version` table (no orderwatch store yet).
+pub(super) async fn schema_version<C: GenericClient + Sync>(
+    client: &C,
+    location: &str,
+) -> Result<Option<u32>, StoreError> {
+    let err = |e: tokio_postgres::Error| classify(location, "reading the schema version", &e);
+    let exists: bool = client
+        .query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[])
+        .await
+        .map_err(err)?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let found: i32 = client
+        .query_one("SELECT coalesce(max(version), 0) FROM schema_version", &[])
+        .await
+        .map_err(err)?
+        .get(0);
+    Ok(Some(found.max(0) as u32))
+}
+
+/// A store at schema version `found`, newer than this build knows.
+pub(super) fn too_new(location: &str, found: u32) -> StoreError {
+    StoreError::TooNew {
+        path: PathBuf::from(location),
+        found,
+        supported: SCHEMA_VERSION,
     }
 }
 

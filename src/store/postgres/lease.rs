@@ -176,17 +176,10 @@ impl PgLeadership {
         // A node of an older build must not lead a store a newer one has
         // migrated (a rolling upgrade): it would write what it does not
         // know the schema of. It says so and stops, rather than take over.
-        let version: i32 = tx
-            .query_one("SELECT coalesce(max(version), 0) FROM schema_version", &[])
-            .await
-            .map_err(self.err("reading the schema version"))?
-            .get(0);
-        if version > super::SCHEMA_VERSION as i32 {
-            return Err(StoreError::TooNew {
-                path: std::path::PathBuf::from(&self.connector.location),
-                found: version.max(0) as u32,
-                supported: super::SCHEMA_VERSION,
-            });
+        let location = &self.connector.location;
+        let version = db::schema_version(&tx, location).await?.unwrap_or(0);
+        if version > super::SCHEMA_VERSION {
+            return Err(db::too_new(location, version));
         }
         if live {
             let vacant: bool = tx

@@ -107,12 +107,7 @@ impl PgStore {
         let (client, _closed) = connector.connect().await?;
         db::check_version(&client, &connector.location).await?;
         drop(client);
-        Ok(PgStore {
-            pool: connector.pool(POOL_SIZE)?,
-            location: Arc::from(connector.location.as_str()),
-            fence: None,
-            stall_limit: config.failover / 3,
-        })
+        PgStore::unfenced(&connector, config.failover)
     }
 
     async fn open_with(
@@ -122,6 +117,11 @@ impl PgStore {
         let (mut client, _closed) = connector.connect().await?;
         db::migrate(&mut client, &connector.location).await?;
         drop(client);
+        PgStore::unfenced(connector, failover)
+    }
+
+    /// A handle on `connector`'s database, its pool not yet connected.
+    fn unfenced(connector: &db::Connector, failover: Duration) -> Result<PgStore, StoreError> {
         Ok(PgStore {
             pool: connector.pool(POOL_SIZE)?,
             location: Arc::from(connector.location.as_str()),
