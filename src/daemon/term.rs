@@ -29,6 +29,9 @@ use crate::service;
 use crate::store::{Leadership, Lease};
 use crate::transition::now_ms;
 
+/// How long a leader's status line may take to read from the store.
+const STATUS_READ: Duration = Duration::from_secs(2);
+
 /// How often a standby looks at who leads, for `STATUS=` and `/healthz`
 /// (and feeds the watchdog: a standby is progressing while it can look).
 const LOOK_EVERY: Duration = Duration::from_secs(2);
@@ -256,7 +259,12 @@ impl Daemon {
                 }
                 Ok(()) = generation.last.changed() => {
                     let last = generation.last.borrow_and_update().clone();
-                    self.show_status(&generation, last).await;
+                    // The status line reads the store; on a connection gone
+                    // silent that read could wait for ever, and with it this
+                    // loop, which must notice a lost lease, a stop or the
+                    // watchdog. A line not shown in time is skipped.
+                    let _ = tokio::time::timeout(STATUS_READ, self.show_status(&generation, last))
+                        .await;
                 }
                 joined = &mut generation.poll => {
                     break match joined {
